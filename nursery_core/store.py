@@ -1,0 +1,498 @@
+"""The only module with SQL: Nursery's metadata in SQLite, shared safely by Streamlit threads and runners.
+
+One connection (check_same_thread=False, WAL, busy timeout for other processes such as the CLI) behind a
+re-entrant lock; multi-row writes run in `db.atomic()` inside it. Rows come back as plain dicts with their
+JSON columns decoded, so pages, the CLI (--json) and tests read the same shape.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import sqlite_utils
+
+from . import paths
+from .errors import AlreadyExists, NotFound
+from .status import ACTIVE, JobStatus
+
+# Columns stored as JSON text and decoded on read, per table.
+JSON_COLUMNS: dict[str, tuple[str, ...]] = {
+    "datasets": ("tools", "categories", "split", "stats", "report"),
+    "jobs": ("config", "estimate", "actual", "provider_state", "budget"),
+    "job_events": ("data",),
+    "models": ("config", "metrics", "tools"),
+    "evaluations": ("settings", "metrics"),
+    "deployments": ("verification", "files"),
+    "instances": ("data",),
+}
+
+
+def now() -> str:
+    """UTC ISO-8601 with milliseconds: sortable as text."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id(prefix: str = "") -> str:
+    return prefix + uuid.uuid4().hex[:12]
+
+
+# --------------------------------------------------------------------------------------- migrations
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["datasets"].create({
+        "name": str, "path": str, "num_examples": int, "tools": str, "categories": str, "source": str,
+        "description": str, "created_at": str, "created_by": str, "split": str, "stats": str, "report": str,
+        "sha256": str,
+    }, pk="name")
+    db["jobs"].create({
+        "id": str, "kind": str, "status": str, "dataset": str, "base_model": str, "output_name": str,
+        "config": str, "created_at": str, "created_by": str, "started_at": str, "finished_at": str,
+        "heartbeat_at": str, "step": int, "total_steps": int, "progress": float, "last_loss": float,
+        "eval_loss": float, "learning_rate": float, "tokens_per_s": float, "eta_s": float, "device": str,
+        "pid": int, "runner_id": str, "error": str, "log_tail": str, "estimate": str, "actual": str,
+        "cancel_requested": int, "provider_state": str, "budget": str, "cost_usd": float,
+        "model_name": str,
+    }, pk="id", defaults={"cancel_requested": 0, "step": 0, "progress": 0.0})
+    db["job_events"].create({
+        "id": int, "job_id": str, "ts": str, "kind": str, "step": int, "loss": float, "eval_loss": float,
+        "learning_rate": float, "tokens_per_s": float, "message": str, "data": str,
+    }, pk="id")
+    db["models"].create({
+        "name": str, "kind": str, "path": str, "base_model": str, "dataset": str, "job_id": str,
+        "created_at": str, "created_by": str, "final_loss": float, "eval_loss": float, "config": str,
+        "metrics": str, "tools": str,
+    }, pk="name")
+    db["evaluations"].create({
+        "id": str, "model": str, "dataset": str, "split": str, "created_at": str, "created_by": str,
+        "num_examples": int, "settings": str, "metrics": str, "details_path": str, "ast_accuracy": float,
+    }, pk="id")
+    db["deployments"].create({
+        "id": str, "model": str, "created_at": str, "created_by": str, "status": str, "path": str,
+        "gguf_path": str, "gguf_size": int, "outtype": str, "score": float, "verification": str,
+        "ollama_name": str, "ollama_host": str, "registered": int, "files": str, "error": str,
+    }, pk="id")
+    db["instances"].create({
+        "id": str, "provider": str, "job_id": str, "label": str, "created_at": str, "destroyed_at": str,
+        "state": str, "gpu_name": str, "dph": float, "data": str,
+    }, pk="id")
+    db["jobs"].create_index(["status"])
+    db["jobs"].create_index(["created_at"])
+    db["jobs"].create_index(["created_by", "kind"])
+    db["job_events"].create_index(["job_id", "id"])
+    db["datasets"].create_index(["created_at"])
+    db["models"].create_index(["created_at"])
+    db["models"].create_index(["job_id"])
+    db["evaluations"].create_index(["model", "dataset"])
+    db["evaluations"].create_index(["created_at"])
+    db["deployments"].create_index(["model"])
+    db["instances"].create_index(["job_id"])
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("m001_initial", _m001_initial),
+]
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Applies the migrations not yet recorded in `_migrations`; returns their names."""
+    if "_migrations" not in db.table_names():
+        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
+    done = {r["name"] for r in db["_migrations"].rows}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        with db.atomic():
+            fn(db)
+            db["_migrations"].insert({"name": name, "applied_at": now()})
+        applied.append(name)
+    return applied
+
+
+# ------------------------------------------------------------------------------------------- store
+class Store:
+    """All of Nursery's metadata. Every public method takes the lock; rows are dicts."""
+
+    def __init__(self, path: Path | str | None = None):
+        self.path = Path(path) if path else paths.db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30,
+                               isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        with self._lock:
+            self.db.enable_wal()
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            apply_migrations(self.db)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.conn.close()
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        with self._lock:
+            with self.db.atomic():
+                yield
+
+    def _decode(self, table: str, row: dict | None) -> dict | None:
+        if row is None:
+            return None
+        row = dict(row)
+        for col in JSON_COLUMNS.get(table, ()):
+            v = row.get(col)
+            if isinstance(v, str):
+                try:
+                    row[col] = json.loads(v)
+                except ValueError:
+                    pass
+        return row
+
+    def _get(self, table: str, pk: Any) -> dict | None:
+        with self._lock:
+            rows = list(self.db[table].rows_where(f"{self.db[table].pks[0]} = ?", [pk], limit=1))
+        return self._decode(table, rows[0]) if rows else None
+
+    def _select(self, table: str, where: str | None = None, args: Iterable = (), order_by: str | None = None,
+                limit: int | None = None, offset: int | None = None, select: str = "*") -> list[dict]:
+        with self._lock:
+            rows = list(self.db[table].rows_where(where, list(args), order_by=order_by, limit=limit,
+                                                  offset=offset, select=select))
+        return [self._decode(table, r) for r in rows]
+
+    def _count(self, table: str, where: str | None = None, args: Iterable = ()) -> int:
+        with self._lock:
+            sql = f"select count(*) from [{table}]" + (f" where {where}" if where else "")
+            return self.db.execute(sql, list(args)).fetchone()[0]
+
+    @staticmethod
+    def _encode(table: str, values: dict) -> dict:
+        out = {}
+        for k, v in values.items():
+            if k in JSON_COLUMNS.get(table, ()) and v is not None and not isinstance(v, str):
+                v = json.dumps(v, ensure_ascii=False, default=str)
+            out[k] = v
+        return out
+
+    # ------------------------------------------------------------------------------------ datasets
+    def add_dataset(self, row: dict, *, replace: bool = False) -> dict:
+        """Records a dataset; refuses to replace an existing name unless asked."""
+        row = {"created_at": now(), **row}
+        with self._atomic():
+            if not replace and self._get("datasets", row["name"]) is not None:
+                raise AlreadyExists(f"dataset {row['name']!r} already exists: choose another --name "
+                                    "or delete it first")
+            self.db["datasets"].insert(self._encode("datasets", row), replace=True)
+        return self.get_dataset(row["name"])
+
+    def get_dataset(self, name: str) -> dict:
+        row = self._get("datasets", name)
+        if row is None:
+            raise NotFound(f"no dataset named {name!r} (see list-datasets)")
+        return row
+
+    def has_dataset(self, name: str) -> bool:
+        return self._get("datasets", name) is not None
+
+    def list_datasets(self, limit: int | None = None, offset: int | None = None) -> list[dict]:
+        return self._select("datasets", order_by="created_at desc", limit=limit, offset=offset)
+
+    def count_datasets(self) -> int:
+        return self._count("datasets")
+
+    def update_dataset(self, name: str, **values: Any) -> dict:
+        with self._atomic():
+            self.get_dataset(name)
+            self.db["datasets"].update(name, self._encode("datasets", values))
+        return self.get_dataset(name)
+
+    def delete_dataset(self, name: str) -> None:
+        with self._atomic():
+            self.get_dataset(name)
+            self.db["datasets"].delete(name)
+
+    # ---------------------------------------------------------------------------------------- jobs
+    def create_job(self, row: dict) -> dict:
+        """Inserts a job (status queued unless given) and returns it."""
+        row = {"id": new_id("j"), "status": JobStatus.QUEUED.value, "created_at": now(), **row}
+        with self._atomic():
+            self.db["jobs"].insert(self._encode("jobs", row))
+        return self.get_job(row["id"])
+
+    def get_job(self, job_id: str) -> dict:
+        row = self._get("jobs", job_id)
+        if row is None:
+            raise NotFound(f"no job with id {job_id!r} (see list-jobs)")
+        return row
+
+    def update_job(self, job_id: str, **values: Any) -> dict:
+        with self._atomic():
+            self.get_job(job_id)
+            self.db["jobs"].update(job_id, self._encode("jobs", values))
+        return self.get_job(job_id)
+
+    def list_jobs(self, status: str | Iterable[str] | None = None, kind: str | None = None,
+                  limit: int | None = None, offset: int | None = None, order: str = "created_at desc") -> list[dict]:
+        where, args = self._job_filter(status, kind)
+        return self._select("jobs", where, args, order_by=order, limit=limit, offset=offset)
+
+    def count_jobs(self, status: str | Iterable[str] | None = None, kind: str | None = None) -> int:
+        where, args = self._job_filter(status, kind)
+        return self._count("jobs", where, args)
+
+    @staticmethod
+    def _job_filter(status, kind) -> tuple[str | None, list]:
+        clauses, args = [], []
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else [str(s) for s in status]
+            clauses.append(f"status in ({', '.join('?' for _ in statuses)})")
+            args += [str(s) for s in statuses]
+        if kind is not None:
+            clauses.append("kind = ?")
+            args.append(kind)
+        return (" and ".join(clauses) or None), args
+
+    def claim_next_job(self, kind: str, runner_id: str, max_running: int = 1) -> dict | None:
+        """Atomically moves the oldest queued job of `kind` to running, if fewer than max_running run."""
+        with self._atomic():
+            running = self.db.execute("select count(*) from jobs where kind = ? and status = ?",
+                                      [kind, JobStatus.RUNNING.value]).fetchone()[0]
+            if running >= max_running:
+                return None
+            row = self.db.execute(
+                "select id from jobs where kind = ? and status = ? and cancel_requested = 0 "
+                "order by created_at, rowid limit 1", [kind, JobStatus.QUEUED.value]).fetchone()
+            if row is None:
+                return None
+            self.db["jobs"].update(row[0], {"status": JobStatus.RUNNING.value, "started_at": now(),
+                                            "heartbeat_at": now(), "runner_id": runner_id})
+        return self.get_job(row[0])
+
+    def request_cancel(self, job_id: str) -> dict:
+        """Flags a job for cancellation; a queued job is cancelled at once."""
+        with self._atomic():
+            job = self.get_job(job_id)
+            values: dict[str, Any] = {"cancel_requested": 1}
+            if job["status"] == JobStatus.QUEUED.value:
+                values.update(status=JobStatus.CANCELLED.value, finished_at=now(),
+                              error="cancelled before it started")
+            self.db["jobs"].update(job_id, values)
+        return self.get_job(job_id)
+
+    def record_event(self, job_id: str, event: dict) -> None:
+        """Stores one progress event and folds it into the job's live columns, atomically."""
+        kind = event.get("kind", "log")
+        row = {
+            "job_id": job_id, "ts": event.get("ts") or now(), "kind": kind,
+            "step": event.get("step"), "loss": event.get("loss"), "eval_loss": event.get("eval_loss"),
+            "learning_rate": event.get("lr", event.get("learning_rate")),
+            "tokens_per_s": event.get("tokens_per_s"), "message": event.get("message"),
+            "data": {k: v for k, v in event.items() if k not in (
+                "kind", "ts", "step", "loss", "eval_loss", "lr", "learning_rate", "tokens_per_s", "message")}
+            or None,
+        }
+        live: dict[str, Any] = {"heartbeat_at": now()}
+        for src, dst in (("step", "step"), ("total_steps", "total_steps"), ("loss", "last_loss"),
+                         ("eval_loss", "eval_loss"), ("lr", "learning_rate"), ("tokens_per_s", "tokens_per_s"),
+                         ("eta_s", "eta_s"), ("device", "device"), ("progress", "progress")):
+            if event.get(src) is not None:
+                live[dst] = event[src]
+        if "progress" not in live and event.get("step") is not None and event.get("total_steps"):
+            live["progress"] = min(1.0, event["step"] / event["total_steps"])
+        with self._atomic():
+            self.db["job_events"].insert(self._encode("job_events", row))
+            self.db["jobs"].update(job_id, live)
+
+    def job_events(self, job_id: str, kinds: Iterable[str] | None = None, after_id: int = 0,
+                   limit: int | None = None) -> list[dict]:
+        where, args = "job_id = ? and id > ?", [job_id, after_id]
+        if kinds:
+            kinds = list(kinds)
+            where += f" and kind in ({', '.join('?' for _ in kinds)})"
+            args += kinds
+        return self._select("job_events", where, args, order_by="id", limit=limit)
+
+    def finish_job(self, job_id: str, status: JobStatus | str, error: str | None = None,
+                   **values: Any) -> dict:
+        """Moves a job to a final state once; later calls do not overwrite the first final state."""
+        status = JobStatus(status)
+        with self._atomic():
+            job = self.get_job(job_id)
+            if JobStatus(job["status"]).is_final:
+                return job
+            vals = {"status": status.value, "finished_at": now(), **values}
+            if error is not None:
+                vals["error"] = error
+            if status is JobStatus.SUCCEEDED:
+                vals["progress"] = 1.0
+            self.db["jobs"].update(job_id, self._encode("jobs", vals))
+        return self.get_job(job_id)
+
+    def delete_job(self, job_id: str) -> None:
+        with self._atomic():
+            self.get_job(job_id)
+            self.db.execute("delete from job_events where job_id = ?", [job_id])
+            self.db["jobs"].delete(job_id)
+
+    # -------------------------------------------------------------------------------------- models
+    def add_model(self, row: dict, *, replace: bool = False) -> dict:
+        row = {"kind": "adapter", "created_at": now(), **row}
+        with self._atomic():
+            if not replace and self._get("models", row["name"]) is not None:
+                raise AlreadyExists(f"model {row['name']!r} already exists: choose another output name")
+            self.db["models"].insert(self._encode("models", row), replace=True)
+        return self.get_model(row["name"])
+
+    def get_model(self, name: str) -> dict:
+        row = self._get("models", name)
+        if row is None:
+            raise NotFound(f"no model named {name!r} (see list-models)")
+        return row
+
+    def has_model(self, name: str) -> bool:
+        return self._get("models", name) is not None
+
+    def list_models(self, limit: int | None = None, offset: int | None = None) -> list[dict]:
+        return self._select("models", order_by="created_at desc", limit=limit, offset=offset)
+
+    def count_models(self) -> int:
+        return self._count("models")
+
+    def update_model(self, name: str, **values: Any) -> dict:
+        with self._atomic():
+            self.get_model(name)
+            self.db["models"].update(name, self._encode("models", values))
+        return self.get_model(name)
+
+    def delete_model(self, name: str) -> None:
+        with self._atomic():
+            self.get_model(name)
+            self.db["models"].delete(name)
+
+    # --------------------------------------------------------------------------------- evaluations
+    def add_evaluation(self, row: dict) -> dict:
+        row = {"id": new_id("e"), "created_at": now(), **row}
+        with self._atomic():
+            self.db["evaluations"].insert(self._encode("evaluations", row))
+        return self._get("evaluations", row["id"])
+
+    def get_evaluation(self, eval_id: str) -> dict:
+        row = self._get("evaluations", eval_id)
+        if row is None:
+            raise NotFound(f"no evaluation with id {eval_id!r}")
+        return row
+
+    def list_evaluations(self, model: str | None = None, dataset: str | None = None,
+                         limit: int | None = None) -> list[dict]:
+        clauses, args = [], []
+        if model:
+            clauses.append("model = ?")
+            args.append(model)
+        if dataset:
+            clauses.append("dataset = ?")
+            args.append(dataset)
+        return self._select("evaluations", " and ".join(clauses) or None, args,
+                            order_by="created_at desc", limit=limit)
+
+    def latest_evaluations(self, models: Iterable[str]) -> dict[str, dict]:
+        """The newest evaluation per model name, for lineage tables."""
+        models = list(models)
+        if not models:
+            return {}
+        with self._lock:
+            rows = list(self.db.query(
+                f"select * from evaluations where model in ({', '.join('?' for _ in models)}) "
+                "order by created_at", models))
+        return {r["model"]: self._decode("evaluations", r) for r in rows}
+
+    # --------------------------------------------------------------------------------- deployments
+    def add_deployment(self, row: dict) -> dict:
+        row = {"id": new_id("d"), "created_at": now(), **row}
+        with self._atomic():
+            self.db["deployments"].insert(self._encode("deployments", row))
+        return self._get("deployments", row["id"])
+
+    def update_deployment(self, dep_id: str, **values: Any) -> dict:
+        with self._atomic():
+            self.db["deployments"].update(dep_id, self._encode("deployments", values))
+        return self._get("deployments", dep_id)
+
+    def list_deployments(self, model: str | None = None, limit: int | None = None) -> list[dict]:
+        if model:
+            return self._select("deployments", "model = ?", [model], order_by="created_at desc", limit=limit)
+        return self._select("deployments", order_by="created_at desc", limit=limit)
+
+    # ----------------------------------------------------------------------------------- instances
+    def record_instance(self, row: dict) -> dict:
+        row = {"created_at": now(), **row}
+        with self._atomic():
+            self.db["instances"].insert(self._encode("instances", row), replace=True)
+        return self._get("instances", row["id"])
+
+    def update_instance(self, instance_id: str, **values: Any) -> dict:
+        with self._atomic():
+            self.db["instances"].update(instance_id, self._encode("instances", values))
+        return self._get("instances", instance_id)
+
+    def list_instances(self, live_only: bool = False, job_id: str | None = None) -> list[dict]:
+        clauses, args = [], []
+        if live_only:
+            clauses.append("destroyed_at is null")
+        if job_id:
+            clauses.append("job_id = ?")
+            args.append(job_id)
+        return self._select("instances", " and ".join(clauses) or None, args, order_by="created_at desc")
+
+    # ------------------------------------------------------------------------------------ overview
+    def overview_counts(self) -> dict:
+        """Counts for the overview page in a handful of indexed queries."""
+        with self._lock:
+            by_status = dict(self.db.execute("select status, count(*) from jobs group by status").fetchall())
+            return {
+                "datasets": self.db.execute("select count(*) from datasets").fetchone()[0],
+                "models": self.db.execute("select count(*) from models").fetchone()[0],
+                "jobs": sum(by_status.values()),
+                "jobs_by_status": by_status,
+                "active_jobs": sum(by_status.get(s, 0) for s in ACTIVE),
+            }
+
+    def spend_by_person(self) -> list[dict]:
+        with self._lock:
+            rows = self.db.execute(
+                "select coalesce(created_by, '') as person, count(*) as jobs, "
+                "coalesce(sum(cost_usd), 0) as cost_usd from jobs where kind != 'local' "
+                "group by person order by cost_usd desc").fetchall()
+        return [{"person": r[0], "jobs": r[1], "cost_usd": r[2]} for r in rows]
+
+
+_stores: dict[Path, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def get_store(path: Path | str | None = None) -> Store:
+    """The process-wide Store for a database file (default: NURSERY_HOME's)."""
+    p = Path(path) if path else paths.db_path()
+    p = p.resolve() if p.exists() else p
+    with _stores_lock:
+        st = _stores.get(p)
+        if st is None:
+            st = _stores[p] = Store(p)
+        return st
+
+
+def close_all() -> None:
+    """Closes every cached store (tests switch NURSERY_HOME between cases)."""
+    with _stores_lock:
+        for st in _stores.values():
+            try:
+                st.close()
+            except Exception:
+                pass
+        _stores.clear()
