@@ -64,9 +64,44 @@ def _normalise_schema_types(schema: Any) -> Any:
     return out
 
 
+# Normalising a tool (deepcopy + check_schema) costs far more than validating a call, and a dataset repeats
+# the same few tools on every line: results are cached. `_NORMALISED` holds tools this module returned (by
+# identity, so the generator's shared tool objects skip all work); `_BY_TEXT` maps a raw tool's JSON text to
+# its normalised JSON text, returned as a fresh copy so callers may mutate what they get.
+_CACHE_MAX = 4096
+_NORMALISED: dict[int, dict] = {}
+_BY_TEXT: dict[str, str] = {}
+_VALIDATORS: dict[int, tuple[dict, Draft202012Validator]] = {}
+
+
+def _remember(out: dict) -> dict:
+    if len(_NORMALISED) >= _CACHE_MAX:
+        _NORMALISED.clear()
+    _NORMALISED[id(out)] = out
+    return out
+
+
 def normalise_tool(tool: Any, where: Where | None = None, field: str = "tools") -> dict:
     """Accepts OpenAI `{"type": "function", "function": {...}}`, a bare `{name, description, parameters}`
-    or a Python-repr/JSON string of either; returns the wrapped form with a valid JSON-Schema object."""
+    or a Python-repr/JSON string of either; returns the wrapped form with a valid JSON-Schema object.
+    Treat the result as read-only: normalising it again returns the very same object."""
+    if isinstance(tool, dict) and _NORMALISED.get(id(tool)) is tool:
+        return tool
+    try:
+        key = json.dumps(tool, sort_keys=True, ensure_ascii=False) if isinstance(tool, (dict, str)) else None
+    except (TypeError, ValueError):
+        key = None
+    if key is not None and key in _BY_TEXT:
+        return _remember(json.loads(_BY_TEXT[key]))
+    out = _normalise_tool_uncached(tool, where, field)
+    if key is not None:
+        if len(_BY_TEXT) >= _CACHE_MAX:
+            _BY_TEXT.clear()
+        _BY_TEXT[key] = json.dumps(out, ensure_ascii=False)
+    return _remember(out)
+
+
+def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> dict:
     where = where or Where()
     if isinstance(tool, str):
         tool = decode_json_like(tool, where, field)
@@ -122,9 +157,21 @@ def tools_by_name(tools: Iterable[dict]) -> dict[str, dict]:
     return {tool_name(t): t for t in tools}
 
 
+def compiled_validator(parameters: dict) -> Draft202012Validator:
+    """One compiled validator per parameters object (kept alive in the cache, so its id stays unique)."""
+    hit = _VALIDATORS.get(id(parameters))
+    if hit is not None and hit[0] is parameters:
+        return hit[1]
+    if len(_VALIDATORS) >= _CACHE_MAX:
+        _VALIDATORS.clear()
+    validator = Draft202012Validator(parameters)
+    _VALIDATORS[id(parameters)] = (parameters, validator)
+    return validator
+
+
 def call_errors(tool: dict, arguments: dict) -> list[str]:
     """Schema errors of one call's arguments against its tool (empty list when valid)."""
-    validator = Draft202012Validator(tool["function"]["parameters"])
+    validator = compiled_validator(tool["function"]["parameters"])
     errs = []
     for e in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path)):
         loc = ".".join(str(p) for p in e.path)

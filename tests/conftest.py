@@ -14,6 +14,10 @@ if str(ROOT) not in sys.path:
 SHARED = ROOT.parent / "shared"
 SAMPLES = SHARED / "samples"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# Tests never reach a model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def require(ok: bool, what: str) -> None:
@@ -52,3 +56,26 @@ def nursery_home(tmp_path, monkeypatch):
 def store(nursery_home):
     from nursery_core.store import get_store
     return get_store()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer Llama with SmolLM2's tokenizer, built once per test session (no hub)."""
+    from nursery_core.testing import make_tiny_model
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def smollm2_session_dir(tmp_path_factory) -> Path:
+    """The embedded SmolLM2 materialised once per session (slow tests link it into their NURSERY_HOME)."""
+    from nursery_core.base_models import materialise_embedded
+    return materialise_embedded(tmp_path_factory.mktemp("smollm2") / "smollm2-135m")
+
+
+@pytest.fixture
+def smollm2_home(nursery_home, smollm2_session_dir) -> Path:
+    """NURSERY_HOME with the materialised embedded default already in base_models/ (a symlink)."""
+    base = nursery_home / "base_models"
+    base.mkdir(exist_ok=True)
+    (base / "smollm2-135m").symlink_to(smollm2_session_dir, target_is_directory=True)
+    return nursery_home
