@@ -93,8 +93,13 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     db["instances"].create_index(["job_id"])
 
 
+def _m002_settings(db: sqlite_utils.Database) -> None:
+    db["settings"].create({"key": str, "value": str, "updated_at": str, "updated_by": str}, pk="key")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("m001_initial", _m001_initial),
+    ("m002_settings", _m002_settings),
 ]
 
 
@@ -449,6 +454,19 @@ class Store:
             clauses.append("job_id = ?")
             args.append(job_id)
         return self._select("instances", " and ".join(clauses) or None, args, order_by="created_at desc")
+
+    # ------------------------------------------------------------------------------------ settings
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        row = self._get("settings", key)
+        return json.loads(row["value"]) if row else default
+
+    def all_settings(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self._select("settings")}
+
+    def set_setting(self, key: str, value: Any, by: str | None = None) -> None:
+        with self._atomic():
+            self.db["settings"].insert({"key": key, "value": json.dumps(value), "updated_at": now(),
+                                        "updated_by": by}, replace=True)
 
     # ------------------------------------------------------------------------------------ overview
     def overview_counts(self) -> dict:

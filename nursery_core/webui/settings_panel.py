@@ -1,0 +1,59 @@
+"""Settings-page sections that edit stored settings: the Ollama host and the team's training defaults."""
+from __future__ import annotations
+
+import os
+
+import streamlit as st
+
+from ..errors import NurseryError
+from ..settings import OLLAMA_HOST_KEY, TRAINING_DEFAULTS_KEY, effective_training_defaults, save_training_defaults
+
+_EDITABLE = ("r", "alpha", "learning_rate", "epochs", "batch_size", "max_length", "dropout", "seed")
+
+
+def render_ollama_settings(store, user: str | None) -> None:
+    env = os.environ.get("OLLAMA_HOST")
+    stored = store.get_setting(OLLAMA_HOST_KEY)
+    if env:
+        st.info(f"`OLLAMA_HOST` is set in the environment: **{env}** (it takes precedence).")
+    host = st.text_input("Ollama server URL", value=stored or "", key="settings_ollama_host",
+                         placeholder="http://127.0.0.1:11434")
+    if st.button("Save Ollama host", key="settings_ollama_save"):
+        host = host.strip()
+        if host and not host.startswith(("http://", "https://")):
+            st.error("The Ollama host must start with http:// or https://")
+        else:
+            store.set_setting(OLLAMA_HOST_KEY, host or None, by=user)
+            st.success("Saved. Deploys register with this server; leave it empty to only export files.")
+
+
+def render_training_defaults(store, user: str | None) -> None:
+    from ..training.config import field_help
+
+    helps = field_help()
+    current = effective_training_defaults(store)
+    st.caption("Defaults the Training Forge form starts from, for everyone using this dashboard.")
+    with st.form("settings_training_form"):
+        values = {}
+        cols = st.columns(4)
+        for i, name in enumerate(_EDITABLE):
+            meta = helps[name]
+            col = cols[i % 4]
+            if isinstance(meta["default"], int) and not isinstance(meta["default"], bool):
+                values[name] = col.number_input(name, value=int(current[name]), step=1, help=meta["help"],
+                                                key=f"settings_train_{name}")
+            else:
+                values[name] = col.number_input(name, value=float(current[name]), help=meta["help"],
+                                                format="%g", key=f"settings_train_{name}")
+        c1, c2 = st.columns(2)
+        save = c1.form_submit_button("Save defaults")
+        reset = c2.form_submit_button("Reset to Nursery's defaults")
+    if save:
+        try:
+            save_training_defaults(store, values, user)
+            st.success("Saved.")
+        except NurseryError as e:
+            st.error(str(e))
+    if reset:
+        store.set_setting(TRAINING_DEFAULTS_KEY, {}, by=user)
+        st.success("Reset.")

@@ -1,0 +1,45 @@
+"""Settings: data directory, providers and keys (set or not), Ollama host, training defaults, environment."""
+import streamlit as st
+
+from nursery_core import doctor
+from nursery_core.webui import identity, services
+from nursery_core.webui.settings_panel import render_ollama_settings, render_training_defaults
+
+st.set_page_config(page_title="Settings · Nursery", page_icon="⚙️", layout="wide")
+user = identity.sidebar_identity()
+st.title("⚙️ Settings")
+
+report = doctor.report(with_sizes=False)
+store = services.store()
+
+st.subheader("Data directory")
+st.code(report["data_dir"], language=None)
+st.caption(f"From {report['data_dir_from']}. Set `NURSERY_HOME` before `make run` to use another folder.")
+
+tab_providers, tab_ollama, tab_training, tab_env = st.tabs(
+    ["Providers", "Ollama", "Training defaults", "Environment"])
+
+with tab_providers:
+    from nursery_core.webui.cloud_panel import render_provider_settings
+    render_provider_settings()
+
+with tab_ollama:
+    render_ollama_settings(store, user)
+
+with tab_training:
+    render_training_defaults(store, user)
+
+with tab_env:
+    dev = report["device"]
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Device", dev.get("device", "?"))
+    c2.metric("CUDA available", "yes" if dev.get("cuda_available") else "no")
+    c3.metric("torch", dev.get("torch") or "missing")
+    st.markdown("**Components**")
+    st.dataframe([{"component": k, "ready": "✅" if v["ok"] else "❌", "how to install": "" if v["ok"] else v["fix"]}
+                  for k, v in report["components"].items()], hide_index=True, width="stretch")
+    st.markdown("**Packages**")
+    st.dataframe([{"package": k, "version": v or "not installed"} for k, v in report["packages"].items()],
+                 hide_index=True, width="stretch")
+    st.caption(f"Nursery {report['nursery_version']} · Python {report['python']} · {report['platform']}. "
+               "The same report: `python -m nursery_core doctor --json`.")
