@@ -48,9 +48,20 @@ def _normalise_schema_types(schema: Any) -> Any:
     out = {}
     for k, v in schema.items():
         if k == "type" and isinstance(v, str):
-            if v == "any":
+            # xLAM/APIGen write Python-ish types: "int, optional", "List[str]", "Dict[str, Any]".
+            t = v.strip()
+            if t.lower().endswith(", optional"):
+                t = t[: -len(", optional")].strip()
+            low = t.lower()
+            if low in ("any", "object?") or low.startswith("union") or low.startswith("optional["):
                 continue
-            out[k] = _TYPE_ALIASES.get(v, v)
+            if low.startswith("list[") or low.startswith("tuple[") or low.startswith("set["):
+                t = "array"
+            elif low.startswith("dict[") or low.startswith("mapping["):
+                t = "object"
+            elif low in _TYPE_ALIASES or low in ("string", "integer", "number", "boolean", "array", "object", "null"):
+                t = low
+            out[k] = _TYPE_ALIASES.get(t, t)
         elif k == "properties" and isinstance(v, dict):
             out[k] = {pk: _normalise_schema_types(pv) for pk, pv in v.items()}
         elif k in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "not", "prefixItems"):
@@ -351,9 +362,32 @@ def example_calls(example: dict) -> list[dict]:
     return []
 
 
+_TOOL_JSON: dict[int, tuple[dict, str]] = {}
+_CANONICAL_KEYS = ["id", "schema_version", "tools", "messages", "meta"]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _tool_json(tool: dict) -> str:
+    hit = _TOOL_JSON.get(id(tool))
+    if hit is not None and hit[0] is tool:
+        return hit[1]
+    if len(_TOOL_JSON) >= _CACHE_MAX:
+        _TOOL_JSON.clear()
+    text = _json(tool)
+    _TOOL_JSON[id(tool)] = (tool, text)
+    return text
+
+
 def dumps(example: dict) -> str:
-    """One stored line."""
-    return json.dumps(example, ensure_ascii=False, separators=(",", ":"))
+    """One stored line. Tool schemas repeat on every line, so a normalised tool object is encoded once."""
+    if list(example) == _CANONICAL_KEYS and isinstance(example["tools"], list):
+        return (f'{{"id":{_json(example["id"])},"schema_version":{_json(example["schema_version"])},"tools":['
+                + ",".join(_tool_json(t) if _NORMALISED.get(id(t)) is t else _json(t) for t in example["tools"])
+                + f'],"messages":{_json(example["messages"])},"meta":{_json(example["meta"])}}}')
+    return _json(example)
 
 
 def infer_tool_from_calls(name: str, calls_args: list[dict]) -> dict:

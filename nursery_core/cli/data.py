@@ -1,0 +1,154 @@
+"""Data Garden commands: generate-data, extract-conversations, import-dataset, list/show/delete-dataset."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InvalidInput
+
+META_KEYS = ("name", "path", "num_examples", "tools", "categories", "split", "source", "created_at", "stats")
+
+
+def _meta(row: dict) -> dict:
+    """A dataset's metadata for --json (the report rides along when there is one)."""
+    out = {k: row.get(k) for k in META_KEYS}
+    if row.get("report"):
+        out["report"] = row["report"]
+    return out
+
+
+def _human_meta(row: dict) -> str:
+    cats = ", ".join(f"{k} {v}" for k, v in (row.get("categories") or {}).items())
+    split = row.get("split") or {}
+    tok = (row.get("stats") or {}).get("approx_tokens") or {}
+    lines = [f"dataset {row['name']}: {row['num_examples']} examples ({cats})",
+             f"  tools: {', '.join(row.get('tools') or []) or '-'}",
+             f"  split: {split.get('train', '?')} train / {split.get('eval', '?')} eval",
+             f"  approx tokens per example: mean {tok.get('mean', '?')}, p95 {tok.get('p95', '?')}, max {tok.get('max', '?')}",
+             f"  file: {row['path']}"]
+    rep = row.get("report") or {}
+    if rep.get("skipped"):
+        lines.append("  skipped: " + "; ".join(f"{r} ({n})" for r, n in rep["skipped"].items()))
+    for note in rep.get("notes") or []:
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def _generate(args: argparse.Namespace) -> dict:
+    from ..data.generator import nursery_generate_data
+    from ..data.tools import load_tool_schemas
+    if args.tool and args.tool_schema:
+        raise InvalidInput("use either --tool or --tool-schema, not both", field="tool")
+    if not args.tool and not args.tool_schema:
+        raise InvalidInput("pass --tool NAME (a built-in tool) or --tool-schema FILE (your own schema)", field="tool")
+    tools = load_tool_schemas(args.tool_schema) if args.tool_schema else list(args.tool)
+    queries = None
+    if args.example_queries:
+        from pathlib import Path
+        p = Path(args.example_queries)
+        if not p.is_file():
+            raise InvalidInput("example queries file not found", file=args.example_queries)
+        queries = [q.strip() for q in p.read_text(encoding="utf-8").splitlines() if q.strip()]
+    return _meta(nursery_generate_data(tools, args.num_examples, args.variation, seed=args.seed, name=args.name,
+                                       example_queries=queries, created_by=args.created_by))
+
+
+def _extract(args: argparse.Namespace) -> dict:
+    from ..data.importers import nursery_extract_conversations
+    return _meta(nursery_extract_conversations(args.source, format=args.format, name=args.name,
+                                               keep_plain=args.keep_plain, redact=args.redact,
+                                               created_by=args.created_by))
+
+
+def _import(args: argparse.Namespace) -> dict:
+    from ..datasets import nursery_import_dataset
+    return _meta(nursery_import_dataset(args.file, name=args.name, format=args.format, created_by=args.created_by,
+                                        answers=args.answers))
+
+
+def _list(args: argparse.Namespace) -> list[dict]:
+    from ..datasets import nursery_list_datasets
+    return [_meta(r) for r in nursery_list_datasets(limit=args.limit)]
+
+
+def _human_list(rows: list[dict]) -> str:
+    if not rows:
+        return "no datasets yet: try `python -m nursery_core generate-data --tool get_weather`"
+    w = max(len(r["name"]) for r in rows)
+    return "\n".join(f"{r['name']:<{w}}  {r['num_examples']:>6} examples  {', '.join(r['tools'] or [])}"
+                     for r in rows)
+
+
+def _show(args: argparse.Namespace) -> dict:
+    from ..datasets import show_dataset
+    row = show_dataset(args.name, limit=args.limit)
+    out = _meta(row)
+    out["examples"] = row["examples"]
+    return out
+
+
+def _human_show(row: dict) -> str:
+    import json
+    parts = [_human_meta(row), ""]
+    for ex in row.get("examples", []):
+        parts.append(f"--- {ex['id']} [{ex['meta']['category']}, {ex['meta'].get('split')}]")
+        for m in ex["messages"]:
+            if m.get("tool_calls"):
+                for c in m["tool_calls"]:
+                    parts.append(f"  assistant → {c['function']['name']}"
+                                 f"({json.dumps(c['function']['arguments'], ensure_ascii=False)})")
+            else:
+                parts.append(f"  {m['role']}: {m['content'][:300]}")
+    return "\n".join(parts)
+
+
+def _delete(args: argparse.Namespace) -> dict:
+    from ..datasets import delete_dataset
+    return delete_dataset(args.name)
+
+
+def _positive(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {v!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def register(sub) -> None:
+    from . import Command
+    from ..data.importers import FORMATS
+    (Command(sub, "generate-data", "Generate synthetic tool-calling examples for built-in tools or your own "
+             "schema and store them as a dataset.", _generate, _human_meta)
+     .arg("--tool", action="append", metavar="NAME", help="a built-in tool (repeat for a combined dataset)")
+     .arg("--tool-schema", metavar="FILE", help="a JSON file with your tool schema(s) (OpenAI function format "
+          "or {name, description, parameters}, or a list)")
+     .arg("--num-examples", type=_positive, default=100, metavar="N")
+     .arg("--variation", choices=["low", "medium", "high"], default="medium")
+     .arg("--seed", type=int, default=0, metavar="S")
+     .arg("--name", metavar="NAME", help="dataset name (default: from the tool names)")
+     .arg("--example-queries", metavar="FILE", help="a text file with example user queries, one per line")
+     .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
+    (Command(sub, "extract-conversations", "Import chat history (ChatGPT/Claude exports, OpenAI JSONL, "
+             "ShareGPT, Hermes, flat rows) as tool-calling examples.", _extract, _human_meta)
+     .arg("source", metavar="SOURCE", help="a file, a folder with conversations.json, or an export .zip")
+     .arg("--format", choices=["auto", *FORMATS], default="auto")
+     .arg("--name", metavar="NAME")
+     .arg("--keep-plain", action="store_true", help="keep conversations without tool calls as no_call examples")
+     .arg("--redact", action="store_true", help="replace e-mail addresses and API-key-like strings")
+     .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
+    (Command(sub, "import-dataset", "Import a dataset file in the canonical JSONL format (every line is "
+             "validated; nothing is written on error).", _import, _human_meta)
+     .arg("file", metavar="FILE")
+     .arg("--name", metavar="NAME")
+     .arg("--format", default="canonical", help="input format: canonical (default) or bfcl")
+     .arg("--answers", metavar="FILE", help="with --format bfcl: the matching BFCL possible_answer file")
+     .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
+    (Command(sub, "list-datasets", "List datasets, newest first.", _list, _human_list)
+     .arg("--limit", type=_positive, default=None, metavar="N"))
+    (Command(sub, "show-dataset", "Show a dataset's metadata and its first examples.", _show, _human_show)
+     .arg("name", metavar="NAME")
+     .arg("--limit", type=int, default=5, metavar="N", help="examples to show (default 5)"))
+    (Command(sub, "delete-dataset", "Delete a dataset (its file and its record).", _delete)
+     .arg("name", metavar="NAME"))

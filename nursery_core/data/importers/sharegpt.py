@@ -1,0 +1,89 @@
+"""ShareGPT tool data: LLaMA-Factory/glaive roles human/gpt/function_call/observation with `tools` as a JSON
+string, and Hermes (<tools> in the system turn, <tool_call> blocks with JSON or Python-dict bodies)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import InvalidInput
+from ...records import decode_json_like
+from .common import Builder, Skip, split_tool_calls, tool_responses, tools_in_system
+
+USER = {"human", "user"}
+ASSISTANT = {"gpt", "assistant", "model", "chatgpt", "bing", "bard"}
+CALL = {"function_call", "tool_call"}
+REPLY = {"observation", "tool", "function_response", "function", "ipython", "tool_response"}
+
+
+def unwrap(rec: Any) -> Any:
+    """The Hermes dataset card wraps records as {'entry': {...}}."""
+    if isinstance(rec, dict) and isinstance(rec.get("entry"), dict) and "conversations" not in rec:
+        return rec["entry"]
+    return rec
+
+
+def matches(rec: Any) -> bool:
+    rec = unwrap(rec)
+    return isinstance(rec, dict) and isinstance(rec.get("conversations"), list)
+
+
+def is_hermes(rec: Any) -> bool:
+    rec = unwrap(rec)
+    turns = rec.get("conversations") if isinstance(rec, dict) else None
+    return bool(turns) and any(isinstance(t, dict) and isinstance(t.get("value"), str)
+                               and ("<tool_call>" in t["value"] or "<tools>" in t["value"]) for t in turns)
+
+
+def ref(rec: dict, i: int) -> str:
+    rec = unwrap(rec)
+    rid = rec.get("id") if isinstance(rec, dict) else None
+    return f"record {i + 1}" + (f" (id {rid})" if rid else "")
+
+
+def convert(rec: dict) -> dict:
+    rec = unwrap(rec)
+    tools = rec.get("tools")
+    if isinstance(tools, str):
+        try:
+            tools = decode_json_like(tools) if tools.strip() else None
+        except InvalidInput:
+            raise Skip("a 'tools' string that is not JSON") from None
+    b = Builder()
+    if isinstance(rec.get("system"), str):
+        found, rest = tools_in_system(rec["system"])
+        tools = tools or found
+        b.system(rest if found is not None else rec["system"])
+    for t in rec["conversations"]:
+        if not isinstance(t, dict):
+            raise Skip("a turn that is not an object")
+        who = str(t.get("from", t.get("role", ""))).lower()
+        value = t.get("value", t.get("content", ""))
+        value = value if isinstance(value, str) else str(value)
+        if who == "system":
+            found, rest = tools_in_system(value)
+            tools = tools or found
+            b.system(rest if found is not None else value)
+        elif who in USER:
+            b.user(value)
+        elif who in ASSISTANT:
+            rest, calls = split_tool_calls(value) if "<tool_call>" in value else (value, [])
+            b.assistant(rest)
+            for c in calls:
+                b.call(c["name"], c["arguments"])
+        elif who in CALL:
+            try:
+                obj = decode_json_like(value)
+            except InvalidInput:
+                raise Skip("a function_call turn that is neither JSON nor a Python dict") from None
+            for c in obj if isinstance(obj, list) else [obj]:
+                if not isinstance(c, dict):
+                    raise Skip("a function_call turn that is not an object")
+                b.call(c.get("name"), c.get("arguments", c.get("parameters", {})))
+        elif who in REPLY:
+            for r in tool_responses(value) if "<tool_response>" in value else [value]:
+                b.tool(r)
+        else:
+            raise Skip(f"unknown speaker {who!r}")
+    out = {"messages": b.messages()}
+    if isinstance(tools, list) and tools:
+        out["tools"] = tools
+    return out

@@ -1,0 +1,86 @@
+"""Render helpers shared by pages: examples as chat bubbles, dataset tables and charts."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+
+def render_example(ex: dict, key: str) -> None:
+    """One canonical example as chat bubbles; tool calls and tool replies as formatted JSON."""
+    meta = ex.get("meta", {})
+    tools = ", ".join(t["function"]["name"] for t in ex.get("tools", []))
+    st.caption(f"`{ex.get('id', '')}` · {meta.get('category', '?')} · {meta.get('split', '')} · tools: {tools}")
+    for i, m in enumerate(ex["messages"]):
+        role = m["role"]
+        if role == "system":
+            st.caption(f"System: {m['content']}")
+            continue
+        avatar = {"user": "user", "assistant": "assistant", "tool": "🛠️"}[role]
+        with st.chat_message("assistant" if role == "tool" else role, avatar=avatar):
+            if role == "tool":
+                st.caption(f"result of `{m.get('name')}`")
+                try:
+                    st.json(json.loads(m["content"]), expanded=False)
+                except ValueError:
+                    st.code(m["content"], language=None)
+                continue
+            if m.get("content"):
+                st.markdown(m["content"])
+            for c in m.get("tool_calls") or ():
+                st.code(json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+                                   ensure_ascii=False, indent=2), language="json")
+
+
+def datasets_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "name": r["name"], "examples": r["num_examples"], "tools": ", ".join(r.get("tools") or []),
+        "categories": ", ".join(f"{k} {v}" for k, v in (r.get("categories") or {}).items()),
+        "source": r.get("source"), "train/eval": f"{(r.get('split') or {}).get('train', '?')}/"
+                                                 f"{(r.get('split') or {}).get('eval', '?')}",
+        "mean tokens": ((r.get("stats") or {}).get("approx_tokens") or {}).get("mean"),
+        "created": (r.get("created_at") or "")[:16].replace("T", " "), "by": r.get("created_by") or ""}
+        for r in rows])
+
+
+def bar_chart(counts: dict[str, Any], label: str, title: str) -> alt.Chart:
+    df = pd.DataFrame({label: list(counts), "count": list(counts.values())})
+    return (alt.Chart(df, title=title).mark_bar().encode(
+        x=alt.X("count:Q", title="count"), y=alt.Y(f"{label}:N", sort="-x", title=None),
+        tooltip=[label, "count"]).properties(height=max(120, 28 * len(df))))
+
+
+def length_histogram(lengths: list[dict]) -> alt.Chart:
+    df = pd.DataFrame(lengths)
+    return (alt.Chart(df, title="Approx. tokens per example").mark_bar().encode(
+        x=alt.X("approx_tokens:Q", bin=alt.Bin(maxbins=30), title="approx. tokens"),
+        y=alt.Y("count():Q", title="examples"), color=alt.Color("category:N"),
+        tooltip=["count()"]).properties(height=220))
+
+
+def report_view(report: dict) -> None:
+    """An import or generation report: the headline numbers, then what was skipped and why."""
+    cols = st.columns(4)
+    if "conversations_read" in report:
+        cols[0].metric("Format", report.get("format", "?"))
+        cols[1].metric("Read", report.get("conversations_read", 0))
+        cols[2].metric("Examples", report.get("examples", 0))
+        cols[3].metric("Skipped", sum((report.get("skipped") or {}).values()))
+    else:
+        cols[0].metric("Delivered", report.get("delivered", 0))
+        cols[1].metric("Variation", report.get("variation", "?"))
+        cols[2].metric("Duplicates dropped", report.get("near_duplicates_dropped", 0))
+        cols[3].metric("Seed", report.get("seed", 0))
+    if report.get("skipped"):
+        st.dataframe(pd.DataFrame([{"reason": r, "count": n} for r, n in report["skipped"].items()]),
+                     hide_index=True, width="stretch")
+    if report.get("skipped_refs"):
+        st.caption("First skipped: " + "; ".join(f"{x['ref']} ({x['reason']})" for x in report["skipped_refs"][:5]))
+    for note in report.get("notes") or []:
+        st.info(note)
+    if report.get("inferred_tools"):
+        st.caption("Schemas inferred from the calls (the source had none): " + ", ".join(report["inferred_tools"]))
+

@@ -1,0 +1,144 @@
+"""Data Garden: generate tool-calling data, import chat history and datasets, and inspect every dataset."""
+import re
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from nursery_core.data.generator import nursery_generate_data
+from nursery_core.data.importers import FORMATS, nursery_extract_conversations
+from nursery_core.data.tools import DEFAULT_TOOL_NAMES, parse_tool_schemas
+from nursery_core.datasets import (delete_dataset, example_lengths, nursery_import_dataset, nursery_list_datasets,
+                                   show_dataset)
+from nursery_core.errors import NurseryError
+from nursery_core.webui import identity, services, widgets
+
+st.set_page_config(page_title="Data Garden · Nursery", page_icon="🌿", layout="wide")
+user = identity.sidebar_identity()
+st.title("🌿 Data Garden")
+st.caption("Grow tool-calling training data: generate it from tool schemas, or import real conversations.")
+PAGE_SIZE = 20
+
+tab_gen, tab_imp, tab_ds = st.tabs(["Generate", "Import", "Datasets"])
+
+# ------------------------------------------------------------------------------------------- generate
+with tab_gen:
+    picked = st.multiselect("Built-in tools", DEFAULT_TOOL_NAMES, default=["get_weather"], key="gen_tools",
+                            help="Several tools make one combined dataset with parallel and multi-turn examples.")
+    custom_tools = []
+    with st.expander("Your own tool schema (no code needed)", expanded=False):
+        st.caption("Paste an OpenAI function (`{\"type\": \"function\", \"function\": {...}}`), a bare "
+                   "`{name, description, parameters}`, or a list of them. Or upload a .json file.")
+        upload = st.file_uploader("Schema file", type=["json"], key="gen_schema_file")
+        text = st.text_area("Schema JSON", height=220, key="gen_schema_text",
+                            placeholder='{"name": "create_ticket", "description": "Creates a support ticket.", '
+                                        '"parameters": {"type": "object", "properties": {"title": {"type": '
+                                        '"string"}}, "required": ["title"]}}')
+        source_text = upload.getvalue().decode("utf-8", errors="replace") if upload is not None else text
+        if source_text and source_text.strip():
+            try:
+                custom_tools = parse_tool_schemas(source_text, upload.name if upload is not None else "schema")
+                st.success("Valid: " + ", ".join(f"`{t['function']['name']}`" for t in custom_tools))
+            except NurseryError as e:
+                st.error(str(e))
+    queries = st.text_area("Example user queries (optional, one per line)", key="gen_queries", height=90,
+                           help="They steer the phrasing. Write {param} to mark where an argument goes, "
+                                "e.g. 'jot down that {content}'.")
+    c1, c2, c3, c4 = st.columns(4)
+    count = c1.number_input("Examples", min_value=1, max_value=100000, value=200, step=50, key="gen_count")
+    variation = c2.select_slider("Variation", ["low", "medium", "high"], value="medium", key="gen_variation",
+                                 help="Phrasing diversity, typos, optional arguments, distractor tools and the "
+                                      "share of questions no tool can answer.")
+    seed = c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="gen_seed")
+    name = c4.text_input("Dataset name", key="gen_name", placeholder="from the tool names")
+    if st.button("Generate dataset", type="primary", key="gen_go", disabled=not (picked or custom_tools)):
+        try:
+            with st.spinner("Generating…"):
+                row = nursery_generate_data(
+                    list(picked) + custom_tools, int(count), variation, seed=int(seed), name=name.strip() or None,
+                    example_queries=[q for q in queries.splitlines() if q.strip()] or None, created_by=user)
+            st.session_state["dg_selected"] = row["name"]
+            st.success(f"Dataset **{row['name']}** with {row['num_examples']} examples is ready: see the "
+                       "Datasets tab.")
+            widgets.report_view(row["report"])
+        except NurseryError as e:
+            st.error(str(e))
+
+# --------------------------------------------------------------------------------------------- import
+with tab_imp:
+    st.caption("ChatGPT or Claude exports (conversations.json or the .zip), OpenAI chat JSONL, ShareGPT, "
+               "Hermes, flat rows, or a dataset already in Nursery's canonical JSONL.")
+    up = st.file_uploader("File", type=["json", "jsonl", "zip"], key="imp_file")
+    c1, c2 = st.columns(2)
+    fmt = c1.selectbox("Format", ["auto", *FORMATS, "canonical"], key="imp_format",
+                       help="auto detects chat exports and tool-call formats; canonical imports a Nursery dataset.")
+    imp_name = c2.text_input("Dataset name", key="imp_name", placeholder="from the file name")
+    keep_plain = st.checkbox("Keep conversations without tool calls (as no-call examples)", key="imp_keep_plain")
+    redact = st.checkbox("Redact e-mail addresses and API keys", key="imp_redact")
+    if st.button("Import", type="primary", key="imp_go", disabled=up is None):
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", up.name) or "upload.json"
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / safe
+                path.write_bytes(up.getvalue())
+                with st.spinner("Importing…"):
+                    if fmt == "canonical":
+                        row = nursery_import_dataset(path, name=imp_name.strip() or None, created_by=user)
+                    else:
+                        row = nursery_extract_conversations(path, format=fmt, name=imp_name.strip() or None,
+                                                            keep_plain=keep_plain, redact=redact, created_by=user)
+            st.session_state["dg_selected"] = row["name"]
+            st.success(f"Dataset **{row['name']}** with {row['num_examples']} examples imported.")
+            widgets.report_view(row.get("report") or {})
+        except NurseryError as e:
+            st.error(str(e))
+
+# ------------------------------------------------------------------------------------------- datasets
+with tab_ds:
+    total = services.store().count_datasets()
+    if total == 0:
+        st.info("No datasets yet. Generate one in the **Generate** tab or import chat history in **Import**.")
+    else:
+        pages = (total + PAGE_SIZE - 1) // PAGE_SIZE
+        page = st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key="ds_page") if pages > 1 else 1
+        rows = nursery_list_datasets(limit=PAGE_SIZE, offset=(int(page) - 1) * PAGE_SIZE)
+        st.dataframe(widgets.datasets_frame(rows), hide_index=True, width="stretch")
+        names = [r["name"] for r in rows]
+        wanted = st.session_state.get("dg_selected")
+        if wanted and wanted not in names:
+            names = [wanted] + names
+        pick = st.selectbox("Open dataset", names, index=names.index(wanted) if wanted in names else 0,
+                            key="ds_pick")
+        try:
+            n_show = st.slider("Examples to show", 1, 50, 5, key="ds_show")
+            ds = show_dataset(pick, limit=n_show)
+            split = ds.get("split") or {}
+            m1, m2, m3, m4 = st.columns(4)
+            m1.metric("Examples", ds["num_examples"])
+            m2.metric("Train / eval", f"{split.get('train', '?')} / {split.get('eval', '?')}")
+            m3.metric("Mean tokens (approx.)", (ds.get("stats") or {}).get("approx_tokens", {}).get("mean", "?"))
+            m4.metric("Source", ds.get("source") or "?")
+            ch1, ch2 = st.columns(2)
+            calls = (ds.get("stats") or {}).get("calls_per_tool") or {}
+            if calls:
+                ch1.altair_chart(widgets.bar_chart(calls, "tool", "Calls per tool"), width="stretch")
+            ch2.altair_chart(widgets.bar_chart(ds.get("categories") or {}, "category", "Category mix"),
+                             width="stretch")
+            st.altair_chart(widgets.length_histogram(example_lengths(pick, limit=5000)), width="stretch")
+            if ds.get("report"):
+                with st.expander("Report"):
+                    widgets.report_view(ds["report"])
+            st.subheader("Examples")
+            for i, ex in enumerate(ds["examples"]):
+                with st.container(border=True):
+                    widgets.render_example(ex, key=f"ex_{i}")
+            with st.expander("Delete this dataset"):
+                sure = st.checkbox(f"Yes, delete {pick} and its file", key="ds_delete_confirm")
+                if st.button("Delete", key="ds_delete", disabled=not sure):
+                    delete_dataset(pick)
+                    st.session_state.pop("dg_selected", None)
+                    st.session_state.pop("ds_delete_confirm", None)
+                    st.success(f"Deleted {pick}.")
+                    st.rerun()
+        except NurseryError as e:
+            st.error(str(e))

@@ -1,0 +1,211 @@
+"""The synthetic generator: schema-driven values, literal values in queries, variation levels, determinism."""
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from nursery_core.data.generator import LEVELS, Paraphraser, generate_examples, nursery_generate_data
+from nursery_core.data.tools import DEFAULT_TOOL_NAMES, DEFAULT_TOOLS, parse_tool_schemas
+from nursery_core.errors import AlreadyExists, InvalidConfig, InvalidInput, NotFound
+from nursery_core.records import call_errors, tools_by_name
+
+CUSTOM = {"type": "function", "function": {
+    "name": "book_flight", "description": "Books a flight between two cities.",
+    "parameters": {"type": "object", "properties": {
+        "origin_city": {"type": "string", "description": "City to fly from"},
+        "destination_city": {"type": "string"},
+        "departure_date": {"type": "string", "format": "date"},
+        "passengers": {"type": "integer", "minimum": 1, "maximum": 9},
+        "cabin": {"type": "string", "enum": ["economy", "business", "first"]},
+        "contact_email": {"type": "string", "format": "email"},
+        "refundable": {"type": "boolean"},
+        "seat_code": {"type": "string", "pattern": "^[0-9]{2}[A-F]$"}},
+        "required": ["origin_city", "destination_city", "departure_date", "passengers"]}}}
+
+
+def literals(v):
+    if isinstance(v, dict):
+        return [x for i in v.values() for x in literals(i)]
+    if isinstance(v, list):
+        return [x for i in v for x in literals(i)]
+    return [] if isinstance(v, bool) else [str(v)]
+
+
+def user_text(ex):
+    return " ".join(m["content"] for m in ex["messages"] if m["role"] == "user")
+
+
+def check_valid_and_literal(examples):
+    for ex in examples:
+        by = tools_by_name(ex["tools"])
+        for m in ex["messages"]:
+            for c in m.get("tool_calls") or ():
+                fn = c["function"]
+                assert call_errors(by[fn["name"]], fn["arguments"]) == []
+                for lit in literals(fn["arguments"]):
+                    assert lit in user_text(ex), (lit, user_text(ex))
+
+
+def test_default_tools_are_real_schemas():
+    assert {"calculator", "get_current_time", "memory_store", "memory_search", "web_search", "get_weather",
+            "send_email", "create_calendar_event", "read_file", "run_sql"} <= set(DEFAULT_TOOL_NAMES)
+    for t in DEFAULT_TOOLS:
+        fn = t["function"]
+        assert fn["description"] and fn["parameters"]["type"] == "object"
+        assert all(p.get("description") for p in fn["parameters"]["properties"].values())
+
+
+@pytest.mark.parametrize("level", ["low", "medium", "high"])
+def test_every_call_is_valid_and_every_value_is_in_the_query(level):
+    examples, report = generate_examples(DEFAULT_TOOL_NAMES, 400, level, seed=3)
+    assert len(examples) == 400 and report["delivered"] == 400
+    check_valid_and_literal(examples)
+    assert set(report["categories"]) == {"call", "no_call", "parallel", "multi_turn"}
+
+
+def test_custom_schema_values_follow_types_formats_and_names():
+    examples, _ = generate_examples([CUSTOM], 150, "medium", seed=1)
+    check_valid_and_literal(examples)
+    args = [c["function"]["arguments"] for ex in examples for m in ex["messages"] for c in m.get("tool_calls") or ()]
+    from nursery_core.data.values import CITIES
+    assert all(a["origin_city"] in CITIES and a["destination_city"] in CITIES for a in args)
+    assert all(len(a["departure_date"]) == 10 and a["departure_date"][4] == "-" for a in args)
+    assert all("@" in a["contact_email"] for a in args if "contact_email" in a)
+    assert any("seat_code" in a for a in args) and any("seat_code" not in a for a in args)
+    assert len({user_text(e) for e in examples}) == 150
+
+
+def test_levels_change_real_things():
+    def summary(level):
+        exs, rep = generate_examples(["get_weather", "send_email"], 600, level, seed=5)
+        n_tools = sum(len(e["tools"]) for e in exs) / len(exs)
+        opt = sum(len(c["function"]["arguments"]) for e in exs for m in e["messages"]
+                  for c in m.get("tool_calls") or ()) / max(1, sum(1 for e in exs if e["meta"]["category"] != "no_call"))
+        lower = sum(1 for e in exs if user_text(e)[:1].islower()) / len(exs)
+        order = len({tuple(t["function"]["name"] for t in e["tools"][:2]) for e in exs})
+        return rep["categories"].get("no_call", 0), n_tools, opt, lower, order
+    low, med, high = summary("low"), summary("medium"), summary("high")
+    assert low[0] < high[0]            # more no_call questions
+    assert low[1] == 2 < med[1] < high[1]  # distractor tools
+    assert low[2] < high[2]            # optional arguments present more often
+    assert low[3] == 0 < med[3] < high[3]  # casing noise
+    assert low[4] == 1 < high[4]       # tool order shuffled
+
+
+def test_deterministic_per_seed_and_different_across_seeds():
+    a, _ = generate_examples(["calculator", "read_file"], 120, "high", seed=7)
+    b, _ = generate_examples(["calculator", "read_file"], 120, "high", seed=7)
+    c, _ = generate_examples(["calculator", "read_file"], 120, "high", seed=8)
+    assert json.dumps(a) == json.dumps(b) and json.dumps(a) != json.dumps(c)
+
+
+def test_combined_tools_make_parallel_and_multi_turn_examples():
+    exs, _ = generate_examples(["get_weather", "web_search", "memory_store"], 300, "medium", seed=2)
+    par = [e for e in exs if e["meta"]["category"] == "parallel"]
+    multi = [e for e in exs if e["meta"]["category"] == "multi_turn"]
+    assert par and all(len(e["messages"][1]["tool_calls"]) == 2 for e in par)
+    assert multi and all([m["role"] for m in e["messages"]][:4] == ["user", "assistant", "tool", "assistant"] for e in multi)
+    called = {c["function"]["name"] for e in exs for m in e["messages"] for c in m.get("tool_calls") or ()}
+    assert called == {"get_weather", "web_search", "memory_store"}
+    no_call = [e for e in exs if e["meta"]["category"] == "no_call"]
+    assert no_call and all(e["messages"][-1]["content"] and "tool_calls" not in e["messages"][-1] for e in no_call)
+
+
+def test_near_duplicates_removed_and_impossible_counts_explained():
+    tiny = {"name": "ping", "description": "Ping the server.", "parameters": {"type": "object", "properties": {}}}
+    exs, rep = generate_examples([tiny], 40, "high", seed=0)
+    norm = [" ".join(user_text(e).lower().replace("?", "").replace(".", "").replace("!", "").split()) for e in exs]
+    assert len(set(norm)) == 40
+    with pytest.raises(InvalidConfig, match="distinct examples"):
+        generate_examples([tiny], 5000, "low", seed=0)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(InvalidConfig):
+        generate_examples(["get_weather"], 0)
+    with pytest.raises(InvalidConfig, match="variation"):
+        generate_examples(["get_weather"], 5, "extreme")
+    with pytest.raises(NotFound, match="built-in tools"):
+        generate_examples(["get_wether"], 5)
+    with pytest.raises(InvalidInput, match="<pasted schema>, field 'schema.function.parameters.type'"):
+        parse_tool_schemas('{"name": "x", "parameters": {"type": "string"}}')
+    with pytest.raises(InvalidInput, match="not valid JSON"):
+        parse_tool_schemas('{"name": ')
+
+
+def test_user_example_queries_steer_the_phrasing():
+    queries = ["hey can you jot down that {content}", "please stash this: the boiler code is 5521"]
+    exs, rep = generate_examples(["memory_store"], 200, "low", seed=4, example_queries=queries)
+    texts = [user_text(e).lower() for e in exs]
+    assert rep["steering"]["templates"] == 2
+    assert sum(t.startswith("hey can you jot down that") for t in texts) > 20
+    assert sum(t.startswith("please stash this:") for t in texts) > 20
+    check_valid_and_literal(exs)
+
+
+def test_stored_dataset_and_name_rules(store):
+    row = nursery_generate_data("memory_store", 30, seed=1)
+    assert row["name"] == "memory-store" and row["num_examples"] == 30
+    with pytest.raises(AlreadyExists, match="--name"):
+        nursery_generate_data("memory_store", 30)
+    assert nursery_generate_data(["get_weather", "calculator"], 10)["name"] == "combined-tools"
+    assert store.count_datasets() == 2
+
+
+class _FakeLLM(BaseHTTPRequestHandler):
+    mode = "ok"
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.mode == "fail":
+            self.send_response(500)
+            self.end_headers()
+            return
+        text = body["messages"][1]["content"]
+        out = "Kindly handle this: " + text if self.mode == "ok" else "something else entirely"
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": out}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def fake_llm():
+    srv = HTTPServer(("127.0.0.1", 0), _FakeLLM)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("mode", ["ok", "drops_values", "fail"])
+def test_llm_paraphrasing_through_an_openai_compatible_endpoint(fake_llm, mode, monkeypatch):
+    monkeypatch.setattr(_FakeLLM, "mode", mode)
+    para = Paraphraser(f"http://127.0.0.1:{fake_llm.server_port}/v1", "tiny", timeout=5)
+    exs, rep = generate_examples(["get_weather"], 40, "high", seed=1, paraphraser=para)
+    assert len(exs) == 40
+    check_valid_and_literal(exs)
+    used = sum(1 for e in exs if e["meta"].get("paraphrased_by") == "llm")
+    if mode == "ok":
+        assert used > 5 and rep["paraphrase"]["used"] == used and not rep["notes"]
+    elif mode == "drops_values":
+        assert used == 0 and rep["paraphrase"]["rejected"] > 5
+    else:
+        assert used == 0 and rep["paraphrase"]["failed"] and "templates were used" in rep["notes"][0]
+
+
+def test_paraphraser_from_env(monkeypatch):
+    monkeypatch.delenv("NURSERY_PARAPHRASE_URL", raising=False)
+    assert Paraphraser.from_env() is None
+    monkeypatch.setenv("NURSERY_PARAPHRASE_URL", "http://127.0.0.1:9/v1/")
+    monkeypatch.setenv("NURSERY_PARAPHRASE_MODEL", "qwen")
+    p = Paraphraser.from_env()
+    assert p.base_url == "http://127.0.0.1:9/v1" and p.model == "qwen"
+    assert set(LEVELS) == {"low", "medium", "high"}
