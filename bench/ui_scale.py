@@ -89,7 +89,7 @@ def main() -> int:
     for page in pages:
         times = []
         for _ in range(args.runs):
-            at = AppTest.from_file(page, default_timeout=60)
+            at = AppTest.from_file(str(ROOT / page), default_timeout=60)
             t = time.perf_counter()
             at.run()
             times.append(time.perf_counter() - t)

@@ -23,6 +23,7 @@ _API = {
     "nursery_test_model": "nursery_core.inference:nursery_test_model",
     "nursery_compare_models": "nursery_core.compare:nursery_compare_models",
     "nursery_evaluate": "nursery_core.evaluate:nursery_evaluate",
+    "nursery_leaderboard": "nursery_core.evaluate:nursery_leaderboard",
     "nursery_train_cloud": "nursery_core.jobs.api:nursery_train_cloud",
     "nursery_reap_instances": "nursery_core.cloud.reaper:nursery_reap_instances",
     "nursery_deploy_ollama": "nursery_core.export.deploy:nursery_deploy_ollama",

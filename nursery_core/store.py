@@ -143,9 +143,24 @@ class Store:
 
     @contextmanager
     def _atomic(self) -> Iterator[None]:
+        # BEGIN IMMEDIATE takes the write lock up front (waiting up to busy_timeout). A deferred BEGIN
+        # that reads first and writes later fails at once with "database is locked" when another
+        # connection (the CLI, a second dashboard) committed in between: the busy timeout cannot help there.
         with self._lock:
-            with self.db.atomic():
+            conn = self.db.conn
+            if conn.in_transaction:
+                with self.db.atomic():  # nested: a savepoint
+                    yield
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
 
     def _decode(self, table: str, row: dict | None) -> dict | None:
         if row is None:

@@ -7,6 +7,7 @@ need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v go >/dev/null 2>&1 || need+=(golang-go)  # renders the Ollama Go TEMPLATE in tests
 if [ ${#need[@]} -gt 0 ]; then
   echo "[setup] installing OS packages: ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

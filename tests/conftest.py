@@ -79,3 +79,7 @@ def smollm2_home(nursery_home, smollm2_session_dir) -> Path:
     base.mkdir(exist_ok=True)
     (base / "smollm2-135m").symlink_to(smollm2_session_dir, target_is_directory=True)
     return nursery_home
+
+
+# The `ssh` layer's fixtures (a real OpenSSH sshd on 127.0.0.1): sshd, sshd_factory.
+from sshd_fixture import sshd, sshd_factory  # noqa: E402,F401

@@ -15,3 +15,16 @@ def _store_for(db_file: str) -> Store:
 def store() -> Store:
     """The shared Store for the current NURSERY_HOME."""
     return _store_for(str(paths.db_path()))
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda r: r.shutdown())
+def _runner_for(db_file: str):
+    """One JobRunner per process and data directory; it first re-attaches or interrupts orphaned runs."""
+    from ..jobs.runner import JobRunner
+
+    return JobRunner(get_store(db_file)).start(recover=True)
+
+
+def runner():
+    """The shared JobRunner (started on first use; survives reruns and browser tabs)."""
+    return _runner_for(str(paths.db_path()))

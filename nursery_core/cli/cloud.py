@@ -1,0 +1,136 @@
+"""CLI for cloud training: train-cloud (Vast.ai or an SSH server), list-offers, reap-instances, providers."""
+from __future__ import annotations
+
+import signal
+import sys
+
+from . import Command, CommandResult
+
+
+def _train_cloud(args):
+    from ..cloud.train import nursery_train_cloud
+    from ..jobs.api import nursery_cancel_job, wait_for_job
+    from .training import _hyper, _progress_line
+
+    status = nursery_train_cloud(
+        args.dataset, base_model=args.base_model, output_name=args.output, provider=args.provider,
+        max_dph=args.max_dph, max_hours=args.max_hours, max_cost=args.max_cost, gpu=args.gpu,
+        offer_id=args.offer_id, min_gpu_ram_gb=args.min_gpu_ram, image=args.image, disk_gb=args.disk,
+        ssh_server=args.server, host=args.host, port=args.port, user=args.user, key_path=args.key_path,
+        python=args.remote_python, remote_root=args.remote_root, **_hyper(args))
+    if not args.wait:
+        return status
+    from ..jobs.backends.vast import destroy_live_instances
+    from ..jobs.runner import JobRunner
+
+    runner = JobRunner(kinds=[args.provider]).start(recover=False)
+    print(f"job {status['id']} queued on {args.provider} (output model {status['output_name']})", file=sys.stderr)
+
+    def on_term(signum, frame):  # SIGTERM: same path as Ctrl-C (cancel, then destroy whatever is left)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+
+    def show(ev):
+        line = _progress_line(ev)
+        if line:
+            print(line, file=sys.stderr, flush=True)
+    try:
+        final = wait_for_job(status["id"], on_event=show)
+    except KeyboardInterrupt:
+        print("interrupted: cancelling the run and destroying its machine", file=sys.stderr)
+        try:
+            nursery_cancel_job(status["id"])
+            final = wait_for_job(status["id"], timeout=120)
+        except KeyboardInterrupt:
+            final = None
+        finally:
+            destroy_live_instances("interrupted")
+        if final is None:
+            from ..jobs.api import nursery_job_status
+            final = nursery_job_status(status["id"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        runner.shutdown(timeout=60)
+    return CommandResult(final, 0 if final["status"] == "succeeded" else 1)
+
+
+def _list_offers(args):
+    from ..cloud.vast import VastClient
+
+    with VastClient() as c:
+        offers = c.search_offers(max_dph=args.max_dph, min_gpu_ram_gb=args.min_gpu_ram, gpu_name=args.gpu,
+                                 disk_gb=args.disk, limit=args.limit)
+    return [offer_row(o) for o in offers]
+
+
+def offer_row(o: dict) -> dict:
+    """The columns people compare offers by."""
+    return {"id": o.get("id"), "gpu_name": o.get("gpu_name"), "num_gpus": o.get("num_gpus"),
+            "gpu_ram_gb": round((o.get("gpu_ram") or 0) / 1000.0, 1), "dph_total": o.get("dph_total"),
+            "reliability": o.get("reliability"), "geolocation": o.get("geolocation"),
+            "cuda": o.get("cuda_max_good"), "inet_down": o.get("inet_down")}
+
+
+def _human_offers(rows: list[dict]) -> str:
+    if not rows:
+        return "no offer fits (raise --max-dph or lower --min-gpu-ram)"
+    head = f"{'id':>10}  {'GPU':<14} {'VRAM':>6} {'$/h':>7} {'rel.':>6}  where"
+    return "\n".join([head] + [f"{r['id']:>10}  {r['gpu_name']:<14} {r['gpu_ram_gb']:>5.0f}G {r['dph_total']:>7.3f} "
+                               f"{r['reliability']:>6.3f}  {r['geolocation'] or ''}" for r in rows])
+
+
+def _reap(args):
+    from ..cloud.reaper import nursery_reap_instances
+    return nursery_reap_instances(dry_run=args.dry_run)
+
+
+def _human_reap(r: dict) -> str:
+    if not r["orphans"]:
+        return f"no orphaned nursery instances ({len(r['kept'])} in use)"
+    verb = "would destroy" if r["dry_run"] else "destroyed"
+    lines = [f"{verb} {len(r['orphans']) if r['dry_run'] else len(r['destroyed'])} instance(s):"]
+    lines += [f"  {o['instance_id']} {o['label']} ({o['job_state']}) {o['gpu_name']} ${o['dph_total'] or 0:.3f}/h"
+              for o in r["orphans"]]
+    lines += [f"  failed {e['instance_id']}: {e['error']}" for e in r["errors"]]
+    return "\n".join(lines)
+
+
+def _providers(args):
+    from ..cloud.providers import provider_table
+    return provider_table()
+
+
+def register(sub) -> None:
+    from .training import _human_status
+
+    c = Command(sub, "train-cloud", "train a LoRA adapter on a rented Vast.ai GPU or your own GPU server over SSH",
+                _train_cloud, _human_status)
+    c.arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \
+        .arg("--output", default=None, help="name of the trained model (default: derived from the dataset)") \
+        .arg("--provider", choices=["vast", "ssh"], default="vast") \
+        .arg("--max-dph", type=float, default=None, help="max $/hour for the instance (vast)") \
+        .arg("--max-hours", type=float, default=None, help="stop (saving the checkpoint) after this many hours") \
+        .arg("--max-cost", type=float, default=None, help="stop (saving the checkpoint) after spending this many $") \
+        .arg("--gpu", default=None, help="GPU name, e.g. 'RTX 4090' or RTX_4090 (vast)") \
+        .arg("--offer-id", type=int, default=None, help="rent this offer (see list-offers)") \
+        .arg("--min-gpu-ram", type=float, default=None, help="GB of GPU memory needed (vast; default 8)") \
+        .arg("--image", default=None, help="docker image (vast)").arg("--disk", type=float, default=None,
+                                                                        help="disk GB (vast; default 20)") \
+        .arg("--server", default=None, help="a configured [ssh_servers.<name>] (ssh)") \
+        .arg("--host", default=None, help="SSH host (ssh)").arg("--port", type=int, default=None) \
+        .arg("--user", default=None).arg("--key-path", default=None, help="private key file (ssh)") \
+        .arg("--remote-python", default=None, help="python on the remote machine (default python3)") \
+        .arg("--remote-root", default=None, help="working directory on the remote machine") \
+        .arg("--epochs", type=float, default=None).arg("--max-steps", type=int, default=None) \
+        .arg("--lr", type=float, default=None, help="learning rate").arg("--lora-r", type=int, default=None) \
+        .arg("--lora-alpha", type=float, default=None).arg("--batch-size", type=int, default=None) \
+        .arg("--max-length", type=int, default=None).arg("--seed", type=int, default=None) \
+        .arg("--wait", action="store_true", help="run it now in this process and stream progress on stderr")
+    Command(sub, "list-offers", "live Vast.ai offers that fit, cheapest first", _list_offers, _human_offers) \
+        .arg("--max-dph", type=float, default=None).arg("--min-gpu-ram", type=float, default=None, help="GB") \
+        .arg("--gpu", default=None).arg("--disk", type=float, default=20.0).arg("--limit", type=int, default=20)
+    Command(sub, "reap-instances", "destroy nursery-* Vast.ai instances that no live job uses", _reap, _human_reap) \
+        .arg("--dry-run", action="store_true", help="only list them")
+    Command(sub, "cloud-providers", "the provider table: supported providers and which keys are set",
+            _providers)

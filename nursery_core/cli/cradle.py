@@ -1,0 +1,165 @@
+"""Model Cradle commands: test-model, compare-models, evaluate, leaderboard (torch loads inside the handlers)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import InvalidInput
+from . import Command
+
+
+def _gen(args) -> dict:
+    return {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
+            "seed": args.seed, "batch_size": getattr(args, "batch_size", None)}
+
+
+def _with_generation(cmd: Command) -> Command:
+    return (cmd.arg("--max-new-tokens", type=int, default=None, metavar="N", help="default 256")
+            .arg("--temperature", type=float, default=None, metavar="X", help="0 = greedy (default)")
+            .arg("--top-p", type=float, default=None, metavar="P")
+            .arg("--seed", type=int, default=None, metavar="S"))
+
+
+def _test(args) -> dict:
+    from ..inference import nursery_test_model
+
+    tools = None
+    if args.tools_file:
+        from pathlib import Path
+        p = Path(args.tools_file)
+        if not p.is_file():
+            raise InvalidInput("tools file not found", file=args.tools_file)
+        tools = p.read_text(encoding="utf-8")
+    return nursery_test_model(args.model, args.prompt, tools=tools, tools_from=args.tools_from,
+                              system=args.system, **{k: v for k, v in _gen(args).items() if k != "batch_size"})
+
+
+def _human_test(r: dict) -> str:
+    lines = [f"model {r['model']} (tools: {', '.join(r['tools']) or '-'}; from {r['tools_source']})",
+             "completion:", r["completion"] or "(empty)", ""]
+    if not r["calls"]:
+        lines.append("no tool call" + ("" if r["format_ok"] else " (malformed: " + "; ".join(r["parse_errors"]) + ")"))
+    for c in r["calls"]:
+        mark = "valid" if c["schema_valid"] else "INVALID: " + "; ".join(c["schema_errors"])
+        lines.append(f"call {c['name']}({json.dumps(c['arguments'], ensure_ascii=False)})  [{mark}]")
+    return "\n".join(lines)
+
+
+def _compare(args) -> dict:
+    from ..compare import nursery_compare_models
+
+    if args.prompt and args.dataset:
+        raise InvalidInput("use either --prompt or --dataset, not both", field="prompt")
+    return nursery_compare_models(args.model_a, args.model_b, prompts=args.prompt, dataset=args.dataset,
+                                  split=args.split, limit=args.limit, tools_from=args.tools_from, **_gen(args))
+
+
+def _human_compare(r: dict) -> str:
+    a, b = r["model_a"], r["model_b"]
+    if r["mode"] == "batch":
+        lines = [f"{r['num_examples']} examples of {r['dataset']} ({r['split']}): "
+                 f"A={a} {_pct(r['a_ast_accuracy'])}, B={b} {_pct(r['b_ast_accuracy'])}"]
+        lines += [f"  {k}: {v}" for k, v in r["summary"].items()]
+        for row in r["rows"]:
+            if row["outcome"] != "both right":
+                lines.append(f"- {row['id']} [{row['outcome']}] {row['prompt'][:80]}")
+        return "\n".join(lines)
+    lines = []
+    for row in r["rows"]:
+        lines += [f"prompt: {row['prompt']}", f"  A ({a}): {row['a']['completion'][:300]}",
+                  f"  B ({b}): {row['b']['completion'][:300]}"]
+        for d in row["diff"]:
+            lines.append(f"  {d['tool']}: {d['status']}" + "".join(
+                f"; {x['argument']} {x['status']}" for x in d["arguments"] if x["status"] != "same"))
+        if not row["diff"]:
+            lines.append("  neither calls a tool")
+    return "\n".join(lines)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _evaluate(args) -> dict:
+    from ..evaluate import nursery_evaluate
+
+    if not args.model and not args.predictions:
+        raise InvalidInput("give a MODEL to run, or --predictions FILE to score", field="model")
+    return nursery_evaluate(args.model, args.dataset, split=args.split, limit=args.limit,
+                            predictions=args.predictions, created_by=args.created_by, **_gen(args))
+
+
+def _human_eval(r: dict) -> str:
+    from ..evaluate import HEADLINE
+
+    m = r["metrics"]
+    lines = [f"{r['model']} on {r['dataset']} ({r['split']}, {r['num_examples']} examples)"
+             + (f"  [evaluation {r['id']}]" if r.get("id") else "")]
+    for k in HEADLINE:
+        v = m.get(k)
+        lines.append(f"  {k:<24} {'-' if v is None else f'{v:.3f}'}")
+    for cat, cm in (m.get("per_category") or {}).items():
+        lines.append(f"  [{cat}] n={cm['num_examples']} ast={_pct(cm['ast_accuracy'])} "
+                     f"format={_pct(cm['format_validity'])} arg_f1={cm['arg_f1']}")
+    if m.get("hallucinated_tool_names"):
+        lines.append("  hallucinated tools: " + ", ".join(f"{k} ({v})" for k, v in m["hallucinated_tool_names"].items()))
+    return "\n".join(lines)
+
+
+def _leaderboard(args) -> list[dict]:
+    from ..evaluate import nursery_leaderboard
+    return nursery_leaderboard(args.dataset)
+
+
+def _human_board(rows: list[dict]) -> str:
+    if not rows:
+        return "no evaluations yet: try `python -m nursery_core evaluate MODEL --dataset NAME`"
+    w = max(len(r["model"]) for r in rows)
+    return "\n".join(f"{r['dataset']:<20} #{r['rank']:<3} {r['model']:<{w}}  ast {_pct(r['ast_accuracy']):>6}  "
+                     f"format {_pct(r['format_validity']):>6}  arg_f1 {r['arg_f1']}  n={r['num_examples']}"
+                     for r in rows)
+
+
+def _positive(v: str) -> int:
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {v!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def register(sub) -> None:
+    _with_generation(
+        Command(sub, "test-model", "Run one prompt through a model with its tools: raw completion, parsed calls, "
+                "JSON and schema validity.", _test, _human_test)
+        .arg("model", metavar="MODEL", help="a trained model or a base model alias/directory")
+        .arg("--prompt", required=True, metavar="TEXT")
+        .arg("--tools-from", metavar="DATASET", help="use this dataset's tools (default: the model's own)")
+        .arg("--tools-file", metavar="FILE", help="a JSON file with tool schemas")
+        .arg("--system", metavar="TEXT", help="a system message"))
+    _with_generation(
+        Command(sub, "compare-models", "Two models side by side: on prompts (calls diffed) or on a dataset's "
+                "eval split (each example labelled both right / A right / B right / both wrong).",
+                _compare, _human_compare)
+        .arg("model_a", metavar="A").arg("model_b", metavar="B")
+        .arg("--prompt", action="append", metavar="TEXT", help="a prompt (repeat for several)")
+        .arg("--dataset", metavar="NAME")
+        .arg("--split", choices=["eval", "train", "all"], default="eval")
+        .arg("--limit", type=_positive, default=None, metavar="N")
+        .arg("--tools-from", metavar="DATASET", help="tools for --prompt (default: model A's)")
+        .arg("--batch-size", type=_positive, default=None, metavar="N"))
+    _with_generation(
+        Command(sub, "evaluate", "Score a model (or a predictions file) on a dataset with the BFCL-style AST "
+                "checker and store the result.", _evaluate, _human_eval)
+        .arg("model", nargs="?", metavar="MODEL", help="a trained model or base model (optional with --predictions: "
+             "then it only names the result)")
+        .arg("--dataset", required=True, metavar="NAME")
+        .arg("--split", choices=["eval", "train", "all"], default="eval")
+        .arg("--limit", type=_positive, default=None, metavar="N")
+        .arg("--predictions", metavar="FILE", help='score {"id", "output"} lines instead of running a model')
+        .arg("--batch-size", type=_positive, default=None, metavar="N")
+        .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
+    Command(sub, "leaderboard", "Models ranked by BFCL-style AST accuracy (newest evaluation per model and dataset).",
+            _leaderboard, _human_board).arg("--dataset", metavar="NAME")

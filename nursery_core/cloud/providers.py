@@ -1,0 +1,60 @@
+"""The provider table shown in Settings: what Nursery supports, what the others would need, which keys are set.
+
+Only whether a key is set (and where from) is ever reported, never its value.
+"""
+from __future__ import annotations
+
+from .settings import key_status, ssh_servers
+
+PROVIDERS = [
+    {"id": "vast", "name": "Vast.ai", "supported": True, "kind": "rented GPU + SSH",
+     "summary": "Rents the cheapest verified GPU that fits your caps, trains over SSH, destroys it afterwards.",
+     "needs": "VAST_API_KEY (env or .streamlit/secrets.toml); VAST_API_URL points at another API (the emulator)."},
+    {"id": "ssh", "name": "Your own GPU server (SSH)", "supported": True, "kind": "SSH",
+     "summary": "Same upload / run / stream / download path on a machine you own; nothing to rent or destroy.",
+     "needs": "[ssh_servers.<name>] host, port, user, key_path (python, remote_root optional) in "
+              ".streamlit/secrets.toml, NURSERY_SSH_HOST/PORT/USER/KEY_PATH, or --host/--port/--user/--key-path."},
+    {"id": "runpod", "name": "RunPod", "supported": False, "kind": "rented GPU + SSH",
+     "summary": "Not yet supported.",
+     "needs": "GraphQL podFindAndDeployOnDemand / podTerminate (or REST v1 /pods) with RUNPOD_API_KEY; 'Full SSH' "
+              "with a public IP and port 22 exposed (the proxied basic SSH has no SFTP); an emulator of those "
+              "calls mapping portMappings['22'] to a local sshd."},
+    {"id": "together", "name": "Together.ai fine-tuning", "supported": False, "kind": "managed fine-tuning",
+     "summary": "Not yet supported.",
+     "needs": "TOGETHER_API_KEY; upload via POST /v1/files (302 to a presigned PUT) + preprocess; POST "
+              "/v1/fine-tunes with training_type Lora; poll GET /v1/fine-tunes/{id} and its events; download the "
+              "adapter from /v1/finetune/download. Their trainer, not Nursery's rendering, formats the data."},
+    {"id": "replicate", "name": "Replicate trainings", "supported": False, "kind": "managed fine-tuning",
+     "summary": "Not yet supported.",
+     "needs": "REPLICATE_API_TOKEN; POST /v1/models/{owner}/{name}/versions/{version}/trainings with a dataset "
+              "URL and a destination model; poll GET /v1/trainings/{id}; fetch the weights URL from its output "
+              "(trainer-specific)."},
+    {"id": "modal", "name": "Modal", "supported": False, "kind": "serverless GPU functions",
+     "summary": "Not yet supported.",
+     "needs": "the modal SDK and MODAL_TOKEN_ID/MODAL_TOKEN_SECRET; an App with an Image (torch, peft, ...) and a "
+              "gpu= function running the worker, results through a Volume. It speaks gRPC, so tests would use a "
+              "fake behind the provider interface rather than an HTTP emulator."},
+]
+
+
+def provider_table() -> list[dict]:
+    """Every provider with its support status, what it needs, and whether its key is set."""
+    rows = []
+    for p in PROVIDERS:
+        row = dict(p)
+        if p["id"] == "ssh":
+            try:
+                servers = ssh_servers()
+                row["servers"] = [s.to_dict() for s in servers.values()]
+                row["configured"] = bool(servers)
+            except Exception as e:  # noqa: BLE001 — a bad secrets.toml is shown, not raised, in the table
+                row["servers"], row["configured"], row["config_error"] = [], False, str(e)
+        else:
+            try:
+                ks = key_status(p["id"])
+            except Exception as e:  # noqa: BLE001
+                ks = {"set": False, "source": None, "error": str(e)}
+            row["key"] = ks
+            row["configured"] = ks["set"]
+        rows.append(row)
+    return rows

@@ -1,0 +1,80 @@
+"""HF directory -> GGUF with llama.cpp's own converter, fetched at set-up into .tools/llama.cpp/.
+
+The converter runs in a subprocess with its own `gguf-py` first on PYTHONPATH: the PyPI `gguf` package that
+transformers uses is older than the converter expects, so the two never share a process.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .. import paths
+from ..errors import BackendError, InvalidInput
+
+# Types llama.cpp's converter writes directly; k-quants are Ollama's `quantize` option at registration.
+OUTTYPES = ("f32", "f16", "bf16", "q8_0")
+OLLAMA_QUANTIZE = ("q4_K_M", "q4_K_S", "q8_0")
+
+
+def tools_dir() -> Path:
+    """Where scripts/setup_llamacpp.sh extracts the converter (NURSERY_LLAMACPP_DIR overrides)."""
+    env = os.environ.get("NURSERY_LLAMACPP_DIR")
+    return Path(env).expanduser() if env else paths.PROJECT_ROOT / ".tools" / "llama.cpp"
+
+
+def converter_script() -> Path:
+    return tools_dir() / "convert_hf_to_gguf.py"
+
+
+def converter_available() -> bool:
+    d = tools_dir()
+    return converter_script().is_file() and (d / "gguf-py" / "gguf" / "__init__.py").is_file()
+
+
+def require_converter() -> Path:
+    if not converter_available():
+        raise BackendError(f"llama.cpp's GGUF converter is missing from {tools_dir()}: run `make setup` "
+                           f"(or `bash scripts/setup_llamacpp.sh`) to fetch it")
+    return converter_script()
+
+
+def converter_env() -> dict[str, str]:
+    """The subprocess environment: the converter's own gguf-py first, no hub access, quiet tokenizers."""
+    env = dict(os.environ)
+    gguf_py = str(tools_dir() / "gguf-py")
+    env["PYTHONPATH"] = gguf_py + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.pop("NO_LOCAL_GGUF", None)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return env
+
+
+def convert(model_dir: Path | str, outfile: Path | str, outtype: str = "q8_0", timeout: float = 3600) -> dict:
+    """Runs convert_hf_to_gguf.py on an HF model dir; returns {"path", "size", "outtype", "seconds", "log"}."""
+    if outtype not in OUTTYPES:
+        raise InvalidInput(f"outtype must be one of {', '.join(OUTTYPES)} (k-quants such as q4_K_M are applied "
+                           f"by Ollama at registration: use quantize)", field="outtype")
+    model_dir, outfile = Path(model_dir), Path(outfile)
+    if not (model_dir / "config.json").exists():
+        raise InvalidInput(f"{model_dir} is not a Hugging Face model directory (no config.json)", field="model_dir")
+    if outfile.exists():
+        raise InvalidInput(f"{outfile} already exists; refusing to overwrite it", field="outfile")
+    script = require_converter()
+    outfile.parent.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, str(script), str(model_dir), "--outfile", str(outfile), "--outtype", outtype]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(argv, env=converter_env(), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        outfile.unlink(missing_ok=True)
+        raise BackendError(f"GGUF conversion of {model_dir.name} took longer than {timeout:.0f} s") from None
+    log = (proc.stdout or "") + (proc.stderr or "")
+    if proc.returncode != 0 or not outfile.exists():
+        outfile.unlink(missing_ok=True)
+        last = [ln for ln in log.strip().splitlines() if ln.strip()][-1:] or ["(no output)"]
+        raise BackendError(f"llama.cpp's converter failed on {model_dir.name} (exit {proc.returncode}): {last[0]}")
+    return {"path": str(outfile), "size": outfile.stat().st_size, "outtype": outtype,
+            "seconds": round(time.monotonic() - start, 2), "log": log[-4000:]}

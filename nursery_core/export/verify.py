@@ -1,0 +1,215 @@
+"""Proves an export before it ships: the GGUF, run by llama.cpp (xllamacpp's embedded llama-server, the engine
+Ollama runs), must tokenize the rendered prompts like the HF tokenizer and make the same greedy tool calls
+as the merged HF model on the model's eval prompts.
+
+Outputs are compared on token ids decoded by the HF tokenizer: llama.cpp drops control tokens from its own
+text, which would hide a `<tool_call>` registered as a special token.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import BackendError, InvalidInput
+
+DEFAULT_THRESHOLD = 0.95
+DEFAULT_LIMIT = 20
+DEFAULT_MAX_NEW_TOKENS = 96
+
+Progress = Callable[[str, dict], None]
+
+
+def bindings_available() -> bool:
+    try:
+        import xllamacpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _builtin_prompts() -> list[dict]:
+    """A handful of requests over the default tools, for models without an eval split."""
+    from ..data.tools import DEFAULT_TOOLS
+
+    asks = ["What is 12.5 times 8?", "Remember that the garage code is 4821.", "What time is it in Tokyo?",
+            "What's the weather like in Lisbon?", "Search the web for the latest Python release.",
+            "Hello! How are you today?"]
+    return [{"id": f"builtin-{i}", "messages": [{"role": "user", "content": q}], "tools": DEFAULT_TOOLS,
+             "gold": None} for i, q in enumerate(asks)]
+
+
+def eval_prompt_set(dataset: str | None, limit: int = DEFAULT_LIMIT) -> tuple[list[dict], str]:
+    """(prompts, source): the dataset's eval split cut before the first assistant turn, else built-ins."""
+    from ..training.rendering import eval_prompts
+
+    if dataset:
+        try:
+            from ..datasets import load_examples
+
+            examples = load_examples(dataset, "eval", limit=limit)
+        except Exception:  # dataset deleted or unreadable: verification still runs on the built-ins
+            examples = []
+        prompts = []
+        for ex in examples:
+            msgs, gold = eval_prompts(ex)
+            if msgs and msgs[-1]["role"] in ("user", "tool"):
+                prompts.append({"id": ex.get("id"), "messages": msgs, "tools": ex.get("tools"), "gold": gold})
+        if prompts:
+            return prompts[:limit], f"dataset {dataset} (eval split)"
+    return _builtin_prompts()[:limit], "built-in prompts"
+
+
+class GGUFRunner:
+    """A GGUF loaded in llama.cpp's server engine (in-process, on a free loopback port) for tokenize/complete."""
+
+    def __init__(self, gguf_path: Path | str, n_ctx: int = 4096, threads: int | None = None):
+        try:
+            import xllamacpp as xlc
+        except ImportError:
+            raise BackendError("llama.cpp's Python bindings (xllamacpp) are not installed: run `make setup`") from None
+        import httpx
+
+        p = xlc.CommonParams()
+        p.model.path = str(gguf_path)
+        p.n_ctx = n_ctx
+        p.n_parallel = 1
+        p.warmup = False
+        p.verbosity = 0
+        threads = threads or max(1, os.cpu_count() or 1)
+        p.cpuparams.n_threads = threads
+        p.cpuparams_batch.n_threads = threads
+        try:
+            self._server = xlc.Server(p)
+        except Exception as e:
+            raise BackendError(f"llama.cpp could not load {Path(gguf_path).name}: {e}") from e
+        self.url = self._server.listening_address
+        self._http = httpx.Client(base_url=self.url, timeout=600, trust_env=False)
+
+    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
+        r = self._http.post("/tokenize", json={"content": text, "add_special": add_special, "parse_special": True})
+        r.raise_for_status()
+        return list(r.json()["tokens"])
+
+    def complete(self, prompt: str | list[int], max_new_tokens: int) -> list[int]:
+        """Greedy token ids (argmax each step) after the prompt, until an end-of-generation token or the limit."""
+        body = {"prompt": prompt, "n_predict": max_new_tokens, "temperature": 0.0, "top_k": 1,
+                "samplers": ["top_k"], "repeat_penalty": 1.0, "return_tokens": True, "cache_prompt": False,
+                "seed": 0}
+        r = self._http.post("/completion", json=body)
+        if r.status_code >= 400:
+            raise BackendError(f"llama.cpp completion failed ({r.status_code}): {r.text[:200]}")
+        return list(r.json().get("tokens") or [])
+
+    def close(self) -> None:
+        self._http.close()
+        server, self._server = getattr(self, "_server", None), None
+        del server
+
+    def __enter__(self) -> "GGUFRunner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _cut_ids(ids: list[int], stop_ids: set[int]) -> list[int]:
+    for k, t in enumerate(ids):
+        if t in stop_ids:
+            return ids[:k]
+    return ids
+
+
+def _stop_ids(tokenizer) -> set[int]:
+    """Token ids that end an assistant turn on either side (eos, the family's end-of-turn, <|endoftext|>)."""
+    from ..training.rendering import end_of_turn
+
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    for text in (end_of_turn(tokenizer), "<|endoftext|>", "<|eot_id|>", "</s>"):
+        tid = tokenizer.convert_tokens_to_ids(text)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
+            ids.add(tid)
+    return ids
+
+
+def _short(text: str, n: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def verify_export(merged_dir: Path | str, gguf_path: Path | str, prompts: list[dict], *,
+                  threshold: float = DEFAULT_THRESHOLD, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+                  progress: Progress | None = None) -> dict[str, Any]:
+    """Runs both models greedily on the prompts. Returns {score, passed, tokenization_ok, rows, ...}:
+    score = share of prompts whose parsed tool calls (names and arguments) are the same."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ..base_models import family_of_template
+    from ..evaluation.parser import parse_tool_calls
+    from ..training.rendering import prepare_tokenizer, render_prompt
+
+    if not prompts:
+        raise InvalidInput("no prompts to verify the export with", field="prompts")
+    progress = progress or (lambda step, info: None)
+    merged_dir = Path(merged_dir)
+    started = time.monotonic()
+    tok = AutoTokenizer.from_pretrained(str(merged_dir))
+    meta_family = None
+    meta = merged_dir / "nursery_merge.json"
+    if meta.exists():
+        import json
+
+        meta_family = json.loads(meta.read_text()).get("family")
+    prepare_tokenizer(tok, meta_family or family_of_template(tok.chat_template))
+    stop_ids = _stop_ids(tok)
+    texts = [render_prompt(tok, p["messages"], p.get("tools")) for p in prompts]
+    hf_prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+
+    # llama.cpp side first: it is fast, and its server is closed before the HF model is loaded.
+    gguf_rows = []
+    with GGUFRunner(gguf_path, n_ctx=max(2048, max(len(x) for x in hf_prompt_ids) + max_new_tokens + 64)) as g:
+        adds_bos = bool(g.tokenize("", add_special=True))
+        bos = tok.bos_token or ""
+        for k, text in enumerate(texts):
+            # A template that writes BOS itself (llama3) leaves it to the runtime in Ollama, which adds it.
+            run_text = text[len(bos):] if adds_bos and bos and text.startswith(bos) else text
+            ids = g.tokenize(run_text, add_special=True)
+            out = _cut_ids(g.complete(run_text, max_new_tokens), stop_ids)
+            gguf_rows.append((ids, out))
+            progress("gguf", {"done": k + 1, "total": len(texts)})
+
+    from ..inference import generate_with  # the Cradle's greedy generation on an already-loaded model
+
+    model = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch.float32)
+    model.eval()
+    hf_texts = generate_with(model, tok, texts, {"max_new_tokens": max_new_tokens, "temperature": 0.0,
+                                                 "batch_size": 1},
+                             progress=lambda d, n: progress("hf", {"done": d, "total": n}))
+    del model
+
+    rows = []
+    for k, p in enumerate(prompts):
+        g_ids, g_out = gguf_rows[k]
+        g_text = tok.decode(g_out, skip_special_tokens=False).strip()
+        h_text = hf_texts[k]
+        h_calls, g_calls = parse_tool_calls(h_text).calls, parse_tool_calls(g_text).calls
+        user = next((m.get("content") for m in reversed(p["messages"]) if m["role"] == "user"), "")
+        rows.append({
+            "index": k, "id": p.get("id"), "prompt": _short(user),
+            "hf_output": h_text, "gguf_output": g_text,
+            "hf_calls": h_calls, "gguf_calls": g_calls,
+            "same_call": h_calls == g_calls, "same_text": h_text == g_text,
+            "same_tokens": g_ids == hf_prompt_ids[k],
+            "prompt_tokens": len(hf_prompt_ids[k]), "gguf_prompt_tokens": len(g_ids),
+        })
+    n = len(rows)
+    score = sum(r["same_call"] for r in rows) / n
+    tokenization_ok = all(r["same_tokens"] for r in rows)
+    return {
+        "score": round(score, 4), "threshold": threshold, "passed": score >= threshold and tokenization_ok,
+        "tokenization_ok": tokenization_ok, "same_text": round(sum(r["same_text"] for r in rows) / n, 4),
+        "prompts": n, "with_calls": sum(1 for r in rows if r["hf_calls"] or r["gguf_calls"]),
+        "max_new_tokens": max_new_tokens, "seconds": round(time.monotonic() - started, 2), "rows": rows,
+    }

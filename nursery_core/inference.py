@@ -1,0 +1,486 @@
+"""Running models: a process-wide pool (one base in memory serves its adapters through peft's named adapters,
+bases evicted least-recently-used), batched left-padded generation, streaming, and `nursery_test_model`.
+
+Every page session, the CLI and evaluation share the pool, so an adapter is loaded once per process. A lock per
+base serialises generation on it (switching the active adapter is global state on the model).
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from . import paths
+from .errors import InvalidConfig, InvalidInput, NotFound
+from .store import get_store
+
+DEFAULT_MAX_NEW_TOKENS = 256
+DEFAULT_BATCH_SIZE = 8
+
+
+# ----------------------------------------------------------------------------------------- settings
+@dataclass
+class GenerationSettings:
+    """How to generate: greedy when temperature is 0, else sampling with temperature/top_p and a seed."""
+
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = 0
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    def validate(self) -> "GenerationSettings":
+        if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
+            raise InvalidConfig(f"max_new_tokens must be an integer from 1 to 8192, not {self.max_new_tokens!r}")
+        if not isinstance(self.temperature, (int, float)) or not 0 <= self.temperature <= 5:
+            raise InvalidConfig(f"temperature must be between 0 (greedy) and 5, not {self.temperature!r}")
+        if not isinstance(self.top_p, (int, float)) or not 0 < self.top_p <= 1:
+            raise InvalidConfig(f"top_p must be above 0 and at most 1, not {self.top_p!r}")
+        if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 512:
+            raise InvalidConfig(f"batch_size must be an integer from 1 to 512, not {self.batch_size!r}")
+        return self
+
+    @property
+    def greedy(self) -> bool:
+        return not self.temperature
+
+    def to_dict(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
+                "seed": self.seed, "batch_size": self.batch_size, "greedy": self.greedy}
+
+    @classmethod
+    def of(cls, settings: "GenerationSettings | dict | None" = None, **overrides: Any) -> "GenerationSettings":
+        base = settings.to_dict() if isinstance(settings, GenerationSettings) else dict(settings or {})
+        base.pop("greedy", None)
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**{k: v for k, v in base.items() if k in cls.__dataclass_fields__}).validate()
+
+
+# ------------------------------------------------------------------------------------- model lookup
+@dataclass
+class ModelRef:
+    """What a model name points at: an adapter over a base, or a bare base."""
+
+    name: str
+    kind: str                      # "adapter" | "base"
+    base_dir: Path
+    base_ref: str                  # what load_base gets (alias or directory)
+    adapter_path: Path | None = None
+    row: dict = field(default_factory=dict)
+
+
+def _adapter_base(row: dict, adapter: Path) -> str:
+    """The adapter's base: its run config's local base_model_dir when that exists here, else the alias."""
+    for cfg_name in ("config.json", "nursery_run.json"):
+        cfg = adapter / cfg_name
+        if cfg.is_file():
+            try:
+                data = json.loads(cfg.read_text())
+            except ValueError:
+                continue
+            d = data.get("base_model_dir")
+            if d and Path(d).is_dir() and (Path(d) / "config.json").exists():
+                return d
+    if row.get("base_model"):
+        return row["base_model"]
+    raise NotFound(f"model {row['name']!r} does not say which base model it adapts")
+
+
+def resolve_model(name: str) -> ModelRef:
+    """An adapter from the models table, else a base model alias or local directory."""
+    from .base_models import ensure_local, resolve
+
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("choose a model", field="model")
+    name = name.strip()
+    store = get_store()
+    if store.has_model(name):
+        row = store.get_model(name)
+        p = Path(row["path"]) if row.get("path") else paths.models_dir() / name
+        if not p.is_absolute():
+            p = paths.home() / p
+        if not (p / "adapter_config.json").exists():
+            if row.get("kind") == "base" and (p / "config.json").exists():
+                return ModelRef(name, "base", p.resolve(), str(p), row=row)
+            raise NotFound(f"the files of model {name!r} are missing ({p}); delete it and train it again")
+        base_ref = _adapter_base(row, p)
+        return ModelRef(name, "adapter", ensure_local(base_ref).resolve(), base_ref, p.resolve(), row)
+    try:
+        spec = resolve(name)
+    except NotFound:
+        raise NotFound(f"no model named {name!r}: not a trained model (see list-models) nor a base model "
+                       "alias or directory") from None
+    return ModelRef(spec.alias, "base", ensure_local(name).resolve(), name)
+
+
+# --------------------------------------------------------------------------------------------- pool
+def _max_bases_default() -> int:
+    try:
+        return max(1, int(os.environ.get("NURSERY_MAX_LOADED_BASES", "2")))
+    except ValueError:
+        return 2
+
+
+@dataclass
+class _Base:
+    key: str
+    model: Any
+    tokenizer: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # model name → (peft adapter name, adapter dir, files' mtime): a changed dir or mtime means reload
+    adapters: "OrderedDict[str, tuple[str, str, float]]" = field(default_factory=OrderedDict)
+
+
+def _adapter_mtime(path: Path) -> float:
+    files = [path / "adapter_model.safetensors", path / "adapter_model.bin", path / "adapter_config.json"]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+def _peft_name(model_name: str, taken: set[str]) -> str:
+    base = "a_" + "".join(ch if ch.isalnum() else "_" for ch in model_name)  # peft names are module keys
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    return name
+
+
+class ModelPool:
+    """Loaded bases (LRU, at most `max_bases`) each with up to `max_adapters` named adapters."""
+
+    def __init__(self, max_bases: int | None = None, max_adapters: int = 8):
+        self.max_bases = max_bases or _max_bases_default()
+        self.max_adapters = max_adapters
+        self._bases: "OrderedDict[str, _Base]" = OrderedDict()
+        self._lock = threading.RLock()
+        self.loads = 0  # base loads so far (tests and the UI show it)
+
+    # -- state for tests and the UI
+    def loaded(self) -> list[dict]:
+        with self._lock:
+            return [{"base": k, "adapters": list(b.adapters)} for k, b in self._bases.items()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._bases.clear()
+        gc.collect()
+
+    def forget(self, model_name: str) -> None:
+        """Drops a deleted or retrained adapter from every base."""
+        with self._lock:
+            entries = list(self._bases.values())
+        for entry in entries:
+            with entry.lock:
+                hit = entry.adapters.pop(model_name, None)
+                if hit is not None:
+                    entry.model.delete_adapter(hit[0])
+
+    def _base(self, ref: ModelRef) -> _Base:
+        from .base_models import load_base
+
+        key = str(ref.base_dir)
+        with self._lock:
+            entry = self._bases.get(key)
+            if entry is not None:
+                self._bases.move_to_end(key)
+                return entry
+            while len(self._bases) >= self.max_bases:
+                self._bases.popitem(last=False)  # a generation still running keeps its own reference
+                gc.collect()
+            model, tok, _ = load_base(ref.base_ref if ref.kind == "adapter" else str(ref.base_dir))
+            model.eval()
+            entry = _Base(key, model, tok)
+            self._bases[key] = entry
+            self.loads += 1
+            return entry
+
+    def _activate(self, entry: _Base, ref: ModelRef) -> None:
+        """Called with entry.lock held: loads the adapter if needed and makes it (or the bare base) active."""
+        from peft import PeftModel
+
+        if ref.kind != "adapter":
+            return
+        stamp = (str(ref.adapter_path), _adapter_mtime(ref.adapter_path))
+        hit = entry.adapters.get(ref.name)
+        if hit is not None and hit[1:] != stamp:  # retrained, or another home's model of that name
+            entry.model.delete_adapter(hit[0])
+            entry.adapters.pop(ref.name)
+            hit = None
+        if hit is None:
+            pname = _peft_name(ref.name, {h[0] for h in entry.adapters.values()})
+            if isinstance(entry.model, PeftModel):
+                entry.model.load_adapter(str(ref.adapter_path), adapter_name=pname, is_trainable=False)
+            else:
+                entry.model = PeftModel.from_pretrained(entry.model, str(ref.adapter_path), adapter_name=pname,
+                                                        is_trainable=False)
+                entry.model.eval()
+            entry.adapters[ref.name] = (pname, *stamp)
+            while len(entry.adapters) > self.max_adapters:
+                old, (old_p, *_) = next(iter(entry.adapters.items()))
+                if old == ref.name:
+                    break
+                entry.adapters.pop(old)
+                entry.model.delete_adapter(old_p)
+        entry.adapters.move_to_end(ref.name)
+        entry.model.set_adapter(entry.adapters[ref.name][0])
+
+    def run(self, model_name: str, fn: Callable[[Any, Any], Any]) -> Any:
+        """Calls fn(model, tokenizer) with `model_name` active, holding its base's lock."""
+        import contextlib
+
+        ref = resolve_model(model_name)
+        entry = self._base(ref)
+        with entry.lock:
+            self._activate(entry, ref)
+            bare = ref.kind != "adapter" and _is_peft(entry.model)
+            with (entry.model.disable_adapter() if bare else contextlib.nullcontext()):
+                return fn(entry.model, entry.tokenizer)
+
+    def stream(self, model_name: str, fn: Callable[[Any, Any], Iterator[str]]) -> Iterator[str]:
+        """Like run, for a generator: the base stays locked until the stream ends or is closed."""
+        import contextlib
+
+        ref = resolve_model(model_name)
+        entry = self._base(ref)
+        with entry.lock:
+            self._activate(entry, ref)
+            bare = ref.kind != "adapter" and _is_peft(entry.model)
+            with (entry.model.disable_adapter() if bare else contextlib.nullcontext()):
+                yield from fn(entry.model, entry.tokenizer)
+
+
+def _is_peft(model) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+_POOL: ModelPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def get_pool() -> ModelPool:
+    """The process-wide pool (pages hold it through st.cache_resource too, so it survives reruns)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ModelPool()
+        return _POOL
+
+
+# ----------------------------------------------------------------------------------------- generation
+Prompt = Any  # {"messages", "tools"} | (messages, tools) | a rendered string
+
+
+def _render(tokenizer, prompt: Prompt) -> str:
+    from .training.rendering import render_prompt
+
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, dict):
+        return render_prompt(tokenizer, prompt["messages"], prompt.get("tools"))
+    messages, tools = prompt
+    return render_prompt(tokenizer, messages, tools)
+
+
+def _stop_ids(tokenizer) -> list[int]:
+    from .training.rendering import end_of_turn
+
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    eot = tokenizer.encode(end_of_turn(tokenizer), add_special_tokens=False)
+    if len(eot) == 1 and eot[0] not in ids:
+        ids.append(eot[0])
+    return ids
+
+
+def _cut(tokenizer, text: str) -> str:
+    from .training.rendering import end_of_turn
+
+    for stop in (end_of_turn(tokenizer), tokenizer.eos_token, tokenizer.pad_token):
+        if stop and stop in text:
+            text = text.split(stop, 1)[0]
+    return text.strip()
+
+
+def _gen_config(tokenizer, s: GenerationSettings):
+    from transformers import GenerationConfig
+
+    kw: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "eos_token_id": _stop_ids(tokenizer),
+                          "pad_token_id": tokenizer.pad_token_id}
+    if s.greedy:
+        kw.update(do_sample=False)
+    else:
+        kw.update(do_sample=True, temperature=float(s.temperature), top_p=float(s.top_p), top_k=0)
+    return GenerationConfig(**kw)
+
+
+def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
+                  progress: Callable[[int, int], None] | None = None, **overrides: Any) -> list[str]:
+    """Raw completions for already-loaded (model, tokenizer): several prompts per forward pass, left-padded,
+    each cut at the family's end of turn. Also used on merged models by the deploy check."""
+    import torch
+
+    s = GenerationSettings.of(settings, **overrides)
+    texts = [_render(tokenizer, p) for p in prompts]
+    if not texts:
+        return []
+    # Similar lengths share a batch: less padding, same results.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out: list[str] = [""] * len(texts)
+    gen_cfg = _gen_config(tokenizer, s)
+    device = next(model.parameters()).device
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        if s.seed is not None:
+            torch.manual_seed(int(s.seed))
+        done = 0
+        for start in range(0, len(order), s.batch_size):
+            idx = order[start:start + s.batch_size]
+            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = {k: v.to(device) for k, v in enc.items()}
+            with torch.inference_mode():
+                gen = model.generate(**enc, generation_config=gen_cfg)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            for row, i in enumerate(idx):
+                out[i] = _cut(tokenizer, tokenizer.decode(new[row], skip_special_tokens=False))
+            done += len(idx)
+            if progress:
+                progress(done, len(texts))
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings | dict | None = None,
+                **overrides: Any) -> Iterator[str]:
+    """Text chunks of one completion as they are generated (for st.write_stream)."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    s = GenerationSettings.of(settings, **overrides)
+    text = _render(tokenizer, prompt)
+    enc = tokenizer([text], return_tensors="pt", add_special_tokens=False)
+    device = next(model.parameters()).device
+    enc = {k: v.to(device) for k, v in enc.items()}
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+    if s.seed is not None:
+        torch.manual_seed(int(s.seed))
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            with torch.inference_mode():
+                model.generate(**enc, generation_config=_gen_config(tokenizer, s), streamer=streamer)
+        except BaseException as e:  # surfaced to the reader below
+            errors.append(e)
+            streamer.end()
+
+    t = threading.Thread(target=work, name="nursery-stream", daemon=True)
+    t.start()
+    try:
+        for chunk in streamer:
+            if chunk:
+                yield chunk
+    finally:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+def generate_batch(model_name: str, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
+                   progress: Callable[[int, int], None] | None = None, **overrides: Any) -> list[str]:
+    """Raw completions of a pooled model (adapter or base) for many prompts, batched."""
+    s = GenerationSettings.of(settings, **overrides)
+    return get_pool().run(model_name, lambda m, t: generate_with(m, t, prompts, s, progress=progress))
+
+
+def stream_generate(model_name: str, prompt: Prompt, settings: GenerationSettings | dict | None = None,
+                    **overrides: Any) -> Iterator[str]:
+    s = GenerationSettings.of(settings, **overrides)
+    return get_pool().stream(model_name, lambda m, t: stream_with(m, t, prompt, s))
+
+
+# ------------------------------------------------------------------------------------------- tools
+def dataset_tools(dataset: str) -> list[dict]:
+    """The distinct tools a dataset's examples carry, in first-seen order."""
+    from .datasets import get_dataset, iter_examples
+
+    wanted = set(get_dataset(dataset).get("tools") or [])
+    found: dict[str, dict] = {}
+    for ex in iter_examples(dataset):
+        for t in ex.get("tools") or []:
+            found.setdefault(t["function"]["name"], t)
+        if wanted and wanted <= set(found):
+            break
+    return list(found.values())
+
+
+def resolve_tools(model_name: str | None = None, tools: Any = None, tools_from: str | None = None) -> tuple[list[dict], str]:
+    """(tools, where they came from): pasted/given tools, else a dataset's, else the model's training tools."""
+    from .data.tools import parse_tool_schemas, tools_from_data
+
+    if tools is not None and tools != "" and tools != []:
+        if isinstance(tools, str):
+            return parse_tool_schemas(tools), "pasted"
+        return tools_from_data(tools, "<tools>"), "given"
+    if tools_from:
+        return dataset_tools(tools_from), f"dataset {tools_from}"
+    if model_name:
+        store = get_store()
+        if store.has_model(model_name):
+            row = store.get_model(model_name)
+            if row.get("tools"):
+                return tools_from_data(row["tools"], f"model {model_name}"), f"training tools of {model_name}"
+            if row.get("dataset") and get_store().has_dataset(row["dataset"]):
+                return dataset_tools(row["dataset"]), f"dataset {row['dataset']}"
+    return [], "none"
+
+
+def analyse_completion(completion: str, tools: list[dict]) -> dict:
+    """Parsed calls of a raw completion, each with JSON validity and schema validity against its tool."""
+    from .evaluation.checker import find_tool
+    from .evaluation.metrics import schema_errors
+    from .evaluation.parser import parse_tool_calls
+
+    parsed = parse_tool_calls(completion)
+    calls = []
+    for c in parsed.calls:
+        tool = find_tool(tools, c["name"])
+        errs = schema_errors(tool, c["arguments"]) if tools else []
+        calls.append({"name": c["name"], "arguments": c["arguments"], "json_valid": True,
+                      "known_tool": tool is not None, "schema_valid": bool(tools) and not errs,
+                      "schema_errors": errs if tools else ["no tools to check against"]})
+    return {"completion": completion, "calls": calls, "format_ok": parsed.format_ok,
+            "parse_errors": parsed.errors, "invalid_blocks": parsed.blocks - len(parsed.calls)}
+
+
+def build_messages(prompt: str, system: str | None = None) -> list[dict]:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidInput("the prompt is empty", field="prompt")
+    msgs = [{"role": "system", "content": system}] if system else []
+    return msgs + [{"role": "user", "content": prompt}]
+
+
+def nursery_test_model(model_name: str, prompt: str, tools: Any = None, tools_from: str | None = None,
+                       system: str | None = None, settings: GenerationSettings | dict | None = None,
+                       **generation: Any) -> dict:
+    """One prompt through a model with its tools: raw completion, parsed calls, JSON and schema validity."""
+    s = GenerationSettings.of(settings, **generation)
+    tool_list, source = resolve_tools(model_name, tools, tools_from)
+    messages = build_messages(prompt, system)
+    completion = generate_batch(model_name, [{"messages": messages, "tools": tool_list}], s)[0]
+    return {"model": model_name, "prompt": prompt, "tools": [t["function"]["name"] for t in tool_list],
+            "tools_source": source, "settings": s.to_dict(), **analyse_completion(completion, tool_list)}
+
+
+def stream_test_model(model_name: str, prompt: str, tools: list[dict], system: str | None = None,
+                      settings: GenerationSettings | dict | None = None, **generation: Any) -> Iterator[str]:
+    """The streamed counterpart of nursery_test_model (tools already resolved); pair with analyse_completion."""
+    return stream_generate(model_name, {"messages": build_messages(prompt, system), "tools": tools}, settings,
+                           **generation)

@@ -1,0 +1,288 @@
+"""The training-job API: validate and queue runs (self-contained job dirs), report status, cancel, wait, and
+register a finished run's adapter as a model with its lineage."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import paths
+from ..errors import AlreadyExists, BackendError, InvalidConfig, InvalidInput, NotFound
+from ..status import ACTIVE, JobStatus
+from ..store import get_store, new_id, now
+from ..training.config import TrainConfig
+
+LOSS_POINTS = 400  # loss history is thinned to about this many points for charts and --json
+
+
+# ------------------------------------------------------------------------------------------- datasets
+def dataset_examples(name: str, split: str) -> list[dict]:
+    """A stored dataset's examples for a split ('train' | 'eval' | 'all'), as the Data Garden split them."""
+    from ..datasets import load_examples
+
+    return list(load_examples(name, split=split))
+
+
+# ------------------------------------------------------------------------------------------ base model
+def base_model_source(base_model: str) -> tuple[str, Any]:
+    """(what the worker loads: a local dir or a hub id, spec); a clear error if it cannot load offline."""
+    from ..base_models import materialise_embedded, resolve
+
+    spec = resolve(base_model)
+    if spec.local_dir:
+        d = Path(spec.local_dir)
+        if not any(d.glob("*.safetensors")) and not any(d.glob("*.bin")):
+            raise InvalidInput(f"{d} has no model weights (*.safetensors / *.bin)", field="base_model")
+        return str(d), spec
+    if spec.embedded:
+        return str(materialise_embedded()), spec
+    local = paths.base_models_dir() / spec.alias
+    if (local / "config.json").exists():
+        return str(local), spec
+    if os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True") or not _hub_reachable():
+        raise BackendError(f"base model {spec.alias!r} ({spec.hf_id}) is not on this machine and the Hugging Face "
+                           f"hub is not reachable: connect to the internet, put a copy in {local}, or pass a "
+                           "local model directory")
+    return spec.hf_id, spec
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    import httpx
+
+    try:
+        httpx.head("https://huggingface.co", timeout=timeout)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+def check_output_name(output_name: str) -> str:
+    """A free model name: not an existing model (row or directory) nor an active job's output."""
+    store = get_store()
+    paths.check_name(output_name, "output name")
+    if store.has_model(output_name) or (paths.models_dir() / output_name).exists():
+        raise AlreadyExists(f"a model named {output_name!r} already exists: choose another --output name")
+    for job in store.list_jobs(status=ACTIVE):
+        if job.get("output_name") == output_name:
+            raise AlreadyExists(f"job {job['id']} ({job['status']}) already writes model {output_name!r}: choose "
+                                "another --output name")
+    return output_name
+
+
+def default_output_name(dataset: str, base_alias: str) -> str:
+    stem = paths.slugify(f"{dataset}-{paths.slugify(base_alias)}")[:50] or "model"
+    for _ in range(20):
+        name = f"{stem}-{new_id()[:6]}"
+        if not get_store().has_model(name) and not (paths.models_dir() / name).exists():
+            return name
+    raise AlreadyExists("could not find a free output name; pass --output")
+
+
+def build_config(base_model: str, hyper: dict) -> TrainConfig:
+    """TrainConfig defaults + the user's hyper-parameters, validated (unknown names are errors)."""
+    bad = {"base_model_dir", "dataset_file", "eval_file", "output_dir"} & set(hyper)
+    if bad:
+        raise InvalidConfig(f"{', '.join(sorted(bad))} are set by Nursery, not by the caller")
+    return TrainConfig(base_model=base_model).with_overrides(**hyper).validate()
+
+
+def create_job(kind: str, dataset: str, base_model: str, output_name: str, config: TrainConfig | dict,
+               created_by: str | None = None, base_model_dir: str | None = None, **columns: Any) -> dict:
+    """Writes the self-contained job dir (config.json + data/train.jsonl + data/eval.jsonl from the
+    dataset's stored split) and inserts the queued row; nothing is left behind if that fails."""
+    store = get_store()
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    train = dataset_examples(dataset, "train")
+    evals = dataset_examples(dataset, "eval")
+    if not train:
+        raise InvalidInput(f"dataset {dataset!r} has no training examples", field="dataset")
+    job_id = new_id("j")
+    job_dir = paths.job_dir(job_id)
+    cfg = TrainConfig.from_dict({**cfg.to_dict(), "base_model": base_model, "dataset_file": "data/train.jsonl",
+                                 "eval_file": "data/eval.jsonl", "output_dir": "output",
+                                 "base_model_dir": base_model_dir or cfg.base_model_dir})
+    try:
+        (job_dir / "data").mkdir(parents=True)
+        for fname, rows in (("train.jsonl", train), ("eval.jsonl", evals)):
+            with open(job_dir / "data" / fname, "w", encoding="utf-8") as fh:
+                for ex in rows:
+                    fh.write(json.dumps(ex, ensure_ascii=False) + "\n")
+        cfg.save(job_dir / "config.json")
+        row = {"id": job_id, "kind": kind, "dataset": dataset, "base_model": base_model,
+               "output_name": output_name, "config": cfg.to_dict(), "created_by": created_by,
+               "total_steps": 0, **columns}
+        return store.create_job(row)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+
+
+def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_name: str | None = None,
+                        created_by: str | None = None, **hyper: Any) -> dict:
+    """Queues a local LoRA run after checking everything (dataset, base model, output name, settings);
+    returns the job's status. A JobRunner (dashboard or `train-local --wait`) runs it."""
+    store = get_store()
+    ds = store.get_dataset(dataset)
+    if not ds.get("num_examples"):
+        raise InvalidInput(f"dataset {dataset!r} has no examples", field="dataset")
+    config = build_config(base_model, hyper)
+    from ..base_models import resolve
+
+    spec = resolve(base_model)
+    output_name = check_output_name(output_name) if output_name else default_output_name(dataset, spec.alias)
+    source, spec = base_model_source(base_model)  # last: the embedded default is materialised once here
+    estimate = None
+    try:
+        from ..estimate import quick_local_estimate
+
+        estimate = quick_local_estimate(dataset, base_model, config)
+    except Exception:  # an estimate is a nicety; it never blocks a run
+        estimate = None
+    job = create_job("local", dataset, base_model, output_name, config, created_by=created_by,
+                     base_model_dir=source, estimate=estimate)
+    from .runner import notify_all
+
+    notify_all()
+    return nursery_job_status(job["id"])
+
+
+def nursery_train_cloud(dataset: str, base_model: str = "smollm2-135m", output_name: str | None = None,
+                        provider: str = "vast", **kw: Any) -> dict:
+    """Cloud runs live in the cloud area (nursery_core.cloud.train); this forwards to it."""
+    try:
+        from ..cloud.train import nursery_train_cloud as impl
+    except ImportError:
+        raise BackendError("cloud training is not available in this installation") from None
+    return impl(dataset, base_model=base_model, output_name=output_name, provider=provider, **kw)
+
+
+def _elapsed(job: dict) -> float | None:
+    from datetime import datetime, timezone
+
+    if not job.get("started_at"):
+        return None
+    start = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
+    end = datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")) if job.get("finished_at") else \
+        datetime.now(timezone.utc)
+    return round((end - start).total_seconds(), 1)
+
+
+def _thin(points: list[dict], n: int = LOSS_POINTS) -> list[dict]:
+    if len(points) <= n:
+        return points
+    stride = len(points) / n
+    picked = [points[int(i * stride)] for i in range(n)]
+    return picked + ([points[-1]] if picked[-1] is not points[-1] else [])
+
+
+def job_summary(job: dict) -> dict:
+    """The short row for tables and list-jobs."""
+    return {k: job.get(k) for k in ("id", "kind", "status", "dataset", "base_model", "output_name", "model_name",
+                                   "progress", "step", "total_steps", "last_loss", "eval_loss", "tokens_per_s",
+                                   "eta_s", "device", "created_at", "started_at", "finished_at", "cost_usd",
+                                   "created_by")} | {"elapsed_s": _elapsed(job)}
+
+
+def nursery_job_status(job_id: str, log_lines: int = 20) -> dict:
+    """Everything about one job: status, progress, step/total, elapsed, ETA, tokens/s, loss history (train and
+    eval), device, log tail, error, and estimated vs actual time and cost."""
+    from .backends.local import log_tail
+
+    store = get_store()
+    job = store.get_job(job_id)
+    events = store.job_events(job_id, kinds=("progress", "eval"))
+    loss = [{"step": e["step"], "loss": e["loss"]} for e in events if e["kind"] == "progress" and e["loss"] is not None]
+    evals = [{"step": e["step"], "eval_loss": e["eval_loss"]} for e in events
+             if e["kind"] == "eval" and e["eval_loss"] is not None]
+    jd = paths.jobs_dir() / job_id
+    tail = log_tail(jd, log_lines) if jd.exists() else ""
+    status = job_summary(job)
+    status.update({
+        "error": job.get("error"), "log_tail": tail or job.get("log_tail") or "",
+        "loss_history": _thin(loss), "eval_history": evals, "learning_rate": job.get("learning_rate"),
+        "estimate": job.get("estimate"), "actual": job.get("actual"), "config": job.get("config"),
+        "cancel_requested": bool(job.get("cancel_requested")), "job_dir": str(jd),
+        "active": JobStatus(job["status"]).is_active,
+    })
+    return status
+
+
+def nursery_list_jobs(status: str | list[str] | None = None, kind: str | None = None, limit: int | None = 50,
+                      offset: int | None = 0) -> list[dict]:
+    """Jobs, newest first (paginated with limit/offset)."""
+    return [job_summary(j) for j in get_store().list_jobs(status=status, kind=kind, limit=limit, offset=offset)]
+
+
+def nursery_cancel_job(job_id: str) -> dict:
+    """Requests cancellation: a queued job is cancelled at once, a running one stops within seconds."""
+    store = get_store()
+    job = store.get_job(job_id)
+    if JobStatus(job["status"]).is_final:
+        raise InvalidInput(f"job {job_id} already finished ({job['status']}); nothing to cancel", field="job_id")
+    store.request_cancel(job_id)
+    jd = paths.jobs_dir() / job_id
+    if job["kind"] == "local" and jd.exists():
+        (jd / "STOP").touch()  # the worker sees it even when no runner watches (CLI or dashboard closed)
+    from .runner import notify_all
+
+    notify_all()
+    return nursery_job_status(job_id)
+
+
+def wait_for_job(job_id: str, on_event: Callable[[dict], None] | None = None, poll_s: float = 0.5,
+                 timeout: float | None = None) -> dict:
+    """Blocks until the job is final (whichever runner runs it), passing each new event to on_event."""
+    store = get_store()
+    after = 0
+    deadline = time.monotonic() + timeout if timeout else None
+    while True:
+        for ev in store.job_events(job_id, after_id=after):
+            after = ev["id"]
+            if on_event:
+                on_event(ev)
+        job = store.get_job(job_id)
+        if JobStatus(job["status"]).is_final:
+            for ev in store.job_events(job_id, after_id=after):
+                after = ev["id"]
+                if on_event:
+                    on_event(ev)
+            return nursery_job_status(job_id)
+        if deadline and time.monotonic() > deadline:
+            raise BackendError(f"job {job_id} is still {job['status']} after {timeout:.0f} s")
+        time.sleep(poll_s)
+
+
+# ------------------------------------------------------------------------------------------- models
+def register_trained_model(job: dict, result: dict) -> dict:
+    """Moves the run's output to NURSERY_HOME/models/<output_name>/ and adds the models row with lineage."""
+    store = get_store()
+    name = job["output_name"]
+    src = Path(result["output_dir"])
+    if not (src / "adapter_config.json").exists():
+        raise BackendError(f"the run finished but {src} holds no adapter")
+    dest = paths.model_dir(name)
+    if store.has_model(name) or dest.exists():
+        raise AlreadyExists(f"model {name!r} appeared while the job ran; the adapter stays in {src}")
+    shutil.move(str(src), str(dest))
+    metrics = dict(result.get("metrics") or {})
+    tools = None
+    try:
+        tools = store.get_dataset(job["dataset"]).get("tools")
+    except NotFound:
+        pass
+    try:
+        return store.add_model({
+            "name": name, "kind": "adapter", "path": str(dest), "base_model": job["base_model"],
+            "dataset": job["dataset"], "job_id": job["id"], "created_by": job.get("created_by"),
+            "final_loss": metrics.get("final_loss"), "eval_loss": metrics.get("eval_loss"),
+            "config": job.get("config"), "tools": tools,
+            "metrics": {k: v for k, v in metrics.items() if k not in ("history", "eval_history")},
+            "created_at": now(),
+        })
+    except BaseException:
+        shutil.move(str(dest), str(src))
+        raise

@@ -1,0 +1,152 @@
+"""TrainConfig: the single source of truth for a training run, saved as config.json next to its outputs."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidConfig
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+SCHEDULERS = ("cosine", "linear", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    """A dataclass field carrying its help text (and bounds) for the UI form and the CLI."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a LoRA run. Paths in a job's config.json are relative to the job directory."""
+
+    base_model: str = _f("smollm2-135m", "base model alias (see list-models) or a local HF model directory",
+                         group="model")
+    base_model_dir: str = _f("", "local directory (or hub id) the worker loads the base from", group="paths")
+    dataset_file: str = _f("data/train.jsonl", "canonical JSONL with the training examples", group="paths")
+    eval_file: str = _f("data/eval.jsonl", "canonical JSONL with the eval examples ('' = split off "
+                        "eval_fraction of the training file)", group="paths")
+    output_dir: str = _f("output", "where the adapter, tokenizer, config and metrics are written", group="paths")
+    # LoRA shape
+    r: int = _f(16, "LoRA rank", min=1, max=1024, group="lora")
+    alpha: float = _f(32.0, "LoRA alpha (scale = alpha / r)", min=0.0, max=4096.0, group="lora",
+                      min_exclusive=True)
+    dropout: float = _f(0.05, "LoRA dropout", min=0.0, max=0.9, group="lora")
+    target_modules: list[str] = _f(ALL_LINEAR, "module names that get LoRA adapters (all linear layers "
+                                   "by default)", group="lora")
+    # optimisation
+    learning_rate: float = _f(1e-3, "peak learning rate (AdamW)", min=0.0, max=1.0, group="optim",
+                              min_exclusive=True)
+    epochs: float = _f(3.0, "passes over the training examples (ignored when max_steps > 0)", min=0.0,
+                       max=1000.0, group="optim", min_exclusive=True)
+    max_steps: int = _f(0, "stop after this many optimizer steps (0 = run the epochs)", min=0,
+                        max=10_000_000, group="optim")
+    batch_size: int = _f(8, "examples per micro-batch", min=1, max=4096, group="optim")
+    grad_accum: int = _f(1, "micro-batches per optimizer step", min=1, max=1024, group="optim")
+    max_length: int = _f(1024, "tokens per example (longer ones are truncated)", min=16, max=131072,
+                         group="optim")
+    warmup_ratio: float = _f(0.05, "fraction of the steps spent warming the learning rate up", min=0.0,
+                             max=0.9, group="optim")
+    weight_decay: float = _f(0.0, "AdamW weight decay", min=0.0, max=1.0, group="optim")
+    scheduler: str = _f("cosine", "learning-rate schedule after warm-up", choices=SCHEDULERS, group="optim")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 = off)", min=0.0, max=1000.0, group="optim")
+    group_by_length: bool = _f(True, "batch examples of similar length together (less padding)",
+                               group="optim")
+    seed: int = _f(0, "random seed (shuffling, LoRA init, dropout)", min=0, max=2**31 - 1, group="optim")
+    # evaluation
+    eval_fraction: float = _f(0.1, "eval share split off the training file when there is no eval file",
+                              min=0.0, max=0.5, group="eval")
+    eval_every: int = _f(0, "steps between eval-loss measurements (0 = about 4 per run, and at the end)",
+                         min=0, max=10_000_000, group="eval")
+    # hardware
+    device: str = _f("auto", "auto | cpu | cuda", choices=DEVICES, group="hardware")
+    dtype: str = _f("auto", "auto = float32 on CPU, bfloat16 (else float16) autocast on GPU", choices=DTYPES,
+                    group="hardware")
+    num_threads: int = _f(0, "CPU threads for torch (0 = one per core)", min=0, max=1024, group="hardware")
+
+    # ------------------------------------------------------------------------------ validation / io
+    def validate(self) -> "TrainConfig":
+        """Raises InvalidConfig naming the first bad field; returns self so calls can chain."""
+        for f in fields(self):
+            v = getattr(self, f.name)
+            meta = f.metadata
+            if f.type in ("int", "float"):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise InvalidConfig(f"{f.name} must be a number, got {v!r}")
+                if f.type == "int" and not isinstance(v, int):
+                    raise InvalidConfig(f"{f.name} must be a whole number, got {v!r}")
+                if math.isnan(v) or math.isinf(v):
+                    raise InvalidConfig(f"{f.name} must be a finite number, got {v!r}")
+                lo, hi = meta.get("min"), meta.get("max")
+                if lo is not None and (v < lo or (meta.get("min_exclusive") and v == lo)):
+                    op = ">" if meta.get("min_exclusive") else ">="
+                    raise InvalidConfig(f"{f.name} must be {op} {lo}, got {v!r} ({meta['help']})")
+                if hi is not None and v > hi:
+                    raise InvalidConfig(f"{f.name} must be <= {hi}, got {v!r} ({meta['help']})")
+            if "choices" in meta and v not in meta["choices"]:
+                raise InvalidConfig(f"{f.name} must be one of {', '.join(meta['choices'])}, got {v!r}")
+        if not isinstance(self.target_modules, list) or not self.target_modules or not all(
+                isinstance(m, str) and m.strip() for m in self.target_modules):
+            raise InvalidConfig("target_modules must be a non-empty list of module names, e.g. q_proj,v_proj")
+        if not isinstance(self.group_by_length, bool):
+            raise InvalidConfig(f"group_by_length must be true or false, got {self.group_by_length!r}")
+        if not str(self.base_model).strip():
+            raise InvalidConfig("base_model must not be empty")
+        if not str(self.dataset_file).strip():
+            raise InvalidConfig("dataset_file must not be empty")
+        if self.device == "cpu" and self.dtype in ("bfloat16", "float16"):
+            raise InvalidConfig(f"dtype {self.dtype} needs a GPU; use dtype auto or float32 on the CPU")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """Builds a config from a dict; unknown keys are an error (a typo must not be silently ignored)."""
+        if not isinstance(data, dict):
+            raise InvalidConfig("a training config must be a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidConfig(f"unknown training setting(s): {', '.join(unknown)} "
+                                f"(known: {', '.join(sorted(known))})")
+        values = dict(data)
+        if isinstance(values.get("target_modules"), str):
+            values["target_modules"] = [m.strip() for m in values["target_modules"].split(",") if m.strip()]
+        return cls(**values)
+
+    def save(self, path: Path | str) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path | str) -> "TrainConfig":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as e:
+            raise InvalidConfig(f"{path}: cannot read the training config ({e})") from None
+        return cls.from_dict(data)
+
+    def with_overrides(self, **hyper: Any) -> "TrainConfig":
+        """A copy with the given fields changed (None values are ignored); unknown names are an error."""
+        data = self.to_dict()
+        data.update({k: v for k, v in hyper.items() if v is not None})
+        return TrainConfig.from_dict(data)
+
+
+def field_help() -> dict[str, dict]:
+    """Per-field default, help and bounds for the UI form and the CLI help."""
+    out = {}
+    for f in fields(TrainConfig):
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        out[f.name] = {"default": default, **dict(f.metadata)}
+    return out
+
+
+HYPER_FIELDS = [f.name for f in fields(TrainConfig) if f.metadata.get("group") not in ("paths", "model")]

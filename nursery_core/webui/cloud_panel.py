@@ -1,0 +1,193 @@
+"""Streamlit pieces for cloud training: provider choice, live offers, budget caps, instance state, reaper, and
+the Settings section on providers and SSH servers. Pages call these; each action calls one core function."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import streamlit as st
+
+from ..errors import NurseryError
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _offers(max_dph: float | None, min_gpu_ram: float | None, gpu: str | None, disk: float) -> list[dict]:
+    from ..cli.cloud import offer_row
+    from ..cloud.vast import VastClient
+
+    with VastClient() as c:
+        return [offer_row(o) for o in c.search_offers(max_dph=max_dph, min_gpu_ram_gb=min_gpu_ram,
+                                                      gpu_name=gpu or None, disk_gb=disk, limit=25)]
+
+
+def render_budget_inputs(key: str = "cloud") -> dict:
+    """Max $/hour, max hours and max $ inputs (0 = no cap); returns the caps that are set."""
+    c1, c2, c3 = st.columns(3)
+    max_dph = c1.number_input("Max $/hour", min_value=0.0, value=0.5, step=0.05, format="%.2f",
+                              key=f"{key}_max_dph", help="offers above this are never rented")
+    max_hours = c2.number_input("Max hours", min_value=0.0, value=2.0, step=0.5, key=f"{key}_max_hours",
+                                help="the run is stopped (checkpoint saved) and the machine destroyed after this")
+    max_cost = c3.number_input("Max $ for the run", min_value=0.0, value=0.0, step=0.5, key=f"{key}_max_cost",
+                               help="0 = no cap; else stop when the run has cost this much")
+    return {k: v for k, v in {"max_dph": max_dph, "max_hours": max_hours, "max_cost": max_cost}.items() if v}
+
+
+def render_offers_table(max_dph: float | None, key: str = "cloud") -> int | None:
+    """Live Vast.ai offers (GPU, VRAM, $/h, reliability) that fit; returns the offer id the user picked."""
+    c1, c2 = st.columns(2)
+    min_ram = c1.number_input("Min GPU memory (GB)", min_value=0.0, value=8.0, step=4.0, key=f"{key}_min_ram")
+    gpu = c2.text_input("GPU name (optional)", value="", key=f"{key}_gpu", placeholder="RTX 4090")
+    try:
+        rows = _offers(max_dph or None, min_ram or None, gpu.strip() or None, 20.0)
+    except NurseryError as e:
+        st.error(str(e))
+        return None
+    if not rows:
+        st.info("No verified offer fits these limits right now: raise the $/hour cap or lower the GPU memory.")
+        return None
+    table = [{"offer": r["id"], "GPU": f"{r['gpu_name']} x{r['num_gpus']}", "VRAM (GB)": r["gpu_ram_gb"],
+              "$/h": round(r["dph_total"], 4), "reliability": round(r["reliability"], 4),
+              "where": r["geolocation"]} for r in rows]
+    event = st.dataframe(table, key=f"{key}_offers", hide_index=True, on_select="rerun",
+                         selection_mode="single-row", width="stretch")
+    picked = (getattr(event, "selection", None) or {}).get("rows") if event is not None else None
+    if picked:
+        chosen = table[picked[0]]
+        st.caption(f"Will rent offer {chosen['offer']} ({chosen['GPU']}, ${chosen['$/h']}/h).")
+        return int(chosen["offer"])
+    st.caption("Nursery rents the cheapest offer that fits unless you pick a row.")
+    return None
+
+
+def render_cloud_training_options(key: str = "cloud") -> dict | None:
+    """Provider choice plus its settings; returns keyword arguments for nursery_train_cloud (None = local)."""
+    from ..cloud.settings import key_status, ssh_servers
+
+    where = st.radio("Where to train", ["This machine", "Vast.ai (rented GPU)", "My GPU server (SSH)"],
+                     horizontal=True, key=f"{key}_provider")
+    if where == "This machine":
+        return None
+    if where.startswith("Vast"):
+        if not key_status("vast")["set"]:
+            st.warning("Set VAST_API_KEY (environment or .streamlit/secrets.toml) to train on Vast.ai.")
+            return {"provider": "vast"}
+        caps = render_budget_inputs(key)
+        offer_id = render_offers_table(caps.get("max_dph"), key)
+        opts: dict[str, Any] = {"provider": "vast", **caps}
+        if offer_id:
+            opts["offer_id"] = offer_id
+        min_ram = st.session_state.get(f"{key}_min_ram")
+        if min_ram:
+            opts["min_gpu_ram_gb"] = min_ram
+        gpu = (st.session_state.get(f"{key}_gpu") or "").strip()
+        if gpu:
+            opts["gpu"] = gpu
+        return opts
+    try:
+        servers = ssh_servers()
+    except NurseryError as e:
+        st.error(str(e))
+        servers = {}
+    names = list(servers) + ["Other…"]
+    pick = st.selectbox("Server", names, key=f"{key}_ssh_server")
+    opts = {"provider": "ssh"}
+    if pick != "Other…":
+        srv = servers[pick]
+        st.caption(f"{srv.address} with key {srv.key_path or '(none set)'}")
+        opts["ssh_server"] = pick
+    else:
+        c1, c2, c3 = st.columns([3, 1, 1])
+        opts["host"] = c1.text_input("Host", key=f"{key}_ssh_host")
+        opts["port"] = c2.number_input("Port", min_value=1, max_value=65535, value=22, key=f"{key}_ssh_port")
+        opts["user"] = c3.text_input("User", value="root", key=f"{key}_ssh_user")
+        opts["key_path"] = st.text_input("Private key file", key=f"{key}_ssh_key", placeholder="~/.ssh/id_ed25519")
+    hours = st.number_input("Max hours (0 = no cap)", min_value=0.0, value=0.0, step=0.5, key=f"{key}_ssh_hours")
+    if hours:
+        opts["max_hours"] = hours
+    return opts
+
+
+def render_instance_state(job: dict) -> None:
+    """The cloud side of a job: phase, machine, price and cost so far (nothing secret is in provider_state)."""
+    state = job.get("provider_state") or {}
+    if job.get("kind") not in ("vast", "ssh") or not state:
+        return
+    cols = st.columns(4)
+    cols[0].metric("Phase", str(state.get("phase") or "queued"))
+    if job["kind"] == "vast":
+        cols[1].metric("Instance", str(state.get("instance_id") or "–"))
+        cols[2].metric("GPU", str(state.get("gpu_name") or "–"))
+        dph = state.get("dph_total")
+        cols[3].metric("$/hour", f"{dph:.3f}" if dph else "–")
+        cost = job.get("cost_usd")
+        if cost is None and dph and state.get("rented_at") and state.get("phase") != "destroyed":
+            cost = (time.time() - float(state["rented_at"])) * float(dph) / 3600.0
+            st.caption(f"Cost so far ≈ ${cost:.4f}")
+        elif cost is not None:
+            st.caption(f"Cost ${cost:.4f}")
+        budget = job.get("budget") or {}
+        if budget:
+            st.caption("Caps: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in budget.items()))
+    else:
+        cols[1].metric("Server", str(state.get("server") or "–"))
+
+
+def render_reaper_panel(key: str = "reaper") -> None:
+    """Finds nursery-* instances no live job uses (dry run), then destroys them on a second click."""
+    from ..cloud.reaper import nursery_reap_instances
+
+    st.caption("Instances labelled nursery-* whose job is finished or whose dashboard died keep billing. "
+               "Look first, then destroy.")
+    if st.button("Look for orphaned instances", key=f"{key}_dry"):
+        try:
+            st.session_state[f"{key}_found"] = nursery_reap_instances(dry_run=True)
+        except NurseryError as e:
+            st.error(str(e))
+    found = st.session_state.get(f"{key}_found")
+    if not found:
+        return
+    if not found["orphans"]:
+        st.success(f"No orphaned instances ({len(found['kept'])} in use by live jobs).")
+        return
+    st.dataframe([{"instance": o["instance_id"], "label": o["label"], "job": o["job_state"], "GPU": o["gpu_name"],
+                   "$/h": o["dph_total"]} for o in found["orphans"]], key=f"{key}_table", hide_index=True)
+    if st.button(f"Destroy {len(found['orphans'])} instance(s)", type="primary", key=f"{key}_destroy"):
+        try:
+            res = nursery_reap_instances(dry_run=False)
+        except NurseryError as e:
+            st.error(str(e))
+            return
+        st.session_state.pop(f"{key}_found", None)
+        st.success(f"Destroyed {len(res['destroyed'])} instance(s).")
+        for err in res["errors"]:
+            st.error(f"Instance {err['instance_id']}: {err['error']}")
+
+
+def render_provider_settings() -> None:
+    """Settings: the provider table (supported or what is needed), which keys are set, the SSH servers."""
+    from ..cloud.providers import provider_table
+    from ..cloud.settings import secrets_file, vast_api_url
+
+    rows = provider_table()
+    st.dataframe([{"provider": r["name"], "status": "supported" if r["supported"] else "not yet supported",
+                   "type": r["kind"],
+                   "configured": ("key set (" + r["key"]["source"] + ")" if r.get("key", {}).get("set") else
+                                  ("key not set" if "key" in r else
+                                   f"{len(r.get('servers') or [])} server(s)"))}
+                  for r in rows], key="settings_providers", hide_index=True, width="stretch")
+    for r in rows:
+        if not r["supported"]:
+            with st.expander(f"{r['name']}: what support would need"):
+                st.write(r["needs"])
+    st.caption(f"Keys are read from the environment or {secrets_file()}; they are never shown or stored. "
+               f"Vast.ai API: {vast_api_url()}")
+    ssh = next(r for r in rows if r["id"] == "ssh")
+    if ssh.get("config_error"):
+        st.error(ssh["config_error"])
+    if ssh.get("servers"):
+        st.dataframe([{"name": s["name"], "address": f"{s['user']}@{s['host']}:{s['port']}",
+                       "key file": s["key_path"], "python": s["python"], "remote dir": s["remote_root"]}
+                      for s in ssh["servers"]], key="settings_ssh_servers", hide_index=True)
+    else:
+        st.info("No SSH servers configured: add [ssh_servers.<name>] with host, port, user and key_path to "
+                ".streamlit/secrets.toml.")

@@ -1,0 +1,120 @@
+"""Training Forge: estimate what a run costs, launch local LoRA runs, and follow jobs live."""
+import streamlit as st
+
+from nursery_core.base_models import REGISTRY
+from nursery_core.datasets import nursery_list_datasets
+from nursery_core.errors import NurseryError
+from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost
+from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
+from nursery_core.training.config import TrainConfig, field_help
+from nursery_core.webui import identity, services
+from nursery_core.webui import training_widgets as tw
+
+st.set_page_config(page_title="Training Forge · Nursery", page_icon="🔥", layout="wide")
+user = identity.sidebar_identity()
+services.runner()  # starts the background runner once per process (and re-attaches orphaned runs)
+st.title("🔥 Training Forge")
+st.caption("Pick a dataset and a base model, see what it costs, and train a LoRA adapter in the background.")
+PAGE_SIZE = 15
+HELP = field_help()
+DEFAULTS = TrainConfig()
+PROVIDERS = ["local"]  # where runs go; the cloud area adds its providers here
+
+datasets = [d["name"] for d in nursery_list_datasets(limit=500)]
+if not datasets:
+    st.info("No datasets yet: create one in the Data Garden first.")
+c1, c2 = st.columns(2)
+dataset = c1.selectbox("Dataset", datasets, key="tf_dataset")
+base_alias = c2.selectbox("Base model", list(REGISTRY), key="tf_base",
+                          help="smollm2-135m ships with Nursery; others need the hub or a local copy.")
+base_path = c2.text_input("…or a local model directory", key="tf_base_path", placeholder="/path/to/hf-model")
+base_model = base_path.strip() or base_alias
+
+tab_est, tab_launch = st.tabs(["Estimate", "Launch"])
+with tab_est:
+    e1, e2 = st.columns([1, 3])
+    epochs_est = e1.number_input("Epochs", min_value=0.1, max_value=100.0, value=float(DEFAULTS.epochs), step=1.0,
+                                 key="tf_est_epochs")
+    probe = e1.checkbox("Measure this machine (a few real steps, cached)", value=False, key="tf_est_probe")
+    if e1.button("Estimate", key="tf_est_go", disabled=not dataset):
+        try:
+            with st.spinner("Counting tokens…"):
+                st.session_state["tf_estimate"] = nursery_estimate_cost(dataset, base_model, epochs_est, probe=probe)
+        except NurseryError as e:
+            st.error(str(e))
+    est = st.session_state.get("tf_estimate")
+    if est:
+        e2.markdown(f"**{est['tokens']['train_total']:,}** training tokens ({est['tokens']['method']}) · "
+                    f"**{est['flops']['lora_total']:.3g}** FLOPs (LoRA; full fine-tune "
+                    f"{est['flops']['full_total']:.3g}) · memory ≈ **{est['memory']['total_gb']:.1f} GB**")
+        e2.dataframe(tw.gpu_frame(est), hide_index=True, key="tf_gpu_table")
+        cpu = est["local_cpu"]
+        e2.markdown(f"This machine (CPU): **{tw.duration(cpu['seconds'])}** ({cpu['method']})")
+    acc = estimate_accuracy()
+    if acc["count"]:
+        st.caption(f"Past estimates were off by {acc['mean_abs_error_pct']}% on average ({acc['count']} runs).")
+
+with tab_launch:
+    with st.form("tf_launch_form"):
+        where = st.selectbox("Where", PROVIDERS, key="tf_where")
+        output = st.text_input("Output model name", key="tf_output", placeholder="derived from the dataset")
+        a, b, c, d = st.columns(4)
+        epochs = a.number_input("Epochs", 0.1, 100.0, float(DEFAULTS.epochs), 1.0, key="tf_epochs",
+                                help=HELP["epochs"]["help"])
+        max_steps = a.number_input("Max steps (0 = epochs)", 0, 1_000_000, 0, key="tf_max_steps",
+                                   help=HELP["max_steps"]["help"])
+        lr = b.number_input("Learning rate", 1e-6, 1.0, DEFAULTS.learning_rate, format="%.5f", key="tf_lr",
+                            help=HELP["learning_rate"]["help"])
+        batch = b.number_input("Batch size", 1, 256, DEFAULTS.batch_size, key="tf_batch",
+                               help=HELP["batch_size"]["help"])
+        r = c.number_input("LoRA r", 1, 256, DEFAULTS.r, key="tf_r", help=HELP["r"]["help"])
+        alpha = c.number_input("LoRA alpha", 1.0, 1024.0, float(DEFAULTS.alpha), key="tf_alpha",
+                               help=HELP["alpha"]["help"])
+        max_len = d.number_input("Max length", 64, 32768, DEFAULTS.max_length, key="tf_max_len",
+                                 help=HELP["max_length"]["help"])
+        seed = d.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="tf_seed")
+        go = st.form_submit_button("Start training", type="primary", disabled=not dataset)
+    if go:
+        try:
+            started = nursery_train_local(dataset, base_model, output.strip() or None, created_by=user,
+                                          epochs=epochs, max_steps=int(max_steps), learning_rate=lr,
+                                          batch_size=int(batch), r=int(r), alpha=alpha, max_length=int(max_len),
+                                          seed=int(seed))
+            st.session_state["tf_selected"] = started["id"]
+            st.success(f"Job {started['id']} queued → model **{started['output_name']}**")
+        except NurseryError as e:
+            st.error(str(e))
+
+st.divider()
+st.subheader("Jobs")
+jobs_total = services.store().count_jobs()
+page = st.number_input("Page", 1, max(1, -(-jobs_total // PAGE_SIZE)), 1, key="tf_jobs_page") if jobs_total > \
+    PAGE_SIZE else 1
+jobs = nursery_list_jobs(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+if jobs:
+    st.dataframe(tw.jobs_frame(jobs), hide_index=True, key="tf_jobs_table", column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
+    ids = [j["id"] for j in jobs]
+    if st.session_state.get("tf_selected") not in ids:
+        st.session_state["tf_selected"] = ids[0]
+    selected = st.selectbox("Job", ids, key="tf_selected",
+                            format_func=lambda i: next(f"{i} · {j['status']} · {j['output_name']}" for j in jobs
+                                                       if j["id"] == i))
+    live = next(j for j in jobs if j["id"] == selected)["status"] in ("queued", "running")
+
+    @st.fragment(run_every=2 if live else None)
+    def detail(job_id: str, was_live: bool) -> None:
+        status = nursery_job_status(job_id)
+        tw.job_detail(status)
+        if status["active"] and st.button("Cancel job", key="tf_cancel"):
+            try:
+                nursery_cancel_job(job_id)
+                st.toast(f"Cancelling {job_id}…")
+            except NurseryError as e:
+                st.error(str(e))
+        if was_live and not status["active"]:
+            st.rerun()  # the run finished: refresh the whole page once and stop polling
+
+    detail(selected, live)
+else:
+    st.caption("No jobs yet.")

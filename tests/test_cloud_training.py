@@ -1,0 +1,185 @@
+"""Cloud training end to end: the Vast.ai emulator + a real sshd + the real worker on a tiny model.
+
+Every test ends with zero live instances in the emulator; every fault ends with the job failed or cancelled
+with a clear reason.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud_helpers import (ROOT, cloud_env, make_emulator, queue, runner,  # noqa: F401
+                           stop_remote_workers, vast, wait, wait_until)
+
+pytestmark = [pytest.mark.ssh, pytest.mark.slow]
+
+
+def test_full_vast_run_with_api_faults_produces_a_listed_model(vast, runner, tiny_model_dir, cloud_env):
+    # a rent whose reply is lost in a 500 although it happened, then a destroy that fails twice
+    vast.add_fault("rent", 500, apply=True)
+    vast.add_fault("destroy", 503, count=2)
+    job = queue(tiny_model_dir, max_dph=0.5, max_hours=1)
+    st = wait(job["id"])
+    assert st["status"] == "succeeded", st["error"]
+    from nursery_core import nursery_list_models
+
+    names = [m["name"] for m in nursery_list_models()]
+    assert "cloud-adapter" in names
+    model_dir = Path(os.environ["NURSERY_HOME"]) / "models" / "cloud-adapter"
+    assert (model_dir / "adapter_config.json").exists()
+    assert st["loss_history"] and st["step"] == 3
+    # actual GPU, $/h, duration and cost recorded against the job
+    actual = st["actual"]
+    assert actual["gpu_name"] == "RTX 3060" and actual["dph_total"] <= 0.5
+    assert actual["cost_usd"] > 0 and actual["seconds_billed"] > 0
+    from nursery_core.store import get_store
+
+    job_row = get_store().get_job(job["id"])
+    assert job_row["cost_usd"] == pytest.approx(actual["cost_usd"])
+    inst = get_store().list_instances(job_id=job["id"])
+    assert len(inst) == 1 and inst[0]["destroyed_at"] and inst[0]["label"] == f"nursery-{job['id']}"
+    destroys = [r["status"] for r in vast.requests if r["endpoint"] == "destroy"]
+    assert destroys[:3] == [503, 503, 200]
+    assert vast.live_instances() == []
+    # no per-job SSH key left behind
+    assert not (Path(st["job_dir"]) / "ssh").exists()
+
+
+def test_persistent_5xx_during_rent_fails_cleanly(vast, runner, tiny_model_dir):
+    vast.add_fault("rent", 503, count=100)
+    st = wait(queue(tiny_model_dir)["id"])
+    assert st["status"] == "failed" and "renting offer" in st["error"] and "503" in st["error"]
+    assert vast.live_instances() == []
+
+
+def test_ssh_dropped_mid_run(sshd_factory, cloud_env, monkeypatch, runner, tiny_model_dir):
+    server = sshd_factory()
+    emu = make_emulator(server, monkeypatch)
+    try:
+        job = queue(tiny_model_dir, max_steps=400)
+        from nursery_core.store import get_store
+
+        wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="training progress")
+        server.kill()
+        st = wait(job["id"])
+        assert st["status"] == "failed"
+        assert "dropped" in st["error"] and "could not be re-established" in st["error"]
+        assert emu.live_instances() == []
+    finally:
+        stop_remote_workers(cloud_env)
+        emu.stop()
+
+
+def test_remote_training_crash_reports_its_log(vast, runner, tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken-model"
+    import shutil
+
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    st = wait(queue(broken)["id"])
+    assert st["status"] == "failed"
+    assert "remote training" in st["error"] and "failed" in st["error"]
+    assert "train.log" in st["error"]
+    assert vast.live_instances() == []
+
+
+def test_cancel_during_upload(vast, runner, tiny_model_dir, monkeypatch):
+    from nursery_core.cloud import ssh as ssh_mod
+    from nursery_core.store import get_store
+
+    original = ssh_mod.SSHSession.put_file
+    calls = []
+
+    def put_and_cancel(self, local, remote):
+        if not calls:
+            for j in get_store().list_jobs(status="running"):
+                get_store().request_cancel(j["id"])
+        calls.append(remote)
+        return original(self, local, remote)
+
+    monkeypatch.setattr(ssh_mod.SSHSession, "put_file", put_and_cancel)
+    job = queue(tiny_model_dir)
+    st = wait(job["id"])
+    assert st["status"] == "cancelled" and "upload" in st["error"]
+    assert len(calls) == 1  # nothing more was sent after the cancel
+    assert not get_store().job_events(job["id"], kinds=["start", "progress"])
+    assert vast.live_instances() == []
+
+
+def test_budget_cap_stops_the_run_and_destroys(vast, runner, tiny_model_dir):
+    # $0.0001 at ~$0.16/h is about two seconds: reached by the time training starts
+    st = wait(queue(tiny_model_dir, max_cost=0.0001, max_steps=400)["id"])
+    assert st["status"] == "failed"
+    assert "budget cap reached" in st["error"] and "max $0.0001" in st["error"]
+    assert vast.live_instances() == []
+    bill = vast.billing()
+    assert len(bill) == 1 and bill[0]["destroyed"]
+
+
+def test_price_above_cap_after_rent_is_destroyed_at_once(vast, runner, tiny_model_dir, monkeypatch):
+    # the offer looked cheap, but the instance reports a higher dph_total (as a mis-priced catalogue can)
+    original = vast._new_instance
+
+    def pricier(offer, body):
+        inst = original(offer, body)
+        inst["dph_total"] = 9.99
+        return inst
+
+    monkeypatch.setattr(vast, "_new_instance", pricier)
+    st = wait(queue(tiny_model_dir, max_dph=0.5)["id"])
+    assert st["status"] == "failed" and "above your cap" in st["error"]
+    assert vast.live_instances() == []
+
+
+def test_dashboard_killed_mid_run_reaper_cleans_up(vast, tiny_model_dir, cloud_env, nursery_home):
+    from nursery_core.store import get_store
+
+    job = queue(tiny_model_dir, max_steps=400)
+    code = ("import time; from nursery_core.jobs.runner import JobRunner; "
+            "JobRunner(kinds=['vast'], poll_s=0.1).start(); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="remote progress")
+        assert len(vast.live_instances()) == 1
+        proc.send_signal(signal.SIGKILL)  # no finally, no atexit: the machine is left behind
+        proc.wait(timeout=10)
+        assert len(vast.live_instances()) == 1
+        from nursery_core import nursery_reap_instances
+
+        dry = nursery_reap_instances(dry_run=True)
+        assert [o["job_id"] for o in dry["orphans"]] == [job["id"]] and dry["destroyed"] == []
+        assert len(vast.live_instances()) == 1
+        reaped = nursery_reap_instances()
+        assert reaped["destroyed"] == [dry["orphans"][0]["instance_id"]]
+        assert vast.live_instances() == []
+        # the next runner marks the orphaned job instead of leaving it running
+        from nursery_core.jobs.runner import JobRunner
+
+        r = JobRunner(kinds=["vast"], poll_s=0.1).start()
+        try:
+            st = wait(job["id"], timeout=60)
+        finally:
+            r.shutdown()
+        assert st["status"] == "interrupted"
+        assert vast.live_instances() == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stop_remote_workers(cloud_env)
+
+
+def test_ssh_provider_full_run(sshd, cloud_env, runner, tiny_model_dir, tmp_path):
+    st = wait(queue(tiny_model_dir, provider="ssh", output="own-server-adapter", host=sshd.host, port=sshd.port,
+                    user=sshd.user, key_path=str(sshd.user_key), python=sys.executable,
+                    remote_root=str(tmp_path / "server-root"))["id"])
+    assert st["status"] == "succeeded", st["error"]
+    assert (Path(os.environ["NURSERY_HOME"]) / "models" / "own-server-adapter" / "adapter_config.json").exists()
+    assert st["actual"]["provider"] == "ssh"
+    # the remote job dir is cleaned; the base model stays cached for the next run
+    assert list((tmp_path / "server-root").iterdir()) == [tmp_path / "server-root" / "base_models"]

@@ -1,0 +1,67 @@
+"""nursery_compare_models: the call diff, outcome labels, interactive and batch modes on tiny adapters."""
+import pytest
+
+from cradle_helpers import make_adapter, one_thread, store_dataset  # noqa: F401 (fixture)
+from nursery_core.compare import OUTCOMES, diff_calls, outcome
+
+
+def test_diff_pairs_calls_by_name_and_marks_each_argument():
+    a = [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}},
+         {"name": "set_timer", "arguments": {"minutes": 5}}]
+    b = [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "fahrenheit", "days": 2}},
+         {"name": "web_search", "arguments": {"q": "x"}}]
+    d = diff_calls(a, b)
+    assert [(r["tool"], r["status"]) for r in d] == [("get_weather", "different"), ("set_timer", "only_a"),
+                                                     ("web_search", "only_b")]
+    assert [(x["argument"], x["status"]) for x in d[0]["arguments"]] == [
+        ("city", "same"), ("unit", "different"), ("days", "only_b")]
+    assert diff_calls(a, list(reversed(a))) == [
+        {"tool": "get_weather", "status": "same", "arguments": [
+            {"argument": "city", "a": "Paris", "b": "Paris", "status": "same"},
+            {"argument": "unit", "a": "celsius", "b": "celsius", "status": "same"}]},
+        {"tool": "set_timer", "status": "same", "arguments": [
+            {"argument": "minutes", "a": 5, "b": 5, "status": "same"}]}]
+    assert diff_calls([], []) == []
+
+
+def test_same_named_calls_pair_with_their_best_match():
+    a = [{"name": "f", "arguments": {"x": 1}}, {"name": "f", "arguments": {"x": 2}}]
+    b = [{"name": "f", "arguments": {"x": 2}}, {"name": "f", "arguments": {"x": 1}}]
+    assert all(r["status"] == "same" for r in diff_calls(a, b))
+
+
+def test_outcome_labels():
+    assert [outcome(True, True), outcome(True, False), outcome(False, True), outcome(False, False)] == list(OUTCOMES)
+
+
+def test_interactive_and_batch_comparison(tiny_model_dir, one_thread):
+    from nursery_core.compare import nursery_compare_models
+
+    store_dataset("weather", n=8, eval_fraction=0.5)
+    make_adapter("ada", tiny_model_dir, seed=1, dataset="weather")
+    make_adapter("bob", tiny_model_dir, seed=2, dataset="weather")
+    r = nursery_compare_models("ada", "bob", prompts=["Weather in Rome?", "Set a 3 minute timer"], max_new_tokens=10)
+    assert r["mode"] == "interactive" and r["tools"] == ["get_weather", "set_timer"] and len(r["rows"]) == 2
+    row = r["rows"][0]
+    assert row["prompt"] == "Weather in Rome?" and row["a"]["completion"] != row["b"]["completion"]
+    assert isinstance(row["diff"], list)
+
+    seen = []
+    b = nursery_compare_models("ada", str(tiny_model_dir), dataset="weather", max_new_tokens=10, batch_size=4,
+                               progress=lambda which, done, total: seen.append(which))
+    assert b["mode"] == "batch" and b["num_examples"] == 4 and set(seen) == {"A", "B"}
+    assert sum(b["summary"].values()) == 4 and set(b["summary"]) == set(OUTCOMES)
+    for row in b["rows"]:
+        assert row["outcome"] == outcome(row["a"]["ast_ok"], row["b"]["ast_ok"])
+        assert row["prompt"] and "gold" in row
+    assert b["a_ast_accuracy"] == b["a_metrics"]["ast_accuracy"]
+
+
+def test_compare_needs_prompts_or_a_dataset():
+    from nursery_core.compare import nursery_compare_models
+    from nursery_core.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="either prompts or a dataset"):
+        nursery_compare_models("a", "b")
+    with pytest.raises(InvalidInput, match="either prompts or a dataset"):
+        nursery_compare_models("a", "b", prompts=["x"], dataset="d")

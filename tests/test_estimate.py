@@ -1,0 +1,82 @@
+"""Estimate maths on known numbers, the GPU table (fits / does not fit), token counting, and past-estimate error."""
+from __future__ import annotations
+
+import pytest
+
+from nursery_core import estimate
+from nursery_core.base_models import REGISTRY
+from training_helpers import store_dataset
+
+
+def test_lora_flops_formula_on_known_numbers():
+    f = estimate.training_flops(params=1_000_000, tokens=1000, n_layers=2, hidden=10, seq_len=100)
+    attn_fwd = 2 * 2 * 100 * 10 * 1000
+    assert f["lora_total"] == 4 * 1_000_000 * 1000 + 2 * attn_fwd
+    assert f["full_total"] == 6 * 1_000_000 * 1000 + 3 * attn_fwd
+    assert f["full_total"] > f["lora_total"]
+
+
+def test_memory_parts_add_up_and_scale_with_batch():
+    spec = REGISTRY["smollm2-135m"]
+    m1 = estimate.memory_gb(spec, 49152, batch=1, seq_len=256, r=16)
+    m8 = estimate.memory_gb(spec, 49152, batch=8, seq_len=256, r=16)
+    assert m1["weights_gb"] == pytest.approx(spec.params * 2 / 1024 ** 3)
+    parts = m1["weights_gb"] + m1["lora_optimizer_gb"] + m1["activations_gb"] + m1["overhead_gb"]
+    assert m1["total_gb"] == pytest.approx(parts)
+    assert m8["activations_gb"] == pytest.approx(8 * m1["activations_gb"])
+
+
+def test_gpu_table_has_every_tier_and_fit_follows_memory():
+    rows = estimate.gpu_table(flops=1e15, mem_total_gb=20.0, params=int(1e9))
+    names = [r["gpu"] for r in rows]
+    assert names == ["RTX 3080 Ti", "RTX 4090", "RTX 5090", "A100 40GB", "A100 80GB", "H100 80GB"]
+    fits = {r["gpu"]: r["fits"] for r in rows}
+    assert fits["RTX 3080 Ti"] is False and fits["RTX 4090"] is True and fits["H100 80GB"] is True
+    h100 = rows[-1]
+    assert h100["seconds"] == pytest.approx(1e15 / (989e12 * estimate.mfu(int(1e9))) + estimate.GPU_STARTUP_S,
+                                            rel=1e-3)
+    assert h100["usd"][0] == pytest.approx(h100["seconds"] / 3600 * 1.5, rel=1e-2)
+    assert rows[0]["seconds"] > rows[-1]["seconds"]
+
+
+def test_a_13b_model_does_not_fit_a_12gb_card():
+    spec = REGISTRY["llama-2-13b"]
+    mem = estimate.memory_gb(spec, 32000, batch=8, seq_len=512, r=16)
+    rows = estimate.gpu_table(1e15, mem["total_gb"], spec.params)
+    assert not rows[0]["fits"] and rows[-1]["fits"]
+
+
+def test_mfu_grows_with_size_within_bounds():
+    assert 0.05 <= estimate.mfu(135_000_000) < estimate.mfu(1_000_000_000) < estimate.mfu(7_000_000_000) <= 0.40
+
+
+def test_estimate_for_a_dataset_counts_tokens_and_uses_past_runs_for_the_cpu(tiny_model_dir, store):
+    store_dataset("lockers", n=10, eval_fraction=0.2)
+    e = estimate.nursery_estimate_cost("lockers", base_model=str(tiny_model_dir), epochs=2, probe=False)
+    assert e["tokens"]["method"] == "tokenizer" and e["tokens"]["examples"] == 8
+    assert e["tokens"]["train_total"] == pytest.approx(2 * e["tokens"]["total"], abs=1)
+    assert len(e["gpus"]) == 6 and e["local_cpu"]["method"].startswith("assumed")
+    # a finished local run calibrates the CPU estimate and reports its error
+    job = store.create_job({"kind": "local", "dataset": "lockers", "base_model": str(tiny_model_dir),
+                            "output_name": "x", "estimate": {"seconds": 12.0}, "status": "succeeded",
+                            "actual": {"train_seconds": 10.0, "tokens_per_s": 500.0}})
+    e2 = estimate.nursery_estimate_cost("lockers", base_model=str(tiny_model_dir), epochs=2, probe=False)
+    assert e2["local_cpu"]["method"] == "past local runs"
+    assert e2["local_cpu"]["seconds"] == pytest.approx(e2["tokens"]["train_total"] / 500.0, abs=0.1)
+    acc = estimate.estimate_accuracy()
+    assert acc["count"] == 1 and acc["jobs"][0]["id"] == job["id"] and acc["mean_abs_error_pct"] == 20.0
+
+
+def test_chars_per_token_fallback_without_a_tokenizer():
+    from training_helpers import examples
+
+    info = estimate.count_tokens(examples(4), tokenizer=None)
+    assert "characters per token" in info["method"] and info["total"] > 0
+
+
+def test_cpu_probe_measures_and_caches(tiny_model_dir):
+    from training_helpers import examples
+
+    r = estimate.measure_cpu_probe(str(tiny_model_dir), examples(8), steps=1, batch_size=2)
+    assert r["tokens_per_s"] > 0
+    assert estimate.cached_probe(str(tiny_model_dir))["tokens_per_s"] == r["tokens_per_s"]

@@ -1,0 +1,95 @@
+"""AppTest of the Model Cradle page on tiny adapters: test a model, compare two, run an evaluation, delete."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cradle_helpers import make_adapter, one_thread, store_dataset  # noqa: F401 (fixture)
+
+PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "3_Model_Cradle.py")
+TIMEOUT = 180
+
+
+@pytest.fixture
+def app(tiny_model_dir, one_thread, monkeypatch):
+    from nursery_core import inference
+
+    monkeypatch.setattr(inference, "_POOL", None)
+    store_dataset("weather", n=8, eval_fraction=0.5)
+    make_adapter("ada", tiny_model_dir, seed=1, dataset="weather")
+    make_adapter("bob", tiny_model_dir, seed=2, dataset="weather")
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def small(at, prefix):
+    at.number_input(key=f"{prefix}_max_new").set_value(6)
+
+
+def test_models_table_and_deploy_placeholder(app):
+    table = app.dataframe(key="mc_models_table").value
+    assert set(table["name"]) == {"ada", "bob"} and set(table["dataset"]) == {"weather"}
+    assert "not available" in " ".join(i.value for i in app.info) or app.selectbox(key="mc_deploy_model")
+
+
+def test_test_a_model(app):
+    app.selectbox(key="mc_test_model").set_value("ada")
+    app.text_area(key="mc_test_prompt").set_value("What's the weather in Oslo?")
+    small(app, "mc_test")
+    app.button(key="mc_test_go").click().run()
+    assert not app.exception and not app.error, (app.exception, [e.value for e in app.error])
+    result = app.session_state["mc_test_result"]
+    assert result["model"] == "ada" and isinstance(result["completion"], str)
+    assert [t["function"]["name"] for t in result["tools"]] == ["get_weather", "set_timer"]
+    assert any("format" in m.value for m in app.markdown)
+    # an empty prompt is a clear error, not a traceback
+    app.text_area(key="mc_test_prompt").set_value("")
+    app.button(key="mc_test_go").click().run()
+    assert not app.exception and any("prompt is empty" in e.value for e in app.error)
+
+
+def test_compare_two_models(app):
+    app.selectbox(key="mc_cmp_a").set_value("ada")
+    app.selectbox(key="mc_cmp_b").set_value("bob")
+    app.text_area(key="mc_cmp_prompts").set_value("Weather in Rome?\nStart a 5 minute timer")
+    small(app, "mc_cmp")
+    app.button(key="mc_cmp_go").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    res = app.session_state["mc_cmp_result"]
+    assert res["mode"] == "interactive" and len(res["rows"]) == 2
+    assert any("Weather in Rome?" in m.value for m in app.markdown)
+    # batch mode over the dataset's eval split, filterable by outcome
+    app.radio(key="mc_cmp_mode").set_value("A dataset (batch)").run()
+    app.selectbox(key="mc_cmp_dataset").set_value("weather")
+    small(app, "mc_cmp")
+    app.button(key="mc_cmp_go").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    res = app.session_state["mc_cmp_result"]
+    assert res["mode"] == "batch" and res["num_examples"] == 4
+    app.multiselect(key="mc_cmp_filter").set_value(["both wrong"]).run()
+    shown = app.dataframe(key="mc_cmp_table").value
+    assert set(shown["outcome"]) <= {"both wrong"} and len(shown) == res["summary"]["both wrong"]
+
+
+def test_run_an_evaluation_and_drill_down(app):
+    app.selectbox(key="mc_eval_dataset").set_value("weather")
+    app.selectbox(key="mc_eval_model").set_value("ada")
+    small(app, "mc_eval")
+    app.button(key="mc_eval_go").click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    board = app.dataframe(key="mc_board_table").value
+    assert list(board["model"]) == ["ada"] and board["examples"][0] == 4
+    assert app.session_state["mc_eval_last"]
+    app.radio(key="mc_drill_which").set_value("all").run()
+    assert len(app.dataframe(key="mc_drill_table").value) == 4
+
+
+def test_delete_needs_confirmation(app, store):
+    assert app.button(key="mc_delete_go").disabled
+    app.selectbox(key="mc_delete_pick").set_value("bob")
+    app.checkbox(key="mc_delete_confirm").check().run()
+    app.button(key="mc_delete_go").click().run()
+    assert not app.exception
+    assert not store.has_model("bob") and store.has_model("ada")

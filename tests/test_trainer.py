@@ -1,0 +1,88 @@
+"""Nursery's trainer on the tiny model: adapter files, events, loss going down, stop flag, length grouping,
+and the LM-head-on-labels-only loss equal to the plain full-logits loss."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nursery_core.training import trainer
+from nursery_core.training.config import TrainConfig
+from training_helpers import examples
+
+
+def job_dir_with(tmp_path, exs, evals=()):
+    d = tmp_path / "job"
+    (d / "data").mkdir(parents=True)
+    (d / "data" / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in exs))
+    (d / "data" / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals))
+    return d
+
+
+def cfg(model_dir, **kw):
+    base = dict(base_model=str(model_dir), base_model_dir=str(model_dir), batch_size=4, max_length=512)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_training_writes_adapter_tokenizer_config_metrics_and_events(tiny_model_dir, tmp_path):
+    d = job_dir_with(tmp_path, examples(8), examples(2))
+    events = []
+    metrics = trainer.train(cfg(tiny_model_dir, max_steps=3), d, events.append)
+    out = d / "output"
+    for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json",
+              "training_config.json", "metrics.json"):
+        assert (out / f).exists(), f
+    assert "nursery-tools-v1" in (out / "chat_template.jinja").read_text()
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+    kinds = [e["kind"] for e in events]
+    assert kinds[0] == "start" and kinds.count("progress") == 3 and kinds[-1] == "eval"
+    prog = [e for e in events if e["kind"] == "progress"]
+    assert [p["step"] for p in prog] == [1, 2, 3] and all(p["total_steps"] == 3 for p in prog)
+    assert all(p["tokens_per_s"] > 0 and p["lr"] > 0 and p["eta_s"] >= 0 for p in prog)
+    assert metrics["steps"] == 3 and metrics["eval_loss"] is not None and not metrics["stopped"]
+    assert metrics["real_tokens"] > 0
+
+
+def test_loss_decreases_on_a_repeated_example(tiny_model_dir, tmp_path):
+    d = job_dir_with(tmp_path, examples(8, repeat=True))
+    m = trainer.train(cfg(tiny_model_dir, max_steps=12, learning_rate=1e-2, eval_fraction=0.0,
+                          warmup_ratio=0.0, dropout=0.0), d)
+    losses = [h["loss"] for h in m["history"]]
+    assert losses[-1] < losses[0] - 0.5, losses
+
+
+def test_stop_flag_halts_and_saves_the_adapter_so_far(tiny_model_dir, tmp_path):
+    d = job_dir_with(tmp_path, examples(8))
+    events = []
+    stop = lambda: sum(e["kind"] == "progress" for e in events) >= 2  # noqa: E731
+    m = trainer.train(cfg(tiny_model_dir, max_steps=50, batch_size=2), d, events.append, stop)
+    assert m["stopped"] and m["steps"] == 2
+    assert (d / "output" / "adapter_model.safetensors").exists()
+
+
+def test_length_grouping_batches_similar_lengths_and_covers_every_example():
+    lengths = [5, 300, 7, 290, 6, 310, 8, 305]
+    batches = trainer.batch_order(lengths, 2, seed=1, epoch=0, group_by_length=True)
+    assert sorted(i for b in batches for i in b) == list(range(8))
+    for b in batches:
+        assert max(lengths[i] for i in b) - min(lengths[i] for i in b) < 50
+    assert trainer.batch_order(lengths, 2, 1, 0, True) == batches
+
+
+def test_label_only_head_loss_equals_full_logits_loss(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nursery_core.training.rendering import prepare_tokenizer
+
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(tiny_model_dir)), "chatml")
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    peft_model, _ = trainer.add_lora(model, TrainConfig(r=4))
+    enc, _ = trainer.encode_all(tok, examples(3), 512)
+    ids, mask, labels = trainer.collate(enc, tok.pad_token_id, torch.device("cpu"))
+    peft_model.eval()
+    with torch.no_grad():
+        s, n = trainer.LossFn(peft_model)(ids, mask, labels)
+        ref = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert trainer.LossFn(peft_model).fast
+    assert float(s / n) == pytest.approx(float(ref), rel=1e-4)
