@@ -29,6 +29,7 @@ class Level:
     wrap: float               # share with an opener ("Hey, ") or closer (" Thanks!")
     optional: float           # chance that each optional argument is present
     distractors: tuple[int, int]  # extra, unrelated tools added to `tools`
+    tool_cap: int             # at most this many of the selected tools per example (the called ones first)
     no_call: float            # share of questions no tool can answer
     parallel: float           # share with two calls in one turn
     multi_turn: float         # share with call → tool result → answer
@@ -37,9 +38,9 @@ class Level:
 
 
 LEVELS = {
-    "low": Level(3, 0.0, 0.0, 0.0, 0.2, (0, 0), 0.05, 0.04, 0.04, False, 0.15),
-    "medium": Level(None, 0.3, 0.08, 0.25, 0.45, (0, 2), 0.10, 0.10, 0.08, True, 0.35),
-    "high": Level(None, 0.6, 0.25, 0.45, 0.6, (1, 4), 0.15, 0.12, 0.12, True, 0.6),
+    "low": Level(3, 0.0, 0.0, 0.0, 0.2, (0, 0), 3, 0.05, 0.04, 0.04, False, 0.15),
+    "medium": Level(None, 0.3, 0.08, 0.25, 0.45, (0, 2), 4, 0.10, 0.10, 0.08, True, 0.35),
+    "high": Level(None, 0.6, 0.25, 0.45, 0.6, (1, 4), 6, 0.15, 0.12, 0.12, True, 0.6),
 }
 
 
@@ -259,11 +260,20 @@ class _Generator:
             segs = P.add_noise(segs, rng)
         return segs
 
-    def _tools_for_example(self) -> list[dict]:
+    def _tools_for_example(self, used: set[str]) -> list[dict]:
+        """The called tools, then other selected tools up to the level's cap, then unrelated distractors.
+
+        Capping keeps prompts short (every schema costs hundreds of tokens) while the model still has to
+        pick the right tool among several."""
         rng = self.rng
+        called = [t for t in self.tools if tool_name(t) in used]
+        others = [t for t in self.tools if tool_name(t) not in used]
+        room = max(0, self.level.tool_cap - len(called))
+        picked = {tool_name(t) for t in called + (rng.sample(others, min(room, len(others))) if room and others else [])}
+        tools = [t for t in self.tools if tool_name(t) in picked]  # selection order: position gives nothing away
         lo, hi = self.level.distractors
         k = min(rng.randint(lo, hi), len(self.pool)) if hi else 0
-        tools = list(self.tools) + (rng.sample(self.pool, k) if k else [])
+        tools += rng.sample(self.pool, k) if k else []
         if self.level.shuffle:
             rng.shuffle(tools)
         return tools
@@ -287,14 +297,13 @@ class _Generator:
             cat = "multi_turn"
         else:
             cat = "call"
-        tools = self._tools_for_example()
         meta = {"source": "synthetic", "category": cat, "variation": self.level_name}
         if cat == "no_call":
             q, a = P.no_call_example(rng, self.tool_words)
             segs = self._dress([("t", q)])
             text = P.render(segs)
-            return {"tools": tools, "messages": [{"role": "user", "content": text},
-                                                 {"role": "assistant", "content": a}], "meta": meta}, text
+            return {"tools": self._tools_for_example(set()), "messages": [
+                {"role": "user", "content": text}, {"role": "assistant", "content": a}], "meta": meta}, text
         if cat == "parallel":
             plans = rng.sample(self.plans, 2) if len(self.plans) > 1 else [self.plans[0]] * 2
             s1, a1 = self._query(plans[0])
@@ -307,7 +316,7 @@ class _Generator:
             calls = [(plans[0], a1), (plans[1], a2)]
             msgs = [{"role": "user", "content": text}, self._assistant(calls)]
             meta["tool"] = sorted({p.name for p in plans})
-            return {"tools": tools, "messages": msgs, "meta": meta}, text
+            return {"tools": self._tools_for_example({p.name for p in plans}), "messages": msgs, "meta": meta}, text
         plan = rng.choice(self.plans)
         segs, args = self._query(plan)
         segs = self._dress(segs)
@@ -317,6 +326,7 @@ class _Generator:
             meta["paraphrased_by"] = how
         meta["tool"] = plan.name
         msgs = [{"role": "user", "content": text}, self._assistant([(plan, args)])]
+        used = {plan.name}
         key = text
         if cat == "multi_turn":
             rounds = 2 if self.level_name != "low" and rng.random() < 0.3 else 1
@@ -326,12 +336,13 @@ class _Generator:
                     segs2, args = self._query(plan)
                     t2 = P.render(self._dress(segs2))
                     msgs += [{"role": "user", "content": t2}, self._assistant([(plan, args)], offset=rnd)]
+                    used.add(plan.name)
                     key += " " + t2
                 result, answer = P.tool_result(plan.name, args, rng, plan.action)
                 msgs += [{"role": "tool", "tool_call_id": f"call_{rnd}", "name": plan.name,
                           "content": P.tool_result_text(result)},
                          {"role": "assistant", "content": answer}]
-        return {"tools": tools, "messages": msgs, "meta": meta}, key
+        return {"tools": self._tools_for_example(used), "messages": msgs, "meta": meta}, key
 
     @staticmethod
     def _assistant(calls: list[tuple[_Plan, dict]], offset: int = 0) -> dict:

@@ -19,10 +19,14 @@ def store() -> Store:
 
 @st.cache_resource(show_spinner=False, on_release=lambda r: r.shutdown())
 def _runner_for(db_file: str):
-    """One JobRunner per process and data directory; it first re-attaches or interrupts orphaned runs."""
+    """One JobRunner per process and data directory; it first re-attaches or interrupts orphaned runs,
+    then rented machines that no live job owns are destroyed (when a Vast.ai key is configured)."""
+    from ..cloud.reaper import reap_on_start
     from ..jobs.runner import JobRunner
 
-    return JobRunner(get_store(db_file)).start(recover=True)
+    runner = JobRunner(get_store(db_file)).start(recover=True)
+    reap_on_start()
+    return runner
 
 
 def runner():
