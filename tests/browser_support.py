@@ -142,12 +142,16 @@ def click(page, widget_key: str, timeout: float = 60.0) -> None:
 
 def choose(page, widget_key: str, option: str | re.Pattern) -> None:
     """Picks an option of a selectbox by its visible text."""
-    box = key(page, widget_key)
-    box.locator("[data-baseweb='select']").first.click()
+    key(page, widget_key).locator("input").first.click()
     opts = page.locator("[role='option']")
     opts.first.wait_for(timeout=15000)
     opts.filter(has_text=option).first.click()
     wait_idle(page)
+
+
+def selected(page, widget_key: str):
+    """The input of a selectbox: its value is the option shown (use with expect(...).to_have_value)."""
+    return key(page, widget_key).locator("input").first
 
 
 def tab(page, label: str) -> None:
@@ -162,6 +166,28 @@ def main_text(page) -> str:
     return page.locator("[data-testid='stMain']").inner_text()
 
 
+def errors_on(page) -> list[str]:
+    """The texts of st.error boxes and exception boxes now on the page."""
+    boxes = page.locator("[data-testid='stAlertContentError'], [data-testid='stException']")
+    return [b.inner_text() for b in boxes.all()]
+
+
+def wait_for_text(page, text: str | re.Pattern, timeout: float = 120.0, where: str = "[data-testid='stMain']") -> None:
+    """Polls until the text shows up; fails at once, with its message, when an error box appears instead."""
+    area = page.locator(where)
+    deadline = time.monotonic() + timeout
+    while True:
+        body = area.inner_text()
+        if (text.search(body) if isinstance(text, re.Pattern) else text in body):
+            return
+        errs = errors_on(page)
+        if errs:
+            raise AssertionError(f"waiting for {text!r}, the page shows an error: {errs[0][:2000]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} did not appear within {timeout:.0f} s; the page says:\n{body[-3000:]}")
+        page.wait_for_timeout(250)
+
+
 def no_exception(page) -> None:
     """Fails when the page shows an uncaught exception box."""
     exc = page.locator("[data-testid='stException']")
@@ -169,10 +195,13 @@ def no_exception(page) -> None:
         raise AssertionError(f"page shows an exception: {exc.first.inner_text()[:2000]}")
 
 
-def screenshot(page, folder: Path, name: str) -> Path | None:
+def screenshot(page, folder: Path, name: str, focus=None) -> Path | None:
+    """A PNG of the page; `focus` (a locator) is scrolled into view first (the main area scrolls itself)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     try:
+        if focus is not None:
+            focus.scroll_into_view_if_needed(timeout=5000)
         page.screenshot(path=str(path), full_page=True)
         return path
     except Exception:  # a closed page cannot be photographed; the other artefacts still are

@@ -35,7 +35,7 @@ def train_steps(model, tok, exs: list[dict], steps: int, lr: float) -> float:
         opt.step()
         opt.zero_grad()
     model.eval()
-    return float(loss)
+    return float(loss.detach())
 
 
 def make_adapter(base_dir: Path, out_dir: Path, *, base_ref: str | None = None, steps: int = 0,

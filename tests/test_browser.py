@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from browser_support import (CHROMIUM, OUTPUT, StreamlitServer, choose, chromium, click, fill, goto_nav, key, main_text,
-                             no_exception, open_page, screenshot, tab, wait_idle)
+                             no_exception, open_page, screenshot, selected, tab, wait_for_text,
+                             wait_idle)
 from conftest import require
 
 pytestmark = pytest.mark.browser
@@ -58,9 +59,9 @@ class Pages:
         self.pages[name] = page
         return page
 
-    def shot(self, name: str, label: str) -> None:
+    def shot(self, name: str, label: str, focus=None) -> None:
         self.n += 1
-        screenshot(self.pages[name], self.folder, f"{self.n:02d}-{name}-{label}")
+        screenshot(self.pages[name], self.folder, f"{self.n:02d}-{name}-{label}", focus=focus)
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     from nursery_core.store import get_store
 
     page = new_user(pages, server, "Ada")
-    expect(main(page)).to_contain_text("Three steps", timeout=30_000)
+    wait_for_text(page, "Three steps", 30)
     pages.shot("ada", "overview-empty")
 
     # --- Data Garden: generate a dataset (through the overview's first-step button)
@@ -119,7 +120,7 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     fill(page, "gen_count", "40")
     fill(page, "gen_name", "weather-e2e")
     click(page, "gen_go", timeout=180)
-    expect(main(page)).to_contain_text("Dataset weather-e2e with 40 examples is ready", timeout=120_000)
+    wait_for_text(page, "Dataset weather-e2e with 40 examples is ready", 120)
     no_exception(page)
     pages.shot("ada", "data-garden")
     assert get_store().get_dataset("weather-e2e")["created_by"] == "Ada"
@@ -127,11 +128,11 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     # --- Training Forge: a local base-model directory, the estimate, then a short run
     goto_nav(page, "Training Forge")
     expect(page.locator("h1")).to_contain_text("Training Forge", timeout=60_000)
-    expect(key(page, "tf_dataset")).to_contain_text("weather-e2e")
+    expect(selected(page, "tf_dataset")).to_have_value("weather-e2e")
     fill(page, "tf_base_path", str(tiny_model_dir))
     tab(page, "Estimate")
     click(page, "tf_est_go", timeout=180)
-    expect(main(page)).to_contain_text("training tokens", timeout=120_000)
+    wait_for_text(page, "training tokens", 120)
     no_exception(page)
     pages.shot("ada", "estimate")
 
@@ -139,15 +140,16 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     fill(page, "tf_output", "weather-tiny", submit=False)
     fill(page, "tf_max_steps", "4", submit=False)
     click(page, "FormSubmitter-tf_launch_form-Start-training", timeout=180)
-    expect(main(page)).to_contain_text("model weather-tiny", timeout=120_000)
+    wait_for_text(page, "model weather-tiny", 120)
     no_exception(page)
     pages.shot("ada", "launched")
-    # the live fragment follows the run until the bar is full and the job succeeded
+    # the live fragment follows the run until the bar is full and the job succeeded (a failed run's error
+    # box ends the wait at once, with its message)
+    wait_for_text(page, "Model weather-tiny is ready", TRAIN_TIMEOUT)
     bar = progress_of(page)
-    expect(bar).to_contain_text("succeeded", timeout=TRAIN_TIMEOUT * 1000)
+    expect(bar).to_contain_text("succeeded · step 4/4", timeout=30_000)
     expect(bar.locator("[role='progressbar']")).to_have_attribute("aria-valuenow", "100")
-    expect(main(page)).to_contain_text("Model weather-tiny is ready", timeout=60_000)
-    pages.shot("ada", "trained")
+    pages.shot("ada", "trained", focus=bar)
     job = get_store().list_jobs(limit=1)[0]
     assert (job["status"], job["created_by"], job["model_name"]) == ("succeeded", "Ada", "weather-tiny")
     assert job["total_steps"] == 4 and job["progress"] == 1.0
@@ -156,31 +158,31 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     goto_nav(page, "Model Cradle")
     expect(page.locator("h1")).to_contain_text("Model Cradle", timeout=60_000)
     tab(page, "Test")
-    expect(key(page, "mc_test_model")).to_contain_text("weather-tiny")
+    expect(selected(page, "mc_test_model")).to_have_value("weather-tiny")
     fill(page, "mc_test_prompt", "What's the weather in Oslo tomorrow?")
     fill(page, "mc_test_max_new", "12")
     click(page, "mc_test_go", timeout=TRAIN_TIMEOUT)
-    expect(main(page)).to_contain_text("Result of weather-tiny", timeout=TRAIN_TIMEOUT * 1000)
+    wait_for_text(page, "Result of weather-tiny", TRAIN_TIMEOUT)
     no_exception(page)
     pages.shot("ada", "cradle-test")
 
     tab(page, "Compare")
-    expect(key(page, "mc_cmp_a")).to_contain_text("weather-tiny")
+    expect(selected(page, "mc_cmp_a")).to_have_value("weather-tiny")
     fill(page, "mc_cmp_b_path", str(tiny_model_dir))
     fill(page, "mc_cmp_prompts", "What's the weather in Oslo tomorrow?\nIs it raining in Lima?")
     fill(page, "mc_cmp_max_new", "12")
     click(page, "mc_cmp_go", timeout=TRAIN_TIMEOUT)
-    expect(main(page)).to_contain_text("A · weather-tiny", timeout=TRAIN_TIMEOUT * 1000)
+    wait_for_text(page, "A · weather-tiny", TRAIN_TIMEOUT)
     expect(main(page)).to_contain_text("Is it raining in Lima?")
     no_exception(page)
     pages.shot("ada", "cradle-compare")
 
     tab(page, "Evaluate")
-    expect(key(page, "mc_eval_dataset")).to_contain_text("weather-e2e")
+    expect(selected(page, "mc_eval_dataset")).to_have_value("weather-e2e")
     fill(page, "mc_eval_limit", "4")
     fill(page, "mc_eval_max_new", "12")
     click(page, "mc_eval_go", timeout=TRAIN_TIMEOUT)
-    expect(main(page)).to_contain_text("AST accuracy", timeout=TRAIN_TIMEOUT * 1000)
+    wait_for_text(page, "AST accuracy", TRAIN_TIMEOUT)
     expect(main(page)).to_contain_text("on 4 examples")
     no_exception(page)
     pages.shot("ada", "cradle-evaluate")
@@ -214,7 +216,7 @@ def test_two_users_launch_at_once_share_one_queue_and_see_the_same_truth(server,
     for name, output in users.items():
         page = new_user(pages, server, name)
         goto_nav(page, "Training Forge")
-        expect(key(page, "tf_dataset")).to_contain_text("calc-shared", timeout=60_000)
+        expect(selected(page, "tf_dataset")).to_have_value("calc-shared", timeout=60_000)
         fill(page, "tf_base_path", str(tiny_model_dir))
         tab(page, "Launch")
         fill(page, "tf_output", output, submit=False)
@@ -225,7 +227,7 @@ def test_two_users_launch_at_once_share_one_queue_and_see_the_same_truth(server,
         key(page, "FormSubmitter-tf_launch_form-Start-training").locator("button").click()
     for name, page in tabs.items():
         wait_idle(page, 180)
-        expect(main(page)).to_contain_text(f"model {users[name]}", timeout=180_000)
+        wait_for_text(page, f"model {users[name]}", 180)
         no_exception(page)
         pages.shot(name.lower(), "launched")
 
@@ -271,4 +273,4 @@ def test_two_users_launch_at_once_share_one_queue_and_see_the_same_truth(server,
     assert final == {"ada-long": "cancelled", "grace-long": "cancelled"}
     for page in tabs.values():
         open_page(page, server.url)
-        expect(main(page)).to_contain_text("Nothing is training right now.", timeout=30_000)
+        wait_for_text(page, "Nothing is training right now.", 30)

@@ -67,7 +67,7 @@ class OllamaEmulator:
         return self
 
     @property
-    def port(self) -> int:
+    def port(self) -> tuple:
         assert self._server is not None, "start() first"
         return self._server.server_address[1]
 
@@ -181,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
         entry: dict[str, Any] = {"method": self.command, "path": path}
         try:
             if path.startswith("/api/blobs/"):
-                status = self._blob(path[len("/api/blobs/"):], entry)
+                reply = self._blob(path[len("/api/blobs/"):], entry)
             else:
                 raw = b"" if self.command in ("GET", "HEAD") else self._read_body()
                 body = self._json_body(raw) if self.command in ("POST", "DELETE") else {}
@@ -192,25 +192,27 @@ class _Handler(BaseHTTPRequestHandler):
                          ("DELETE", "/api/delete"): self._delete}.get((self.command, path))
                 if route is None:
                     raise _HttpError(404, f"{self.command} {path} not found")
-                status = route(body)
+                reply = route(body)
         except _HttpError as e:
-            status = e.status
-            self._send(e.status, {"error": e.message})
-        entry["status"] = status
+            reply = (e.status, {"error": e.message})
+        entry["status"] = reply[0]
+        # Logged before answering, so a client that got its answer always finds its request in the log.
         self.emulator.log(entry)
+        if len(reply) == 3 and reply[2] == "stream":
+            self._stream(reply[1])
+        else:
+            self._send(*reply)
 
     do_GET = do_POST = do_HEAD = do_DELETE = _dispatch
 
     # ------------------------------------------------------------------------------------- routes
-    def _root(self, body: dict) -> int:
-        self._send(200, b"Ollama is running", "text/plain")
-        return 200
+    def _root(self, body: dict) -> tuple:
+        return 200, b"Ollama is running", "text/plain"
 
-    def _version(self, body: dict) -> int:
-        self._send(200, {"version": VERSION})
-        return 200
+    def _version(self, body: dict) -> tuple:
+        return 200, {"version": VERSION}
 
-    def _blob(self, digest: str, entry: dict) -> int:
+    def _blob(self, digest: str, entry: dict) -> tuple:
         m = _DIGEST_RE.match(digest)
         if not m:
             if self.command == "POST":
@@ -218,9 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(400, f"invalid digest format {digest!r}")
         target = self.emulator.blob_path(m.group(1))
         if self.command == "HEAD":
-            status = 200 if target.exists() else 404
-            self._send(status)
-            return status
+            return (200 if target.exists() else 404), None
         if self.command != "POST":
             raise _HttpError(405, "method not allowed")
         h, size = hashlib.sha256(), 0
@@ -236,13 +236,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(400, f'digest mismatch, expected "sha256:{m.group(1)}", got "sha256:{h.hexdigest()}"')
         if target.exists():
             tmp.unlink(missing_ok=True)
-            self._send(200)
-            return 200
+            return 200, None
         tmp.rename(target)
-        self._send(201)
-        return 201
+        return 201, None
 
-    def _create(self, body: dict) -> int:
+    def _create(self, body: dict) -> tuple:
         name = body.get("model") or body.get("name")
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise _HttpError(400, f"invalid model name {name!r}")
@@ -284,10 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "request": body, "modified_at": _now(), "size": size,
                 "digest": hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()}
         if body.get("stream") is False:
-            self._send(200, statuses[-1])
-        else:
-            self._stream(statuses)
-        return 200
+            return 200, statuses[-1]
+        return 200, statuses, "stream"
 
     def _model(self, body: dict) -> tuple[str, dict]:
         name = body.get("model") or body.get("name")
@@ -298,14 +294,13 @@ class _Handler(BaseHTTPRequestHandler):
             raise _HttpError(404, f"model '{name}' not found")
         return full_name(name), found
 
-    def _tags(self, body: dict) -> int:
+    def _tags(self, body: dict) -> tuple:
         models = [{"name": n, "model": n, "modified_at": m["modified_at"], "size": m["size"],
                    "digest": m["digest"], "details": {"format": "gguf"}}
                   for n, m in sorted(self.emulator.models.items())]
-        self._send(200, {"models": models})
-        return 200
+        return 200, {"models": models}
 
-    def _show(self, body: dict) -> int:
+    def _show(self, body: dict) -> tuple:
         name, m = self._model(body)
         req = m["request"]
         params = req.get("parameters") or {}
@@ -313,21 +308,19 @@ class _Handler(BaseHTTPRequestHandler):
                        for k, v in params.items() for x in (v if isinstance(v, list) else [v])]
         template = req.get("template") or "{{ .Prompt }}"
         caps = ["completion"] + (["tools"] if ".Tools" in template else [])
-        self._send(200, {"modelfile": f"# emulated\nFROM {name}\n", "parameters": "\n".join(param_lines),
-                         "template": template, "system": req.get("system", ""),
-                         "details": {"format": "gguf", "quantization_level": req.get("quantize") or ""},
-                         "capabilities": caps, "modified_at": m["modified_at"]})
-        return 200
+        return 200, {"modelfile": f"# emulated\nFROM {name}\n", "parameters": "\n".join(param_lines),
+                     "template": template, "system": req.get("system", ""),
+                     "details": {"format": "gguf", "quantization_level": req.get("quantize") or ""},
+                     "capabilities": caps, "modified_at": m["modified_at"]}
 
-    def _delete(self, body: dict) -> int:
+    def _delete(self, body: dict) -> tuple:
         name, _ = self._model(body)
         with self.emulator._lock:
             del self.emulator.models[name]
-        self._send(200)
-        return 200
+        return 200, None
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> tuple:
     ap = argparse.ArgumentParser(prog="python -m nursery_core.emulators.ollama",
                                  description="A stub Ollama server (blobs, create, tags, show, delete).")
     ap.add_argument("--host", default="127.0.0.1")

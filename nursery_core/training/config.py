@@ -47,9 +47,9 @@ class TrainConfig:
                        max=1000.0, group="optim", min_exclusive=True)
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = run the epochs)", min=0,
                         max=10_000_000, group="optim")
-    batch_size: int = _f(8, "examples per micro-batch", min=1, max=4096, group="optim")
-    grad_accum: int = _f(1, "micro-batches per optimizer step", min=1, max=1024, group="optim")
-    max_length: int = _f(1024, "tokens per example (longer ones are truncated)", min=16, max=131072,
+    batch_size: int = _f(2, "examples per micro-batch", min=1, max=4096, group="optim")
+    grad_accum: int = _f(4, "micro-batches per optimizer step", min=1, max=1024, group="optim")
+    max_length: int = _f(2560, "tokens per example (longer ones are truncated)", min=16, max=131072,
                          group="optim")
     warmup_ratio: float = _f(0.05, "fraction of the steps spent warming the learning rate up", min=0.0,
                              max=0.9, group="optim")
