@@ -6,8 +6,10 @@ from nursery_core.datasets import nursery_list_datasets
 from nursery_core.errors import NurseryError
 from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
+from nursery_core.cloud.train import nursery_train_cloud
+from nursery_core.settings import effective_training_defaults
 from nursery_core.training.config import TrainConfig, field_help
-from nursery_core.webui import identity, services
+from nursery_core.webui import cloud_panel, identity, services
 from nursery_core.webui import training_widgets as tw
 
 st.set_page_config(page_title="Training Forge · Nursery", page_icon="🔥", layout="wide")
@@ -17,8 +19,7 @@ st.title("🔥 Training Forge")
 st.caption("Pick a dataset and a base model, see what it costs, and train a LoRA adapter in the background.")
 PAGE_SIZE = 15
 HELP = field_help()
-DEFAULTS = TrainConfig()
-PROVIDERS = ["local"]  # where runs go; the cloud area adds its providers here
+DEFAULTS = TrainConfig(**effective_training_defaults(services.store()))  # the team's saved defaults
 
 datasets = [d["name"] for d in nursery_list_datasets(limit=500)]
 if not datasets:
@@ -55,8 +56,8 @@ with tab_est:
         st.caption(f"Past estimates were off by {acc['mean_abs_error_pct']}% on average ({acc['count']} runs).")
 
 with tab_launch:
+    cloud = cloud_panel.render_cloud_training_options("tf_cloud")  # None = this machine
     with st.form("tf_launch_form"):
-        where = st.selectbox("Where", PROVIDERS, key="tf_where")
         output = st.text_input("Output model name", key="tf_output", placeholder="derived from the dataset")
         a, b, c, d = st.columns(4)
         epochs = a.number_input("Epochs", 0.1, 100.0, float(DEFAULTS.epochs), 1.0, key="tf_epochs",
@@ -76,10 +77,13 @@ with tab_launch:
         go = st.form_submit_button("Start training", type="primary", disabled=not dataset)
     if go:
         try:
-            started = nursery_train_local(dataset, base_model, output.strip() or None, created_by=user,
-                                          epochs=epochs, max_steps=int(max_steps), learning_rate=lr,
-                                          batch_size=int(batch), r=int(r), alpha=alpha, max_length=int(max_len),
-                                          seed=int(seed))
+            hyper = dict(epochs=epochs, max_steps=int(max_steps), learning_rate=lr, batch_size=int(batch), r=int(r),
+                         alpha=alpha, max_length=int(max_len), seed=int(seed))
+            if cloud is None:
+                started = nursery_train_local(dataset, base_model, output.strip() or None, created_by=user, **hyper)
+            else:
+                started = nursery_train_cloud(dataset, base_model, output.strip() or None, created_by=user,
+                                              **cloud, **hyper)
             st.session_state["tf_selected"] = started["id"]
             st.success(f"Job {started['id']} queued → model **{started['output_name']}**")
         except NurseryError as e:
@@ -106,6 +110,8 @@ if jobs:
     def detail(job_id: str, was_live: bool) -> None:
         status = nursery_job_status(job_id)
         tw.job_detail(status)
+        if status.get("kind") in ("vast", "ssh"):
+            cloud_panel.render_instance_state(services.store().get_job(job_id))
         if status["active"] and st.button("Cancel job", key="tf_cancel"):
             try:
                 nursery_cancel_job(job_id)
@@ -118,3 +124,6 @@ if jobs:
     detail(selected, live)
 else:
     st.caption("No jobs yet.")
+
+with st.expander("Rented machines: find and destroy orphans", expanded=False):
+    cloud_panel.render_reaper_panel("tf_reaper")
