@@ -57,7 +57,7 @@ def _when(ts: str | None) -> str:
 
 
 def _running_line(j: dict) -> str:
-    step = f"step {j.get('step') or 0}/{j.get('total_steps') or '?'}"
+    step = f"step {j.get('step') or 0}/{j['total_steps']}" if j.get("total_steps") else "starting"
     loss = f" · loss {j['last_loss']:.3f}" if j.get("last_loss") is not None else ""
     return f"{j.get('created_by') or 'someone'} · {j.get('output_name')} · {j['kind']} · running · {step}{loss}"
 

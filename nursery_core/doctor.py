@@ -67,8 +67,8 @@ def components() -> dict[str, dict]:
     }
 
 
-def report(with_sizes: bool = True) -> dict:
-    """Everything the Settings page and `doctor --json` show."""
+def report(with_sizes: bool = True, with_device: bool = True) -> dict:
+    """Everything the Settings page and `doctor --json` show (`with_device=False` skips importing torch)."""
     home = paths.home()
     data = {
         "nursery_version": __version__,
@@ -78,7 +78,7 @@ def report(with_sizes: bool = True) -> dict:
         "data_dir_from": "NURSERY_HOME" if os.environ.get("NURSERY_HOME") else "default (nursery_data/)",
         "database": str(paths.db_path()),
         "packages": {p: _version(p) for p in _PACKAGES},
-        "device": _device(),
+        "device": _device() if with_device else None,
         "provider_keys": {p: cloud_settings.key_status(p) for p in cloud_settings.PROVIDER_KEYS},
         "ollama_host": os.environ.get("OLLAMA_HOST") or None,
         "vast_api_url": cloud_settings.vast_api_url(),

@@ -97,9 +97,17 @@ def _m002_settings(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str, "updated_at": str, "updated_by": str}, pk="key")
 
 
+def _m003_overview_indexes(db: sqlite_utils.Database) -> None:
+    # The overview at team scale: live jobs per status in date order without a sort, and the cloud spend
+    # per person from a covering index instead of a scan of every job row.
+    db["jobs"].create_index(["status", "created_at"], if_not_exists=True)
+    db["jobs"].create_index(["created_by", "kind", "cost_usd"], if_not_exists=True)
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_settings", _m002_settings),
+    ("m003_overview_indexes", _m003_overview_indexes),
 ]
 
 

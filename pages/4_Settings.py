@@ -9,8 +9,15 @@ st.set_page_config(page_title="Settings · Nursery", page_icon="⚙️", layout=
 user = identity.sidebar_identity()
 st.title("⚙️ Settings")
 
-report = doctor.report(with_sizes=False)
+report = doctor.report(with_sizes=False, with_device=False)  # torch is imported once, in the Environment tab
 store = services.store()
+
+
+@st.cache_resource(show_spinner="Checking torch and the GPU (once per dashboard process)…")
+def device_report() -> dict:
+    """The device never changes while the dashboard runs; importing torch costs seconds, so do it once."""
+    return doctor.report(with_sizes=False)["device"]
+
 
 st.subheader("Data directory")
 st.code(report["data_dir"], language=None)
@@ -30,7 +37,7 @@ with tab_training:
     render_training_defaults(store, user)
 
 with tab_env:
-    dev = report["device"]
+    dev = device_report()
     c1, c2, c3 = st.columns(3)
     c1.metric("Device", dev.get("device", "?"))
     c2.metric("CUDA available", "yes" if dev.get("cuda_available") else "no")

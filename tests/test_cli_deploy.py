@@ -82,6 +82,7 @@ def run(capsys, *argv) -> tuple[int, dict | str]:
         return code, cap.err
 
 
+@pytest.mark.slow
 def test_failed_verification_exits_nonzero_and_is_not_registered(model, emu, fake_llamacpp, capsys, store):
     code, out = run(capsys, "deploy-ollama", model, "--ollama-host", emu.url, "--json", "--limit", "2")
     assert code == 1

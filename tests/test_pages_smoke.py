@@ -74,8 +74,13 @@ def seed_small_store() -> None:
     store.add_model({"name": "mixed-a", "path": str(model_dir), "base_model": "smollm2-135m", "dataset": "mixed",
                      "job_id": done["id"], "created_by": "ada", "final_loss": 0.25, "eval_loss": 0.4,
                      "tools": ["get_weather", "calculator"], "metrics": {"train_seconds": 3.0, "steps": 4}})
-    store.add_evaluation({"model": "mixed-a", "dataset": "mixed", "split": "eval", "num_examples": 3,
-                          "ast_accuracy": 0.5, "metrics": {"ast_accuracy": 0.5}, "settings": {}})
+    from nursery_core.datasets import load_examples
+    from nursery_core.evaluate import nursery_evaluate
+
+    preds = paths.home() / "preds.jsonl"  # scored without running a model: a predictions file
+    preds.write_text("".join(json.dumps({"id": ex["id"], "output": "I cannot help with that."}) + "\n"
+                             for ex in load_examples("mixed", "eval")))
+    nursery_evaluate("mixed-a", "mixed", predictions=preds, created_by="ada")
     store.add_deployment({"model": "mixed-a", "status": "exported", "created_by": "ada"})
 
 
@@ -190,3 +195,21 @@ def test_bad_input_on_settings_is_an_error_message():
     at.button(key="settings_ollama_save").click().run()
     assert not at.exception
     assert any("http://" in e for e in errors(at))
+
+
+def test_display_name_is_asked_once_validated_and_used_on_what_the_page_creates(store):
+    """The sidebar asks for a name; a bad one is an error; a good one is shown and stored as created_by."""
+    at = render("pages/1_Data_Garden.py", user=None)
+    at.text_input(key="identity_name").set_value("<script>")
+    at.button(key="FormSubmitter:identity_form-Save name").click().run()
+    assert not at.exception and any("letters" in e for e in errors(at))
+    at.text_input(key="identity_name").set_value("Ada Lovelace")
+    at.button(key="FormSubmitter:identity_form-Save name").click().run()
+    assert not at.exception
+    assert at.session_state["nursery_user"] == "Ada Lovelace"
+    assert any("Signed in as **Ada Lovelace**" in c.value for c in at.sidebar.caption)
+    at.number_input(key="gen_count").set_value(12)
+    at.text_input(key="gen_name").set_value("by-ada")
+    at.button(key="gen_go").click().run()
+    assert not at.exception and not errors(at), errors(at)
+    assert store.get_dataset("by-ada")["created_by"] == "Ada Lovelace"

@@ -7,11 +7,12 @@ rounding (SmolLM2-135M's q8_0 diverged on plain prompts while f16 matched). Both
 """
 from __future__ import annotations
 
+import io
 import json
-import os
 import re
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -109,7 +110,11 @@ def nursery_deploy_ollama(model_name: str, outtype: str = "q8_0", name: str | No
                                field="outtype")
     row, adapter_dir = model_adapter_dir(model_name)
     ollama_name = check_ollama_name(name or paths.slugify(model_name) or "nursery-model")
-    host = ollama_host if ollama_host is not None else os.environ.get("OLLAMA_HOST") or None
+    if ollama_host is None:
+        from ..settings import ollama_host as configured_host
+
+        ollama_host = configured_host(store=get_store())
+    host = ollama_host or None
     register = bool(host) and not skip_register
     require_converter()
     if not bindings_available():
@@ -192,7 +197,7 @@ def nursery_deploy_ollama(model_name: str, outtype: str = "q8_0", name: str | No
             _emit(progress, "register", "running", f"registering {ollama_name} with {host}")
             registration = register_modelfile(folder / "Modelfile", ollama_name, host, quantize=quantize,
                                               progress=lambda line: _emit(progress, "register", "running",
-                                                                          line.get("status", ""), **line))
+                                                                          line.get("status", ""), detail=line))
             status = "registered" if ver["passed"] else "registered_unverified"
             _emit(progress, "register", "done", f"{ollama_name} created on {registration['host']}")
         elif register:
@@ -237,3 +242,23 @@ def list_deployments(model_name: str | None = None) -> list[dict]:
         v = r.get("verification") or {}
         r["verification"] = {k: v.get(k) for k in ("score", "passed", "tokenization_ok", "prompts", "with_calls")}
     return rows
+
+
+def export_files(path: Path | str) -> list[Path]:
+    """The files a user downloads from an export folder (the merged HF model stays out: it is large and
+    only needed to re-convert)."""
+    folder = Path(path)
+    if not folder.is_dir() or not paths.inside_home(folder):
+        raise InvalidInput(f"{folder} is not an export folder under NURSERY_HOME", field="path")
+    return sorted(p for p in folder.iterdir() if p.is_file())
+
+
+def export_zip(path: Path | str) -> bytes:
+    """A zip of the export folder's files (GGUF stored uncompressed: it does not shrink)."""
+    buf = io.BytesIO()
+    folder = Path(path)
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in export_files(folder):
+            method = zipfile.ZIP_STORED if f.suffix == ".gguf" else zipfile.ZIP_DEFLATED
+            zf.write(f, arcname=f"{folder.name}/{f.name}", compress_type=method)
+    return buf.getvalue()

@@ -12,7 +12,6 @@ import re
 from urllib.parse import unquote
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 COOKIE = "nursery_user"
 _KEY = "nursery_user"
@@ -58,9 +57,9 @@ def set_user(name: str) -> str:
 
 
 def _write_cookie(name: str) -> None:
-    components.html(
-        "<script>document.cookie = " + json.dumps(f"{COOKIE}=") + " + encodeURIComponent("
-        + json.dumps(name) + ") + '; path=/; max-age=31536000; samesite=strict';</script>", height=0)
+    # The name passed valid_name() and is JSON-encoded into the script, so it cannot break out of it.
+    st.iframe("<script>window.parent.document.cookie = " + json.dumps(f"{COOKIE}=") + " + encodeURIComponent("
+              + json.dumps(name) + ") + '; path=/; max-age=31536000; samesite=strict';</script>", height=1)
 
 
 def sidebar_identity() -> str | None:

@@ -1,0 +1,77 @@
+"""The Deploy panel (AppTest): a stored deployment shows its verification table, Modelfile, the ollama create
+command and downloads; the Deploy button runs the steps with live status and shows errors without tracebacks."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from nursery_core import paths
+
+
+def _app():
+    from nursery_core.webui.deploy_panel import render_deploy_panel
+    render_deploy_panel("tiny-tools")
+
+
+ROWS = [{"index": 0, "id": "ex0", "prompt": "Remember locker 0", "same_call": True, "same_tokens": True,
+         "hf_calls": [{"name": "memory_store", "arguments": {"content": "locker 0"}}],
+         "gguf_calls": [{"name": "memory_store", "arguments": {"content": "locker 0"}}],
+         "hf_output": "<tool_call>…", "gguf_output": "<tool_call>…"},
+        {"index": 1, "id": "ex1", "prompt": "Hi there", "same_call": False, "same_tokens": True,
+         "hf_calls": [], "gguf_calls": [{"name": "web_search", "arguments": {"query": "hi"}}],
+         "hf_output": "Hello!", "gguf_output": "<tool_call>…"}]
+
+
+@pytest.fixture
+def deployed(store):
+    store.add_model({"name": "tiny-tools", "path": "/nonexistent", "base_model": "smollm2-135m"})
+    folder = paths.exports_dir() / "tiny-tools"
+    folder.mkdir()
+    (folder / "Modelfile").write_text('FROM ./tiny-tools-f16.gguf\nTEMPLATE """{{ .Prompt }}"""\n')
+    (folder / "tiny-tools-f16.gguf").write_bytes(b"GGUF" + b"\0" * 100)
+    ver = {"score": 0.5, "passed": False, "tokenization_ok": True, "prompts": 2, "with_calls": 2,
+           "threshold": 0.95, "same_text": 0.5, "rows": ROWS}
+    (folder / "verification.json").write_text(json.dumps(ver))
+    dep = store.add_deployment({"model": "tiny-tools", "status": "failed_verification", "path": str(folder),
+                                "gguf_path": str(folder / "tiny-tools-f16.gguf"), "gguf_size": 104,
+                                "outtype": "f16", "score": 0.5, "verification": ver, "ollama_name": "tiny-tools",
+                                "registered": 0})
+    return dep
+
+
+def test_shows_a_stored_deployment(deployed, monkeypatch):
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    at = AppTest.from_function(_app, default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["same call"]) == [True, False] and "web_search" in table["GGUF calls"][1]
+    assert any("ollama create tiny-tools -f" in c.value for c in at.code)
+    assert any("FROM ./tiny-tools-f16.gguf" in c.value for c in at.code)
+    assert [m.value for m in at.metric][:2] == ["50%", "identical"]
+    assert at.checkbox(key="deploy_register_tiny-tools").disabled  # no Ollama host configured
+
+
+def test_deploy_button_runs_with_status_and_reports_errors(deployed, monkeypatch):
+    from nursery_core.errors import BackendError
+    from nursery_core.export import deploy
+
+    calls = []
+
+    def fake_deploy(model_name, progress=None, **options):
+        calls.append((model_name, options))
+        progress({"step": "merge", "state": "done", "message": "merged (chatml family)"})
+        raise BackendError("llama.cpp's GGUF converter is missing: run `make setup`")
+
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    monkeypatch.setattr(deploy, "nursery_deploy_ollama", fake_deploy)
+    at = AppTest.from_function(_app, default_timeout=60).run()
+    at.selectbox(key="deploy_outtype_tiny-tools").select("f16").run()
+    at.selectbox(key="deploy_quant_tiny-tools").select("q4_K_M").run()
+    at.button(key="deploy_go_tiny-tools").click().run()
+    assert not at.exception
+    assert calls == [("tiny-tools", {"outtype": "f16", "name": "tiny-tools", "skip_register": True,
+                                     "force": False, "fallback": True, "quantize": "q4_K_M",
+                                     "ollama_host": None})]
+    assert any("run `make setup`" in e.value for e in at.error)
