@@ -30,11 +30,22 @@ def _value(text: str):
         return text
 
 
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--num-examples", type=int, default=None,
                     help="examples to generate (default: the recipe's own number, bench default 400)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variation", default="medium", choices=["low", "medium", "high"],
+                    help="generator variation level (low: at most 3 tools per example, no distractors)")
+    ap.add_argument("--max-new-tokens", type=int, default=160,
+                    help="generation cap in the evaluation (a two-call answer is about 120 tokens)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a TrainConfig field (JSON value), e.g. learning_rate=2e-3")
     ap.add_argument("--eval-limit", type=int, default=None, help="evaluate on at most N held-out examples")
@@ -72,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     recipe = TrainConfig().with_overrides(**overrides).validate()
     n = args.num_examples or 400
     t0 = time.time()
-    ds = nursery_generate_data(DEFAULT_TOOL_NAMES, n, seed=args.seed, name="quality")
-    print(f"dataset: {ds['num_examples']} examples {ds['categories']}, split {ds['split']['train']} train / "
+    ds = nursery_generate_data(DEFAULT_TOOL_NAMES, n, args.variation, seed=args.seed, name="quality")
+    print(f"load average at start: {_load()}")
+    print(f"dataset ({args.variation}): {ds['num_examples']} examples {ds['categories']}, split {ds['split']['train']} train / "
           f"{ds['split']['eval']} eval ({time.time() - t0:.0f}s)", flush=True)
 
     runner = JobRunner().start()
@@ -98,14 +110,16 @@ def main(argv: list[str] | None = None) -> int:
 
     model = get_store().get_model("quality-adapter")
     train_s = (model.get("metrics") or {}).get("train_seconds") or st.get("elapsed_s")
-    print(f"trained in {train_s:.0f}s (final loss {model.get('final_loss')}, eval loss {model.get('eval_loss')})",
+    print(f"trained in {train_s:.0f}s [load avg {_load()}] (final loss {model.get('final_loss')}, eval loss {model.get('eval_loss')})",
           flush=True)
 
     t1 = time.time()
-    tuned = nursery_evaluate("quality-adapter", "quality", split="eval", limit=args.eval_limit, batch_size=8)
+    tuned = nursery_evaluate("quality-adapter", "quality", split="eval", limit=args.eval_limit, batch_size=8,
+                             max_new_tokens=args.max_new_tokens)
     eval_s = time.time() - t1
     base = None if args.skip_base else nursery_evaluate(EMBEDDED_ALIAS, "quality", split="eval",
-                                                        limit=args.eval_limit, batch_size=8)
+                                                        limit=args.eval_limit, batch_size=8,
+                                                        max_new_tokens=args.max_new_tokens)
     keys = ["ast_accuracy", "format_validity", "call_recall", "no_call_recall", "name_accuracy", "arg_f1",
             "schema_validity"]
     print(f"\n{'metric':<18} {'adapter':>8} {'base':>8}")
@@ -117,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{cat}] n={m['num_examples']} ast={m['ast_accuracy']}")
     acc = tuned["metrics"]["ast_accuracy"] or 0.0
     ok = acc >= 0.9 and train_s < 15 * 60
-    print(f"\nrecipe: {json.dumps({k: getattr(recipe, k) for k in ('learning_rate', 'r', 'alpha', 'epochs', 'batch_size', 'max_length', 'target_modules')})}")
-    print(f"examples {n}; train {train_s:.0f}s; eval {eval_s:.0f}s for {tuned['num_examples']} examples; "
+    print(f"\nrecipe: {json.dumps({k: getattr(recipe, k) for k in ('learning_rate', 'r', 'alpha', 'epochs', 'batch_size', 'grad_accum', 'lora_layers', 'max_length', 'target_modules')})}")
+    print(f"examples {n} ({args.variation}); load avg at end {_load()}; train {train_s:.0f}s; eval {eval_s:.0f}s for {tuned['num_examples']} examples; "
           f"AST {acc:.1%} vs base {base['metrics']['ast_accuracy'] if base else '-'}; target met: {ok}")
     if args.json:
         print(json.dumps({"train_seconds": train_s, "ast_accuracy": acc, "base": base and base["metrics"],

@@ -21,8 +21,6 @@ sys.path.insert(0, str(ROOT))
 
 
 def seed(store, n_jobs: int, n_datasets: int, n_models: int, events_per_job: int) -> None:
-    from nursery_core.store import new_id
-
     rng = random.Random(0)
     people = ["ada", "grace", "linus", "margaret", ""]
     tools = ["calculator", "get_weather", "memory_store", "web_search", "send_email"]

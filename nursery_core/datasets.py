@@ -362,3 +362,15 @@ def delete_dataset(name: str) -> dict:
     st.delete_dataset(name)
     Path(row["path"]).unlink(missing_ok=True)
     return {"deleted": name, "path": row["path"], "num_examples": row["num_examples"]}
+
+
+def dataset_tools(name: str) -> list[dict]:
+    """The distinct tool schemas a dataset's examples carry, in first-seen order (the row keeps names only)."""
+    wanted = set(get_dataset(name).get("tools") or [])
+    found: dict[str, dict] = {}
+    for ex in iter_examples(name):
+        for t in ex.get("tools") or []:
+            found.setdefault(t["function"]["name"], t)
+        if wanted and wanted <= set(found):
+            break
+    return list(found.values())

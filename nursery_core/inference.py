@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import paths
 from .errors import InvalidConfig, InvalidInput, NotFound
+from .datasets import dataset_tools
 from .store import get_store
 
 DEFAULT_MAX_NEW_TOKENS = 256
@@ -407,20 +408,6 @@ def stream_generate(model_name: str, prompt: Prompt, settings: GenerationSetting
 
 
 # ------------------------------------------------------------------------------------------- tools
-def dataset_tools(dataset: str) -> list[dict]:
-    """The distinct tools a dataset's examples carry, in first-seen order."""
-    from .datasets import get_dataset, iter_examples
-
-    wanted = set(get_dataset(dataset).get("tools") or [])
-    found: dict[str, dict] = {}
-    for ex in iter_examples(dataset):
-        for t in ex.get("tools") or []:
-            found.setdefault(t["function"]["name"], t)
-        if wanted and wanted <= set(found):
-            break
-    return list(found.values())
-
-
 def resolve_tools(model_name: str | None = None, tools: Any = None, tools_from: str | None = None) -> tuple[list[dict], str]:
     """(tools, where they came from): pasted/given tools, else a dataset's, else the model's training tools."""
     from .data.tools import parse_tool_schemas, tools_from_data

@@ -38,9 +38,7 @@ def nursery_list_models(include_base: bool = True, limit: int | None = 200, offs
     store = get_store()
     models = store.list_models(limit=limit, offset=offset or None)
     evals = store.latest_evaluations([m["name"] for m in models])
-    deps: dict[str, list[dict]] = {}
-    for m in models:
-        deps[m["name"]] = store.list_deployments(model=m["name"], limit=10)
+    deps = store.deployments_for([m["name"] for m in models])
     rows = [_adapter_row(m, evals, deps[m["name"]]) for m in models]
     if include_base and not offset:
         for b in list_base_models():

@@ -33,6 +33,10 @@ JSON_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+PRIMARY_KEYS = {"datasets": "name", "jobs": "id", "job_events": "id", "models": "name", "evaluations": "id",
+                "deployments": "id", "instances": "id", "settings": "key"}
+
+
 def now() -> str:
     """UTC ISO-8601 with milliseconds: sortable as text."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -143,7 +147,14 @@ class Store:
             self.db.enable_wal()
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            apply_migrations(self.db)
+            # One process at a time migrates (two dashboards or a CLI opening a new database together).
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                apply_migrations(self.db)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -183,17 +194,29 @@ class Store:
                     pass
         return row
 
-    def _get(self, table: str, pk: Any) -> dict | None:
+    def _rows(self, sql: str, args: Iterable = ()) -> list[dict]:
+        """Plain cursor reads: sqlite-utils' table helpers introspect the schema on every call."""
         with self._lock:
-            rows = list(self.db[table].rows_where(f"{self.db[table].pks[0]} = ?", [pk], limit=1))
+            cur = self.db.conn.execute(sql, list(args))
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+    def _get(self, table: str, pk: Any) -> dict | None:
+        rows = self._rows(f"select * from [{table}] where [{PRIMARY_KEYS[table]}] = ? limit 1", [pk])
         return self._decode(table, rows[0]) if rows else None
 
     def _select(self, table: str, where: str | None = None, args: Iterable = (), order_by: str | None = None,
                 limit: int | None = None, offset: int | None = None, select: str = "*") -> list[dict]:
-        with self._lock:
-            rows = list(self.db[table].rows_where(where, list(args), order_by=order_by, limit=limit,
-                                                  offset=offset, select=select))
-        return [self._decode(table, r) for r in rows]
+        sql = f"select {select} from [{table}]"
+        args = list(args)
+        if where:
+            sql += f" where {where}"
+        if order_by:
+            sql += f" order by {order_by}"
+        if limit is not None or offset is not None:
+            sql += " limit ? offset ?"
+            args += [-1 if limit is None else int(limit), int(offset or 0)]
+        return [self._decode(table, r) for r in self._rows(sql, args)]
 
     def _count(self, table: str, where: str | None = None, args: Iterable = ()) -> int:
         with self._lock:
@@ -225,6 +248,10 @@ class Store:
         if row is None:
             raise NotFound(f"no dataset named {name!r} (see list-datasets)")
         return row
+
+    def dataset_names(self) -> list[str]:
+        """Every dataset name, newest first (pickers; cheap even with thousands)."""
+        return [r["name"] for r in self._rows("select name from datasets order by created_at desc")]
 
     def has_dataset(self, name: str) -> bool:
         return self._get("datasets", name) is not None
@@ -384,6 +411,13 @@ class Store:
             raise NotFound(f"no model named {name!r} (see list-models)")
         return row
 
+    def model_names(self, kind: str | None = None) -> list[str]:
+        """Every stored model name, newest first."""
+        if kind:
+            return [r["name"] for r in self._rows("select name from models where kind = ? order by created_at desc",
+                                                  [kind])]
+        return [r["name"] for r in self._rows("select name from models order by created_at desc")]
+
     def has_model(self, name: str) -> bool:
         return self._get("models", name) is not None
 
@@ -456,6 +490,19 @@ class Store:
         if model:
             return self._select("deployments", "model = ?", [model], order_by="created_at desc", limit=limit)
         return self._select("deployments", order_by="created_at desc", limit=limit)
+
+    def deployments_for(self, models: Iterable[str], per_model: int = 10) -> dict[str, list[dict]]:
+        """The newest deployments of several models in one query (lineage tables)."""
+        models = list(models)
+        out: dict[str, list[dict]] = {m: [] for m in models}
+        if not models:
+            return out
+        rows = self._select("deployments", f"model in ({', '.join('?' for _ in models)})", models,
+                            order_by="created_at desc")
+        for r in rows:
+            if len(out[r["model"]]) < per_model:
+                out[r["model"]].append(r)
+        return out
 
     # ----------------------------------------------------------------------------------- instances
     def record_instance(self, row: dict) -> dict:

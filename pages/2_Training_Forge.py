@@ -2,7 +2,6 @@
 import streamlit as st
 
 from nursery_core.base_models import REGISTRY
-from nursery_core.datasets import nursery_list_datasets
 from nursery_core.errors import NurseryError
 from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
@@ -21,7 +20,7 @@ PAGE_SIZE = 15
 HELP = field_help()
 DEFAULTS = TrainConfig(**effective_training_defaults(services.store()))  # the team's saved defaults
 
-datasets = [d["name"] for d in nursery_list_datasets(limit=500)]
+datasets = services.store().dataset_names()
 if not datasets:
     st.info("No datasets yet: create one in the Data Garden first.")
 c1, c2 = st.columns(2)

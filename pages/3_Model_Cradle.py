@@ -6,13 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from nursery_core.compare import OUTCOMES, nursery_compare_models
-from nursery_core.datasets import load_examples, nursery_list_datasets
+from nursery_core.datasets import load_examples
 from nursery_core.errors import NurseryError
 from nursery_core.evaluate import (HEADLINE, evaluation_details, list_evaluations, nursery_evaluate,
                                    nursery_leaderboard)
 from nursery_core.inference import analyse_completion, resolve_tools, stream_test_model
 from nursery_core.registry import delete_model, nursery_list_models
-from nursery_core.webui import identity
+from nursery_core.webui import identity, services
 
 st.set_page_config(page_title="Model Cradle · Nursery", page_icon="🧪", layout="wide")
 user = identity.sidebar_identity()
@@ -20,15 +20,21 @@ st.title("🧪 Model Cradle")
 st.caption("Try a model on your own prompts, compare two side by side, and measure tool-call accuracy "
            "BFCL-style on held-out data.")
 
+PAGE_SIZE = 25
+ADAPTER_NAMES = services.store().model_names(kind="adapter")  # every adapter, for the pickers
+n_pages = max(1, -(-len(ADAPTER_NAMES) // PAGE_SIZE))
+table_page = st.session_state.get("mc_models_page", 1)
 try:
-    models = nursery_list_models()
+    models = nursery_list_models(limit=PAGE_SIZE, offset=(min(table_page, n_pages) - 1) * PAGE_SIZE)
+    if table_page > 1:  # base models come with the first page only
+        models += [m for m in nursery_list_models(limit=0) if m.get("kind") == "base"]
 except NurseryError as e:
     st.error(str(e))
     models = []
 adapters = [m for m in models if m.get("kind") != "base"]
 bases = [m for m in models if m.get("kind") == "base" and m.get("local")]
-MODEL_NAMES = [m["name"] for m in adapters] + [b["name"] for b in bases]
-DATASETS = [d["name"] for d in nursery_list_datasets(limit=500)]
+MODEL_NAMES = ADAPTER_NAMES + [b["name"] for b in bases]
+DATASETS = services.store().dataset_names()
 STATUS_COLOURS = {"same": "#e6f4ea", "different": "#fde7c8", "only_a": "#fbd3d0", "only_b": "#d6e4fb"}
 
 
@@ -102,8 +108,10 @@ tab_models, tab_test, tab_compare, tab_eval, tab_deploy = st.tabs(
 
 # -------------------------------------------------------------------------------------------- models
 with tab_models:
-    if not adapters:
+    if not ADAPTER_NAMES:
         st.info("No trained models yet: train one in the Training Forge. Base models are listed below.")
+    elif n_pages > 1:
+        st.number_input(f"Page (of {n_pages}, {len(ADAPTER_NAMES)} adapters)", 1, n_pages, key="mc_models_page")
     rows = [{"name": m["name"], "base model": m.get("base_model"), "dataset": m.get("dataset"),
              "job": m.get("job_id"), "created": m.get("created_at"), "by": m.get("created_by"),
              "final loss": m.get("final_loss"), "eval loss": m.get("eval_loss"),
@@ -118,9 +126,9 @@ with tab_models:
                                 "family": b.get("family"), "on this machine": b.get("local")}
                                for b in models if b.get("kind") == "base"]),
                  hide_index=True, width="stretch", key="mc_bases_table")
-    if adapters:
+    if ADAPTER_NAMES:
         with st.expander("Delete a model", expanded=False):
-            victim = st.selectbox("Model", [m["name"] for m in adapters], key="mc_delete_pick")
+            victim = st.selectbox("Model", ADAPTER_NAMES, key="mc_delete_pick")
             sure = st.checkbox(f"Yes, delete {victim} and its files", key="mc_delete_confirm")
             if st.button("Delete", key="mc_delete_go", disabled=not sure, type="primary"):
                 try:
@@ -335,7 +343,7 @@ with tab_deploy:
     else:
         from nursery_core.webui.deploy_panel import render_deploy_panel
 
-        dep_model = st.selectbox("Model", [m["name"] for m in adapters], key="mc_deploy_model")
+        dep_model = st.selectbox("Model", ADAPTER_NAMES, key="mc_deploy_model")
         if dep_model:
             render_deploy_panel(dep_model)
         else:

@@ -174,6 +174,7 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     click(page, "mc_cmp_go", timeout=TRAIN_TIMEOUT)
     wait_for_text(page, "A · weather-tiny", TRAIN_TIMEOUT)
     expect(main(page)).to_contain_text("Is it raining in Lima?")
+    expect(main(page)).to_contain_text("B · ")  # the bare base answered the same prompts beside it
     no_exception(page)
     pages.shot("ada", "cradle-compare")
 
@@ -197,11 +198,6 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     metrics = [m.inner_text() for m in page.locator("[data-testid='stMetricValue']").all()]
     assert metrics[:3] == ["1", "1", "1"], metrics
     pages.shot("ada", "overview-after")
-
-
-def _overview_lines(page) -> str:
-    wait_idle(page)
-    return main_text(page)
 
 
 def test_two_users_launch_at_once_share_one_queue_and_see_the_same_truth(server, pages, tiny_model_dir):

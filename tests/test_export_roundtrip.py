@@ -36,6 +36,7 @@ def prompts() -> list[dict]:
             + _builtin_prompts()[:3])
 
 
+@pytest.mark.slow
 def test_merge_applies_the_adapter_and_keeps_tokenizer(tiny_model_dir, merged_tiny):
     import torch
     from peft import PeftModel
@@ -62,6 +63,7 @@ def test_merge_applies_the_adapter_and_keeps_tokenizer(tiny_model_dir, merged_ti
         assert (merged_tiny / f).exists()
 
 
+@pytest.mark.slow
 def test_merge_copies_back_tokenizer_model(tiny_model_dir, tmp_path):
     """transformers 5 drops tokenizer.model on save; the merged dir gets the base's byte for byte."""
     base = tmp_path / "base"
@@ -89,24 +91,28 @@ def test_gguf_matches_hf(merged_tiny, tmp_path, outtype):
     assert all(r["hf_output"] for r in res["rows"])  # something was generated to compare
 
 
-def test_converter_refuses_to_overwrite(merged_tiny, tmp_path):
+def test_converter_refuses_to_overwrite(tmp_path):
     from nursery_core.errors import InvalidInput
 
+    (tmp_path / "config.json").write_text("{}")
     out = tmp_path / "x.gguf"
     out.write_bytes(b"keep me")
     with pytest.raises(InvalidInput, match="already exists"):
-        convert(merged_tiny, out, "f16")
+        convert(tmp_path, out, "f16")
     with pytest.raises(InvalidInput, match="k-quants"):
-        convert(merged_tiny, tmp_path / "y.gguf", "q4_K_M")
+        convert(tmp_path, tmp_path / "y.gguf", "q4_K_M")
+    with pytest.raises(InvalidInput, match="no config.json"):
+        convert(tmp_path / "nothing", tmp_path / "y.gguf", "f16")
     assert out.read_bytes() == b"keep me"
 
 
-def test_missing_converter_says_run_setup(merged_tiny, tmp_path, monkeypatch):
+def test_missing_converter_says_run_setup(tmp_path, monkeypatch):
     from nursery_core.errors import BackendError
 
+    (tmp_path / "config.json").write_text("{}")
     monkeypatch.setenv("NURSERY_LLAMACPP_DIR", str(tmp_path / "nothing"))
     with pytest.raises(BackendError, match="make setup"):
-        convert(merged_tiny, tmp_path / "z.gguf", "f16")
+        convert(tmp_path, tmp_path / "z.gguf", "f16")
 
 
 class _FakeRunner:
@@ -134,6 +140,7 @@ class _FakeRunner:
         return self.tok(self.answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
 
 
+@pytest.mark.slow
 def test_verification_flags_different_calls_and_tokenization(merged_tiny, monkeypatch):
     """The comparison can fail: a runtime that calls a tool the HF model does not call, or tokenizes the
     prompt differently, is caught per prompt."""
@@ -179,3 +186,26 @@ def test_smollm2_adapter_deploys_verified(smollm2_home, smollm2_session_dir, cap
     dep = get_store().list_deployments(model="smol-tools")[0]
     assert dep["status"] == "verified" and dep["score"] == out["score"] and dep["gguf_size"] == out["gguf_size"]
     assert len(dep["verification"]["rows"]) == 8
+
+
+def test_hf_check_equals_step_by_step_greedy(tiny_model_dir):
+    """Checking llama.cpp's answer in one forward pass gives exactly HF's own greedy output, whether the
+    candidate agrees fully, diverges midway, or stops early."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nursery_core.export.verify import hf_greedy_against
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir), dtype=torch.float32).eval()
+    prompt = tok("<|im_start|>user\nRemember the garage code<|im_end|>\n<|im_start|>assistant\n",
+                 add_special_tokens=False)["input_ids"]
+    stop = {tok.eos_token_id}
+    with torch.inference_mode():
+        ref = model.generate(input_ids=torch.tensor([prompt]), do_sample=False, max_new_tokens=12,
+                             eos_token_id=sorted(stop), pad_token_id=tok.eos_token_id)[0, len(prompt):].tolist()
+    ref = [t for t in ref if t not in stop]
+    assert len(ref) == 12
+    wrong = (ref[4] + 1) % len(tok)
+    for candidate in (ref, ref[:4] + [wrong] + ref[5:], ref[:3], []):
+        assert hf_greedy_against(model, tok, prompt, candidate, stop, 12) == ref

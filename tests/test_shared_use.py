@@ -17,7 +17,6 @@ from nursery_core import nursery_generate_data, nursery_list_datasets, nursery_l
 from nursery_core import paths
 from nursery_core.jobs import api
 from nursery_core.jobs.backends import local
-from nursery_core.jobs.context import RunContext
 from nursery_core.jobs.runner import JobRunner
 from nursery_core.status import ACTIVE
 from nursery_core.store import Store, get_store
@@ -67,26 +66,31 @@ def test_threads_and_a_second_process_hammering_the_public_api_never_hit_databas
     get_store()  # migrations applied before the other process opens the file
     rounds = 6
     other = subprocess.Popen(
-        [sys.executable, "-c", WORKLOAD + "\nimport sys\nerrors = []\nprint('ready', flush=True)\n"
-         f"workload('proc', {rounds}, errors)\nprint(json.dumps(errors))".replace("json.dumps", "__import__('json').dumps")],
+        [sys.executable, "-c", WORKLOAD + "\nimport json\nimport nursery_core.jobs.api, nursery_core.data.generator\n"
+         "errors = []\nprint('ready', flush=True)\n"
+         f"workload('proc', {rounds}, errors)\nprint(json.dumps(errors))"],
         cwd=ROOT, env={**os.environ, "NURSERY_HOME": str(nursery_home)}, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
-    assert other.stdout.readline().strip() == "ready"
     errors: list[str] = []
     own = [Store(paths.db_path()) for _ in range(3)]
-    threads = [threading.Thread(target=workload, args=(f"t{i}", rounds, errors, own[i - 3] if i >= 3 else None))
-               for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    out, err = other.communicate(timeout=120)
-    for s in own:
-        s.close()
+    try:
+        assert other.stdout.readline().strip() == "ready", other.stderr.read()[-3000:]
+        threads = [threading.Thread(target=workload, args=(f"t{i}", rounds, errors, own[i - 3] if i >= 3 else None))
+                   for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        out, err = other.communicate(timeout=120)
+    finally:
+        if other.poll() is None:
+            other.kill()
+            other.wait()
+        for s in own:
+            s.close()
     assert other.returncode == 0, err[-3000:]
     errors += json.loads(out.strip().splitlines()[-1])
-    assert errors == [], "\n".join(errors)
-    assert not any("locked" in e for e in errors)
+    assert errors == [], "\n".join(errors)  # "database is locked" among them, before BEGIN IMMEDIATE
     store = get_store()
     prefixes = [f"t{i}" for i in range(6)] + ["proc"]
     assert store.count_datasets() == store.count_jobs() == store.count_models() == rounds * len(prefixes)
@@ -189,3 +193,22 @@ def test_created_by_is_stored_on_datasets_jobs_models_and_deployments(fake_worke
                           "created_by": who, "cost_usd": cost, "status": "succeeded"})
     spend = {r["person"]: (r["jobs"], round(r["cost_usd"], 2)) for r in store.spend_by_person()}
     assert spend == {"grace": (1, 2.0), "ada": (2, 1.75), "": (1, 0.25)}
+
+
+def test_a_model_trained_through_the_queue_is_tested_with_its_training_tools(fake_worker, weightless_base):
+    """The hand-over between the Training Forge and the Model Cradle: a freshly registered adapter's tools
+    resolve to full JSON schemas (what the Cradle's Test and Compare panels render the prompt with)."""
+    from nursery_core.inference import resolve_tools
+
+    nursery_generate_data(["calculator", "get_weather"], 12, "low", name="two-tools")
+    runner = JobRunner(kinds=["local"], poll_s=0.05).start()
+    try:
+        job = api.nursery_train_local("two-tools", str(weightless_base), "two-tools-tiny", max_steps=2)
+        (Path(job["job_dir"]) / "fake.json").write_text(json.dumps({"steps": 2, "step_s": 0.01}))
+        assert api.wait_for_job(job["id"], timeout=60)["status"] == "succeeded"
+    finally:
+        runner.shutdown()
+    tools, where = resolve_tools("two-tools-tiny")
+    names = sorted(t["function"]["name"] for t in tools)
+    assert {"calculator", "get_weather"} <= set(names), (names, where)
+    assert all(t["function"]["parameters"]["type"] == "object" for t in tools)

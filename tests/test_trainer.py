@@ -86,3 +86,22 @@ def test_label_only_head_loss_equals_full_logits_loss(tiny_model_dir):
         ref = peft_model(input_ids=ids, attention_mask=mask, labels=labels).loss
     assert trainer.LossFn(peft_model).fast
     assert float(s / n) == pytest.approx(float(ref), rel=1e-4)
+
+
+def test_lora_layers_adapts_only_the_top_layers_and_trains(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    n_layers = model.config.num_hidden_layers
+    peft_model, _ = trainer.add_lora(model, TrainConfig(r=4, lora_layers=1))
+    adapted = {int(n.split(".layers.")[1].split(".")[0]) for n, p in peft_model.named_parameters()
+               if p.requires_grad}
+    assert adapted == {n_layers - 1}
+    everything, _ = trainer.add_lora(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)), TrainConfig(r=4))
+    assert {int(n.split(".layers.")[1].split(".")[0]) for n, p in everything.named_parameters()
+            if p.requires_grad} == set(range(n_layers))
+
+    d = job_dir_with(tmp_path, examples(4))
+    m = trainer.train(cfg(tiny_model_dir, max_steps=2, lora_layers=1, eval_fraction=0.0), d)
+    saved = json.loads((d / "output" / "adapter_config.json").read_text())
+    assert saved["layers_to_transform"] == [n_layers - 1] and m["steps"] == 2

@@ -133,6 +133,34 @@ def _stop_ids(tokenizer) -> set[int]:
     return ids
 
 
+def hf_greedy_against(model, tok, prompt_ids: list[int], candidate: list[int], stop_ids: set[int],
+                      max_new_tokens: int) -> list[int]:
+    """The HF model's greedy continuation of prompt_ids (cut before its stop token), found by checking
+    llama.cpp's `candidate` in one forward pass and generating only past the first disagreement.
+
+    Exactly what step-by-step greedy decoding gives (each position's argmax given the same prefix), at the cost
+    of one prefill when the two runtimes agree, which on a CPU is minutes less per prompt."""
+    import torch
+
+    ids = torch.tensor([prompt_ids + candidate])
+    with torch.inference_mode():
+        pred = model(input_ids=ids).logits[0, len(prompt_ids) - 1:].argmax(-1).tolist()
+    k = next((i for i, t in enumerate(candidate) if pred[i] != t), len(candidate))
+    if k == len(candidate) and (k >= max_new_tokens or pred[k] in stop_ids):
+        return list(candidate)  # HF makes every choice llama.cpp made, and stops where it stopped
+    out = list(candidate[:k]) + [pred[k]]
+    if pred[k] in stop_ids:
+        return out[:-1]
+    if len(out) >= max_new_tokens:
+        return out
+    full = torch.tensor([prompt_ids + out])
+    with torch.inference_mode():
+        gen = model.generate(input_ids=full, attention_mask=torch.ones_like(full), do_sample=False,
+                             max_new_tokens=max_new_tokens - len(out), eos_token_id=sorted(stop_ids),
+                             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else sorted(stop_ids)[0])
+    return _cut_ids(out + gen[0, full.shape[1]:].tolist(), stop_ids)
+
+
 def _short(text: str, n: int = 160) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -180,20 +208,19 @@ def verify_export(merged_dir: Path | str, gguf_path: Path | str, prompts: list[d
             gguf_rows.append((ids, out))
             progress("gguf", {"done": k + 1, "total": len(texts)})
 
-    from ..inference import generate_with  # the Cradle's greedy generation on an already-loaded model
-
     model = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch.float32)
     model.eval()
-    hf_texts = generate_with(model, tok, texts, {"max_new_tokens": max_new_tokens, "temperature": 0.0,
-                                                 "batch_size": 1},
-                             progress=lambda d, n: progress("hf", {"done": d, "total": n}))
+    hf_outs = []
+    for k, (prompt_ids, (_, g_out)) in enumerate(zip(hf_prompt_ids, gguf_rows)):
+        hf_outs.append(hf_greedy_against(model, tok, prompt_ids, g_out, stop_ids, max_new_tokens))
+        progress("hf", {"done": k + 1, "total": len(texts)})
     del model
 
     rows = []
     for k, p in enumerate(prompts):
         g_ids, g_out = gguf_rows[k]
         g_text = tok.decode(g_out, skip_special_tokens=False).strip()
-        h_text = hf_texts[k]
+        h_text = tok.decode(hf_outs[k], skip_special_tokens=False).strip()
         h_calls, g_calls = parse_tool_calls(h_text).calls, parse_tool_calls(g_text).calls
         user = next((m.get("content") for m in reversed(p["messages"]) if m["role"] == "user"), "")
         rows.append({

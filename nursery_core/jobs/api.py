@@ -271,7 +271,9 @@ def register_trained_model(job: dict, result: dict) -> dict:
     metrics = dict(result.get("metrics") or {})
     tools = None
     try:
-        tools = store.get_dataset(job["dataset"]).get("tools")
+        from ..datasets import dataset_tools
+
+        tools = dataset_tools(job["dataset"])
     except NotFound:
         pass
     try:

@@ -40,6 +40,8 @@ class TrainConfig:
     dropout: float = _f(0.05, "LoRA dropout", min=0.0, max=0.9, group="lora")
     target_modules: list[str] = _f(ALL_LINEAR, "module names that get LoRA adapters (all linear layers "
                                    "by default)", group="lora")
+    lora_layers: int = _f(0, "LoRA only on the top N transformer layers (0 = all); backward then stops at the "
+                          "lowest adapted layer, so fewer layers train faster", min=0, max=1024, group="lora")
     # optimisation
     learning_rate: float = _f(1e-3, "peak learning rate (AdamW)", min=0.0, max=1.0, group="optim",
                               min_exclusive=True)

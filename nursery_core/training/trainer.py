@@ -29,10 +29,20 @@ def _ts() -> str:
 
 
 def cpu_count() -> int:
+    """Torch threads for this process: physical cores it may run on (a second hyper-thread on a core only
+    competes for the same vector units in these matmul-bound loops), at least 1."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        allowed = os.sched_getaffinity(0)
     except AttributeError:  # macOS
         return max(1, os.cpu_count() or 1)
+    cores = set()
+    for cpu in allowed:
+        try:
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text()
+        except OSError:
+            return max(1, len(allowed))
+        cores.add(siblings.strip())
+    return max(1, len(cores))
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -174,9 +184,28 @@ def add_lora(model, config: TrainConfig):
     missing = sorted(set(config.target_modules) - set(targets))
     if missing:
         log.info("target modules not in this model (skipped): %s", ", ".join(missing))
+    layer_kw = {}
+    if config.lora_layers:
+        n_layers, pattern = _decoder_layers(model)
+        if n_layers:
+            top = min(config.lora_layers, n_layers)
+            layer_kw = {"layers_to_transform": list(range(n_layers - top, n_layers)), "layers_pattern": pattern}
+        else:
+            log.info("lora_layers ignored: no numbered transformer layer list found in this model")
     lcfg = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
-                      bias="none", task_type="CAUSAL_LM")
+                      bias="none", task_type="CAUSAL_LM", **layer_kw)
     return get_peft_model(model, lcfg), targets
+
+
+def _decoder_layers(model) -> tuple[int, str | None]:
+    """(number of transformer blocks, the name of their ModuleList, e.g. "layers" or "h"); (0, None) if none."""
+    import torch
+
+    best = (0, None)
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) > best[0]:
+            best = (len(mod), name.rsplit(".", 1)[-1])
+    return best
 
 
 class LossFn:
@@ -196,6 +225,11 @@ class LossFn:
     def __call__(self, ids, mask, labels):
         import torch.nn.functional as F
 
+        # Right padding (what collate builds) sits after every real token, so causal attention never lets a
+        # real position see it: the mask changes nothing the loss reads. Dropping it lets SDPA take its fused
+        # causal kernel instead of materialising a (batch, heads, T, T) masked score matrix per layer.
+        if mask is not None and bool((mask[:, :-1] >= mask[:, 1:]).all()):
+            mask = None
         shift = labels[:, 1:]
         sel = shift != -100
         n = int(sel.sum())
@@ -283,7 +317,7 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
             return None
         model.eval()
         total, count = 0.0, 0
-        with torch.no_grad():
+        with torch.inference_mode():
             order = sorted(range(len(eval_enc)), key=lambda i: len(eval_enc[i]["input_ids"]))
             for b in range(0, len(order), config.batch_size):
                 ids, mask, labels = collate([eval_enc[i] for i in order[b:b + config.batch_size]], pad_id, device)
