@@ -151,8 +151,7 @@ SAMPLES = [("chatgpt_export/conversations_excerpt.json", "chatgpt", 3),
            ("function_calling/openai_cookbook_drone_training_excerpt.jsonl", "openai", 13),
            ("function_calling/llamafactory_glaive_toolcall_en_demo_first50.json", "sharegpt", 20),
            ("function_calling/llamafactory_reason_tool_use_demo_first34.jsonl", "openai", 20),
-           ("function_calling/hermes_function_calling_v1_card_examples.json", "hermes", 1),
-           ("claude_export/conversations.json", "claude", 1)]
+           ("function_calling/hermes_function_calling_v1_card_examples.json", "hermes", 1)]
 
 
 @pytest.mark.parametrize("rel, fmt, at_least", SAMPLES)
