@@ -125,7 +125,7 @@ def main() -> int:
     base_load = load_avg()
     base_tps = base_real / base_s
     print(f"(a) baseline : {base_s:8.1f} s  tokens processed {base_total} (real {base_real})  "
-          f"{base_tps:8.1f} real tokens/s  final loss {float(loss):.3f}  [load avg {base_load}]", flush=True)
+          f"{base_tps:8.1f} real tokens/s  final loss {float(loss.detach()):.3f}  [load avg {base_load}]", flush=True)
     del model, opt
 
     # ---------------------------------------------------------------------------- (b) Nursery

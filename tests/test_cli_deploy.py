@@ -112,7 +112,7 @@ def test_bad_input_is_one_line(model, capsys):
     assert "no model named 'nope'" in capsys.readouterr().err
     assert main(["deploy-ollama", model, "--name", "Bad Name!", "--skip-register"]) == 2
     assert "Ollama model name" in capsys.readouterr().err
-    assert main(["deploy-ollama", model, "--quantize", "q4_K_M", "--skip-register"]) == 2
+    assert main(["deploy-ollama", model, "--outtype", "q8_0", "--quantize", "q4_K_M", "--skip-register"]) == 2
     assert "use outtype f16 with quantize" in capsys.readouterr().err
 
 

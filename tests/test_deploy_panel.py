@@ -73,5 +73,5 @@ def test_deploy_button_runs_with_status_and_reports_errors(deployed, monkeypatch
     assert not at.exception
     assert calls == [("tiny-tools", {"outtype": "f16", "name": "tiny-tools", "skip_register": True,
                                      "force": False, "fallback": True, "quantize": "q4_K_M",
-                                     "ollama_host": None})]
+                                     "ollama_host": None, "created_by": None})]
     assert any("run `make setup`" in e.value for e in at.error)

@@ -60,8 +60,8 @@ def register(sub) -> None:
              "the GGUF against the merged model, and register it when an Ollama host is configured", _deploy,
              _human)
      .arg("model", help="a trained model (see list-models)")
-     .arg("--outtype", choices=["f16", "q8_0"], default="q8_0",
-          help="GGUF type (default q8_0; falls back to f16 when q8_0 fails verification)")
+     .arg("--outtype", choices=["auto", "f16", "q8_0"], default="auto",
+          help="GGUF type (auto: f16 below 1B parameters, else q8_0; q8_0 falls back to f16 when it fails verification)")
      .arg("--name", help="Ollama model name (default: the model's name)")
      .arg("--ollama-host", help="Ollama server URL (default: $OLLAMA_HOST)")
      .arg("--skip-register", action="store_true", help="only build and verify the export folder")

@@ -38,7 +38,9 @@ def _run(model_name: str, options: dict) -> None:
             st.write(f"{icon} {ev.get('message', '')}")
 
         try:
-            result = nursery_deploy_ollama(model_name, progress=progress, **options)
+            from .identity import current_user
+
+            result = nursery_deploy_ollama(model_name, progress=progress, created_by=current_user(), **options)
         except NurseryError as e:
             status.update(label=f"Deploy failed: {e}", state="error")
             st.error(str(e))
@@ -111,12 +113,12 @@ def render_deploy_panel(model_name: str) -> None:
     store = services.store()
     host = ollama_host(store)
     c1, c2, c3 = st.columns(3)
-    outtype = c1.selectbox("GGUF type", ["q8_0", "f16"], key=_key(model_name, "outtype"),
+    outtype = c1.selectbox("GGUF type", ["auto", "q8_0", "f16"], key=_key(model_name, "outtype"),
                            help="q8_0 is half the size of f16; small models can lose accuracy at 8 bits, so a "
                                 "failed q8_0 is retried as f16 when allowed below.")
     name = c2.text_input("Ollama model name", value=paths.slugify(model_name), key=_key(model_name, "name"))
     quantize = c3.selectbox("Ollama quantization", ["none", "q4_K_M", "q4_K_S"], key=_key(model_name, "quant"),
-                            disabled=outtype != "f16", help="Applied by Ollama at registration (needs f16).")
+                            disabled=outtype == "q8_0", help="Applied by Ollama at registration (needs f16).")
     o1, o2, o3 = st.columns(3)
     register = o1.checkbox(f"Register with {host}" if host else "Register with Ollama (no host configured)",
                            value=bool(host), disabled=not host, key=_key(model_name, "register"))
