@@ -84,7 +84,8 @@ def run(capsys, *argv) -> tuple[int, dict | str]:
 
 @pytest.mark.slow
 def test_failed_verification_exits_nonzero_and_is_not_registered(model, emu, fake_llamacpp, capsys, store):
-    code, out = run(capsys, "deploy-ollama", model, "--ollama-host", emu.url, "--json", "--limit", "2")
+    code, out = run(capsys, "deploy-ollama", model, "--ollama-host", emu.url, "--json", "--limit", "2",
+                    "--outtype", "q8_0")
     assert code == 1
     assert out["status"] == "failed_verification" and not out["passed"] and out["registration"] is None
     assert [a["outtype"] for a in out["attempts"]] == ["q8_0", "f16"]  # fell back, f16 failed too
@@ -96,7 +97,7 @@ def test_failed_verification_exits_nonzero_and_is_not_registered(model, emu, fak
     assert dep["status"] == "failed_verification" and dep["registered"] == 0
     # --force registers anyway, in a new folder (the first export is kept as it was)
     code, forced = run(capsys, "deploy-ollama", model, "--ollama-host", emu.url, "--json", "--limit", "2",
-                       "--force", "--no-fallback")
+                       "--outtype", "q8_0", "--force", "--no-fallback")
     assert code == 0 and forced["status"] == "registered_unverified", forced
     assert forced["path"] != out["path"] and Path(out["gguf"]).exists()
     assert [a["outtype"] for a in forced["attempts"]] == ["q8_0"]
@@ -137,3 +138,11 @@ def test_deploy_registers_with_ollama(model, emu, capsys, store, monkeypatch):
     dep = store.list_deployments(model=model)[0]
     assert dep["status"] == "registered" and dep["registered"] == 1 and dep["ollama_name"] == "tiny:v1"
     assert any("q4_K_M is applied by Ollama" in n for n in out["notes"])
+
+
+def test_auto_outtype_keeps_small_models_at_f16():
+    """Measured: q8_0 changed SmolLM2-135M's tool calls (65% kept) while f16 kept them all."""
+    from nursery_core.export.deploy import auto_outtype
+    assert auto_outtype("smollm2-135m") == "f16"
+    assert auto_outtype("qwen2.5-7b") == "q8_0" and auto_outtype("3b") == "q8_0"
+    assert auto_outtype("no-such-model") == "q8_0"

@@ -63,7 +63,7 @@ def _verification_table(ver: dict, dep_id: str) -> None:
         "HF calls": ", ".join(f"{c['name']}({c['arguments']})" for c in r["hf_calls"]) or "—",
         "GGUF calls": ", ".join(f"{c['name']}({c['arguments']})" for c in r["gguf_calls"]) or "—",
         "HF output": r["hf_output"], "GGUF output": r["gguf_output"]} for r in rows])
-    st.dataframe(df, hide_index=True, use_container_width=True, key=_key(dep_id, "table"))
+    st.dataframe(df, hide_index=True, width="stretch", key=_key(dep_id, "table"))
 
 
 def _show_deployment(dep: dict) -> None:

@@ -60,7 +60,7 @@ def job_detail(status: dict) -> None:
                + (f" · cost ${status['cost_usd']:.3f}" if status.get("cost_usd") else ""))
     chart = loss_chart(status)
     if chart is not None:
-        st.altair_chart(chart, use_container_width=True)
+        st.altair_chart(chart, width="stretch")
     if status.get("error"):
         st.error(status["error"])
     if status.get("model_name"):
