@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import posixpath
 import re
@@ -22,6 +21,7 @@ from typing import Any, Callable
 
 from .. import paths
 from ..errors import BackendError
+from ..jobs.events import decode_events
 from .ssh import SSHDropped, SSHError, SSHSession, q
 
 log = logging.getLogger(__name__)
@@ -290,19 +290,7 @@ class RemoteRun:
         if end < 0:
             return []
         self.events_offset += end + 1
-        out = []
-        for raw in data[: end + 1].split(b"\n"):
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(ev, dict):
-                continue
-            seq = int(ev.get("seq") or 0)
-            if seq and seq <= self.after_seq:
-                continue
-            self.after_seq = max(self.after_seq, seq)
-            out.append(ev)
+        out, self.after_seq = decode_events(data[: end + 1].split(b"\n"), self.after_seq)
         return out
 
     def _exit_code(self) -> int | None:

@@ -18,6 +18,7 @@ from ... import paths
 from ...errors import BackendError
 from ..context import RunContext
 from ..errors import Cancelled, Detached
+from ..events import decode_events
 
 WORKER_MODULE = "nursery_core.training.worker"
 TERM_AFTER_S = 3.0     # after the STOP file, SIGTERM
@@ -106,19 +107,7 @@ class EventTail:
         self.offset += len(data)
         self.buf += data
         *lines, self.buf = self.buf.split(b"\n")
-        out = []
-        for raw in lines:
-            try:
-                ev = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(ev, dict):
-                continue
-            seq = int(ev.get("seq") or 0)
-            if seq and seq <= self.after_seq:
-                continue
-            self.after_seq = max(self.after_seq, seq)
-            out.append(ev)
+        out, self.after_seq = decode_events(lines, self.after_seq)
         return out
 
 
