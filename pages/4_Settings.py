@@ -1,4 +1,6 @@
 """Settings: data directory, providers and keys (set or not), Ollama host, training defaults, environment."""
+import sys
+
 import streamlit as st
 
 from nursery_core import doctor
@@ -37,11 +39,16 @@ with tab_training:
     render_training_defaults(store, user)
 
 with tab_env:
-    dev = device_report()
-    c1, c2, c3 = st.columns(3)
-    c1.metric("Device", dev.get("device", "?"))
-    c2.metric("CUDA available", "yes" if dev.get("cuda_available") else "no")
-    c3.metric("torch", dev.get("torch") or "missing")
+    # Importing torch costs seconds; do it when asked, or at once when this process already has it.
+    if "torch" in sys.modules or st.session_state.get("settings_device_checked"):
+        dev = device_report()
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Device", dev.get("device", "?"))
+        c2.metric("CUDA available", "yes" if dev.get("cuda_available") else "no")
+        c3.metric("torch", dev.get("torch") or "missing")
+    elif st.button("Check torch, device and CUDA", key="settings_device_check"):
+        st.session_state["settings_device_checked"] = True
+        st.rerun()
     st.markdown("**Components**")
     st.dataframe([{"component": k, "ready": "✅" if v["ok"] else "❌", "how to install": "" if v["ok"] else v["fix"]}
                   for k, v in report["components"].items()], hide_index=True, width="stretch")

@@ -213,3 +213,16 @@ def test_display_name_is_asked_once_validated_and_used_on_what_the_page_creates(
     at.button(key="gen_go").click().run()
     assert not at.exception and not errors(at), errors(at)
     assert store.get_dataset("by-ada")["created_by"] == "Ada Lovelace"
+
+
+def test_settings_checks_the_device_when_asked():
+    """The environment tab imports torch only on request (or when the process already has it)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file("../pages/4_Settings.py", default_timeout=60).run()
+    assert not at.exception
+    if "settings_device_check" in [b.key for b in at.button]:  # torch not yet imported in this process
+        at.button(key="settings_device_check").click().run()
+    assert not at.exception
+    labels = [m.label for m in at.metric]
+    assert "Device" in labels and "CUDA available" in labels
