@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..formatting import duration
 from . import Command, CommandResult
 
 
@@ -28,14 +29,7 @@ def _human_estimate(e: dict) -> str:
 
 
 def _dur(s) -> str:
-    if s is None:
-        return "-"
-    s = float(s)
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
+    return duration(s, "-")
 
 
 def _hyper(args) -> dict:

@@ -5,16 +5,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-
-def duration(s) -> str:
-    if s is None:
-        return "–"
-    s = float(s)
-    if s < 90:
-        return f"{s:.0f} s"
-    if s < 5400:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.1f} h"
+from ..formatting import duration  # noqa: F401  (pages call tw.duration)
 
 
 def jobs_frame(rows: list[dict]) -> pd.DataFrame:
