@@ -32,6 +32,17 @@ class Command:
         return self
 
 
+def positive_int(v: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        n = int(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {v!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m nursery_core",
                                      description="Nursery: turn a small open LLM into a reliable tool caller.")

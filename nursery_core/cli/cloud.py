@@ -10,7 +10,7 @@ from . import Command, CommandResult
 def _train_cloud(args):
     from ..cloud.train import nursery_train_cloud
     from ..jobs.api import nursery_cancel_job, wait_for_job
-    from .training import _hyper, _progress_line
+    from .training import _hyper, print_progress
 
     status = nursery_train_cloud(
         args.dataset, base_model=args.base_model, output_name=args.output, provider=args.provider,
@@ -31,12 +31,8 @@ def _train_cloud(args):
 
     previous = signal.signal(signal.SIGTERM, on_term)
 
-    def show(ev):
-        line = _progress_line(ev)
-        if line:
-            print(line, file=sys.stderr, flush=True)
     try:
-        final = wait_for_job(status["id"], on_event=show)
+        final = wait_for_job(status["id"], on_event=print_progress)
     except KeyboardInterrupt:
         print("interrupted: cancelling the run and destroying its machine", file=sys.stderr)
         try:

@@ -5,7 +5,7 @@ import argparse
 import json
 
 from ..errors import InvalidInput
-from . import Command
+from . import Command, positive_int
 
 
 def _gen(args) -> dict:
@@ -120,16 +120,6 @@ def _human_board(rows: list[dict]) -> str:
                      for r in rows)
 
 
-def _positive(v: str) -> int:
-    try:
-        n = int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {v!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
-
-
 def register(sub) -> None:
     _with_generation(
         Command(sub, "test-model", "Run one prompt through a model with its tools: raw completion, parsed calls, "
@@ -147,9 +137,9 @@ def register(sub) -> None:
         .arg("--prompt", action="append", metavar="TEXT", help="a prompt (repeat for several)")
         .arg("--dataset", metavar="NAME")
         .arg("--split", choices=["eval", "train", "all"], default="eval")
-        .arg("--limit", type=_positive, default=None, metavar="N")
+        .arg("--limit", type=positive_int, default=None, metavar="N")
         .arg("--tools-from", metavar="DATASET", help="tools for --prompt (default: model A's)")
-        .arg("--batch-size", type=_positive, default=None, metavar="N"))
+        .arg("--batch-size", type=positive_int, default=None, metavar="N"))
     _with_generation(
         Command(sub, "evaluate", "Score a model (or a predictions file) on a dataset with the BFCL-style AST "
                 "checker and store the result.", _evaluate, _human_eval)
@@ -157,9 +147,9 @@ def register(sub) -> None:
              "then it only names the result)")
         .arg("--dataset", required=True, metavar="NAME")
         .arg("--split", choices=["eval", "train", "all"], default="eval")
-        .arg("--limit", type=_positive, default=None, metavar="N")
+        .arg("--limit", type=positive_int, default=None, metavar="N")
         .arg("--predictions", metavar="FILE", help='score {"id", "output"} lines instead of running a model')
-        .arg("--batch-size", type=_positive, default=None, metavar="N")
+        .arg("--batch-size", type=positive_int, default=None, metavar="N")
         .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
     Command(sub, "leaderboard", "Models ranked by BFCL-style AST accuracy (newest evaluation per model and dataset).",
             _leaderboard, _human_board).arg("--dataset", metavar="NAME")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import InvalidInput
+from . import positive_int
 
 META_KEYS = ("name", "path", "num_examples", "tools", "categories", "split", "source", "created_at", "stats")
 
@@ -106,16 +107,6 @@ def _delete(args: argparse.Namespace) -> dict:
     return delete_dataset(args.name)
 
 
-def _positive(v: str) -> int:
-    try:
-        n = int(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {v!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
-
-
 def register(sub) -> None:
     from . import Command
     from ..data.importers import FORMATS
@@ -124,7 +115,7 @@ def register(sub) -> None:
      .arg("--tool", action="append", metavar="NAME", help="a built-in tool (repeat for a combined dataset)")
      .arg("--tool-schema", metavar="FILE", help="a JSON file with your tool schema(s) (OpenAI function format "
           "or {name, description, parameters}, or a list)")
-     .arg("--num-examples", type=_positive, default=100, metavar="N")
+     .arg("--num-examples", type=positive_int, default=100, metavar="N")
      .arg("--variation", choices=["low", "medium", "high"], default="medium")
      .arg("--seed", type=int, default=0, metavar="S")
      .arg("--name", metavar="NAME", help="dataset name (default: from the tool names)")
@@ -146,7 +137,7 @@ def register(sub) -> None:
      .arg("--answers", metavar="FILE", help="with --format bfcl: the matching BFCL possible_answer file")
      .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
     (Command(sub, "list-datasets", "List datasets, newest first.", _list, _human_list)
-     .arg("--limit", type=_positive, default=None, metavar="N"))
+     .arg("--limit", type=positive_int, default=None, metavar="N"))
     (Command(sub, "show-dataset", "Show a dataset's metadata and its first examples.", _show, _human_show)
      .arg("name", metavar="NAME")
      .arg("--limit", type=int, default=5, metavar="N", help="examples to show (default 5)"))

@@ -40,6 +40,13 @@ def _hyper(args) -> dict:
     return {k: v for k, v in hyper.items() if v is not None}
 
 
+def print_progress(ev: dict) -> None:
+    """--wait's live output: one line per progress/eval/log event, on stderr."""
+    line = _progress_line(ev)
+    if line:
+        print(line, file=sys.stderr, flush=True)
+
+
 def _progress_line(ev: dict) -> str | None:
     k = ev["kind"]
     if k == "progress":
@@ -70,12 +77,8 @@ def _train_local(args):
     runner = JobRunner().start(recover=False)
     print(f"job {status['id']} queued (output model {status['output_name']})", file=sys.stderr)
 
-    def show(ev):
-        line = _progress_line(ev)
-        if line:
-            print(line, file=sys.stderr, flush=True)
     try:
-        final = wait_for_job(status["id"], on_event=show)
+        final = wait_for_job(status["id"], on_event=print_progress)
     except KeyboardInterrupt:
         print("interrupted: cancelling the run", file=sys.stderr)
         nursery_cancel_job(status["id"])
