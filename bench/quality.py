@@ -5,7 +5,7 @@ TrainConfig through the jobs API on this machine's CPU, evaluates the adapter on
 BFCL-style checker, and prints the bare base model's score beside it. Target: >= 90% AST accuracy after
 < 15 minutes of CPU training. Runs in a throw-away NURSERY_HOME (the materialised base is cached).
 
-    .venv/bin/python bench/quality.py [--num-examples N] [--set learning_rate=2e-3 --set epochs=2 ...]
+    .venv/bin/python bench/quality.py [--num-examples 250] [--variation low] [--set learning_rate=3e-3 ...]
 
 What was tried, and the measurements, are in bench/QUALITY.md.
 """
@@ -39,11 +39,13 @@ def _load() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--num-examples", type=int, default=None,
-                    help="examples to generate (default: the recipe's own number, bench default 400)")
+    ap.add_argument("--num-examples", type=int, default=250,
+                    help="examples to generate (250: with the default recipe about 14 minutes of 2-core CPU)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variation", default="medium", choices=["low", "medium", "high"],
+    ap.add_argument("--variation", default="low", choices=["low", "medium", "high"],
                     help="generator variation level (low: at most 3 tools per example, no distractors)")
+    ap.add_argument("--eval-fraction", type=float, default=0.25,
+                    help="share of the generated examples held out for the evaluation")
     ap.add_argument("--max-new-tokens", type=int, default=160,
                     help="generation cap in the evaluation (a two-call answer is about 120 tokens)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -81,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         k, _, v = item.partition("=")
         overrides[k.strip()] = _value(v.strip())
     recipe = TrainConfig().with_overrides(**overrides).validate()
-    n = args.num_examples or 400
+    n = args.num_examples
     t0 = time.time()
-    ds = nursery_generate_data(DEFAULT_TOOL_NAMES, n, args.variation, seed=args.seed, name="quality")
+    ds = nursery_generate_data(DEFAULT_TOOL_NAMES, n, args.variation, seed=args.seed, name="quality",
+                               eval_fraction=args.eval_fraction)
     print(f"load average at start: {_load()}")
     print(f"dataset ({args.variation}): {ds['num_examples']} examples {ds['categories']}, split {ds['split']['train']} train / "
           f"{ds['split']['eval']} eval ({time.time() - t0:.0f}s)", flush=True)
@@ -110,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
 
     model = get_store().get_model("quality-adapter")
     train_s = (model.get("metrics") or {}).get("train_seconds") or st.get("elapsed_s")
-    print(f"trained in {train_s:.0f}s [load avg {_load()}] (final loss {model.get('final_loss')}, eval loss {model.get('eval_loss')})",
-          flush=True)
+    metrics = model.get("metrics") or {}
+    print(f"trained in {train_s:.0f}s [load avg {_load()}] (final loss {model.get('final_loss')}, eval loss "
+          f"{model.get('eval_loss')}, {metrics.get('tokens_per_s')} real tokens/s, trunk cache "
+          f"{metrics.get('trunk_cache')})", flush=True)
 
     t1 = time.time()
     tuned = nursery_evaluate("quality-adapter", "quality", split="eval", limit=args.eval_limit, batch_size=8,
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  [{cat}] n={m['num_examples']} ast={m['ast_accuracy']}")
     acc = tuned["metrics"]["ast_accuracy"] or 0.0
     ok = acc >= 0.9 and train_s < 15 * 60
-    print(f"\nrecipe: {json.dumps({k: getattr(recipe, k) for k in ('learning_rate', 'r', 'alpha', 'epochs', 'batch_size', 'grad_accum', 'lora_layers', 'max_length', 'target_modules')})}")
+    print(f"\nrecipe: {json.dumps({k: getattr(recipe, k) for k in ('learning_rate', 'r', 'alpha', 'dropout', 'epochs', 'batch_size', 'grad_accum', 'lora_layers', 'max_length', 'target_modules')})}")
     print(f"examples {n} ({args.variation}); load avg at end {_load()}; train {train_s:.0f}s; eval {eval_s:.0f}s for {tuned['num_examples']} examples; "
           f"AST {acc:.1%} vs base {base['metrics']['ast_accuracy'] if base else '-'}; target met: {ok}")
     if args.json:

@@ -105,3 +105,56 @@ def test_lora_layers_adapts_only_the_top_layers_and_trains(tiny_model_dir, tmp_p
     m = trainer.train(cfg(tiny_model_dir, max_steps=2, lora_layers=1, eval_fraction=0.0), d)
     saved = json.loads((d / "output" / "adapter_config.json").read_text())
     assert saved["layers_to_transform"] == [n_layers - 1] and m["steps"] == 2
+
+
+def test_trunk_cache_gives_the_same_loss_and_gradients_as_the_whole_model(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nursery_core.training.rendering import prepare_tokenizer
+    from nursery_core.training.trunk_cache import TrunkCache
+
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(tiny_model_dir)), "chatml")
+    peft_model, _ = trainer.add_lora(AutoModelForCausalLM.from_pretrained(str(tiny_model_dir)),
+                                     TrainConfig(r=4, lora_layers=1, dropout=0.0))
+    for name, p in peft_model.named_parameters():  # LoRA B starts at zero; make the adapter matter
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    cache = TrunkCache.build(peft_model, 1, torch.device("cpu"))
+    assert cache is not None and cache.split == peft_model.config.num_hidden_layers - 1
+    enc, _ = trainer.encode_all(tok, examples(3), 512)
+    ids, mask, labels = trainer.collate(enc, tok.pad_token_id, torch.device("cpu"))
+    keys = ["a", "b", "c"]
+
+    def loss_and_grads(fn):
+        peft_model.zero_grad()
+        s, n = fn(ids, mask, labels, keys)
+        (s / n).backward()
+        return float(s / n), {k: p.grad.clone() for k, p in peft_model.named_parameters() if p.requires_grad}
+
+    plain, plain_g = loss_and_grads(trainer.LossFn(peft_model))
+    cached = trainer.LossFn(peft_model, cache)
+    first, first_g = loss_and_grads(cached)          # computes and stores the trunk
+    assert cache.misses == 3 and set(cache.store) == set(keys) and cache.used > 0
+    again, again_g = loss_and_grads(cached)          # reads it back
+    assert cache.hits == 3
+    assert first == pytest.approx(plain, rel=1e-5) and again == pytest.approx(plain, rel=1e-5)
+    for k in plain_g:
+        assert torch.allclose(first_g[k], plain_g[k], atol=1e-6) and torch.allclose(again_g[k], plain_g[k], atol=1e-6)
+    # the model is whole again afterwards (the adapter saves with every layer)
+    assert len(peft_model.get_base_model().get_decoder().layers) == peft_model.config.num_hidden_layers
+
+
+def test_multi_epoch_top_layer_training_reuses_the_trunk_and_matches_uncached_training(tiny_model_dir, tmp_path,
+                                                                                        monkeypatch):
+    from nursery_core.training import trunk_cache
+
+    run = dict(epochs=3, lora_layers=1, eval_fraction=0.0, batch_size=2, grad_accum=1)
+    m = trainer.train(cfg(tiny_model_dir, **run), job_dir_with(tmp_path / "a", examples(6), examples(2)))
+    tc = m["trunk_cache"]
+    assert tc["cached_examples"] == 8 and tc["hits"] > tc["misses"] > 0
+    monkeypatch.setattr(trunk_cache.TrunkCache, "build", classmethod(lambda *a, **k: None))
+    ref = trainer.train(cfg(tiny_model_dir, **run), job_dir_with(tmp_path / "b", examples(6), examples(2)))
+    assert ref["trunk_cache"] is None
+    assert [h["loss"] for h in m["history"]] == pytest.approx([h["loss"] for h in ref["history"]], rel=1e-4)
+    assert m["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-4)

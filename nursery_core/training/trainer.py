@@ -21,6 +21,7 @@ from ..errors import InvalidConfig, InvalidInput
 from .config import TrainConfig
 
 log = logging.getLogger("nursery.train")
+MID_RUN_EVAL_EXAMPLES = 32  # eval-loss checkpoints during a run score at most this many eval examples
 Emit = Callable[[dict], None]
 
 
@@ -211,8 +212,9 @@ def _decoder_layers(model) -> tuple[int, str | None]:
 class LossFn:
     """Sum of token losses over the label positions only; the LM head sees just those hidden states."""
 
-    def __init__(self, peft_model):
+    def __init__(self, peft_model, trunk=None):
         causal = peft_model.get_base_model()
+        self.trunk = trunk  # a TrunkCache, or None
         self.peft_model = peft_model
         self.decoder = getattr(causal, "get_decoder", lambda: None)()
         self.head = causal.get_output_embeddings()
@@ -222,8 +224,11 @@ class LossFn:
                      and not getattr(cfg, "final_logit_softcapping", None)
                      and getattr(cfg, "logit_scale", None) in (None, 1, 1.0))
 
-    def __call__(self, ids, mask, labels):
+    def __call__(self, ids, mask, labels, keys: list | None = None):
+        """keys name the batch's examples for the trunk cache (None: no caching)."""
         import torch.nn.functional as F
+
+        lengths = mask.sum(dim=1).tolist() if mask is not None else [ids.shape[1]] * ids.shape[0]
 
         # Right padding (what collate builds) sits after every real token, so causal attention never lets a
         # real position see it: the mask changes nothing the loss reads. Dropping it lets SDPA take its fused
@@ -233,7 +238,10 @@ class LossFn:
         shift = labels[:, 1:]
         sel = shift != -100
         n = int(sel.sum())
-        if self.fast:
+        if self.fast and self.trunk is not None and keys is not None and mask is None:
+            hidden = self.trunk.hidden(ids, keys, lengths)[:, :-1][sel]
+            logits = self.head(hidden).float()
+        elif self.fast:
             out = self.decoder(input_ids=ids, attention_mask=mask, use_cache=False)
             hidden = out[0][:, :-1][sel]
             logits = self.head(hidden).float()
@@ -294,13 +302,18 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
     model.train()
     trainable = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in trainable)
-    loss_fn = LossFn(model)
+    from .trunk_cache import TrunkCache
+
+    passes = (config.max_steps * config.grad_accum * config.batch_size / len(train_enc) if config.max_steps
+              else config.epochs)
+    trunk = TrunkCache.build(model, config.lora_layers, device) if passes > 1 else None
+    loss_fn = LossFn(model, trunk)
 
     lengths = [len(e["input_ids"]) for e in train_enc]
     micro_per_epoch = math.ceil(len(train_enc) / config.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
     total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
-    eval_every = config.eval_every or max(1, math.ceil(total_steps / 4))
+    eval_every = config.eval_every or min(steps_per_epoch, max(1, math.ceil(total_steps / 2)))
     opt = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
                             foreach=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config, total_steps))
@@ -312,19 +325,28 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
             return torch.autocast("cpu", enabled=False)
         return torch.autocast("cuda", dtype=amp_dtype)
 
-    def evaluate() -> float | None:
+    # Checkpoints during the run score a fixed, evenly spread sample; the end of the run scores every example.
+    eval_sample = list(range(len(eval_enc)))[::max(1, math.ceil(len(eval_enc) / MID_RUN_EVAL_EXAMPLES))]
+    eval_seconds = 0.0
+
+    def evaluate(final: bool = False) -> float | None:
+        nonlocal eval_seconds
         if not eval_enc:
             return None
+        t0 = time.perf_counter()
         model.eval()
         total, count = 0.0, 0
         with torch.inference_mode():
-            order = sorted(range(len(eval_enc)), key=lambda i: len(eval_enc[i]["input_ids"]))
+            order = sorted(range(len(eval_enc)) if final else eval_sample,
+                           key=lambda i: len(eval_enc[i]["input_ids"]))
             for b in range(0, len(order), config.batch_size):
-                ids, mask, labels = collate([eval_enc[i] for i in order[b:b + config.batch_size]], pad_id, device)
+                chunk = order[b:b + config.batch_size]
+                ids, mask, labels = collate([eval_enc[i] for i in chunk], pad_id, device)
                 with autocast():
-                    s, n = loss_fn(ids, mask, labels)
+                    s, n = loss_fn(ids, mask, labels, [f"e{i}" for i in chunk])
                 total, count = total + float(s), count + n
         model.train()
+        eval_seconds += time.perf_counter() - t0
         return total / max(1, count)
 
     emit({"kind": "start", "total_steps": total_steps, "device": str(device) + (
@@ -353,7 +375,7 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
                         raise Stopped()
                     ids, mask, labels = collate([train_enc[i] for i in b], pad_id, device)
                     with autocast():
-                        s, n = loss_fn(ids, mask, labels)
+                        s, n = loss_fn(ids, mask, labels, [f"t{i}" for i in b])
                     loss = s / max(1, group_labels)  # token-mean over the whole accumulated step
                     (scaler.scale(loss) if scaler else loss).backward()
                     step_loss += float(s.detach())
@@ -372,7 +394,7 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
                 opt.zero_grad(set_to_none=True)
                 step += 1
                 loss_val = step_loss / max(1, group_labels)
-                elapsed = time.perf_counter() - started
+                elapsed = time.perf_counter() - started - eval_seconds
                 history.append({"step": step, "loss": loss_val})
                 emit({"kind": "progress", "step": step, "total_steps": total_steps, "loss": round(loss_val, 6),
                       "lr": lr, "tokens_per_s": round(real_tokens / max(elapsed, 1e-9), 2),
@@ -388,10 +410,10 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
             epoch += 1
     except Stopped:
         stopped = True
-    train_seconds = time.perf_counter() - started
+    train_seconds = time.perf_counter() - started - eval_seconds
     eval_loss = None
     if not stopped:
-        eval_loss = evaluate()
+        eval_loss = evaluate(final=True)
         if eval_loss is not None:
             eval_history.append({"step": step, "eval_loss": eval_loss})
             emit({"kind": "eval", "step": step, "eval_loss": round(eval_loss, 6), "ts": _ts()})
@@ -399,9 +421,12 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
         "final_loss": None if math.isnan(loss_val) else loss_val, "eval_loss": eval_loss, "steps": step,
         "total_steps": total_steps, "epochs": round(step / steps_per_epoch, 4), "num_examples": len(train_enc),
         "num_eval_examples": len(eval_enc), "train_seconds": round(train_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
         "real_tokens": real_tokens, "tokens_per_s": round(real_tokens / max(train_seconds, 1e-9), 2),
         "trainable_params": n_trainable, "device": str(device), "threads": torch.get_num_threads(),
         "history": history, "eval_history": eval_history, "stopped": stopped, "family": family,
+        "trunk_cache": None if trunk is None else {"frozen_layers": trunk.split, "cached_examples": len(trunk.store),
+                                                   "bytes": trunk.used, "hits": trunk.hits, "misses": trunk.misses},
     }
     save_outputs(model, tok, config, metrics, out_dir)
     return metrics
