@@ -70,6 +70,8 @@ with tab_launch:
         r = c.number_input("LoRA r", 1, 256, DEFAULTS.r, key="tf_r", help=HELP["r"]["help"])
         alpha = c.number_input("LoRA alpha", 1.0, 1024.0, float(DEFAULTS.alpha), key="tf_alpha",
                                help=HELP["alpha"]["help"])
+        lora_layers = c.number_input("LoRA on top N blocks (0 = all)", 0, 1024, DEFAULTS.lora_layers,
+                                     key="tf_lora_layers", help=HELP["lora_layers"]["help"])
         max_len = d.number_input("Max length", 64, 32768, DEFAULTS.max_length, key="tf_max_len",
                                  help=HELP["max_length"]["help"])
         seed = d.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="tf_seed")
@@ -77,7 +79,7 @@ with tab_launch:
     if go:
         try:
             hyper = dict(epochs=epochs, max_steps=int(max_steps), learning_rate=lr, batch_size=int(batch), r=int(r),
-                         alpha=alpha, max_length=int(max_len), seed=int(seed))
+                         alpha=alpha, lora_layers=int(lora_layers), max_length=int(max_len), seed=int(seed))
             if cloud is None:
                 started = nursery_train_local(dataset, base_model, output.strip() or None, created_by=user, **hyper)
             else:

@@ -49,6 +49,9 @@ def test_train_local_wait_json_then_the_model_is_listed(tiny_model_dir):
     (["train-local", "lockers", "--lora-r", "0"], "r must be >= 1"),
     (["train-local", "lockers", "--base-model", "qwen2.5-7b"], "not on this machine"),
     (["train-local", "lockers", "--output", "../escape"], "not allowed"),
+    (["train-local", "lockers", "--set", "dropout"], "--set needs KEY=VALUE"),
+    (["train-local", "lockers", "--set", "lora_rank=8"], "unknown training setting(s): lora_rank"),
+    (["train-local", "lockers", "--set", "dropout=2"], "dropout must be <= 0.9"),
     (["job-status", "jdoesnotexist"], "no job with id"),
     (["cancel-job", "jdoesnotexist"], "no job with id"),
 ])
@@ -59,3 +62,13 @@ def test_bad_input_exits_non_zero_with_one_line_and_queues_nothing(args, message
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert json.loads(cli("list-jobs", "--json").stdout) == []
+
+
+def test_set_and_lora_layers_reach_the_queued_job(tiny_model_dir):
+    store_dataset("lockers", n=10)
+    r = cli("train-local", "lockers", "--base-model", str(tiny_model_dir), "--lora-layers", "0",
+            "--set", "dropout=0.1", "--set", "target_modules=q_proj,v_proj", "--set", "grad_accum=3", "--json")
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(r.stdout)["config"]
+    assert cfg["lora_layers"] == 0 and cfg["dropout"] == 0.1 and cfg["grad_accum"] == 3
+    assert cfg["target_modules"] == ["q_proj", "v_proj"]

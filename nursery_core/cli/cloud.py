@@ -98,7 +98,7 @@ def _providers(args):
 
 
 def register(sub) -> None:
-    from .training import _human_status
+    from .training import _human_status, add_hyper_args
 
     c = Command(sub, "train-cloud", "train a LoRA adapter on a rented Vast.ai GPU or your own GPU server over SSH",
                 _train_cloud, _human_status)
@@ -118,11 +118,8 @@ def register(sub) -> None:
         .arg("--user", default=None).arg("--key-path", default=None, help="private key file (ssh)") \
         .arg("--remote-python", default=None, help="python on the remote machine (default python3)") \
         .arg("--remote-root", default=None, help="working directory on the remote machine") \
-        .arg("--epochs", type=float, default=None).arg("--max-steps", type=int, default=None) \
-        .arg("--lr", type=float, default=None, help="learning rate").arg("--lora-r", type=int, default=None) \
-        .arg("--lora-alpha", type=float, default=None).arg("--batch-size", type=int, default=None) \
-        .arg("--max-length", type=int, default=None).arg("--seed", type=int, default=None) \
         .arg("--wait", action="store_true", help="run it now in this process and stream progress on stderr")
+    add_hyper_args(c)
     Command(sub, "list-offers", "live Vast.ai offers that fit, cheapest first", _list_offers, _human_offers) \
         .arg("--max-dph", type=float, default=None).arg("--min-gpu-ram", type=float, default=None, help="GB") \
         .arg("--gpu", default=None).arg("--disk", type=float, default=20.0).arg("--limit", type=int, default=20)

@@ -2,8 +2,10 @@
 delete-model (imports of torch and friends happen inside the handlers)."""
 from __future__ import annotations
 
+import json
 import sys
 
+from ..errors import InvalidInput
 from ..formatting import duration
 from . import Command, CommandResult
 
@@ -32,12 +34,35 @@ def _dur(s) -> str:
     return duration(s, "-")
 
 
+def add_hyper_args(cmd):
+    """The training settings train-local and train-cloud share; anything else goes through --set."""
+    return cmd.arg("--epochs", type=float, default=None).arg("--max-steps", type=int, default=None) \
+        .arg("--lr", type=float, default=None, help="learning rate").arg("--lora-r", type=int, default=None) \
+        .arg("--lora-alpha", type=float, default=None).arg("--batch-size", type=int, default=None) \
+        .arg("--lora-layers", type=int, default=None, help="LoRA on the top N transformer blocks (0 = every block)") \
+        .arg("--max-length", type=int, default=None).arg("--seed", type=int, default=None) \
+        .arg("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+             help="any other training setting, e.g. --set dropout=0.05 --set grad_accum=4 (repeatable)")
+
+
+def _setting(item: str) -> tuple[str, object]:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise InvalidInput(f"--set needs KEY=VALUE, got {item!r}", field="--set")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw.strip()
+    return key.strip(), value
+
+
 def _hyper(args) -> dict:
-    hyper = {"epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.lr, "r": args.lora_r,
-             "batch_size": args.batch_size, "max_length": args.max_length, "seed": args.seed}
-    if args.lora_alpha is not None:
-        hyper["alpha"] = args.lora_alpha
-    return {k: v for k, v in hyper.items() if v is not None}
+    hyper = dict(_setting(item) for item in getattr(args, "settings", None) or [])
+    named = {"epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.lr, "r": args.lora_r,
+             "alpha": args.lora_alpha, "batch_size": args.batch_size, "lora_layers": args.lora_layers,
+             "max_length": args.max_length, "seed": args.seed}
+    hyper.update({k: v for k, v in named.items() if v is not None})
+    return hyper
 
 
 def print_progress(ev: dict) -> None:
@@ -135,15 +160,12 @@ def register(sub) -> None:
             _human_estimate) \
         .arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \
         .arg("--epochs", type=float, default=None, help="epochs (default: the training default)")
-    Command(sub, "train-local", "train a LoRA adapter on this machine (queued as a background job)",
-            _train_local, _human_status) \
+    train = Command(sub, "train-local", "train a LoRA adapter on this machine (queued as a background job)",
+                    _train_local, _human_status) \
         .arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \
         .arg("--output", default=None, help="name of the trained model (default: derived from the dataset)") \
-        .arg("--epochs", type=float, default=None).arg("--max-steps", type=int, default=None) \
-        .arg("--lr", type=float, default=None, help="learning rate").arg("--lora-r", type=int, default=None) \
-        .arg("--lora-alpha", type=float, default=None).arg("--batch-size", type=int, default=None) \
-        .arg("--max-length", type=int, default=None).arg("--seed", type=int, default=None) \
         .arg("--wait", action="store_true", help="run it now in this process and stream progress on stderr")
+    add_hyper_args(train)
     Command(sub, "job-status", "status, progress, losses and log tail of a job",
             lambda a: _api().nursery_job_status(a.job_id),
             _human_status).arg("job_id")

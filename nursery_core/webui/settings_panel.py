@@ -8,7 +8,8 @@ import streamlit as st
 from ..errors import NurseryError
 from ..settings import OLLAMA_HOST_KEY, TRAINING_DEFAULTS_KEY, effective_training_defaults, save_training_defaults
 
-_EDITABLE = ("r", "alpha", "learning_rate", "epochs", "batch_size", "max_length", "dropout", "seed")
+_EDITABLE = ("r", "alpha", "lora_layers", "learning_rate", "epochs", "batch_size", "grad_accum", "max_length",
+             "dropout", "seed")
 
 
 def render_ollama_settings(store, user: str | None) -> None:
