@@ -130,7 +130,8 @@ def test_trunk_cache_gives_the_same_loss_and_gradients_as_the_whole_model(tiny_m
         peft_model.zero_grad()
         s, n = fn(ids, mask, labels, keys)
         (s / n).backward()
-        return float(s / n), {k: p.grad.clone() for k, p in peft_model.named_parameters() if p.requires_grad}
+        return float((s / n).detach()), {k: p.grad.clone() for k, p in peft_model.named_parameters()
+                                         if p.requires_grad}
 
     plain, plain_g = loss_and_grads(trainer.LossFn(peft_model))
     cached = trainer.LossFn(peft_model, cache)
