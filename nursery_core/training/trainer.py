@@ -228,7 +228,8 @@ class LossFn:
         """keys name the batch's examples for the trunk cache (None: no caching)."""
         import torch.nn.functional as F
 
-        lengths = mask.sum(dim=1).tolist() if mask is not None else [ids.shape[1]] * ids.shape[0]
+        cached = self.fast and self.trunk is not None and keys is not None and mask is not None
+        lengths = mask.sum(dim=1).tolist() if cached else None  # real tokens per row, for the cache
 
         # Right padding (what collate builds) sits after every real token, so causal attention never lets a
         # real position see it: the mask changes nothing the loss reads. Dropping it lets SDPA take its fused
@@ -238,7 +239,7 @@ class LossFn:
         shift = labels[:, 1:]
         sel = shift != -100
         n = int(sel.sum())
-        if self.fast and self.trunk is not None and keys is not None and mask is None:
+        if cached and mask is None:
             hidden = self.trunk.hidden(ids, keys, lengths)[:, :-1][sel]
             logits = self.head(hidden).float()
         elif self.fast:
