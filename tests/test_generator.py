@@ -80,8 +80,8 @@ def test_levels_change_real_things():
     def summary(level):
         exs, rep = generate_examples(["get_weather", "send_email"], 600, level, seed=5)
         n_tools = sum(len(e["tools"]) for e in exs) / len(exs)
-        opt = sum(len(c["function"]["arguments"]) for e in exs for m in e["messages"]
-                  for c in m.get("tool_calls") or ()) / max(1, sum(1 for e in exs if e["meta"]["category"] != "no_call"))
+        calls = [c["function"]["arguments"] for e in exs for m in e["messages"] for c in m.get("tool_calls") or ()]
+        opt = sum(len(a) for a in calls) / max(1, len(calls))  # arguments per call
         lower = sum(1 for e in exs if user_text(e)[:1].islower()) / len(exs)
         order = len({tuple(t["function"]["name"] for t in e["tools"][:2]) for e in exs})
         return rep["categories"].get("no_call", 0), n_tools, opt, lower, order
@@ -110,6 +110,35 @@ def test_combined_tools_make_parallel_and_multi_turn_examples():
     assert called == {"get_weather", "web_search", "memory_store"}
     no_call = [e for e in exs if e["meta"]["category"] == "no_call"]
     assert no_call and all(e["messages"][-1]["content"] and "tool_calls" not in e["messages"][-1] for e in no_call)
+
+
+@pytest.mark.parametrize("level", ["medium", "high"])
+def test_conversations_reuse_their_tools_and_every_request_is_new(level):
+    exs, _ = generate_examples(DEFAULT_TOOL_NAMES, 300, level, seed=4)
+    conv = [e for e in exs if e["meta"]["category"] == "multi_turn"]
+    lo, hi = LEVELS[level].rounds
+    assert conv
+    sizes = [sum(m["role"] == "user" for m in e["messages"]) for e in conv]
+    assert min(sizes) == lo and max(sizes) == hi
+    for e in conv:
+        offered = {t["function"]["name"] for t in e["tools"]}
+        assert len(offered) <= LEVELS[level].tool_cap + LEVELS[level].distractors[1]
+        msgs = e["messages"]
+        for k, m in enumerate(msgs):
+            if not m.get("tool_calls"):
+                continue
+            (call,) = m["tool_calls"]
+            assert call["function"]["name"] in offered
+            asked = msgs[k - 1]
+            assert asked["role"] == "user"
+            assert all(lit in asked["content"] for lit in literals(call["function"]["arguments"]))
+            reply, answer = msgs[k + 1], msgs[k + 2]
+            assert reply["role"] == "tool" and reply["tool_call_id"] == call["id"]
+            assert answer["role"] == "assistant" and answer["content"] and not answer.get("tool_calls")
+        ids = [c["id"] for m in msgs for c in m.get("tool_calls") or ()]
+        assert len(ids) == len(set(ids))
+    requests = [" ".join(m["content"].lower().split()) for e in exs for m in e["messages"] if m["role"] == "user"]
+    assert len(requests) == len(set(requests))  # no request is repeated anywhere, so none leaks into eval
 
 
 def test_near_duplicates_removed_and_impossible_counts_explained():

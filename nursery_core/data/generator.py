@@ -32,15 +32,16 @@ class Level:
     tool_cap: int             # at most this many of the selected tools per example (the called ones first)
     no_call: float            # share of questions no tool can answer
     parallel: float           # share with two calls in one turn
-    multi_turn: float         # share with call → tool result → answer
+    multi_turn: float         # share of conversations: request → call → tool result → answer, repeated
+    rounds: tuple[int, int]   # how many requests such a conversation holds (later ones reuse its tools)
     shuffle: bool             # shuffle the order of `tools`
     llm: float                # share sent to the LLM paraphraser when one is configured
 
 
 LEVELS = {
-    "low": Level(3, 0.0, 0.0, 0.0, 0.2, (0, 0), 3, 0.05, 0.04, 0.04, False, 0.15),
-    "medium": Level(None, 0.3, 0.08, 0.25, 0.45, (0, 2), 4, 0.10, 0.10, 0.08, True, 0.35),
-    "high": Level(None, 0.6, 0.25, 0.45, 0.6, (1, 4), 6, 0.15, 0.12, 0.12, True, 0.6),
+    "low": Level(3, 0.0, 0.0, 0.0, 0.2, (0, 0), 3, 0.05, 0.04, 0.04, (1, 1), False, 0.15),
+    "medium": Level(None, 0.3, 0.08, 0.25, 0.45, (0, 2), 4, 0.10, 0.10, 0.08, (1, 2), True, 0.35),
+    "high": Level(None, 0.6, 0.25, 0.45, 0.6, (1, 4), 6, 0.15, 0.12, 0.12, (1, 3), True, 0.6),
 }
 
 
@@ -260,17 +261,19 @@ class _Generator:
             segs = P.add_noise(segs, rng)
         return segs
 
-    def _tools_for_example(self, used: set[str]) -> list[dict]:
+    def _tools_for_example(self, used: set[str], room_for: set[str] | None = None) -> list[dict]:
         """The called tools, then other selected tools up to the level's cap, then unrelated distractors.
 
         Capping keeps prompts short (every schema costs hundreds of tokens) while the model still has to
-        pick the right tool among several."""
+        pick the right tool among several. `room_for` (a conversation's tools, picked before its requests)
+        replaces the random fill when given."""
         rng = self.rng
-        called = [t for t in self.tools if tool_name(t) in used]
-        others = [t for t in self.tools if tool_name(t) not in used]
-        room = max(0, self.level.tool_cap - len(called))
-        picked = {tool_name(t) for t in called + (rng.sample(others, min(room, len(others))) if room and others else [])}
-        tools = [t for t in self.tools if tool_name(t) in picked]  # selection order: position gives nothing away
+        if room_for is None:
+            called = [t for t in self.tools if tool_name(t) in used]
+            others = [t for t in self.tools if tool_name(t) not in used]
+            room = max(0, self.level.tool_cap - len(called))
+            room_for = {tool_name(t) for t in called + (rng.sample(others, min(room, len(others))) if room and others else [])}
+        tools = [t for t in self.tools if tool_name(t) in room_for | used]  # selection order: position gives nothing away
         lo, hi = self.level.distractors
         k = min(rng.randint(lo, hi), len(self.pool)) if hi else 0
         tools += rng.sample(self.pool, k) if k else []
@@ -303,7 +306,7 @@ class _Generator:
             segs = self._dress([("t", q)])
             text = P.render(segs)
             return {"tools": self._tools_for_example(set()), "messages": [
-                {"role": "user", "content": text}, {"role": "assistant", "content": a}], "meta": meta}, text
+                {"role": "user", "content": text}, {"role": "assistant", "content": a}], "meta": meta}, [text]
         if cat == "parallel":
             plans = rng.sample(self.plans, 2) if len(self.plans) > 1 else [self.plans[0]] * 2
             s1, a1 = self._query(plans[0])
@@ -316,7 +319,7 @@ class _Generator:
             calls = [(plans[0], a1), (plans[1], a2)]
             msgs = [{"role": "user", "content": text}, self._assistant(calls)]
             meta["tool"] = sorted({p.name for p in plans})
-            return {"tools": self._tools_for_example({p.name for p in plans}), "messages": msgs, "meta": meta}, text
+            return {"tools": self._tools_for_example({p.name for p in plans}), "messages": msgs, "meta": meta}, [text]
         plan = rng.choice(self.plans)
         segs, args = self._query(plan)
         segs = self._dress(segs)
@@ -327,22 +330,40 @@ class _Generator:
         meta["tool"] = plan.name
         msgs = [{"role": "user", "content": text}, self._assistant([(plan, args)])]
         used = {plan.name}
-        key = text
+        room = None
         if cat == "multi_turn":
-            rounds = 2 if self.level_name != "low" and rng.random() < 0.3 else 1
-            for rnd in range(rounds):
-                if rnd:
-                    plan = rng.choice(self.plans)
-                    segs2, args = self._query(plan)
-                    t2 = P.render(self._dress(segs2))
-                    msgs += [{"role": "user", "content": t2}, self._assistant([(plan, args)], offset=rnd)]
-                    used.add(plan.name)
-                    key += " " + t2
-                result, answer = P.tool_result(plan.name, args, rng, plan.action)
-                msgs += [{"role": "tool", "tool_call_id": f"call_{rnd}", "name": plan.name,
-                          "content": P.tool_result_text(result)},
-                         {"role": "assistant", "content": answer}]
-        return {"tools": self._tools_for_example(used), "messages": msgs, "meta": meta}, key
+            room = self._conversation(plan, args, msgs)
+            used = {c["function"]["name"] for m in msgs for c in m.get("tool_calls") or ()}
+        return {"tools": self._tools_for_example(used, room), "messages": msgs, "meta": meta}, _requests(msgs)
+
+    def _conversation(self, plan: _Plan, args: dict, msgs: list[dict]) -> set[str]:
+        """Extends a first request and its call (already in msgs) into a conversation: each call gets a
+        tool result and an answer, then the user asks again, up to the level's rounds. Later requests use
+        the conversation's tools (the first one's plus others up to the cap) or, now and then, need no
+        tool at all. Every request after the first reuses the rendered tools, so a conversation teaches
+        several calls for little more than the prompt of one. Returns the names of the tools to offer."""
+        rng, lv = self.rng, self.level
+        others = [p for p in self.plans if p is not plan]
+        room = [plan] + rng.sample(others, min(max(0, lv.tool_cap - 1), len(others)))
+        rounds = rng.randint(*lv.rounds)
+        call_no = 0
+        for rnd in range(rounds):
+            if rnd:
+                if rng.random() < lv.no_call:
+                    q, a = P.no_call_example(rng, self.tool_words)
+                    text = P.render(self._dress([("t", q)]))
+                    msgs += [{"role": "user", "content": text}, {"role": "assistant", "content": a}]
+                    continue
+                plan = rng.choice(room)
+                segs, args = self._query(plan)
+                text = P.render(self._dress(segs))
+                call_no += 1
+                msgs += [{"role": "user", "content": text}, self._assistant([(plan, args)], offset=call_no)]
+            result, answer = P.tool_result(plan.name, args, rng, plan.action)
+            msgs += [{"role": "tool", "tool_call_id": f"call_{call_no}", "name": plan.name,
+                      "content": P.tool_result_text(result)},
+                     {"role": "assistant", "content": answer}]
+        return {p.name for p in room}
 
     @staticmethod
     def _assistant(calls: list[tuple[_Plan, dict]], offset: int = 0) -> dict:
@@ -372,6 +393,10 @@ class _Generator:
 _NORM = re.compile(r"[^a-z0-9]+")
 
 
+def _requests(msgs: list[dict]) -> list[str]:
+    return [m["content"] for m in msgs if m["role"] == "user"]
+
+
 def _norm(text: str) -> str:
     return _NORM.sub(" ", text.lower()).strip()
 
@@ -398,10 +423,10 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
     limit = num_examples * 30 + 500
     while len(out) < num_examples and attempts < limit:
         attempts += 1
-        raw, key = gen.example()
-        k = _norm(key)
-        if k in seen:
-            dupes += 1
+        raw, requests = gen.example()
+        keys = [_norm(r) for r in requests]
+        if len(set(keys)) < len(keys) or any(k in seen for k in keys):
+            dupes += 1  # every request in the dataset is distinct, so no held-out request is ever trained on
             continue
         try:
             ex = normalise_example(raw)
@@ -413,7 +438,7 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
                 raise InvalidConfig(f"cannot generate arguments that match the schema: {e.detail} "
                                     "(simplify its pattern/format, or give enum values or examples)") from None
             continue
-        seen.add(k)
+        seen.update(keys)
         out.append(ex)
     if paraphraser is not None:
         paraphraser.close()
