@@ -23,13 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 def _load() -> str:
     try:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -65,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from nursery_core.base_models import EMBEDDED_ALIAS, materialise_embedded
+    from nursery_core.cli.training import parse_setting
     from nursery_core.data.generator import nursery_generate_data
     from nursery_core.data.tools import DEFAULT_TOOL_NAMES
     from nursery_core.evaluate import nursery_evaluate
@@ -79,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if not link.exists():
         link.symlink_to(cached, target_is_directory=True)
 
-    overrides = {}
-    for item in args.set:
-        k, _, v = item.partition("=")
-        overrides[k.strip()] = _value(v.strip())
+    overrides = dict(parse_setting(item) for item in args.set)
     recipe = TrainConfig().with_overrides(**overrides).validate()
     n = args.num_examples
     t0 = time.time()

@@ -45,7 +45,8 @@ def add_hyper_args(cmd):
              help="any other training setting, e.g. --set dropout=0.05 --set grad_accum=4 (repeatable)")
 
 
-def _setting(item: str) -> tuple[str, object]:
+def parse_setting(item: str) -> tuple[str, object]:
+    """A --set KEY=VALUE pair: the value as JSON when it parses (numbers, lists, booleans), else the text."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise InvalidInput(f"--set needs KEY=VALUE, got {item!r}", field="--set")
@@ -57,7 +58,7 @@ def _setting(item: str) -> tuple[str, object]:
 
 
 def _hyper(args) -> dict:
-    hyper = dict(_setting(item) for item in getattr(args, "settings", None) or [])
+    hyper = dict(parse_setting(item) for item in getattr(args, "settings", None) or [])
     named = {"epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.lr, "r": args.lora_r,
              "alpha": args.lora_alpha, "batch_size": args.batch_size, "lora_layers": args.lora_layers,
              "max_length": args.max_length, "seed": args.seed}

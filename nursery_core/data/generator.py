@@ -265,15 +265,15 @@ class _Generator:
         """The called tools, then other selected tools up to the level's cap, then unrelated distractors.
 
         Capping keeps prompts short (every schema costs hundreds of tokens) while the model still has to
-        pick the right tool among several. `room_for` (a conversation's tools, picked before its requests)
-        replaces the random fill when given."""
+        pick the right tool among several. `room_for` (a conversation's tools, picked before its requests,
+        the called ones among them) replaces the called-plus-random selection when given."""
         rng = self.rng
         if room_for is None:
             called = [t for t in self.tools if tool_name(t) in used]
             others = [t for t in self.tools if tool_name(t) not in used]
             room = max(0, self.level.tool_cap - len(called))
             room_for = {tool_name(t) for t in called + (rng.sample(others, min(room, len(others))) if room and others else [])}
-        tools = [t for t in self.tools if tool_name(t) in room_for | used]  # selection order: position gives nothing away
+        tools = [t for t in self.tools if tool_name(t) in room_for]  # selection order: position gives nothing away
         lo, hi = self.level.distractors
         k = min(rng.randint(lo, hi), len(self.pool)) if hi else 0
         tools += rng.sample(self.pool, k) if k else []
@@ -329,12 +329,8 @@ class _Generator:
             meta["paraphrased_by"] = how
         meta["tool"] = plan.name
         msgs = [{"role": "user", "content": text}, self._assistant([(plan, args)])]
-        used = {plan.name}
-        room = None
-        if cat == "multi_turn":
-            room = self._conversation(plan, args, msgs)
-            used = {c["function"]["name"] for m in msgs for c in m.get("tool_calls") or ()}
-        return {"tools": self._tools_for_example(used, room), "messages": msgs, "meta": meta}, _requests(msgs)
+        room = self._conversation(plan, args, msgs) if cat == "multi_turn" else None
+        return {"tools": self._tools_for_example({plan.name}, room), "messages": msgs, "meta": meta}, _requests(msgs)
 
     def _conversation(self, plan: _Plan, args: dict, msgs: list[dict]) -> set[str]:
         """Extends a first request and its call (already in msgs) into a conversation: each call gets a

@@ -239,13 +239,10 @@ class LossFn:
         shift = labels[:, 1:]
         sel = shift != -100
         n = int(sel.sum())
-        if cached and mask is None:
-            hidden = self.trunk.hidden(ids, keys, lengths)[:, :-1][sel]
-            logits = self.head(hidden).float()
-        elif self.fast:
-            out = self.decoder(input_ids=ids, attention_mask=mask, use_cache=False)
-            hidden = out[0][:, :-1][sel]
-            logits = self.head(hidden).float()
+        if self.fast:
+            hidden = (self.trunk.hidden(ids, keys, lengths) if cached and mask is None
+                      else self.decoder(input_ids=ids, attention_mask=mask, use_cache=False)[0])
+            logits = self.head(hidden[:, :-1][sel]).float()
         else:
             logits = self.peft_model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][sel]
             logits = logits.float()
