@@ -11,6 +11,7 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -142,6 +143,24 @@ def _adapter_mtime(path: Path) -> float:
     return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 
+def adapter_chat_template(path: Path | None) -> str | None:
+    """The chat template an adapter trained with, when Nursery installed it (its rendering version may differ
+    from the base's current one: prompts for that adapter must be rendered as its training data was)."""
+    from .training.rendering import installed_version
+
+    if path is None:
+        return None
+    text = None
+    if (path / "chat_template.jinja").is_file():
+        text = (path / "chat_template.jinja").read_text(encoding="utf-8")
+    elif (path / "tokenizer_config.json").is_file():
+        try:
+            text = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8")).get("chat_template")
+        except ValueError:
+            text = None
+    return text if isinstance(text, str) and installed_version(text) else None
+
+
 def _peft_name(model_name: str, taken: set[str]) -> str:
     base = "a_" + "".join(ch if ch.isalnum() else "_" for ch in model_name)  # peft names are module keys
     name, n = base, 1
@@ -230,29 +249,33 @@ class ModelPool:
         entry.adapters.move_to_end(ref.name)
         entry.model.set_adapter(entry.adapters[ref.name][0])
 
-    def run(self, model_name: str, fn: Callable[[Any, Any], Any]) -> Any:
-        """Calls fn(model, tokenizer) with `model_name` active, holding its base's lock."""
-        import contextlib
-
+    @contextmanager
+    def _active(self, model_name: str) -> Iterator[tuple[Any, Any]]:
+        """(model, tokenizer) with `model_name` active and its own chat template, its base locked meanwhile."""
         ref = resolve_model(model_name)
         entry = self._base(ref)
         with entry.lock:
             self._activate(entry, ref)
             bare = ref.kind != "adapter" and _is_peft(entry.model)
-            with (entry.model.disable_adapter() if bare else contextlib.nullcontext()):
-                return fn(entry.model, entry.tokenizer)
+            template = adapter_chat_template(ref.adapter_path) if ref.kind == "adapter" else None
+            saved = entry.tokenizer.chat_template
+            if template:
+                entry.tokenizer.chat_template = template
+            try:
+                with (entry.model.disable_adapter() if bare else nullcontext()):
+                    yield entry.model, entry.tokenizer
+            finally:
+                entry.tokenizer.chat_template = saved
+
+    def run(self, model_name: str, fn: Callable[[Any, Any], Any]) -> Any:
+        """Calls fn(model, tokenizer) with `model_name` active, holding its base's lock."""
+        with self._active(model_name) as (model, tokenizer):
+            return fn(model, tokenizer)
 
     def stream(self, model_name: str, fn: Callable[[Any, Any], Iterator[str]]) -> Iterator[str]:
         """Like run, for a generator: the base stays locked until the stream ends or is closed."""
-        import contextlib
-
-        ref = resolve_model(model_name)
-        entry = self._base(ref)
-        with entry.lock:
-            self._activate(entry, ref)
-            bare = ref.kind != "adapter" and _is_peft(entry.model)
-            with (entry.model.disable_adapter() if bare else contextlib.nullcontext()):
-                yield from fn(entry.model, entry.tokenizer)
+        with self._active(model_name) as (model, tokenizer):
+            yield from fn(model, tokenizer)
 
 
 def _is_peft(model) -> bool:

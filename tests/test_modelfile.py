@@ -1,6 +1,7 @@
 """The Ollama Modelfile: the Go TEMPLATE, rendered by real Go text/template with Ollama-shaped values, must
-match Nursery's Jinja rendering (JSON spacing/key order aside); Ollama's parseTag must find `<tool_call>`;
-stops, SYSTEM and parsing a Modelfile back."""
+match Nursery's Jinja rendering (the compact tool list exactly; the JSON of earlier calls up to spacing and key
+order), for the current rendering and for adapters trained on the v1 JSON one; Ollama's parseTag must find
+`<tool_call>`; stops, SYSTEM and parsing a Modelfile back."""
 from __future__ import annotations
 
 import json
@@ -15,7 +16,7 @@ from conftest import require
 from nursery_core.errors import InvalidInput
 from nursery_core.export.modelfile import (build_modelfile, go_template, parse_modelfile, read_modelfile,
                                            stop_tokens)
-from nursery_core.training.rendering import DEFAULT_SYSTEM, END_OF_TURN, TEMPLATES
+from nursery_core.training.rendering import DEFAULT_SYSTEM, END_OF_TURN, TEMPLATES, TEMPLATES_V1
 
 HARNESS = Path(__file__).parent / "gotmpl" / "main.go"
 # Only keys Ollama's tool types keep (type/description/enum/items/required/properties) appear here: Ollama
@@ -103,15 +104,21 @@ def tokenizer():
     return load_embedded_tokenizer()
 
 
-def jinja(tok, family: str, messages, tools, add_generation_prompt: bool) -> str:
-    tok.chat_template = TEMPLATES[family]
+def jinja(tok, family: str, messages, tools, add_generation_prompt: bool, templates=TEMPLATES) -> str:
+    tok.chat_template = templates[family]
     return tok.apply_chat_template(messages, tools=tools, tokenize=False,
                                    add_generation_prompt=add_generation_prompt)
 
 
+def _system_turn(text: str, family: str) -> str:
+    return text.split(END_OF_TURN[family], 1)[0]
+
+
+@pytest.mark.parametrize("rendering", ["v2", "v1"])
 @pytest.mark.parametrize("family", ["chatml", "zephyr", "llama3"])
-def test_go_template_renders_like_jinja(family, gotmpl, tokenizer, tmp_path):
-    template = go_template(family)
+def test_go_template_renders_like_jinja(family, rendering, gotmpl, tokenizer, tmp_path):
+    template = go_template(family, rendering=rendering)
+    templates = TEMPLATES if rendering == "v2" else TEMPLATES_V1
     tools = [WEATHER, MEMORY]
     bos = tokenizer.bos_token if family == "llama3" else ""
     checked = 0
@@ -120,19 +127,44 @@ def test_go_template_renders_like_jinja(family, gotmpl, tokenizer, tmp_path):
         msgs = CONVERSATION[:k]
         if msgs[-1]["role"] == "assistant":
             continue
-        want = jinja(tokenizer, family, msgs, tools, add_generation_prompt=True)
+        want = jinja(tokenizer, family, msgs, tools, add_generation_prompt=True, templates=templates)
         assert want.startswith(bos)
         got = go_render(gotmpl, template, msgs, tools, tmp_path)
         assert canonical_json(got["render"]) == canonical_json(want[len(bos):]), f"prefix of {k} messages"
-        assert got["render"] != want[len(bos):]  # Go's JSON is compact: only the normalised forms agree
+        if rendering == "v2":  # the compact tool list has no JSON: the same text, character for character
+            assert _system_turn(got["render"], family) == _system_turn(want[len(bos):], family)
+        else:  # Go's JSON is compact: only the normalised forms agree
+            assert got["render"] != want[len(bos):]
         checked += 1
     assert checked == 5
     # The whole conversation ending on an assistant turn: Ollama leaves that turn open for continuation.
     full = CONVERSATION[:6]
-    want = jinja(tokenizer, family, full, tools, add_generation_prompt=False)
+    want = jinja(tokenizer, family, full, tools, add_generation_prompt=False, templates=templates)
     got = go_render(gotmpl, template, full, tools, tmp_path)["render"]
     assert canonical_json(got + END_OF_TURN[family] + ("\n" if family != "llama3" else "")) == \
         canonical_json(want[len(bos):])
+
+
+def _ollama_shaped(tool: dict) -> dict:
+    """What Ollama keeps of a tool when it decodes a chat request: type, items, description, enum per property."""
+    fn = tool["function"]
+    params = fn["parameters"]
+    props = {k: {key: v for key, v in p.items() if key in ("type", "items", "description", "enum")}
+             for k, p in params["properties"].items()}
+    return {"type": "function", "function": {"name": fn["name"], "description": fn["description"],
+            "parameters": {"type": "object", "required": params.get("required", []), "properties": props}}}
+
+
+def test_compact_tool_list_matches_for_every_default_tool(gotmpl, tokenizer, tmp_path):
+    """Enums, arrays of typed items, integers, booleans, no required parameters: the same system turn."""
+    from nursery_core.data.tools import DEFAULT_TOOLS
+
+    msgs = [{"role": "user", "content": "hi"}]
+    want = jinja(tokenizer, "chatml", msgs, DEFAULT_TOOLS, add_generation_prompt=True)
+    got = go_render(gotmpl, go_template("chatml"), msgs, [_ollama_shaped(t) for t in DEFAULT_TOOLS], tmp_path)
+    assert got["render"] == want
+    assert '- unit ("celsius"|"fahrenheit"): Temperature unit.' in want
+    assert "- tags (array of string): " in want and "- to (string, required): " in want
 
 
 @pytest.mark.parametrize("family", ["chatml", "zephyr"])

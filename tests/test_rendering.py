@@ -50,7 +50,7 @@ def test_labels_cover_only_assistant_turns_including_end_of_turn(tokenizer):
     text = tokenizer.decode(kept)
     assert "memory_store" in text and "Saved it." in text and text.count("<|im_end|>") == 2
     masked = tokenizer.decode([t for t, l in zip(ids, labels) if l == -100])
-    for prompt_part in ("Remember the garage code", "<tools>", "Store a fact", "<tool_response>", '"ok": true'):
+    for prompt_part in ("Remember the garage code", "# Tools", "Store a fact", "<tool_response>", '"ok": true'):
         assert prompt_part in masked and prompt_part not in text
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     ends = [i for i, t in enumerate(ids) if t == im_end]
@@ -63,3 +63,47 @@ def test_truncation_keeps_alignment(tokenizer):
     enc = rendering.encode_example(tokenizer, MULTI, max_length=40)
     assert len(enc["input_ids"]) == len(enc["labels"]) == 40
     assert all(l == -100 for l in enc["labels"])  # the prompt alone fills 40 tokens
+
+
+def test_compact_tool_list_is_a_third_of_the_json_one(tokenizer):
+    """v2 lists each tool as name, description and one line per parameter; v1 (the JSON schemas) is kept for
+    adapters trained on it."""
+    import copy
+
+    from nursery_core.data.tools import DEFAULT_TOOLS
+
+    tok = copy.deepcopy(tokenizer)
+    msgs = [{"role": "user", "content": "hi"}]
+    tok.chat_template = rendering.TEMPLATES["chatml"]
+    v2 = tok.apply_chat_template(msgs, tools=DEFAULT_TOOLS, tokenize=False, add_generation_prompt=True)
+    tok.chat_template = rendering.TEMPLATES_V1["chatml"]
+    v1 = tok.apply_chat_template(msgs, tools=DEFAULT_TOOLS, tokenize=False, add_generation_prompt=True)
+    assert "<tools>" in v1 and "<tools>" not in v2
+    assert "get_weather: Get the current weather or a short forecast for a city.\n- city (string, required): " in v2
+    # required parameters first, each group sorted by name
+    assert v2.index("- title (string, required)") < v2.index("- attendees (array of string)")
+    assert v2.index("- date (string, required)") < v2.index("- start_time (string, required)")
+    assert len(tok(v2)["input_ids"]) < 0.5 * len(tok(v1)["input_ids"])
+
+
+def test_installed_templates_are_upgraded_unless_kept(tokenizer):
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = rendering.TEMPLATES_V1["chatml"]
+    assert rendering.installed_version(tok.chat_template) == "v1"
+    rendering.prepare_tokenizer(tok, "chatml", keep_installed=True)  # an adapter's own tokenizer
+    assert rendering.installed_version(tok.chat_template) == "v1"
+    rendering.prepare_tokenizer(tok, "chatml")  # a base model: always the current rendering
+    assert rendering.installed_version(tok.chat_template) == rendering.RENDERING_VERSION
+    assert rendering.installed_version("{{ messages }}") is None
+
+
+def test_pool_renders_an_adapter_with_the_template_it_trained_on(tmp_path):
+    from nursery_core.inference import adapter_chat_template
+
+    assert adapter_chat_template(tmp_path) is None
+    (tmp_path / "chat_template.jinja").write_text(rendering.TEMPLATES_V1["chatml"])
+    assert adapter_chat_template(tmp_path) == rendering.TEMPLATES_V1["chatml"]
+    (tmp_path / "chat_template.jinja").write_text("{{ messages }}")  # not Nursery's: the base's is used
+    assert adapter_chat_template(tmp_path) is None

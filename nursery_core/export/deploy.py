@@ -195,8 +195,12 @@ def nursery_deploy_ollama(model_name: str, outtype: str = "auto", name: str | No
         _emit(progress, "modelfile", "running", "writing the Modelfile")
         from transformers import AutoTokenizer
 
-        eos = AutoTokenizer.from_pretrained(str(merged)).eos_token
-        modelfile = build_modelfile(gguf_path.name, family, system=_model_system(info), eos_token=eos)
+        from ..training.rendering import RENDERING_VERSION, installed_version
+
+        merged_tok = AutoTokenizer.from_pretrained(str(merged))
+        version = installed_version(merged_tok.chat_template) or RENDERING_VERSION
+        modelfile = build_modelfile(gguf_path.name, family, system=_model_system(info), eos_token=merged_tok.eos_token,
+                                    rendering=version)
         (folder / "Modelfile").write_text(modelfile)
         _emit(progress, "modelfile", "done", f"Modelfile for the {family} template")
         if not keep_merged:

@@ -114,7 +114,7 @@ def merge_adapter(adapter_dir: Path | str, out_dir: Path | str, base_model: str 
     tok_src = adapter_dir if (adapter_dir / "tokenizer_config.json").exists() else base_dir
     tok = AutoTokenizer.from_pretrained(str(tok_src))
     family = _family(tok, info)
-    prepare_tokenizer(tok, family)
+    prepare_tokenizer(tok, family, keep_installed=True)  # the rendering the adapter trained with
     try:
         base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch_dtype)
         merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()

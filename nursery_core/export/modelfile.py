@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInput
-from ..training.rendering import DEFAULT_SYSTEM, END_OF_TURN, TOOL_CALL_OPEN
+from ..training.rendering import (DEFAULT_SYSTEM, END_OF_TURN, RENDERING_VERSION, TOOL_CALL_OPEN, TOOLS_INTRO,
+                                  TOOLS_OUTRO)
 
 # (open, close) literal markers per role, the same text rendering.TEMPLATES writes. Tool results use the
 # family's tool role header ("ipython" for llama3, as its Jinja template does).
@@ -29,6 +30,7 @@ FAMILY_TURNS: dict[str, dict[str, tuple[str, str]]] = {
 EXTRA_STOPS = {"chatml": ["<|im_start|>"], "zephyr": ["<|user|>", "<|assistant|>", "<|system|>"],
                "llama3": ["<|start_header_id|>", "<|end_header_id|>"]}
 
+# v1 rendering (adapters trained before the compact one): each tool as JSON inside <tools></tools>.
 _TOOLS_PREAMBLE = ("\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
                    "You are provided with function signatures within <tools></tools> XML tags:\n<tools>")
 _TOOLS_POSTAMBLE = ("\n</tools>\n\nFor each function call, return a json object with function name and arguments "
@@ -54,18 +56,50 @@ def _lit(text: str) -> str:
     return text.replace("{{", '{{ "{{" }}')
 
 
-def go_template(family: str, default_system: str = DEFAULT_SYSTEM) -> str:
-    """The Go text/template for a family (Ollama's TEMPLATE). `{{ if .ToolCalls }}` starts with the tool tag,
-    so Ollama's parser (parseTag: first text node of that block, cut at '{') finds `<tool_call>`."""
+def _param_lines(required: bool) -> str:
+    """One pass over a tool's properties (Go ranges over the map in key order, as the Jinja's dictsort does):
+    the required ones, or the others, each as `- name (type or enum[, required]): description`."""
+    item_type = ('{{ $it := "" }}{{ if not .Enum }}{{ with .Items }}{{ if eq (printf "%T" .) "map[string]interface {}" }}'
+                 '{{ with index . "type" }}{{ if eq (printf "%T" .) "string" }}{{ $it = . }}{{ end }}{{ end }}'
+                 "{{ end }}{{ end }}{{ end }}")
+    type_text = ("{{ if .Enum }}{{ range $i, $e := .Enum }}{{ if $i }}|{{ end }}{{ json $e }}{{ end }}{{ else }}"
+                 "{{ range $i, $x := .Type }}{{ if $i }}|{{ end }}{{ $x }}{{ end }}"
+                 "{{ if $it }} of {{ $it }}{{ end }}{{ end }}")
+    if required:
+        label = " (" + type_text + "{{ if $has }}, {{ end }}required)"
+    else:
+        label = "{{ if $has }} (" + type_text + "){{ end }}"
+    return ("{{ range $k, $p := $fn.Parameters.Properties }}{{ $req := false }}"
+            "{{ range $fn.Parameters.Required }}{{ if eq . $k }}{{ $req = true }}{{ end }}{{ end }}"
+            "{{ if " + ("$req" if required else "not $req") + " }}" + item_type
+            + "{{ $has := or .Enum .Type $it }}\n- {{ $k }}" + label
+            + "{{ if .Description }}: {{ .Description }}{{ end }}{{ end }}{{ end }}")
+
+
+def _tools_block(rendering: str) -> str:
+    """The system turn's tool list, as rendering.py's template of that version writes it."""
+    if rendering == "v1":
+        return ("{{ if .Tools }}" + _lit(_TOOLS_PREAMBLE)
+                + '{{ range .Tools }}\n{"type": "function", "function": {{ json .Function }}}{{ end }}'
+                + _lit(_TOOLS_POSTAMBLE) + "{{ end }}")
+    if rendering != RENDERING_VERSION:
+        raise InvalidInput(f"unknown tool rendering {rendering!r} (known: v1, {RENDERING_VERSION})", field="rendering")
+    return ("{{ if .Tools }}" + _lit(TOOLS_INTRO) + "{{ range .Tools }}{{ $fn := .Function }}\n\n"
+            "{{ $fn.Name }}: {{ $fn.Description }}" + _param_lines(True) + _param_lines(False)
+            + "{{ end }}" + _lit(TOOLS_OUTRO) + "{{ end }}")
+
+
+def go_template(family: str, default_system: str = DEFAULT_SYSTEM, rendering: str = RENDERING_VERSION) -> str:
+    """The Go text/template for a family (Ollama's TEMPLATE) and tool rendering version (the one the adapter
+    trained with). `{{ if .ToolCalls }}` starts with the tool tag, so Ollama's parser (parseTag: first text
+    node of that block, cut at '{') finds `<tool_call>`."""
     t = _check_family(family)
     so, sc = t["system"]
     uo, uc = t["user"]
     ao, ac = t["assistant"]
     to, tc = t["tool"]
     system = "{{ if .System }}{{ .System }}{{ else }}" + _lit(default_system) + "{{ end }}"
-    tools = ("{{ if .Tools }}" + _lit(_TOOLS_PREAMBLE)
-             + '{{ range .Tools }}\n{"type": "function", "function": {{ json .Function }}}{{ end }}'
-             + _lit(_TOOLS_POSTAMBLE) + "{{ end }}")
+    tools = _tools_block(rendering)
     calls = ("{{ if .Content }}{{ range $j, $c := .ToolCalls }}{{ if eq $j 0 }}\n{{ end }}{{ end }}{{ end }}"
              "{{ if .ToolCalls }}" + TOOL_CALL_OPEN + "\n{{ range $j, $c := .ToolCalls }}{{ if $j }}\n"
              + TOOL_CALL_OPEN + '\n{{ end }}{"name": {{ json .Function.Name }}, "arguments": '
@@ -100,11 +134,12 @@ def _quote(value: str) -> str:
 
 
 def build_modelfile(gguf_name: str, family: str, *, system: str | None = DEFAULT_SYSTEM,
-                    eos_token: str | None = None, parameters: dict[str, Any] | None = None) -> str:
+                    eos_token: str | None = None, parameters: dict[str, Any] | None = None,
+                    rendering: str = RENDERING_VERSION) -> str:
     """The Modelfile text next to `gguf_name` (FROM ./<file>, TEMPLATE, PARAMETER stop..., SYSTEM)."""
     if "/" in gguf_name or not gguf_name.endswith(".gguf"):
         raise InvalidInput(f"{gguf_name!r} must be a .gguf file name in the export folder", field="gguf")
-    lines = [f"FROM ./{gguf_name}", f"TEMPLATE {_quote(go_template(family, system or DEFAULT_SYSTEM))}"]
+    lines = [f"FROM ./{gguf_name}", f"TEMPLATE {_quote(go_template(family, system or DEFAULT_SYSTEM, rendering))}"]
     for stop in stop_tokens(family, eos_token):
         lines.append(f"PARAMETER stop {json.dumps(stop)}")
     for key, value in (parameters or {}).items():

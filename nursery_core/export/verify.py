@@ -192,7 +192,7 @@ def verify_export(merged_dir: Path | str, gguf_path: Path | str, prompts: list[d
         import json
 
         meta_family = json.loads(meta.read_text()).get("family")
-    prepare_tokenizer(tok, meta_family or family_of_template(tok.chat_template))
+    prepare_tokenizer(tok, meta_family or family_of_template(tok.chat_template), keep_installed=True)
     stop_ids = _stop_ids(tok)
     texts = [render_prompt(tok, p["messages"], p.get("tools")) for p in prompts]
     hf_prompt_ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]

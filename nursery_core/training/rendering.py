@@ -13,10 +13,14 @@ from typing import Any
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
 DEFAULT_SYSTEM = "You are a helpful assistant."
-NURSERY_MARKER = "nursery-tools-v1"  # found in templates Nursery installed
+# Every template Nursery installs carries "nursery-tools-<version>"; adapters keep the version they trained on.
+MARKER_PREFIX = "nursery-tools-"
+RENDERING_VERSION = "v2"
+NURSERY_MARKER = MARKER_PREFIX + RENDERING_VERSION
 
-# The tool preamble (system turn) and the call block, shared by every family's template.
-_TOOLS_BLOCK = (
+# v1 (adapters trained before the compact rendering): every tool's whole JSON Schema inside <tools></tools>,
+# about 200 tokens a tool with SmolLM2's tokenizer.
+_TOOLS_BLOCK_V1 = (
     "{%- if tools %}"
     "{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
     "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}"
@@ -25,6 +29,45 @@ _TOOLS_BLOCK = (
     "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": "
     "<args-json-object>}\\n</tool_call>' }}"
     "{%- endif %}"
+)
+# v2, the compact rendering: a tool is its name and description, then one line per parameter (required ones
+# first, each group sorted by name as Go ranges over a map) with its type or enum and description. It keeps
+# exactly what Ollama's tool types keep (type, items' type, enum, description, required), so the Ollama
+# TEMPLATE renders the same text; about 60 tokens a tool, a third of v1's (bench/QUALITY.md).
+TOOLS_INTRO = "\n\n# Tools\n\nYou can call these functions:"
+TOOLS_OUTRO = ("\n\nTo call functions, answer with one block per call:\n" + TOOL_CALL_OPEN
+               + '\n{"name": <function-name>, "arguments": <args-json-object>}\n' + TOOL_CALL_CLOSE)
+
+
+def _jinja_literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("\n", "\\n").replace("'", "\\'") + "'"
+
+
+def _param_lines(required: bool) -> str:
+    cond = "k in req" if required else "k not in req"
+    return (
+        "{%- for k, p in props | dictsort(true) %}{%- if " + cond + " %}"
+        "{%- if p.enum is defined and p.enum %}{%- set ns.t = p.enum | map('tojson') | join('|') %}"
+        "{%- elif p.type is string %}{%- set ns.t = p.type %}"
+        "{%- elif p.type is defined and p.type %}{%- set ns.t = p.type | join('|') %}"
+        "{%- else %}{%- set ns.t = '' %}{%- endif %}"
+        "{%- if not (p.enum is defined and p.enum) and p['items'] is mapping and p['items'].type is string %}"
+        "{%- set ns.t = ns.t + ' of ' + p['items'].type %}{%- endif %}"
+        + ("{%- set ns.t = ns.t + ', required' if ns.t else 'required' %}" if required else "")
+        + "{{- '\\n- ' + k + (' (' + ns.t + ')' if ns.t else '') + (': ' + p.description if p.description else '') }}"
+        "{%- endif %}{%- endfor %}"
+    )
+
+
+_TOOLS_BLOCK = (
+    "{%- if tools %}{{- " + _jinja_literal(TOOLS_INTRO) + " }}"
+    "{%- set ns = namespace(t='') %}"
+    "{%- for tool in tools %}{%- set fn = tool.function if tool.function is defined else tool %}"
+    "{{- '\\n\\n' + fn.name + ': ' + (fn.description or '') }}"
+    "{%- set params = fn.parameters or {} %}{%- set props = params.properties or {} %}"
+    "{%- set req = params.required or [] %}"
+    + _param_lines(True) + _param_lines(False)
+    + "{%- endfor %}{{- " + _jinja_literal(TOOLS_OUTRO) + " }}{%- endif %}"
 )
 _CALLS = (
     "{%- if message.content %}{{- message.content }}{%- endif %}"
@@ -43,11 +86,11 @@ _SYSTEM = (
 
 
 def _family_template(bos: str, system: tuple[str, str], user: tuple[str, str], assistant: tuple[str, str],
-                     tool: tuple[str, str]) -> str:
+                     tool: tuple[str, str], version: str = RENDERING_VERSION) -> str:
     """Builds a family's template from its (open, close) turn markers; the bodies are shared."""
     return (
-        "{#- " + NURSERY_MARKER + " -#}" + _SYSTEM + bos
-        + "{{- '" + system[0] + "' + system }}" + _TOOLS_BLOCK + "{{- '" + system[1] + "' }}"
+        "{#- " + MARKER_PREFIX + version + " -#}" + _SYSTEM + bos
+        + "{{- '" + system[0] + "' + system }}" + (_TOOLS_BLOCK_V1 if version == "v1" else _TOOLS_BLOCK) + "{{- '" + system[1] + "' }}"
         "{%- for message in loop_messages %}"
         "{%- if message.role == 'user' %}{{- '" + user[0] + "' + message.content + '" + user[1] + "' }}"
         "{%- elif message.role == 'assistant' %}{{- '" + assistant[0] + "' }}" + _CALLS
@@ -67,15 +110,21 @@ def _llama3(role: str) -> tuple[str, str]:
     return f"<|start_header_id|>{role}<|end_header_id|>\\n\\n", "<|eot_id|>"
 
 
-TEMPLATES: dict[str, str] = {
-    "chatml": _family_template("", _chatml("system"), _chatml("user"), _chatml("assistant"), _chatml("tool")),
-    "zephyr": _family_template("", ("<|system|>\\n", "</s>\\n"), ("<|user|>\\n", "</s>\\n"),
-                               ("<|assistant|>\\n", "</s>\\n"), ("<|tool|>\\n", "</s>\\n")),
-    "llama3": _family_template("{{- bos_token }}", _llama3("system"), _llama3("user"), _llama3("assistant"),
-                               _llama3("ipython")),
-    "llama2": _family_template("{{- bos_token }}", ("[INST] <<SYS>>\\n", "\\n<</SYS>> [/INST]"),
-                               ("[INST] ", " [/INST]"), (" ", " </s>"), ("[INST] ", " [/INST]")),
-}
+def _templates(version: str) -> dict[str, str]:
+    return {
+        "chatml": _family_template("", _chatml("system"), _chatml("user"), _chatml("assistant"), _chatml("tool"),
+                                   version),
+        "zephyr": _family_template("", ("<|system|>\\n", "</s>\\n"), ("<|user|>\\n", "</s>\\n"),
+                                   ("<|assistant|>\\n", "</s>\\n"), ("<|tool|>\\n", "</s>\\n"), version),
+        "llama3": _family_template("{{- bos_token }}", _llama3("system"), _llama3("user"), _llama3("assistant"),
+                                   _llama3("ipython"), version),
+        "llama2": _family_template("{{- bos_token }}", ("[INST] <<SYS>>\\n", "\\n<</SYS>> [/INST]"),
+                                   ("[INST] ", " [/INST]"), (" ", " </s>"), ("[INST] ", " [/INST]"), version),
+    }
+
+
+TEMPLATES: dict[str, str] = _templates(RENDERING_VERSION)
+TEMPLATES_V1: dict[str, str] = _templates("v1")
 # The text that ends an assistant turn, per family (generation stops there; Ollama's PARAMETER stop).
 END_OF_TURN = {"chatml": "<|im_end|>", "zephyr": "</s>", "llama3": "<|eot_id|>", "llama2": "</s>"}
 
@@ -96,10 +145,28 @@ def _probe_renders_tool_calls(tokenizer) -> bool:
     return "probe_fn" in text.split(TOOL_CALL_OPEN)[0] and TOOL_CALL_OPEN in text
 
 
-def prepare_tokenizer(tokenizer, family: str = "chatml"):
-    """Installs the tool-aware template when needed and makes sure a pad token exists."""
+def installed_version(template: str | None) -> str | None:
+    """The rendering version of a template Nursery installed ("v1", "v2"), None for any other template."""
+    t = template or ""
+    at = t.find(MARKER_PREFIX)
+    if at < 0:
+        return None
+    rest = t[at + len(MARKER_PREFIX):]
+    return rest[:rest.find(" ")] if " " in rest else rest
+
+
+def prepare_tokenizer(tokenizer, family: str = "chatml", keep_installed: bool = False):
+    """Installs the current tool-aware template when needed and makes sure a pad token exists.
+
+    keep_installed: keep a template an earlier Nursery version installed (an adapter's own tokenizer, which
+    must render prompts as its training did); otherwise such a template is upgraded to the current version."""
     tmpl = tokenizer.chat_template or ""
-    if NURSERY_MARKER not in tmpl and not _probe_renders_tool_calls(tokenizer):
+    version = installed_version(tmpl)
+    if version is not None:
+        install = version != RENDERING_VERSION and not keep_installed
+    else:
+        install = not _probe_renders_tool_calls(tokenizer)
+    if install:
         if family not in TEMPLATES:
             raise ValueError(f"no tool template for chat family {family!r}")
         tokenizer.chat_template = TEMPLATES[family]
