@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 from . import paths
 from .errors import AlreadyExists, InvalidInput, NotFound
+from .overlap import request_index
 from .records import CATEGORIES, SCHEMA_VERSION, Where, dumps, normalise_example
 from .store import get_store
 
@@ -153,11 +154,13 @@ def _refuse_existing(name: str) -> Path:
 def write_dataset(name: str, examples: list[dict], *, source: str, description: str | None = None,
                   created_by: str | None = None, report: dict | None = None, seed: int = 0,
                   eval_fraction: float = DEFAULT_EVAL_FRACTION, file: str | None = None,
-                  lines: list[int] | None = None, prevalidated: bool = False) -> dict:
+                  lines: list[int] | None = None, prevalidated: bool = False, kind: str = "training") -> dict:
     """Validates every example (the first error names file, line and field), then writes the JSONL file
     atomically and records it. Nothing is written when anything is wrong; nothing existing is replaced.
     `prevalidated`: the examples are fresh outputs of records.normalise_example (the generator and the
-    importers validate each one as they go), so they are only checked for the canonical shape, not again."""
+    importers validate each one as they go), so they are only checked for the canonical shape, not again.
+    `kind` 'golden' marks a hand-written evaluation set (see golden.py). A request shared between a golden set
+    and a training dataset raises SharedRequest naming both, and nothing is stored."""
     target = _refuse_existing(name)
     if not examples:
         raise InvalidInput("there are no examples to store", file=file)
@@ -173,30 +176,12 @@ def write_dataset(name: str, examples: list[dict], *, source: str, description: 
         ex["meta"].setdefault("source", source)
     renamed = _ids(normalised)
     split = assign_split(normalised, seed, eval_fraction)
-    tools: list[str] = []
-    cats = {c: 0 for c in CATEGORIES}
-    for ex in normalised:
-        cats[ex["meta"]["category"]] += 1
-        for t in ex["tools"]:
-            n = t["function"]["name"]
-            if n not in tools:
-                tools.append(n)
-    encoded = [dumps(ex) for ex in normalised]
-    stats = compute_stats(normalised, [len(s) for s in encoded])
     report = dict(report or {})
     if renamed:
         report["duplicate_ids_renamed"] = renamed
-
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    digest = hashlib.sha256()
+    encoded, summary = _summarise(normalised)
+    tmp, sha = _write_tmp(target, encoded)
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for line in encoded:
-                data = line + "\n"
-                digest.update(data.encode("utf-8"))
-                f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         try:
             os.link(tmp, target)  # fails if the target appeared meanwhile: never overwrites
         except FileExistsError:
@@ -207,15 +192,67 @@ def write_dataset(name: str, examples: list[dict], *, source: str, description: 
             os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    row = {"name": name, "path": str(target), "num_examples": len(normalised), "tools": tools,
-           "categories": {k: v for k, v in cats.items() if v}, "source": source, "description": description,
-           "created_by": created_by, "split": split, "stats": stats, "report": report,
-           "sha256": digest.hexdigest()}
+    row = {"name": name, "path": str(target), "kind": kind, **summary, "source": source,
+           "description": description, "created_by": created_by, "split": split, "report": report,
+           "sha256": sha}
     try:
-        return get_store().add_dataset(row)
+        return get_store().add_dataset(row, requests=request_index(normalised))
     except BaseException:
         target.unlink(missing_ok=True)
         raise
+
+
+def rewrite_dataset(name: str, examples: list[dict], *, expect_sha256: str | None = None) -> dict:
+    """Replaces a stored dataset's examples (already normalised, ids and meta.split set): golden-set edits.
+    The row and request index change in one transaction (refused, with nothing changed, when a request is
+    shared with a training dataset or the file changed meanwhile); then the new file replaces the old one."""
+    row = get_dataset(name)
+    target = Path(row["path"])
+    encoded, summary = _summarise(examples)
+    split = {**(row.get("split") or {}), "train": sum(1 for e in examples if e["meta"].get("split") != "eval"),
+             "eval": sum(1 for e in examples if e["meta"].get("split") == "eval")}
+    tmp, sha = _write_tmp(target, encoded)
+    try:
+        out = get_store().replace_dataset(name, {**summary, "split": split, "sha256": sha},
+                                          request_index(examples), expect_sha256=expect_sha256)
+        os.replace(tmp, target)
+        return out
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _summarise(normalised: list[dict]) -> tuple[list[str], dict]:
+    """(the stored lines, the row's num_examples/tools/categories/stats)."""
+    tools: list[str] = []
+    cats = {c: 0 for c in CATEGORIES}
+    for ex in normalised:
+        cats[ex["meta"]["category"]] += 1
+        for t in ex["tools"]:
+            n = t["function"]["name"]
+            if n not in tools:
+                tools.append(n)
+    encoded = [dumps(ex) for ex in normalised]
+    return encoded, {"num_examples": len(normalised), "tools": tools,
+                     "categories": {k: v for k, v in cats.items() if v},
+                     "stats": compute_stats(normalised, [len(s) for s in encoded])}
+
+
+def _write_tmp(target: Path, encoded: list[str]) -> tuple[Path, str]:
+    """The lines written and fsynced to a temporary file beside `target`; returns (its path, sha256)."""
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for line in encoded:
+                data = line + "\n"
+                digest.update(data.encode("utf-8"))
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------ importing
@@ -298,9 +335,10 @@ def nursery_import_dataset(file: str | Path, name: str | None = None, format: st
 
 
 # ------------------------------------------------------------------------------------------- reading
-def nursery_list_datasets(limit: int | None = None, offset: int | None = None) -> list[dict]:
-    """Datasets, newest first: name, examples, tools, categories, source, created, stats, split."""
-    return get_store().list_datasets(limit=limit, offset=offset)
+def nursery_list_datasets(limit: int | None = None, offset: int | None = None, kind: str | None = None) -> list[dict]:
+    """Datasets, newest first: name, kind ('training' | 'golden'), examples, tools, categories, source, created,
+    stats, split."""
+    return get_store().list_datasets(limit=limit, offset=offset, kind=kind)
 
 
 def get_dataset(name: str) -> dict:

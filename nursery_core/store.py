@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlite_utils
 
 from . import paths
-from .errors import AlreadyExists, NotFound
+from .errors import AlreadyExists, InvalidInput, NotFound, SharedRequest
+from .overlap import example_requests, normal_request
 from .status import ACTIVE, JobStatus
 
 # Columns stored as JSON text and decoded on read, per table.
@@ -108,11 +109,44 @@ def _m003_overview_indexes(db: sqlite_utils.Database) -> None:
     db["jobs"].create_index(["created_by", "kind", "cost_usd"], if_not_exists=True)
 
 
+def _m004_golden_sets(db: sqlite_utils.Database) -> None:
+    # datasets.kind: "training" (everything so far) or "golden" (hand-written, never split nor trained on).
+    # dataset_requests: every distinct normalised user request per dataset, so "does this request appear in
+    # a training dataset / a golden set?" is an index lookup, not a scan of every dataset file.
+    db["datasets"].add_column("kind", str, not_null_default="training")
+    db["dataset_requests"].create({"dataset": str, "norm": str, "request": str})
+    db["dataset_requests"].create_index(["norm"])
+    db["dataset_requests"].create_index(["dataset"])
+    for name, path in db.execute("select name, path from datasets").fetchall():
+        _index_file(db, name, Path(path or ""))
+
+
+def _index_file(db: sqlite_utils.Database, name: str, path: Path) -> None:
+    """Backfills the request index from a dataset file written before it existed (a missing file: nothing)."""
+    if not path.is_file():
+        return
+    seen: dict[str, str] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                ex = json.loads(line) if line.strip() else None
+            except ValueError:
+                continue
+            for text in example_requests(ex) if isinstance(ex, dict) else ():
+                seen.setdefault(normal_request(text), text)
+    db.conn.executemany("insert into dataset_requests (dataset, norm, request) values (?, ?, ?)",
+                        [(name, k, v) for k, v in seen.items() if k])
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_settings", _m002_settings),
     ("m003_overview_indexes", _m003_overview_indexes),
+    ("m004_golden_sets", _m004_golden_sets),
 ]
+
+GOLDEN = "golden"
+TRAINING = "training"
 
 
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
@@ -233,15 +267,91 @@ class Store:
         return out
 
     # ------------------------------------------------------------------------------------ datasets
-    def add_dataset(self, row: dict, *, replace: bool = False) -> dict:
-        """Records a dataset; refuses to replace an existing name unless asked."""
-        row = {"created_at": now(), **row}
+    def add_dataset(self, row: dict, *, replace: bool = False,
+                    requests: Iterable[tuple[str, str]] | None = None) -> dict:
+        """Records a dataset; refuses to replace an existing name unless asked. `requests` [(normal form, text)]
+        go into the request index in the same transaction, and a request shared between a golden set and a
+        training dataset raises SharedRequest (nothing is recorded then)."""
+        row = {"created_at": now(), "kind": TRAINING, **row}
         with self._atomic():
             if not replace and self._get("datasets", row["name"]) is not None:
                 raise AlreadyExists(f"dataset {row['name']!r} already exists: choose another --name "
                                     "or delete it first")
             self.db["datasets"].insert(self._encode("datasets", row), replace=True)
+            if requests is not None:
+                self._index_requests(row["name"], requests)
         return self.get_dataset(row["name"])
+
+    def replace_dataset(self, name: str, values: dict, requests: Iterable[tuple[str, str]],
+                        expect_sha256: str | None = None) -> dict:
+        """Updates a dataset's row and re-indexes its requests atomically (golden-set edits); refuses when the
+        stored sha256 is no longer `expect_sha256` (someone else changed it meanwhile)."""
+        with self._atomic():
+            current = self.get_dataset(name)
+            if expect_sha256 is not None and current.get("sha256") != expect_sha256:
+                raise InvalidInput(f"{name!r} was changed by someone else meanwhile: reload it and try again",
+                                   field="name")
+            self.db["datasets"].update(name, self._encode("datasets", values))
+            self.db.execute("delete from dataset_requests where dataset = ?", [name])
+            self._index_requests(name, requests)
+        return self.get_dataset(name)
+
+    def _index_requests(self, name: str, requests: Iterable[tuple[str, str]]) -> None:
+        self.db.conn.executemany("insert into dataset_requests (dataset, norm, request) values (?, ?, ?)",
+                                 [(name, k, t) for k, t in requests if k])
+        clash = self.shared_requests(name, limit=1)
+        if clash:
+            c = clash[0]
+            golden, training = (name, c["other"]) if c["kind"] == GOLDEN else (c["other"], name)
+            raise SharedRequest(c["request"], golden=golden, training=training)
+
+    def shared_requests(self, name: str, limit: int | None = None) -> list[dict]:
+        """Requests of dataset `name` that a dataset of the other kind (golden vs training) also holds:
+        [{request (as `name` has it), other, other_request, kind (of `name`)}]."""
+        sql = ("select a.request, b.dataset, b.request, da.kind from dataset_requests a "
+               "join datasets da on da.name = a.dataset "
+               "join dataset_requests b on b.norm = a.norm and b.dataset != a.dataset "
+               "join datasets db on db.name = b.dataset "
+               "where a.dataset = ? and (da.kind = 'golden') != (db.kind = 'golden')")
+        args: list[Any] = [name]
+        if limit is not None:
+            sql += " limit ?"
+            args.append(int(limit))
+        with self._lock:
+            rows = self.db.conn.execute(sql, args).fetchall()
+        return [{"request": r[0], "other": r[1], "other_request": r[2], "kind": r[3]} for r in rows]
+
+    def find_requests(self, norms: Iterable[str], golden: bool | None = None,
+                      exclude: str | None = None) -> list[dict]:
+        """Index rows whose normal form is one of `norms`: [{norm, request, dataset, kind}]; `golden` narrows
+        to golden sets (True) or training datasets (False), `exclude` leaves one dataset out."""
+        norms = list(dict.fromkeys(n for n in norms if n))
+        out: list[dict] = []
+        for i in range(0, len(norms), 500):  # under SQLite's bound-parameter limit
+            chunk = norms[i:i + 500]
+            sql = ("select r.norm, r.request, r.dataset, d.kind from dataset_requests r "
+                   "join datasets d on d.name = r.dataset "
+                   f"where r.norm in ({', '.join('?' for _ in chunk)})")
+            args: list[Any] = list(chunk)
+            if golden is not None:
+                sql += " and d.kind " + ("= ?" if golden else "!= ?")
+                args.append(GOLDEN)
+            if exclude is not None:
+                sql += " and r.dataset != ?"
+                args.append(exclude)
+            out += [{"norm": r[0], "request": r[1], "dataset": r[2], "kind": r[3]}
+                    for r in self._rows_raw(sql, args)]
+        return out
+
+    def golden_request_norms(self) -> set[str]:
+        """The normal forms of every golden-set request (the generator steers clear of them)."""
+        return {r[0] for r in self._rows_raw(
+            "select r.norm from dataset_requests r join datasets d on d.name = r.dataset where d.kind = ?",
+            [GOLDEN])}
+
+    def _rows_raw(self, sql: str, args: Iterable = ()) -> list[tuple]:
+        with self._lock:
+            return self.db.conn.execute(sql, list(args)).fetchall()
 
     def get_dataset(self, name: str) -> dict:
         row = self._get("datasets", name)
@@ -249,18 +359,27 @@ class Store:
             raise NotFound(f"no dataset named {name!r} (see list-datasets)")
         return row
 
-    def dataset_names(self) -> list[str]:
-        """Every dataset name, newest first (pickers; cheap even with thousands)."""
+    def dataset_names(self, kind: str | None = None) -> list[str]:
+        """Every dataset name (of one kind: 'training' or 'golden'), newest first (pickers)."""
+        if kind:
+            return [r["name"] for r in self._rows("select name from datasets where kind = ? "
+                                                  "order by created_at desc", [kind])]
         return [r["name"] for r in self._rows("select name from datasets order by created_at desc")]
+
+    def dataset_kinds(self) -> dict[str, str]:
+        """name → 'training' | 'golden' for every dataset."""
+        return {r[0]: r[1] for r in self._rows_raw("select name, kind from datasets")}
 
     def has_dataset(self, name: str) -> bool:
         return self._get("datasets", name) is not None
 
-    def list_datasets(self, limit: int | None = None, offset: int | None = None) -> list[dict]:
-        return self._select("datasets", order_by="created_at desc", limit=limit, offset=offset)
+    def list_datasets(self, limit: int | None = None, offset: int | None = None,
+                      kind: str | None = None) -> list[dict]:
+        return self._select("datasets", "kind = ?" if kind else None, [kind] if kind else [],
+                            order_by="created_at desc", limit=limit, offset=offset)
 
-    def count_datasets(self) -> int:
-        return self._count("datasets")
+    def count_datasets(self, kind: str | None = None) -> int:
+        return self._count("datasets", "kind = ?" if kind else None, [kind] if kind else [])
 
     def update_dataset(self, name: str, **values: Any) -> dict:
         with self._atomic():
@@ -271,6 +390,7 @@ class Store:
     def delete_dataset(self, name: str) -> None:
         with self._atomic():
             self.get_dataset(name)
+            self.db.execute("delete from dataset_requests where dataset = ?", [name])
             self.db["datasets"].delete(name)
 
     # ---------------------------------------------------------------------------------------- jobs
@@ -473,6 +593,17 @@ class Store:
                 f"select * from evaluations where model in ({', '.join('?' for _ in models)}) "
                 "order by created_at", models))
         return {r["model"]: self._decode("evaluations", r) for r in rows}
+
+    def latest_evaluations_by_dataset(self, models: Iterable[str]) -> dict[str, dict[str, dict]]:
+        """model → dataset → its newest evaluation there (held-out and golden scores side by side)."""
+        models = list(dict.fromkeys(models))
+        out: dict[str, dict[str, dict]] = {m: {} for m in models}
+        for i in range(0, len(models), 500):
+            chunk = models[i:i + 500]
+            for r in self._select("evaluations", f"model in ({', '.join('?' for _ in chunk)})", chunk,
+                                  order_by="created_at"):
+                out[r["model"]][r["dataset"]] = r
+        return out
 
     # --------------------------------------------------------------------------------- deployments
     def add_deployment(self, row: dict) -> dict:

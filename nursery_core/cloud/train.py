@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import BackendError, InvalidConfig, InvalidInput
-from ..store import get_store
 
 PROVIDERS = ("vast", "ssh")
 
@@ -55,16 +54,13 @@ def nursery_train_cloud(dataset: str, base_model: str = "smollm2-135m", output_n
                         remote_root: str | None = None, created_by: str | None = None, **hyper: Any) -> dict:
     """Queues a cloud run after checking everything (dataset, base model, output name, provider settings and
     caps); returns the job's status. A JobRunner (dashboard or `train-cloud --wait`) runs it."""
-    from ..jobs.api import (base_model_source, build_config, check_output_name, create_job,
-                            default_output_name, nursery_job_status)
+    from ..jobs.api import (base_model_source, build_config, check_output_name, check_training_dataset,
+                            create_job, default_output_name, nursery_job_status)
 
     if provider not in PROVIDERS:
         raise InvalidInput(f"provider {provider!r} is not supported (supported: {', '.join(PROVIDERS)}; see the "
                            "provider table in Settings)", field="provider")
-    store = get_store()
-    ds = store.get_dataset(dataset)
-    if not ds.get("num_examples"):
-        raise InvalidInput(f"dataset {dataset!r} has no examples", field="dataset")
+    check_training_dataset(dataset)
     budget = {"max_dph": _positive("max_dph", max_dph), "max_hours": _positive("max_hours", max_hours),
               "max_cost": _positive("max_cost", max_cost)}
     request: dict[str, Any] = {}

@@ -19,6 +19,18 @@ LOSS_POINTS = 400  # loss history is thinned to about this many points for chart
 
 
 # ------------------------------------------------------------------------------------------- datasets
+def check_training_dataset(name: str) -> dict:
+    """The dataset's row when it may be trained on: it has examples, is no golden set and shares no request
+    with a golden set (InvalidInput / SharedRequest naming the request and both sets otherwise)."""
+    from ..golden import refuse_for_training
+
+    ds = get_store().get_dataset(name)
+    if not ds.get("num_examples"):
+        raise InvalidInput(f"dataset {name!r} has no examples", field="dataset")
+    refuse_for_training(name)
+    return ds
+
+
 def dataset_examples(name: str, split: str) -> list[dict]:
     """A stored dataset's examples for a split ('train' | 'eval' | 'all'), as the Data Garden split them."""
     from ..datasets import load_examples
@@ -96,6 +108,7 @@ def create_job(kind: str, dataset: str, base_model: str, output_name: str, confi
     dataset's stored split) and inserts the queued row; nothing is left behind if that fails."""
     store = get_store()
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    check_training_dataset(dataset)  # every route to training passes here: golden data never reaches a job
     train = dataset_examples(dataset, "train")
     evals = dataset_examples(dataset, "eval")
     if not train:
@@ -125,10 +138,7 @@ def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_n
                         created_by: str | None = None, **hyper: Any) -> dict:
     """Queues a local LoRA run after checking everything (dataset, base model, output name, settings);
     returns the job's status. A JobRunner (dashboard or `train-local --wait`) runs it."""
-    store = get_store()
-    ds = store.get_dataset(dataset)
-    if not ds.get("num_examples"):
-        raise InvalidInput(f"dataset {dataset!r} has no examples", field="dataset")
+    check_training_dataset(dataset)
     config = build_config(base_model, hyper)
     from ..base_models import resolve
 
