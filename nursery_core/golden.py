@@ -69,14 +69,19 @@ def _resolve_tools(tools: Any, calls: Any, where: Where) -> list[dict]:
 
 
 def _argument_errors(tool: dict, args: dict) -> list[tuple[str, str]]:
-    """[(argument path, message)]: JSON Schema errors plus parameters the schema does not declare."""
+    """[(argument path, message)]: parameters the schema does not declare, missing required ones, then the
+    other JSON Schema errors."""
     params = tool["function"]["parameters"]
-    errs = []
-    for e in sorted(compiled_validator(params).iter_errors(args), key=lambda e: list(e.path)):
-        errs.append((".".join(str(p) for p in e.path), e.message))
-    if params.get("additionalProperties") is not False:  # False: jsonschema has reported them already
-        props = params.get("properties") or {}
+    props = params.get("properties") or {}
+    errs: list[tuple[str, str]] = []
+    if params.get("additionalProperties") in (None, False):
         errs += [(k, f"{tool['function']['name']!r} has no parameter {k!r}") for k in args if k not in props]
+    errs += [(k, f"the required parameter {k!r} is missing") for k in params.get("required") or []
+             if k not in args]
+    for e in sorted(compiled_validator(params).iter_errors(args), key=lambda e: list(e.path)):
+        if not e.path and e.validator in ("required", "additionalProperties"):
+            continue  # reported above, with the parameter's name
+        errs.append((".".join(str(p) for p in e.path), e.message))
     return errs
 
 

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 from .. import paths
 from ..errors import AlreadyExists, BackendError, InvalidConfig, InvalidInput
+from ..overlap import normal_request
 from ..records import normalise_example, tool_name
 from . import phrasing as P
 from . import values as V
@@ -399,8 +400,11 @@ def _norm(text: str) -> str:
 
 def generate_examples(tools: Any, num_examples: int, variation_level: str = "medium", seed: int = 0,
                       example_queries: list[str] | None = None,
-                      paraphraser: Paraphraser | None = None) -> tuple[list[dict], dict]:
-    """(normalised examples, report) for built-in names, schemas or both; nothing is stored."""
+                      paraphraser: Paraphraser | None = None,
+                      avoid: set[str] | None = None) -> tuple[list[dict], dict]:
+    """(normalised examples, report) for built-in names, schemas or both; nothing is stored. An example with a
+    request whose overlap.normal_request is in `avoid` (the golden sets' requests) is dropped and drawn again,
+    counted in the report as golden_requests_avoided."""
     if variation_level not in LEVELS:
         raise InvalidConfig(f"variation level must be one of {', '.join(LEVELS)}, not {variation_level!r}")
     if isinstance(num_examples, bool) or not isinstance(num_examples, int) or not 1 <= num_examples <= MAX_EXAMPLES:
@@ -414,7 +418,7 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
     gen = _Generator(tools, LEVELS[variation_level], variation_level, seed, example_queries, paraphraser)
     out: list[dict] = []
     seen: set[str] = set()
-    dupes = attempts = bad = 0
+    dupes = attempts = bad = avoided = 0
     last_error = None
     limit = num_examples * 30 + 500
     while len(out) < num_examples and attempts < limit:
@@ -423,6 +427,9 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
         keys = [_norm(r) for r in requests]
         if len(set(keys)) < len(keys) or any(k in seen for k in keys):
             dupes += 1  # every request in the dataset is distinct, so no held-out request is ever trained on
+            continue
+        if avoid and any(normal_request(r) in avoid for r in requests):
+            avoided += 1  # a golden set's request: never in training data
             continue
         try:
             ex = normalise_example(raw)
@@ -449,7 +456,8 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
         cats[ex["meta"]["category"]] = cats.get(ex["meta"]["category"], 0) + 1
     report = {"requested": num_examples, "delivered": len(out), "variation": variation_level, "seed": seed,
               "tools": [tool_name(t) for t in tools], "categories": cats, "near_duplicates_dropped": dupes,
-              "regenerated_for_schema": bad, "attempts": attempts, "steering": gen.steering,
+              "regenerated_for_schema": bad, "golden_requests_avoided": avoided, "attempts": attempts,
+              "steering": gen.steering,
               "paraphrase": gen.llm}
     notes = []
     if gen.llm and gen.llm["note"]:
@@ -474,10 +482,10 @@ def nursery_generate_data(tool_name: Any, num_examples: int = 100, variation_lev
     """Generates a tool-calling dataset for built-in tool name(s) or custom schema(s) and stores it; returns
     its metadata (name, path, num_examples, tools, categories, split, stats, report)."""
     from ..datasets import write_dataset
+    from ..store import get_store
     tools = resolve_tools(tool_name)
     if name is None:
         name = default_name(tools)
-        from ..store import get_store
         if get_store().has_dataset(name) or paths.dataset_path(name).exists():
             raise AlreadyExists(f"dataset {name!r} already exists: pass --name to choose another name "
                                 f"(or delete it first with delete-dataset {name})")
@@ -487,7 +495,8 @@ def nursery_generate_data(tool_name: Any, num_examples: int = 100, variation_lev
         paraphraser = Paraphraser(**paraphraser)
     elif paraphraser is None:
         paraphraser = Paraphraser.from_env()
-    examples, report = generate_examples(tools, num_examples, variation_level, seed, example_queries, paraphraser)
+    examples, report = generate_examples(tools, num_examples, variation_level, seed, example_queries, paraphraser,
+                                         avoid=get_store().golden_request_norms())
     names = [t["function"]["name"] for t in tools]
     return write_dataset(name, examples, source="synthetic", created_by=created_by, report=report,
                          description=f"synthetic {variation_level}-variation data for {', '.join(names)}",

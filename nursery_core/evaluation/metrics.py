@@ -2,11 +2,13 @@
 
 Metric set of reference §2.6: BFCL-style AST accuracy, output-format validity, call/no-call decision
 precision and recall, function-name accuracy, strict argument exact match, argument-level F1, schema
-validity, hallucinated tool and parameter names, call-count match.
+validity, hallucinated tool and parameter names, call-count match. Every proportion among them comes with a
+Wilson 95 % interval (`ci95`), and `small_sample` flags fewer than SMALL_SAMPLE examples.
 """
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from typing import Any, Iterable
 
@@ -114,6 +116,36 @@ def score_example(example: dict, output: str) -> dict:
     }
 
 
+Z95 = 1.959963984540054  # the standard normal quantile for a two-sided 95 % interval
+SMALL_SAMPLE = 30  # below this many examples views warn that an accuracy is too uncertain to compare
+
+
+def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, float] | None:
+    """The Wilson score interval (Wilson, E. B. 1927, "Probable inference, the law of succession, and statistical
+    inference", JASA 22(158):209-212) for `successes` out of `n` trials: (low, high) as fractions in [0, 1],
+    rounded to 4 places; None when n is 0. With p = k/n:
+    centre = (p + z²/2n) / (1 + z²/n),  half-width = z·sqrt(p(1-p)/n + z²/4n²) / (1 + z²/n).
+    Unlike p ± z·sqrt(p(1-p)/n) it stays inside [0, 1] and is not zero-width at 0 % or 100 %."""
+    if not n:
+        return None
+    if successes < 0 or successes > n:
+        raise ValueError(f"successes must be between 0 and n ({n}), not {successes}")
+    p = successes / n
+    z2 = z * z
+    denom = 1 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
+
+
+def small_sample_warning(n: int | None) -> str | None:
+    """The warning views show under an accuracy measured on fewer than SMALL_SAMPLE examples."""
+    if n is None or n >= SMALL_SAMPLE:
+        return None
+    return (f"only {n} example{'s' if n != 1 else ''} (under {SMALL_SAMPLE}): the 95 % interval is wide, "
+            "so small differences mean nothing")
+
+
 def _ratio(num: float, den: float) -> float | None:
     return round(num / den, 4) if den else None
 
@@ -139,22 +171,39 @@ def aggregate(details: list[dict]) -> dict:
     params = sum(d["params_total"] for d in details)
     h_tools = Counter(name for d in details for name in d["hallucinated_tools"])
     h_params = Counter(name for d in details for name in d["hallucinated_params"])
+    # (successes, trials) of every proportion, for its value and its Wilson interval
+    counts = {
+        "ast_accuracy": (s("ast_ok"), n), "format_validity": (s("format_ok"), n),
+        "call_precision": (tp_call, tp_call + fp_call), "call_recall": (tp_call, tp_call + fn_call),
+        "no_call_precision": (tn_call, tn_call + fn_call), "no_call_recall": (tn_call, tn_call + fp_call),
+        "name_accuracy": (s("name_ok"), n), "arg_exact_match": (s("exact_ok"), n),
+        "arg_precision": (atp, atp + afp), "arg_recall": (atp, atp + afn),
+        "schema_validity": (sum(d["calls_schema_valid"] for d in details), calls),
+        "count_match": (s("count_ok"), n),
+        "hallucinated_tool_rate": (sum(h_tools.values()), calls),
+        "hallucinated_param_rate": (sum(h_params.values()), params),
+    }
+    ci95 = {k: list(iv) for k, (num, den) in counts.items() if (iv := wilson_interval(num, den)) is not None}
     return {
         "num_examples": n,
-        "ast_accuracy": _ratio(s("ast_ok"), n),
-        "format_validity": _ratio(s("format_ok"), n),
+        "ast_accuracy": _ratio(*counts["ast_accuracy"]),
+        "format_validity": _ratio(*counts["format_validity"]),
         "call_precision": call_p, "call_recall": call_r, "call_f1": _f1(call_p, call_r),
-        "no_call_precision": _ratio(tn_call, tn_call + fn_call), "no_call_recall": _ratio(tn_call, tn_call + fp_call),
-        "name_accuracy": _ratio(s("name_ok"), n),
-        "arg_exact_match": _ratio(s("exact_ok"), n),
+        "no_call_precision": _ratio(*counts["no_call_precision"]),
+        "no_call_recall": _ratio(*counts["no_call_recall"]),
+        "name_accuracy": _ratio(*counts["name_accuracy"]),
+        "arg_exact_match": _ratio(*counts["arg_exact_match"]),
         "arg_precision": arg_p, "arg_recall": arg_r, "arg_f1": _f1(arg_p, arg_r),
-        "schema_validity": _ratio(sum(d["calls_schema_valid"] for d in details), calls),
-        "count_match": _ratio(s("count_ok"), n),
+        "schema_validity": _ratio(*counts["schema_validity"]),
+        "count_match": _ratio(*counts["count_match"]),
         "predicted_calls": calls,
-        "hallucinated_tool_rate": _ratio(sum(h_tools.values()), calls),
-        "hallucinated_param_rate": _ratio(sum(h_params.values()), params),
+        "hallucinated_tool_rate": _ratio(*counts["hallucinated_tool_rate"]),
+        "hallucinated_param_rate": _ratio(*counts["hallucinated_param_rate"]),
         "hallucinated_tool_names": dict(h_tools.most_common(20)),
         "hallucinated_param_names": dict(h_params.most_common(20)),
+        "ci95": ci95,
+        "small_sample": n < SMALL_SAMPLE,
+        "warning": small_sample_warning(n),
     }
 
 
