@@ -1,5 +1,7 @@
 """`nursery_evaluate`: scores a model (or a predictions file) on a dataset with the BFCL-style checker, stores the
-result per (model, dataset) with its settings and per-example details, and ranks models on a leaderboard."""
+result per (model, dataset) with its settings and per-example details, and ranks models on a leaderboard.
+`nursery_evaluate_suite` scores a model on its held-out split and on its golden sets (and, on request, its bare
+base model on the same), and `nursery_scorecard` puts those scores side by side for the views."""
 from __future__ import annotations
 
 import json
@@ -11,7 +13,7 @@ from . import paths
 from .errors import InvalidInput, NotFound
 from .evaluation.bfcl import bfcl_examples, read_bfcl  # noqa: F401  (public re-exports)
 from .evaluation.checker import check_calls, possible_answer_from_gold, standardize_string  # noqa: F401
-from .evaluation.metrics import score_example, summarise
+from .evaluation.metrics import score_example, small_sample_warning, summarise, wilson_interval
 from .evaluation.parser import ParseResult, parse_tool_calls  # noqa: F401
 from .store import get_store, new_id
 
@@ -105,7 +107,8 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
     if predictions is None and not model_name:
         raise InvalidInput("give a model to run, or a predictions file to score", field="model")
     examples = load_eval_examples(dataset, split, limit)
-    settings: dict[str, Any] = {"split": split, "limit": limit}
+    settings: dict[str, Any] = {"split": split, "limit": limit,
+                                "dataset_kind": get_store().get_dataset(dataset).get("kind") or "training"}
     missing = 0
     if predictions is not None:
         pred_name = _predictions_source(predictions)[0]
@@ -169,22 +172,114 @@ def list_evaluations(model: str | None = None, dataset: str | None = None, limit
     return get_store().list_evaluations(model=model, dataset=dataset, limit=limit)
 
 
+def ast_score(ev: dict) -> dict:
+    """A stored evaluation's headline for tables: {dataset, dataset_kind, split, num_examples, ast_accuracy,
+    ci95 [low, high] (Wilson 95 %), warning (None from 30 examples), evaluation_id, created_at}."""
+    m = ev.get("metrics") or {}
+    n = ev.get("num_examples") or m.get("num_examples") or 0
+    acc = m.get("ast_accuracy", ev.get("ast_accuracy"))
+    ci = (m.get("ci95") or {}).get("ast_accuracy")
+    if ci is None and acc is not None and n:  # stored before intervals were: the count is recoverable
+        ci = list(wilson_interval(round(acc * n), n))
+    return {"dataset": ev.get("dataset"), "dataset_kind": (ev.get("settings") or {}).get("dataset_kind") or "training",
+            "split": ev.get("split"), "num_examples": n, "ast_accuracy": acc, "ci95": ci,
+            "warning": small_sample_warning(n), "evaluation_id": ev.get("id"), "created_at": ev.get("created_at")}
+
+
 def nursery_leaderboard(dataset: str | None = None) -> list[dict]:
-    """The newest evaluation per (model, dataset), best BFCL-style AST accuracy first."""
+    """The newest evaluation per (model, dataset), best BFCL-style AST accuracy first; each row also carries
+    dataset_kind ('training' | 'golden'), ast_ci95 (Wilson 95 % [low, high]) and warning (under 30 examples)."""
     latest: dict[tuple[str, str], dict] = {}
     for ev in get_store().list_evaluations(dataset=dataset):  # newest first
         latest.setdefault((ev["model"], ev["dataset"]), ev)
     rows = []
     for ev in latest.values():
         m = ev.get("metrics") or {}
-        rows.append({"model": ev["model"], "dataset": ev["dataset"], "split": ev["split"],
-                     "num_examples": ev["num_examples"], **{k: m.get(k) for k in HEADLINE},
+        score = ast_score(ev)
+        rows.append({"model": ev["model"], "dataset": ev["dataset"], "dataset_kind": score["dataset_kind"],
+                     "split": ev["split"], "num_examples": ev["num_examples"], **{k: m.get(k) for k in HEADLINE},
+                     "ast_ci95": score["ci95"], "warning": score["warning"],
                      "per_category": {c: v.get("ast_accuracy") for c, v in (m.get("per_category") or {}).items()},
                      "settings": ev.get("settings"), "evaluation_id": ev["id"], "created_at": ev["created_at"]})
     rows.sort(key=lambda r: (r["dataset"], -(r["ast_accuracy"] or 0.0), r["model"]))
     for i, r in enumerate(rows):
         r["rank"] = 1 + sum(1 for o in rows[:i] if o["dataset"] == r["dataset"])
     return rows
+
+
+def nursery_scorecard(models: list[str]) -> dict[str, dict]:
+    """Held-out and golden-set scores side by side, per model: {model: {"held_out": ast_score | None,
+    "golden": {golden set: ast_score}}}. Held-out is the newest evaluation on a training dataset, the model's
+    own training dataset first."""
+    store = get_store()
+    by_model = store.latest_evaluations_by_dataset(models)
+    trained_on = {m: (store.get_model(m).get("dataset") if store.has_model(m) else None) for m in models}
+    out: dict[str, dict] = {}
+    for model, evs in by_model.items():
+        scores = [ast_score(ev) for ev in evs.values()]
+        golden = {s["dataset"]: s for s in scores if s["dataset_kind"] == "golden"}
+        held = [s for s in scores if s["dataset_kind"] != "golden"]
+        held.sort(key=lambda s: (s["dataset"] == trained_on.get(model), s["created_at"] or ""), reverse=True)
+        out[model] = {"held_out": held[0] if held else None, "golden": dict(sorted(golden.items()))}
+    return out
+
+
+def evaluation_plan(model_name: str, dataset: str | None = None, split: str = "eval",
+                    golden: list[str] | None = None) -> list[dict]:
+    """What nursery_evaluate_suite runs for a model: [{dataset, split, dataset_kind}], held-out first. The
+    held-out dataset is `dataset`, else the model's training dataset; golden sets are `golden` when given
+    ([] for none), else every golden set whose tools the model was trained on (all of them for a bare model)."""
+    from .golden import golden_set, golden_sets_for
+
+    store = get_store()
+    if dataset:
+        store.get_dataset(dataset)  # NotFound before anything loads
+    row = store.get_model(model_name) if model_name and store.has_model(model_name) else None
+    held = dataset or (row.get("dataset") if row and row.get("dataset") and store.has_dataset(row["dataset"])
+                       else None)
+    if golden is None:
+        tools = [t.get("function", {}).get("name") for t in (row or {}).get("tools") or [] if isinstance(t, dict)]
+        names = golden_sets_for(tools or None)
+    else:
+        names = [golden_set(g)["name"] for g in golden]
+    plan = []
+    if held:
+        plan.append({"dataset": held, "split": split, "dataset_kind": store.get_dataset(held).get("kind")})
+    plan += [{"dataset": g, "split": "eval", "dataset_kind": "golden"} for g in names if g != held]
+    if not plan:
+        raise InvalidInput(f"nothing to evaluate {model_name!r} on: pass a dataset, or add a golden set "
+                           "(golden add / golden import)", field="dataset")
+    return plan
+
+
+def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: str = "eval", *,
+                           golden: list[str] | None = None, with_base: bool = False, limit: int | None = None,
+                           created_by: str | None = None,
+                           progress: Callable[[str, int, int], None] | None = None, **generation: Any) -> dict:
+    """Scores a model on its held-out split and its golden sets (see evaluation_plan), and with `with_base`
+    its bare base model on the same data; each run is stored like nursery_evaluate's. Returns the first run's
+    fields (the nursery_evaluate shape) plus runs: [{model, dataset, dataset_kind, split, is_base, num_examples,
+    metrics (with ci95 and warning), id, ...}]. `generation` goes to nursery_evaluate unchanged; `progress`
+    gets (run label, done, total). Raises NotFound / InvalidInput like nursery_evaluate."""
+    plan = evaluation_plan(model_name, dataset, split, golden)
+    models = [(model_name, False)]
+    if with_base:
+        from .inference import resolve_model
+
+        ref = resolve_model(model_name)
+        if ref.kind == "base":
+            raise InvalidInput(f"{model_name!r} is a base model already: with_base scores a trained model's base",
+                               field="with_base")
+        models.append((ref.base_ref, True))
+    runs = []
+    for label, is_base in models:
+        for step in plan:
+            tag = f"{'base ' if is_base else ''}{label} on {step['dataset']}"
+            r = nursery_evaluate(label, step["dataset"], split=step["split"], limit=limit, created_by=created_by,
+                                 progress=(lambda done, total, tag=tag: progress(tag, done, total)) if progress
+                                 else None, **generation)
+            runs.append({**r, "dataset_kind": step["dataset_kind"] or "training", "is_base": is_base})
+    return {**runs[0], "runs": runs}
 
 
 def import_bfcl(test_file: str | Path, answers_file: str | Path | None, name: str | None = None,

@@ -20,7 +20,7 @@ PAGE_SIZE = 15
 HELP = field_help()
 DEFAULTS = TrainConfig(**effective_training_defaults(services.store()))  # the team's saved defaults
 
-datasets = services.store().dataset_names()
+datasets = services.store().dataset_names(kind="training")  # golden sets are never trained on
 if not datasets:
     st.info("No datasets yet: create one in the Data Garden first.")
 c1, c2 = st.columns(2)

@@ -81,23 +81,50 @@ def _pct(v) -> str:
 
 
 def _evaluate(args) -> dict:
-    from ..evaluate import nursery_evaluate
+    from ..evaluate import nursery_evaluate, nursery_evaluate_suite
 
     if not args.model and not args.predictions:
         raise InvalidInput("give a MODEL to run, or --predictions FILE to score", field="model")
-    return nursery_evaluate(args.model, args.dataset, split=args.split, limit=args.limit,
-                            predictions=args.predictions, created_by=args.created_by, **_gen(args))
+    if args.golden and args.no_golden:
+        raise InvalidInput("use either --golden NAME or --no-golden, not both", field="golden")
+    if args.predictions:
+        if not args.dataset:
+            raise InvalidInput("--predictions needs --dataset (the dataset the predictions answer)", field="dataset")
+        if args.golden or args.with_base:
+            raise InvalidInput("--golden and --with-base run a model; a predictions file answers one dataset",
+                               field="predictions")
+        r = nursery_evaluate(args.model, args.dataset, split=args.split, limit=args.limit,
+                             predictions=args.predictions, created_by=args.created_by, **_gen(args))
+        return {**r, "runs": [{**r, "is_base": False}]}
+    return nursery_evaluate_suite(args.model, args.dataset, split=args.split, limit=args.limit,
+                                  golden=[] if args.no_golden else args.golden, with_base=args.with_base,
+                                  created_by=args.created_by, **_gen(args))
 
 
 def _human_eval(r: dict) -> str:
     from ..evaluate import HEADLINE
+    from ..formatting import score
 
+    lines = []
+    if len(r.get("runs") or []) > 1:
+        lines.append("AST accuracy [Wilson 95% interval]:")
+        for run in r["runs"]:
+            m = run["metrics"]
+            kind = "golden" if run.get("dataset_kind") == "golden" else "held-out"
+            who = f"base {run['model']}" if run.get("is_base") else run["model"]
+            lines.append(f"  {kind:<8} {run['dataset']:<20} {who:<24} "
+                         f"{score(m.get('ast_accuracy'), (m.get('ci95') or {}).get('ast_accuracy'), run['num_examples'], m.get('warning'))}")
+        lines.append("")
     m = r["metrics"]
-    lines = [f"{r['model']} on {r['dataset']} ({r['split']}, {r['num_examples']} examples)"
-             + (f"  [evaluation {r['id']}]" if r.get("id") else "")]
+    lines.append(f"{r['model']} on {r['dataset']} ({r['split']}, {r['num_examples']} examples)"
+                 + (f"  [evaluation {r['id']}]" if r.get("id") else ""))
+    ci = m.get("ci95") or {}
     for k in HEADLINE:
         v = m.get(k)
-        lines.append(f"  {k:<24} {'-' if v is None else f'{v:.3f}'}")
+        lines.append(f"  {k:<24} {'-' if v is None else f'{v:.3f}'}"
+                     + (f"  [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else ""))
+    if m.get("warning"):
+        lines.append(f"  warning: {m['warning']}")
     for cat, cm in (m.get("per_category") or {}).items():
         lines.append(f"  [{cat}] n={cm['num_examples']} ast={_pct(cm['ast_accuracy'])} "
                      f"format={_pct(cm['format_validity'])} arg_f1={cm['arg_f1']}")
@@ -112,11 +139,15 @@ def _leaderboard(args) -> list[dict]:
 
 
 def _human_board(rows: list[dict]) -> str:
+    from ..formatting import score
+
     if not rows:
         return "no evaluations yet: try `python -m nursery_core evaluate MODEL --dataset NAME`"
     w = max(len(r["model"]) for r in rows)
-    return "\n".join(f"{r['dataset']:<20} #{r['rank']:<3} {r['model']:<{w}}  ast {_pct(r['ast_accuracy']):>6}  "
+    return "\n".join(f"{r['dataset']:<20} {'golden' if r.get('dataset_kind') == 'golden' else 'held-out':<8} "
+                     f"#{r['rank']:<3} {r['model']:<{w}}  ast {score(r['ast_accuracy'], r.get('ast_ci95'), None)}  "
                      f"format {_pct(r['format_validity']):>6}  arg_f1 {r['arg_f1']}  n={r['num_examples']}"
+                     + ("  ⚠ small sample" if r.get("warning") else "")
                      for r in rows)
 
 
@@ -141,11 +172,16 @@ def register(sub) -> None:
         .arg("--tools-from", metavar="DATASET", help="tools for --prompt (default: model A's)")
         .arg("--batch-size", type=positive_int, default=None, metavar="N"))
     _with_generation(
-        Command(sub, "evaluate", "Score a model (or a predictions file) on a dataset with the BFCL-style AST "
-                "checker and store the result.", _evaluate, _human_eval)
+        Command(sub, "evaluate", "Score a model (or a predictions file) with the BFCL-style AST checker and store "
+                "the result: by default a model's held-out split and every golden set whose tools it was trained "
+                "on, each accuracy with a Wilson 95% interval.", _evaluate, _human_eval)
         .arg("model", nargs="?", metavar="MODEL", help="a trained model or base model (optional with --predictions: "
              "then it only names the result)")
-        .arg("--dataset", required=True, metavar="NAME")
+        .arg("--dataset", metavar="NAME", help="the held-out dataset (default: the model's training dataset)")
+        .arg("--golden", action="append", metavar="NAME", help="score on this golden set (repeat; default: every "
+             "golden set whose tools the model was trained on)")
+        .arg("--no-golden", action="store_true", help="score the held-out split only")
+        .arg("--with-base", action="store_true", help="also score the bare base model on the same data")
         .arg("--split", choices=["eval", "train", "all"], default="eval")
         .arg("--limit", type=positive_int, default=None, metavar="N")
         .arg("--predictions", metavar="FILE", help='score {"id", "output"} lines instead of running a model')

@@ -6,7 +6,7 @@ import argparse
 from ..errors import InvalidInput
 from . import positive_int
 
-META_KEYS = ("name", "path", "num_examples", "tools", "categories", "split", "source", "created_at", "stats")
+META_KEYS = ("name", "kind", "path", "num_examples", "tools", "categories", "split", "source", "created_at", "stats")
 
 
 def _meta(row: dict) -> dict:
@@ -76,7 +76,7 @@ def _human_list(rows: list[dict]) -> str:
         return "no datasets yet: try `python -m nursery_core generate-data --tool get_weather`"
     w = max(len(r["name"]) for r in rows)
     return "\n".join(f"{r['name']:<{w}}  {r['num_examples']:>6} examples  {', '.join(r['tools'] or [])}"
-                     for r in rows)
+                     + ("  [golden set]" if r.get("kind") == "golden" else "") for r in rows)
 
 
 def _show(args: argparse.Namespace) -> dict:

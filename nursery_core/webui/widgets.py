@@ -30,6 +30,8 @@ def render_example(ex: dict, key: str) -> None:
                 continue
             if m.get("content"):
                 st.markdown(m["content"])
+            elif role == "assistant" and not m.get("tool_calls"):
+                st.caption("no tool call")
             for c in m.get("tool_calls") or ():
                 st.code(json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
                                    ensure_ascii=False, indent=2), language="json")
@@ -37,7 +39,7 @@ def render_example(ex: dict, key: str) -> None:
 
 def datasets_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "name": r["name"], "examples": r["num_examples"], "tools": ", ".join(r.get("tools") or []),
+        "name": r["name"], "kind": r.get("kind") or "training", "examples": r["num_examples"], "tools": ", ".join(r.get("tools") or []),
         "categories": ", ".join(f"{k} {v}" for k, v in (r.get("categories") or {}).items()),
         "source": r.get("source"), "train/eval": f"{(r.get('split') or {}).get('train', '?')}/"
                                                  f"{(r.get('split') or {}).get('eval', '?')}",
