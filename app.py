@@ -4,7 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from nursery_core.webui import identity, services, widgets
+from nursery_core.evaluate import nursery_scorecard
+from nursery_core.webui import identity, scores, services, widgets
 
 st.set_page_config(page_title="Nursery", page_icon="🌱", layout="wide")
 user = identity.sidebar_identity()
@@ -102,10 +103,15 @@ with right:
     st.subheader("Recent models")
     models = store.list_models(limit=5)
     if models:
+        card = nursery_scorecard([m["name"] for m in models])
         st.dataframe([{"name": m["name"], "base": m.get("base_model"), "dataset": m.get("dataset"),
+                       "held-out AST (95% CI)": scores.cell(card[m["name"]]["held_out"]),
+                       "golden sets AST (95% CI)": scores.golden_cell(card[m["name"]]["golden"]),
                        "eval loss": m.get("eval_loss"), "by": m.get("created_by") or "",
                        "created": _when(m.get("created_at"))} for m in models],
                      hide_index=True, width="stretch", key="overview_models")
+        if any(s.get("warning") for c in card.values() for s in [c["held_out"] or {}, *c["golden"].values()]):
+            st.caption("⚠ marks a score measured on fewer than 30 examples: its 95% interval is wide.")
     else:
         st.write("No models yet: train one from a dataset in the Training Forge.")
 

@@ -12,6 +12,7 @@ from nursery_core.datasets import (delete_dataset, example_lengths, nursery_impo
                                    show_dataset)
 from nursery_core.errors import NurseryError
 from nursery_core.webui import identity, services, widgets
+from nursery_core.webui.golden_panel import render_golden_panel
 
 st.set_page_config(page_title="Data Garden · Nursery", page_icon="🌿", layout="wide")
 user = identity.sidebar_identity()
@@ -19,7 +20,7 @@ st.title("🌿 Data Garden")
 st.caption("Grow tool-calling training data: generate it from tool schemas, or import real conversations.")
 PAGE_SIZE = 20
 
-tab_gen, tab_imp, tab_ds = st.tabs(["Generate", "Import", "Datasets"])
+tab_gen, tab_imp, tab_ds, tab_gold = st.tabs(["Generate", "Import", "Datasets", "Golden sets"])
 
 # ------------------------------------------------------------------------------------------- generate
 with tab_gen:
@@ -142,3 +143,7 @@ with tab_ds:
                     st.rerun()
         except NurseryError as e:
             st.error(str(e))
+
+# ---------------------------------------------------------------------------------------- golden sets
+with tab_gold:
+    render_golden_panel(user)

@@ -9,10 +9,10 @@ from nursery_core.compare import OUTCOMES, nursery_compare_models
 from nursery_core.datasets import load_examples
 from nursery_core.errors import NurseryError
 from nursery_core.evaluate import (HEADLINE, evaluation_details, list_evaluations, nursery_evaluate,
-                                   nursery_leaderboard)
+                                   nursery_evaluate_suite, nursery_leaderboard, nursery_scorecard)
 from nursery_core.inference import analyse_completion, resolve_tools, stream_test_model
 from nursery_core.registry import delete_model, nursery_list_models
-from nursery_core.webui import identity, services
+from nursery_core.webui import identity, scores, services
 
 st.set_page_config(page_title="Model Cradle · Nursery", page_icon="🧪", layout="wide")
 user = identity.sidebar_identity()
@@ -35,6 +35,7 @@ adapters = [m for m in models if m.get("kind") != "base"]
 bases = [m for m in models if m.get("kind") == "base" and m.get("local")]
 MODEL_NAMES = ADAPTER_NAMES + [b["name"] for b in bases]
 DATASETS = services.store().dataset_names()
+GOLDEN_SETS = services.store().dataset_names(kind="golden")
 STATUS_COLOURS = {"same": "#e6f4ea", "different": "#fde7c8", "only_a": "#fbd3d0", "only_b": "#d6e4fb"}
 
 
@@ -112,10 +113,14 @@ with tab_models:
         st.info("No trained models yet: train one in the Training Forge. Base models are listed below.")
     elif n_pages > 1:
         st.number_input(f"Page (of {n_pages}, {len(ADAPTER_NAMES)} adapters)", 1, n_pages, key="mc_models_page")
+    card = nursery_scorecard([m["name"] for m in adapters])
     rows = [{"name": m["name"], "base model": m.get("base_model"), "dataset": m.get("dataset"),
              "job": m.get("job_id"), "created": m.get("created_at"), "by": m.get("created_by"),
              "final loss": m.get("final_loss"), "eval loss": m.get("eval_loss"),
-             "AST accuracy": (m.get("evaluation") or {}).get("ast_accuracy"),
+             "AST accuracy": ((card[m["name"]]["held_out"] or {}).get("ast_accuracy")
+                              if card[m["name"]]["held_out"] else (m.get("evaluation") or {}).get("ast_accuracy")),
+             "held-out AST (95% CI)": scores.cell(card[m["name"]]["held_out"]),
+             "golden sets AST (95% CI)": scores.golden_cell(card[m["name"]]["golden"]),
              "evaluated on": (m.get("evaluation") or {}).get("dataset"),
              "deployments": len(m.get("deployments") or []), "tools": ", ".join(m.get("tools") or [])}
             for m in adapters]
@@ -257,8 +262,15 @@ with tab_eval:
     ev_split = c2.selectbox("Split", ["eval", "all", "train"], key="mc_eval_split")
     ev_limit = int(c3.number_input("At most (0 = all)", 0, 100000, 0, key="mc_eval_limit")) or None
     upload = None
+    golden_pick, no_golden, with_base = [], False, False
     if source == "A model":
         ev_model = pick_model("Model", "mc_eval_model")
+        g1, g2, g3 = st.columns([3, 1, 1])
+        golden_pick = g1.multiselect("Golden sets", GOLDEN_SETS, key="mc_eval_golden",
+                                     placeholder="every golden set whose tools the model was trained on")
+        no_golden = g2.checkbox("Held-out only", key="mc_eval_no_golden")
+        with_base = g3.checkbox("Also score the bare base model", key="mc_eval_with_base",
+                                help="The same data through the base model without the adapter, for comparison.")
         settings = generation_settings("mc_eval", batch=True)
     else:
         upload = st.file_uploader('Predictions: one {"id", "output"} per line', type=["jsonl", "json"],
@@ -269,15 +281,26 @@ with tab_eval:
         with st.status("Evaluating…", expanded=True) as status:
             bar = st.progress(0.0)
             try:
-                r = nursery_evaluate(ev_model or None, ev_dataset, split=ev_split, limit=ev_limit,
-                                     predictions=upload, created_by=user, **settings,
-                                     progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total}"))
+                if source == "A model":
+                    r = nursery_evaluate_suite(
+                        ev_model, ev_dataset, split=ev_split, limit=ev_limit, created_by=user,
+                        golden=[] if no_golden else (golden_pick or None), with_base=with_base, **settings,
+                        progress=lambda tag, done, total: bar.progress(done / total, text=f"{tag}: {done}/{total}"))
+                else:
+                    r = nursery_evaluate(ev_model or None, ev_dataset, split=ev_split, limit=ev_limit,
+                                         predictions=upload, created_by=user, **settings,
+                                         progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total}"))
                 st.session_state["mc_eval_last"] = r["id"]
+                st.session_state["mc_eval_runs"] = r.get("runs") or [r]
                 status.update(label=f"AST accuracy {100 * (r['metrics']['ast_accuracy'] or 0):.1f}% on "
                                     f"{r['num_examples']} examples", state="complete")
             except NurseryError as e:
                 status.update(label="Evaluation failed", state="error")
                 st.error(str(e))
+    runs = st.session_state.get("mc_eval_runs")
+    if runs:
+        st.dataframe(scores.runs_frame(runs), hide_index=True, width="stretch", key="mc_eval_runs_table")
+        scores.warn_small(runs)
 
     st.subheader("Leaderboard")
     board_ds = st.selectbox("Dataset", [""] + DATASETS, key="mc_board_dataset",
@@ -287,13 +310,19 @@ with tab_eval:
         st.caption("No evaluations yet.")
     else:
         frame = pd.DataFrame([{"rank": r["rank"], "model": r["model"], "dataset": r["dataset"],
-                               "examples": r["num_examples"], **{k: r[k] for k in HEADLINE}} for r in board])
+                               "kind": "golden" if r.get("dataset_kind") == "golden" else "held-out",
+                               "examples": r["num_examples"], **{k: r[k] for k in HEADLINE},
+                               "AST 95% CI": scores.cell({"ast_accuracy": r["ast_accuracy"], "ci95": r.get("ast_ci95")}),
+                               "warning": "⚠ under 30 examples" if r.get("warning") else ""} for r in board])
         chart = alt.Chart(frame).mark_bar().encode(
             x=alt.X("ast_accuracy:Q", title="BFCL-style AST accuracy", scale=alt.Scale(domain=[0, 1])),
             y=alt.Y("model:N", sort="-x", title=None), color=alt.Color("dataset:N"),
             tooltip=["model", "dataset", "examples", "ast_accuracy", "format_validity", "arg_f1"])
         st.altair_chart(chart, width="stretch", key="mc_board_chart")
         st.dataframe(frame, hide_index=True, width="stretch", key="mc_board_table")
+        st.markdown("**Held-out vs golden sets** (AST accuracy, Wilson 95% interval; ⚠ under 30 examples)")
+        st.dataframe(scores.scorecard_frame(nursery_scorecard(sorted({r["model"] for r in board}))),
+                     hide_index=True, width="stretch", key="mc_board_scorecard")
 
     st.subheader("Per-example drill-down")
     evals = list_evaluations(dataset=board_ds or None, limit=100)

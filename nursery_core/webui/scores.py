@@ -1,0 +1,51 @@
+"""Accuracy tables shared by the overview and the Model Cradle: held-out and golden-set scores side by side,
+each with its Wilson 95 % interval and a visible mark under 30 examples (evaluate.ast_score's shape)."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from ..formatting import score
+
+
+def cell(s: dict | None) -> str:
+    """One score as '71.4% [52.1–85.3%] n=21 ⚠ small sample' ('–' when there is none)."""
+    if not s:
+        return "–"
+    return score(s.get("ast_accuracy"), s.get("ci95"), s.get("num_examples"), s.get("warning"))
+
+
+def golden_cell(golden: dict[str, dict]) -> str:
+    """Every golden set's score of one model, '; '-separated ('–' when none)."""
+    return "; ".join(f"{name}: {cell(s)}" for name, s in golden.items()) or "–"
+
+
+def scorecard_frame(card: dict[str, dict]) -> pd.DataFrame:
+    """model | held-out | one column per golden set (nursery_scorecard's output)."""
+    sets = sorted({g for c in card.values() for g in c["golden"]})
+    rows = [{"model": m, "held-out AST (95% CI)": cell(c["held_out"]),
+             **{f"golden: {g}": cell(c["golden"].get(g)) for g in sets}} for m, c in card.items()]
+    return pd.DataFrame(rows, columns=["model", "held-out AST (95% CI)", *(f"golden: {g}" for g in sets)])
+
+
+def runs_frame(runs: list[dict]) -> pd.DataFrame:
+    """One line per run of an evaluation suite (nursery_evaluate_suite's `runs`)."""
+    rows = []
+    for r in runs:
+        m = r.get("metrics") or {}
+        ci = (m.get("ci95") or {}).get("ast_accuracy")
+        rows.append({"model": ("base: " if r.get("is_base") else "") + str(r.get("model")),
+                     "data": "golden" if r.get("dataset_kind") == "golden" else "held-out",
+                     "dataset": r.get("dataset"), "examples": r.get("num_examples"),
+                     "AST accuracy": m.get("ast_accuracy"),
+                     "95% CI": f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%" if ci else "–",
+                     "warning": "⚠ under 30 examples" if m.get("warning") else ""})
+    return pd.DataFrame(rows, columns=["model", "data", "dataset", "examples", "AST accuracy", "95% CI", "warning"])
+
+
+def warn_small(runs: list[dict]) -> None:
+    """A visible st.warning per run measured on too few examples to compare."""
+    for r in runs:
+        w = (r.get("metrics") or {}).get("warning")
+        if w:
+            st.warning(f"{'base ' if r.get('is_base') else ''}{r.get('model')} on {r.get('dataset')}: {w}")
