@@ -42,10 +42,11 @@ class BackendError(NurseryError):
 class SharedRequest(InvalidInput):
     """A request found both in a golden set and in a training dataset (exact or normalised match)."""
 
-    def __init__(self, request: str, *, golden: str, training: str, file: str | None = None,
-                 line: int | None = None, field: str | None = "request"):
+    def __init__(self, request: str, *, golden: str, training: str, other: str | None = None,
+                 file: str | None = None, line: int | None = None, field: str | None = "request"):
         self.request, self.golden, self.training = request, golden, training
+        seen_as = f" (written there as {other!r})" if other and other != request else ""
         super().__init__(f"the request {request!r} is both in golden set {golden!r} and in training dataset "
-                         f"{training!r}: a golden set must never be trained on, so they may not share a request "
+                         f"{training!r}{seen_as}: a golden set must never be trained on, so they may not share a request "
                          "(compared after lower-casing and dropping punctuation); remove or reword it in one "
                          "of them", file=file, line=line, field=field)

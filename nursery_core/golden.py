@@ -287,7 +287,8 @@ def _check_new_rows(name: str, new: list[tuple[int | None, dict]], existing: lis
         for line, ex in new:
             hit = by_key.get(normal_request(row_request(ex)))
             if hit:
-                raise SharedRequest(row_request(ex), golden=name, training=hit["dataset"], file=file, line=line)
+                raise SharedRequest(row_request(ex), golden=name, training=hit["dataset"], other=hit["request"],
+                                    file=file, line=line)
 
 
 def _store_rows(name: str, new: list[tuple[int | None, dict]], *, created_by: str | None, file: str | None,
@@ -416,7 +417,8 @@ def refuse_for_training(dataset: str) -> None:
                            "trained on; pick a training dataset", field="dataset")
     clash = store.shared_requests(dataset, limit=1)
     if clash:
-        raise SharedRequest(clash[0]["request"], golden=clash[0]["other"], training=dataset, field="dataset")
+        raise SharedRequest(clash[0]["request"], golden=clash[0]["other"], training=dataset,
+                            other=clash[0]["other_request"], field="dataset")
 
 
 def coerce_form_values(tool: dict, raw: dict[str, Any]) -> dict:

@@ -303,7 +303,7 @@ class Store:
         if clash:
             c = clash[0]
             golden, training = (name, c["other"]) if c["kind"] == GOLDEN else (c["other"], name)
-            raise SharedRequest(c["request"], golden=golden, training=training)
+            raise SharedRequest(c["request"], golden=golden, training=training, other=c["other_request"])
 
     def shared_requests(self, name: str, limit: int | None = None) -> list[dict]:
         """Requests of dataset `name` that a dataset of the other kind (golden vs training) also holds:
