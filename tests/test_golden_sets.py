@@ -391,19 +391,23 @@ def test_evaluate_suite_scores_held_out_golden_and_the_base(tiny_model_dir, stor
         nursery_evaluate_suite(str(tiny_model_dir), dataset="weather", with_base=True)
 
 
-def test_cli_evaluate_groups_runs(tiny_model_dir, nursery_home):
+def test_cli_evaluate_groups_runs(tiny_model_dir, nursery_home, one_thread, capsys):
+    from nursery_core.cli import main  # in-process: the same parser and printing, without a second torch start
+
     store_dataset("weather", n=8)
     _golden_for_cradle_tools()
     make_adapter("ada", tiny_model_dir, seed=1, dataset="weather")
-    r = cli("evaluate", "ada", "--limit", "1", "--max-new-tokens", "2", "--with-base", "--json", home=nursery_home)
-    assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
+    assert main(["evaluate", "ada", "--limit", "1", "--max-new-tokens", "2", "--with-base", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["dataset"] == "weather" and [(x["dataset"], x["is_base"]) for x in out["runs"]] == [
         ("weather", False), ("gold", False), ("weather", True), ("gold", True)]
     assert all("ast_accuracy" in x["metrics"]["ci95"] for x in out["runs"])
-    r = cli("evaluate", "ada", "--limit", "1", "--max-new-tokens", "2", "--no-golden", home=nursery_home)
-    assert r.returncode == 0, r.stderr
-    assert re.search(r"ast_accuracy +\d\.\d{3}  \[\d\.\d{3}, \d\.\d{3}\]", r.stdout), r.stdout
-    assert "warning: only 1 example" in r.stdout
-    r = cli("leaderboard", home=nursery_home)
-    assert "golden" in r.stdout and "⚠ small sample" in r.stdout
+    assert main(["evaluate", "ada", "--limit", "1", "--max-new-tokens", "2", "--no-golden"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"ast_accuracy +\d\.\d{3}  \[\d\.\d{3}, \d\.\d{3}\]", text), text
+    assert "warning: only 1 example" in text
+    assert main(["leaderboard"]) == 0
+    text = capsys.readouterr().out
+    assert "golden" in text and "⚠ small sample" in text
+    assert main(["evaluate", "ada", "--golden", "gold", "--no-golden"]) == 2
+    assert "not both" in capsys.readouterr().err
