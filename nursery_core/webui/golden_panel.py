@@ -82,24 +82,26 @@ def _clear_form() -> None:
 
 
 def _add(name: str, request: str, tools: list, calls: list, note: str, user: str | None) -> None:
+    # Runs inline on the click (not as an on_click callback), so it sees this run's widget values.
     try:
         r = nursery_golden_add(name, request, tools, calls, note=note or None, created_by=user)
     except NurseryError as e:
-        _flash("error", str(e))
+        st.error(str(e))
         return
-    _clear_form()
-    st.session_state["gs_set"] = r["set"]["name"]
+    st.session_state.update(gs_reset=True, gs_pick_next=r["set"]["name"])
     _flash("success", f"Added to **{r['set']['name']}** ({r['set']['num_examples']} rows).")
+    st.rerun()
 
 
 def _save(name: str, row_id: str, request: str, tools: list, calls: list, note: str) -> None:
     try:
         nursery_golden_edit_row(name, row_id, request=request, tools=tools, calls=calls, note=note)
     except NurseryError as e:
-        _flash("error", str(e))
+        st.error(str(e))
         return
-    _clear_form()
+    st.session_state["gs_reset"] = True
     _flash("success", f"Saved row `{row_id}`.")
+    st.rerun()
 
 
 def _remove(name: str, row_id: str) -> None:
@@ -181,8 +183,10 @@ def render_golden_panel(user: str | None) -> None:
     """The whole Golden sets tab."""
     st.caption("A golden set is hand-written evaluation data: requests with the calls you expect (or none). It is "
                "never split and never trained on, and no training dataset may share one of its requests.")
-    if "gs_pick_next" in st.session_state:  # a set just imported: select it before the picker is drawn
+    if "gs_pick_next" in st.session_state:  # a set just written: select it before the picker is drawn
         st.session_state["gs_set"] = st.session_state.pop("gs_pick_next")
+    if st.session_state.pop("gs_reset", False):  # a row was stored: an empty form, before its widgets exist
+        _clear_form()
     flash = st.session_state.pop("gs_flash", None)
     if flash:
         (st.success if flash[0] == "success" else st.error)(flash[1])
@@ -229,12 +233,12 @@ def render_golden_panel(user: str | None) -> None:
             widgets.render_example(preview, key="gs_preview")
     b1, b2 = st.columns(2)
     if editing:
-        b1.button("Save changes", key="gs_save", type="primary", disabled=preview is None or current is None,
-                  on_click=_save, args=(name, editing, request, tools, calls, note))
+        if b1.button("Save changes", key="gs_save", type="primary", disabled=preview is None or current is None):
+            _save(name, editing, request, tools, calls, note)
         b2.button("Cancel editing", key="gs_cancel", on_click=_clear_form)
     else:
-        b1.button("Add row", key="gs_add", type="primary", disabled=preview is None or not name,
-                  on_click=_add, args=(name, request, tools, calls, note, user))
+        if b1.button("Add row", key="gs_add", type="primary", disabled=preview is None or not name):
+            _add(name, request, tools, calls, note, user)
 
     with st.expander("Import a golden file", expanded=False):
         st.caption('JSONL `{"request", "tools", "calls", "note"}` (`"calls": []` = no call), CSV with columns '
