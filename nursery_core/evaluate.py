@@ -188,7 +188,8 @@ def ast_score(ev: dict) -> dict:
 
 def nursery_leaderboard(dataset: str | None = None) -> list[dict]:
     """The newest evaluation per (model, dataset), best BFCL-style AST accuracy first; each row also carries
-    dataset_kind ('training' | 'golden'), ast_ci95 (Wilson 95 % [low, high]) and warning (under 30 examples)."""
+    dataset_kind ('training' | 'golden'), ast_ci95 (Wilson 95 % [low, high]), ci95 (every proportion's, when the
+    evaluation stored them) and warning (under 30 examples)."""
     latest: dict[tuple[str, str], dict] = {}
     for ev in get_store().list_evaluations(dataset=dataset):  # newest first
         latest.setdefault((ev["model"], ev["dataset"]), ev)
@@ -198,7 +199,7 @@ def nursery_leaderboard(dataset: str | None = None) -> list[dict]:
         score = ast_score(ev)
         rows.append({"model": ev["model"], "dataset": ev["dataset"], "dataset_kind": score["dataset_kind"],
                      "split": ev["split"], "num_examples": ev["num_examples"], **{k: m.get(k) for k in HEADLINE},
-                     "ast_ci95": score["ci95"], "warning": score["warning"],
+                     "ast_ci95": score["ci95"], "ci95": m.get("ci95"), "warning": score["warning"],
                      "per_category": {c: v.get("ast_accuracy") for c, v in (m.get("per_category") or {}).items()},
                      "settings": ev.get("settings"), "evaluation_id": ev["id"], "created_at": ev["created_at"]})
     rows.sort(key=lambda r: (r["dataset"], -(r["ast_accuracy"] or 0.0), r["model"]))
