@@ -260,8 +260,8 @@ def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: s
     """Scores a model on its held-out split and its golden sets (see evaluation_plan), and with `with_base`
     its bare base model on the same data; each run is stored like nursery_evaluate's. Returns the first run's
     fields (the nursery_evaluate shape) plus runs: [{model, dataset, dataset_kind, split, is_base, num_examples,
-    metrics (with ci95 and warning), id, ...}]. `generation` goes to nursery_evaluate unchanged; `progress`
-    gets (run label, done, total). Raises NotFound / InvalidInput like nursery_evaluate."""
+    metrics (with ci95 and warning), id, ...}]. `limit` caps every run; `generation` goes to nursery_evaluate
+    unchanged (so new generation settings pass through); `progress` gets (run label, done, total). Raises NotFound / InvalidInput like nursery_evaluate."""
     plan = evaluation_plan(model_name, dataset, split, golden)
     models = [(model_name, False)]
     if with_base:
