@@ -32,7 +32,6 @@ from .store import GOLDEN, get_store
 SIMPLE_KEYS = ("request", "tools", "calls", "note", "id")
 CSV_COLUMNS = ("request", "calls", "tools", "note")
 SOURCE = "golden"
-SMALL_SET = 30  # below this many rows an accuracy's 95 % interval is wide; views warn (evaluation.metrics)
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -131,6 +130,9 @@ def build_row(request: Any, tools: Any, calls: Any, note: str | None = None, *, 
     calls_list = calls
     if isinstance(calls, str) and calls.strip():
         calls_list = decode_json_like(calls, where, "calls")
+    if isinstance(calls_list, list):  # calls given as JSON text each (CLI --call, the form's JSON boxes)
+        calls_list = [decode_json_like(c, where, f"calls[{j}]") if isinstance(c, str) else c
+                      for j, c in enumerate(calls_list)]
     tool_list = _resolve_tools(tools, calls_list if isinstance(calls_list, list) else [], where)
     expected = _resolve_calls(calls_list, tools_by_name(tool_list), where)
     if note is not None and not isinstance(note, str):
