@@ -411,3 +411,14 @@ def test_cli_evaluate_groups_runs(tiny_model_dir, nursery_home, one_thread, caps
     assert "golden" in text and "⚠ small sample" in text
     assert main(["evaluate", "ada", "--golden", "gold", "--no-golden"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_the_projects_own_golden_file_imports(store):
+    f = ROOT / "bench" / "golden" / "default_tools.jsonl"
+    if not f.is_file():
+        pytest.skip("bench/golden/default_tools.jsonl is not in this checkout")
+    r = nursery_golden_import(f, name="default-tools")
+    n = sum(1 for line in f.read_text().splitlines() if line.strip())
+    assert r["imported"] == r["num_examples"] == n and r["kind"] == "golden"
+    from nursery_core.data.tools import DEFAULT_TOOL_NAMES
+    assert golden_sets_for(DEFAULT_TOOL_NAMES) == ["default-tools"]
