@@ -1,12 +1,19 @@
-"""The synthetic generator: schema-driven values, literal values in queries, variation levels, determinism."""
+"""The synthetic generator: schema-driven values, values said in the request, phrasing in many shapes, optional
+arguments, no-call data that teaches when not to call, variation levels, determinism."""
 import json
+import re
 import threading
+from datetime import date
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from nursery_core.data.diversity import diversity_report
 from nursery_core.data.generator import LEVELS, Paraphraser, generate_examples, nursery_generate_data
+from nursery_core.data.intents import BUILTIN
+from nursery_core.data.mentions import surfaces
 from nursery_core.data.tools import DEFAULT_TOOL_NAMES, DEFAULT_TOOLS, parse_tool_schemas
+from nursery_core.data.values import AIRPORTS
 from nursery_core.errors import AlreadyExists, InvalidConfig, InvalidInput, NotFound
 from nursery_core.records import call_errors, tools_by_name
 
@@ -29,11 +36,21 @@ def literals(v):
         return [x for i in v.values() for x in literals(i)]
     if isinstance(v, list):
         return [x for i in v for x in literals(i)]
-    return [] if isinstance(v, bool) else [str(v)]
+    return [] if isinstance(v, bool) else [v]
 
 
 def user_text(ex):
     return " ".join(m["content"] for m in ex["messages"] if m["role"] == "user")
+
+
+SPOKEN = {v: set(ways) for spec in BUILTIN.values() for table in spec["intent"].spoken.values()
+          for v, ways in table.items()}
+
+
+def said(value, text):
+    """The value stands in the request, verbatim or as people say it (March 3, 2025 for 2025-03-03)."""
+    low = text.lower()
+    return any(s.lower() in low for s in surfaces(value) | SPOKEN.get(value, set()))
 
 
 def check_valid_and_literal(examples):
@@ -44,7 +61,11 @@ def check_valid_and_literal(examples):
                 fn = c["function"]
                 assert call_errors(by[fn["name"]], fn["arguments"]) == []
                 for lit in literals(fn["arguments"]):
-                    assert lit in user_text(ex), (lit, user_text(ex))
+                    assert said(lit, user_text(ex)), (lit, user_text(ex))
+
+
+def calls_of(examples):
+    return [c["function"] for ex in examples for m in ex["messages"] for c in m.get("tool_calls") or ()]
 
 
 def test_default_tools_are_real_schemas():
@@ -79,17 +100,18 @@ def test_custom_schema_values_follow_types_formats_and_names():
 def test_levels_change_real_things():
     def summary(level):
         exs, rep = generate_examples(["get_weather", "send_email"], 600, level, seed=5)
-        n_tools = sum(len(e["tools"]) for e in exs) / len(exs)
+        calling = [e for e in exs if e["meta"]["category"] != "no_call"]
+        n_tools = sum(len(e["tools"]) for e in calling) / len(calling)
         calls = [c["function"]["arguments"] for e in exs for m in e["messages"] for c in m.get("tool_calls") or ()]
         opt = sum(len(a) for a in calls) / max(1, len(calls))  # arguments per call
         lower = sum(1 for e in exs if user_text(e)[:1].islower()) / len(exs)
-        order = len({tuple(t["function"]["name"] for t in e["tools"][:2]) for e in exs})
+        order = len({tuple(t["function"]["name"] for t in e["tools"][:2]) for e in calling})
         return rep["categories"].get("no_call", 0), n_tools, opt, lower, order
     low, med, high = summary("low"), summary("medium"), summary("high")
     assert low[0] < high[0]            # more no_call questions
     assert low[1] == 2 < med[1] < high[1]  # distractor tools
     assert low[2] < high[2]            # optional arguments present more often
-    assert low[3] == 0 < med[3] < high[3]  # casing noise
+    assert 0 < low[3] < med[3] < high[3]  # casing noise
     assert low[4] == 1 < high[4]       # tool order shuffled
 
 
@@ -131,7 +153,9 @@ def test_conversations_reuse_their_tools_and_every_request_is_new(level):
             assert call["function"]["name"] in offered
             asked = msgs[k - 1]
             assert asked["role"] == "user"
-            assert all(lit in asked["content"] for lit in literals(call["function"]["arguments"]))
+            # a follow-up ("and in Oslo?") carries the other values over from earlier turns
+            so_far = " ".join(m["content"] for m in msgs[:k] if m["role"] == "user")
+            assert all(said(lit, so_far) for lit in literals(call["function"]["arguments"]))
             reply, answer = msgs[k + 1], msgs[k + 2]
             assert reply["role"] == "tool" and reply["tool_call_id"] == call["id"]
             assert answer["role"] == "assistant" and answer["content"] and not answer.get("tool_calls")
@@ -146,6 +170,7 @@ def test_near_duplicates_removed_and_impossible_counts_explained():
     exs, rep = generate_examples([tiny], 40, "high", seed=0)
     norm = [" ".join(user_text(e).lower().replace("?", "").replace(".", "").replace("!", "").split()) for e in exs]
     assert len(set(norm)) == 40
+    assert any("ping the server" in n for n in norm)  # a bare verb name borrows its object from the description
     with pytest.raises(InvalidConfig, match="distinct examples"):
         generate_examples([tiny], 5000, "low", seed=0)
 

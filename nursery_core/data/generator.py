@@ -1,7 +1,11 @@
 """Synthetic tool-calling data from tool schemas alone: nursery_generate_data and the generator behind it.
 
-Every argument value is drawn from the schema (type, enum, format, range, parameter name and description)
-and appears literally in the user's query, so a small model can learn to copy it into the call.
+Every argument value is drawn from the schema (type, enum, format, range, parameter name, and what its
+description says the value looks like: an IATA code, an ISO currency) and stands in the user's request, so a
+small model learns to copy it into the call. Requests are composed from independent parts (phrasing.py), so
+one call is asked in many shapes; optional arguments are mentioned often, and whatever a request mentions is
+in its call. No-call examples teach when not to call: mostly requests in the tools' own domain that no
+offered tool serves (nocall.py), plus knowledge questions and chit-chat.
 """
 from __future__ import annotations
 
@@ -14,9 +18,14 @@ from typing import Any, Callable, Iterable
 from .. import paths
 from ..errors import AlreadyExists, BackendError, InvalidConfig, InvalidInput
 from ..overlap import normal_request
-from ..records import normalise_example, tool_name
+from ..records import normalise_example, normalise_tool, tool_name
+from . import mentions as M
+from . import nocall as N
 from . import phrasing as P
 from . import values as V
+from .intents import BUILTIN, Intent, derive, opposite_vps
+from .results import tool_result, tool_result_text
+from .steering import templatise
 from .tools import DEFAULT_TOOLS, resolve_tools
 
 MAX_EXAMPLES = 200_000
@@ -24,15 +33,15 @@ MAX_EXAMPLES = 200_000
 
 @dataclass(frozen=True)
 class Level:
-    templates: int | None     # how many of a built-in tool's templates are used (None: all)
-    paraphrase: float         # share of queries reworded by rules
-    noise: float              # share with casing changes, dropped punctuation or a typo
-    wrap: float               # share with an opener ("Hey, ") or closer (" Thanks!")
-    optional: float           # chance that each optional argument is present
+    noise: float              # share of requests roughened: lower case, no final punctuation, a typo, text speak
+    wrap: float               # share with an opener ("Hey, "), a chatty preamble or a closer (" Thanks!")
+    optional: float           # share of calls whose request asks for at least one optional argument
+    spoken: float             # share of dates, times and counts said as people say them ("March 3, 2025")
     distractors: tuple[int, int]  # extra, unrelated tools added to `tools`
     tool_cap: int             # at most this many of the selected tools per example (the called ones first)
-    no_call: float            # share of questions no tool can answer
-    parallel: float           # share with two calls in one turn
+    no_call: float            # share of examples that must not call
+    absent: float             # of those, the share asking for something no offered tool does (rest: questions, chat)
+    parallel: float           # share with several calls in one turn (two requests joined, or one asked twice)
     multi_turn: float         # share of conversations: request → call → tool result → answer, repeated
     rounds: tuple[int, int]   # how many requests such a conversation holds (later ones reuse its tools)
     shuffle: bool             # shuffle the order of `tools`
@@ -40,9 +49,9 @@ class Level:
 
 
 LEVELS = {
-    "low": Level(3, 0.0, 0.0, 0.0, 0.2, (0, 0), 3, 0.05, 0.04, 0.04, (1, 1), False, 0.15),
-    "medium": Level(None, 0.3, 0.08, 0.25, 0.45, (0, 2), 4, 0.10, 0.10, 0.08, (1, 2), True, 0.35),
-    "high": Level(None, 0.6, 0.25, 0.45, 0.6, (1, 4), 6, 0.15, 0.12, 0.12, (1, 3), True, 0.6),
+    "low": Level(0.15, 0.25, 0.45, 0.3, (0, 0), 3, 0.12, 0.65, 0.08, 0.04, (1, 2), False, 0.15),
+    "medium": Level(0.25, 0.35, 0.5, 0.4, (0, 2), 4, 0.14, 0.65, 0.10, 0.08, (1, 2), True, 0.35),
+    "high": Level(0.4, 0.45, 0.6, 0.5, (1, 4), 6, 0.16, 0.65, 0.12, 0.12, (1, 3), True, 0.6),
 }
 
 
@@ -93,46 +102,42 @@ class Paraphraser:
             self._client = None
 
 
-def _literal_values(args: Any) -> list[str]:
-    """The strings a query must contain for these arguments (booleans are implied, not literal)."""
-    if isinstance(args, dict):
-        return [s for v in args.values() for s in _literal_values(v)]
-    if isinstance(args, list):
-        return [s for v in args for s in _literal_values(v)]
-    if isinstance(args, bool) or args is None:
-        return []
-    return [args if isinstance(args, str) else str(args)]
-
-
 # --------------------------------------------------------------------------------------- tool plans
+_REPEATABLE = {"location", "origin", "destination", "date", "time", "timezone", "query", "code", "person", "path",
+               "url", "language", "destination_conv", "generic", "enum", "datetime"}
+
+
 @dataclass
 class _Plan:
     tool: dict
     name: str
     props: dict
     required: list[str]
-    templates: list[str]
-    clauses: dict
+    params: dict[str, M.Param]
+    intent: Intent
     values: dict[str, Callable]
-    action: str
     builtin: bool
+    composer: P.Composer
     user_templates: list[str] = field(default_factory=list)
 
+    def repeatable(self) -> list[str]:
+        """Parameters a request can ask about twice ("weather in Paris and Oslo": two calls)."""
+        return [p for p, info in self.params.items() if info.role in _REPEATABLE and
+                M._type(info.schema) in ("string", "integer") and not info.schema.get("const")]
 
-def _plan(tool: dict) -> _Plan:
+
+def _plan(tool: dict, rng: random.Random) -> _Plan:
     fn = tool["function"]
     params = fn["parameters"]
     props = {k: (v if isinstance(v, dict) else {}) for k, v in (params.get("properties") or {}).items()}
-    spec = P.BUILTIN.get(fn["name"])
+    required = list(params.get("required") or [])
+    spec = BUILTIN.get(fn["name"])
     # A built-in's phrasing only fits when the schema is still the built-in one.
     builtin = spec is not None and any(t is tool or t == tool for t in DEFAULT_TOOLS)
-    if builtin:
-        templates, clauses, vals = spec["templates"], spec["clauses"], spec.get("values", {})
-    else:
-        templates = P.GENERIC_WITH_ARGS if props else P.GENERIC_NO_ARGS
-        clauses, vals = {}, {}
-    return _Plan(tool, fn["name"], props, list(params.get("required") or []), templates, clauses, vals,
-                 P.action_phrase(tool), builtin)
+    intent = spec["intent"] if builtin else derive(fn["name"], fn.get("description") or "")
+    info = {p: M.param_info(p, s, p in required) for p, s in props.items()}
+    return _Plan(tool, fn["name"], props, required, info, intent, spec.get("values", {}) if builtin else {},
+                 builtin, P.Composer(intent, info, rng))
 
 
 def _tool_words(tools: Iterable[dict]) -> set[str]:
@@ -150,15 +155,29 @@ def _distractor_pool(selected: list[dict]) -> list[dict]:
     return [t for t in DEFAULT_TOOLS if tool_name(t) not in names and not (V._words(tool_name(t)) & words)]
 
 
+_CATALOGUE: list[tuple[dict, set[str]]] | None = None
+
+
+def _catalogue() -> list[tuple[dict, set[str]]]:
+    global _CATALOGUE
+    if _CATALOGUE is None:
+        _CATALOGUE = [(normalise_tool(t), avoid) for t, avoid in N.CATALOGUE]
+    return _CATALOGUE
+
+
 # -------------------------------------------------------------------------------------- the generator
 class _Generator:
     def __init__(self, tools: list[dict], level: Level, level_name: str, seed: int,
                  example_queries: list[str] | None, paraphraser: Paraphraser | None):
         self.tools, self.level, self.level_name, self.seed = tools, level, level_name, seed
         self.rng = random.Random(seed)
-        self.plans = [_plan(t) for t in tools]
+        self.plans = [_plan(t, self.rng) for t in tools]
+        self.by_name = {p.name: p for p in self.plans}
         self.pool = _distractor_pool(tools)
         self.tool_words = _tool_words(tools)
+        unrelated = N.catalogue_for(tools)
+        self.absent_plans = [(_plan(t, self.rng), avoid) for t, avoid in unrelated]
+        self.serves: dict[tuple[str, str], bool] = {}
         self.paraphraser = paraphraser
         self.llm = {"used": 0, "rejected": 0, "failed": False, "note": None} if paraphraser else None
         self.style = {"lower": 0.0, "nopunct": 0.0}
@@ -171,7 +190,7 @@ class _Generator:
         for q in queries:
             best = None
             for plan in self.plans:
-                t = P.templatise(q, plan.tool)
+                t = templatise(q, plan.tool)
                 if t is not None and (best is None or len(P.placeholders(t)) > len(P.placeholders(best[1]))):
                     best = (plan, t)
             if best:
@@ -184,90 +203,73 @@ class _Generator:
         if all(not q.rstrip().endswith((".", "?", "!")) for q in queries):
             self.style["nopunct"] = 0.6
 
-    # ---- arguments and queries
+    # ---- values and arguments
+    def _value(self, plan: _Plan, p: str, taken: list[Any]) -> Any:
+        gen = plan.values.get(p)
+        v = None
+        for _ in range(4):  # origin and destination are not the same airport
+            v = gen(self.rng) if gen else V.value_for(p, plan.props[p], self.rng)
+            if not isinstance(v, (str, int)) or isinstance(v, bool) or v not in taken:
+                break
+        return v
+
     def _args(self, plan: _Plan, forced: set[str]) -> dict:
         rng, out = self.rng, {}
-        for p, schema in plan.props.items():
-            if p in plan.required or p in forced or rng.random() < self.level.optional:
-                gen = plan.values.get(p)
-                out[p] = gen(rng) if gen else V.value_for(p, schema, rng)
+        chosen = {p for p in plan.props if p in plan.required or p in forced}
+        optional = [p for p in plan.props if p not in chosen]
+        if optional and not (forced - set(plan.required)) and rng.random() < self.level.optional:
+            k = 1 if rng.random() < 0.65 else 2 if rng.random() < 0.75 else 3
+            chosen |= set(rng.sample(optional, min(k, len(optional))))
+        for p in plan.props:
+            if p in chosen:
+                out[p] = self._value(plan, p, list(out.values()))
         return out
 
-    def _query(self, plan: _Plan) -> tuple[list[P.Seg], dict]:
-        rng = self.rng
-        if plan.user_templates and rng.random() < 0.5:
-            template = rng.choice(plan.user_templates)
-        else:
-            pool = plan.templates[: self.level.templates] if self.level.templates else plan.templates
-            template = rng.choice(pool)
+    def _said(self, plan: _Plan, args: dict) -> dict[str, list[P.Seg]]:
+        return {p: M.say(v, plan.params[p], self.rng, self.level.spoken, plan.intent.spoken.get(p))
+                for p, v in args.items()}
+
+    def _request(self, plan: _Plan, repeat: bool = False) -> tuple[list[P.Seg], list[dict], str]:
+        """(segments, the calls' arguments, kind): one request, or with `repeat` one request asking the
+        same tool twice with one value changed ("weather in Paris and Oslo")."""
+        kind, template = plan.composer.pick(plan.user_templates)
         args = self._args(plan, P.placeholders(template) & set(plan.props))
-        placed = P.placeholders(template)
-        if not args and placed & {"ARGS", "Args"}:
-            template = rng.choice(P.GENERIC_NO_ARGS)
-            placed = P.placeholders(template)
-        rest = [p for p in args if p not in placed]
-        extra: dict[str, list[P.Seg]] = {
-            "action": [("t", plan.action)], "Action": [("t", plan.action[:1].upper() + plan.action[1:])],
-            "tool": [("t", V.humanise(plan.name) if rng.random() < 0.6 else plan.name)]}
-        if "ARGS" in placed or "Args" in placed:
-            form = rng.choice(P.ARG_FORMS)
-            segs: list[P.Seg] = []
-            for i, p in enumerate(rest):
-                if i:
-                    segs.append(("t", " and " if i == len(rest) - 1 else ", "))
-                segs.extend(self._arg_phrase(p, args[p], form))
-            extra["ARGS"] = segs
-            extra["Args"] = P.capitalise(list(segs))
-            rest = []
-        segs = P.fill(template, args, extra)
-        for p in rest:
-            segs.extend(self._clause(plan, p, args[p]))
-        return P.capitalise(segs), args
+        said = self._said(plan, args)
+        calls = [args]
+        if repeat:
+            options = [p for p in plan.repeatable() if p in args]
+            if options:
+                p = self.rng.choice(options)
+                second = dict(args)
+                second[p] = self._value(plan, p, [args[p]])
+                if second[p] != args[p]:
+                    said[p] = said[p] + [("t", self.rng.choice([" and ", " and ", " and also ", ", and ",
+                                                                 " as well as "]))] + \
+                        M.say(second[p], plan.params[p], self.rng, self.level.spoken, plan.intent.spoken.get(p))
+                    calls.append(second)
+        return plan.composer.compose(kind, template, args, said), calls, kind
 
-    def _arg_phrase(self, p: str, value: Any, form: str) -> list[P.Seg]:
-        label = V.humanise(p)
-        if isinstance(value, bool):
-            return [("t", f"{label}: {'yes' if value else 'no'}" if form != "{v} as the {l}"
-                     else f"{'with' if value else 'without'} {label}")]
-        return P.fill(form.replace("{l}", label), {"v": value}, {"v": P.quote_if_long(P.value_segments(value))})
-
-    def _clause(self, plan: _Plan, p: str, value: Any) -> list[P.Seg]:
+    def _finish(self, segs: list[P.Seg], kind: str = "", opener: bool = True, closer: bool = True,
+                noise: bool = True) -> list[P.Seg]:
+        """Dressing, the steering user's style and noise: wording only, never values."""
         rng = self.rng
-        options = plan.clauses.get(p)
-        label = V.humanise(p)
-        if isinstance(value, bool):
-            opts = options if isinstance(options, dict) else P.GENERIC_BOOL
-            t = rng.choice(opts[value])
-            return [("t", t.replace("{l}", label).replace("{L}", label[:1].upper() + label[1:]))]
-        if options:
-            return P.fill(rng.choice(options), {p: value})
-        t = rng.choice(P.GENERIC_CLAUSES).replace("{l}", label).replace("{L}", label[:1].upper() + label[1:])
-        return P.fill(t, {"v": value}, {"v": P.quote_if_long(P.value_segments(value))})
-
-    def _dress(self, segs: list[P.Seg]) -> list[P.Seg]:
-        """Paraphrase rules, opener/closer, user style and noise: wording only, never values."""
-        rng, lv = self.rng, self.level
-        if rng.random() < lv.paraphrase:
-            segs = P.paraphrase(segs, rng)
-        if rng.random() < lv.wrap:
-            if rng.random() < 0.5:
-                segs = [("t", rng.choice(P.OPENERS))] + P.decapitalise(list(segs))
-            else:
-                segs = list(segs) + [("t", rng.choice(P.CLOSERS))]
+        if kind != "user":
+            segs = P.dress(segs, rng, self.level.wrap, opener, closer)
         if self.style["lower"] and rng.random() < self.style["lower"]:
             segs = [(k, s.lower() if k == "t" else s) for k, s in segs]
         if self.style["nopunct"] and rng.random() < self.style["nopunct"] and segs and segs[-1][0] == "t":
             segs = list(segs[:-1]) + [("t", segs[-1][1].rstrip(".!? ") or segs[-1][1])]
-        if rng.random() < lv.noise:
-            segs = P.add_noise(segs, rng)
+        if noise and rng.random() < self.level.noise:
+            segs = P.roughen(segs, rng)
         return segs
 
-    def _tools_for_example(self, used: set[str], room_for: set[str] | None = None) -> list[dict]:
+    def _tools_for_example(self, used: set[str], room_for: set[str] | None = None,
+                           keep: Callable[[dict], bool] | None = None) -> list[dict]:
         """The called tools, then other selected tools up to the level's cap, then unrelated distractors.
 
         Capping keeps prompts short (every schema costs hundreds of tokens) while the model still has to
-        pick the right tool among several. `room_for` (a conversation's tools, picked before its requests,
-        the called ones among them) replaces the called-plus-random selection when given."""
+        pick the right tool among several. `room_for` (the tools a conversation or a no-call example was
+        built for) replaces the called-plus-random selection when given; `keep` filters distractors."""
         rng = self.rng
         if room_for is None:
             called = [t for t in self.tools if tool_name(t) in used]
@@ -276,69 +278,148 @@ class _Generator:
             room_for = {tool_name(t) for t in called + (rng.sample(others, min(room, len(others))) if room and others else [])}
         tools = [t for t in self.tools if tool_name(t) in room_for]  # selection order: position gives nothing away
         lo, hi = self.level.distractors
-        k = min(rng.randint(lo, hi), len(self.pool)) if hi else 0
-        tools += rng.sample(self.pool, k) if k else []
+        pool = [t for t in self.pool if keep is None or keep(t)]
+        k = min(rng.randint(lo, hi), len(pool)) if hi else 0
+        tools += rng.sample(pool, k) if k else []
         if self.level.shuffle:
             rng.shuffle(tools)
         return tools
 
-    def _call(self, plan: _Plan, idx: int) -> dict:
-        return {"id": f"call_{idx}", "type": "function", "function": {"name": plan.name, "arguments": {}}}
-
-    # ---- one example
-    def example(self) -> tuple[dict, str]:
-        rng, lv = self.rng, self.level
-        r = rng.random()
-        single = len(self.plans) == 1
-        par = lv.parallel / (2 if single else 1)
-        if single and not self.plans[0].props:
-            par = 0.0
-        if r < lv.no_call:
-            cat = "no_call"
-        elif r < lv.no_call + par:
-            cat = "parallel"
-        elif r < lv.no_call + par + lv.multi_turn:
-            cat = "multi_turn"
-        else:
-            cat = "call"
+    # ---- examples, by category
+    def example(self, cat: str) -> tuple[dict, list[str]]:
         meta = {"source": "synthetic", "category": cat, "variation": self.level_name}
         if cat == "no_call":
-            q, a = P.no_call_example(rng, self.tool_words)
-            segs = self._dress([("t", q)])
-            text = P.render(segs)
-            return {"tools": self._tools_for_example(set()), "messages": [
-                {"role": "user", "content": text}, {"role": "assistant", "content": a}], "meta": meta}, [text]
+            return self._no_call_example(meta)
         if cat == "parallel":
-            plans = rng.sample(self.plans, 2) if len(self.plans) > 1 else [self.plans[0]] * 2
-            s1, a1 = self._query(plans[0])
-            s2, a2 = self._query(plans[1])
-            if plans[0] is plans[1] and a1 == a2:
-                s2, a2 = self._query(plans[1])
-            segs = list(s1) + [("t", rng.choice([" Also, ", " And ", " Then ", " Plus, "]))] + P.decapitalise(list(s2))
-            segs = self._dress(segs)
-            text = P.render(segs)
-            calls = [(plans[0], a1), (plans[1], a2)]
-            msgs = [{"role": "user", "content": text}, self._assistant(calls)]
-            meta["tool"] = sorted({p.name for p in plans})
-            return {"tools": self._tools_for_example({p.name for p in plans}), "messages": msgs, "meta": meta}, [text]
+            return self._parallel_example(meta)
+        rng = self.rng
         plan = rng.choice(self.plans)
-        segs, args = self._query(plan)
-        segs = self._dress(segs)
-        text = P.render(segs)
-        text, how = self._llm(text, args)
+        segs, calls, kind = self._request(plan)
+        segs = self._finish(segs, kind)
+        text, how = self._llm(segs)
         if how:
             meta["paraphrased_by"] = how
         meta["tool"] = plan.name
-        msgs = [{"role": "user", "content": text}, self._assistant([(plan, args)])]
-        room = self._conversation(plan, args, msgs) if cat == "multi_turn" else None
+        msgs = [{"role": "user", "content": text}, self._assistant([(plan, calls[0])])]
+        room = self._conversation(plan, calls[0], msgs) if cat == "multi_turn" else None
         return {"tools": self._tools_for_example({plan.name}, room), "messages": msgs, "meta": meta}, _requests(msgs)
 
+    def _parallel_example(self, meta: dict) -> tuple[dict, list[str]]:
+        rng = self.rng
+        repeatable = [p for p in self.plans if p.repeatable()]
+        calls: list[tuple[_Plan, dict]] = []
+        if repeatable and (len(self.plans) == 1 or rng.random() < 0.3):
+            plan = rng.choice(repeatable)
+            segs, args_list, kind = self._request(plan, repeat=True)
+            if len(args_list) == 2:
+                calls = [(plan, a) for a in args_list]
+                segs = self._finish(segs, kind)
+        if not calls:
+            n = 3 if self.level_name == "high" and rng.random() < 0.2 else 2
+            plans = rng.sample(self.plans, min(n, len(self.plans))) if len(self.plans) > 1 else [self.plans[0]] * 2
+            parts = []
+            for i, plan in enumerate(plans):
+                s, args_list, kind = self._request(plan)
+                if calls and plan is calls[-1][0] and args_list[0] == calls[-1][1]:
+                    s, args_list, kind = self._request(plan)
+                parts.append(self._finish(s, kind, opener=i == 0, closer=i == len(plans) - 1, noise=False))
+                calls.append((plan, args_list[0]))
+            segs = P.join_requests(parts, rng)
+            if rng.random() < self.level.noise:
+                segs = P.roughen(segs, rng)
+        text = P.render(segs)
+        meta["tool"] = sorted({p.name for p, _ in calls})
+        msgs = [{"role": "user", "content": text}, self._assistant(calls)]
+        return {"tools": self._tools_for_example({p.name for p, _ in calls}), "messages": msgs, "meta": meta}, [text]
+
+    # ---- requests that must not call
+    def _no_call_example(self, meta: dict) -> tuple[dict, list[str]]:
+        rng, lv = self.rng, self.level
+        if rng.random() < lv.absent:
+            k = rng.randint(1, min(lv.tool_cap, len(self.plans)))
+            offered = rng.sample(self.plans, k)
+            made = self._absent(offered)
+            if made is not None:
+                text, answer, requested, keep = made
+                meta["no_call_kind"], meta["requested_tool"] = "absent_tool", requested
+                tools = self._tools_for_example(set(), {p.name for p in offered}, keep)
+                return {"tools": tools, "messages": [{"role": "user", "content": text},
+                                                     {"role": "assistant", "content": answer}], "meta": meta}, [text]
+        tools = self._tools_for_example(set())
+        words = _tool_words(tools)
+        qa = N.knowledge_example(rng, words) if rng.random() < 0.5 else None
+        meta["no_call_kind"] = "knowledge" if qa else "chat"
+        q, a = qa or N.chat_example(rng, words)
+        text = P.render(self._finish([("t", q)]))
+        return {"tools": tools, "messages": [{"role": "user", "content": text},
+                                             {"role": "assistant", "content": a}], "meta": meta}, [text]
+
+    def _absent(self, offered: list[_Plan]) -> tuple[str, str, str, Callable[[dict], bool]] | None:
+        """A request for something none of `offered` does: another dataset tool, an unrelated catalogue tool,
+        or the opposite of an offered tool's verb ("cancel the flight"). (text, answer, what was asked for,
+        a filter for distractor tools) or None when nothing fits."""
+        rng = self.rng
+        names = {p.name for p in offered}
+        offered_tools = [p.tool for p in offered]
+        answers_questions = bool(_tool_words(offered_tools) & N.ANSWERING_WORDS)
+        own = [p for p in self.plans if p.name not in names and not self._substitutes(p, offered)]
+        other = [(p, avoid) for p, avoid in self.absent_plans
+                 if not any(self._serves(p.name, avoid, t) for t in offered_tools)
+                 and not (answers_questions and p.intent.family == "retrieve")]
+        opposite = [(p, vp) for p in offered for vp in opposite_vps(p.name)
+                    if not any(vp.split()[0] in V._words(q.name) for q in offered)]
+        choices = [(w, kind) for w, kind in ((0.5, "own"), (0.3, "other"), (0.2, "opposite"))
+                   if {"own": own, "other": other, "opposite": opposite}[kind]]
+        if not choices:
+            return None
+        kind = rng.choices([k for _, k in choices], [w for w, _ in choices])[0]
+        if kind == "opposite":
+            plan, vp = rng.choice(opposite)
+            intent = Intent([vp], say=vp)
+            composer = P.Composer(intent, plan.params, rng)
+            args = {p: self._value(plan, p, []) for p in plan.required[:2]}
+            segs = composer.compose("vp", vp, args, self._said(plan, args))
+            requested, say, avoid = f"{plan.name}:{vp.split()[0]}", vp, set()
+        else:
+            plan, avoid = (rng.choice(own), set()) if kind == "own" else rng.choice(other)
+            segs, _, k = self._request(plan)
+            requested, say = plan.name, plan.intent.say
+        text = P.render(self._finish(segs))
+        answer = N.absent_answer(rng, say, [p.intent.say for p in offered])
+        requested_name = plan.name
+
+        def keep(tool: dict) -> bool:
+            if tool_name(tool) == requested_name or self._serves(requested_name, avoid, tool):
+                return False
+            return not (plan.intent.family == "retrieve" and _tool_words([tool]) & N.ANSWERING_WORDS)
+        return text, answer, requested, keep
+
+    def _serves(self, requested: str, avoid: set[str], tool: dict) -> bool:
+        key = (requested, tool_name(tool))
+        hit = self.serves.get(key)
+        if hit is None:
+            hit = self.serves[key] = N.servable_by(requested, avoid, tool)
+        return hit
+
+    def _substitutes(self, plan: _Plan, offered: list[_Plan]) -> bool:
+        """True when an offered dataset tool might do `plan`'s job: a known built-in pair, or (for user
+        tools) a shared name word other than the verb (get_weather and weather_alerts)."""
+        names = {p.name for p in offered}
+        if N.SUBSTITUTES.get(plan.name, set()) & names:
+            return True
+        if plan.builtin and all(p.builtin for p in offered):
+            return False
+        mine = set(plan.intent.obj.split()) - N._STOP
+        return any(mine & set(p.intent.obj.split()) for p in offered)
+
+    # ---- conversations
     def _conversation(self, plan: _Plan, args: dict, msgs: list[dict]) -> set[str]:
         """Extends a first request and its call (already in msgs) into a conversation: each call gets a
         tool result and an answer, then the user asks again, up to the level's rounds. Later requests use
-        the conversation's tools (the first one's plus others up to the cap) or, now and then, need no
-        tool at all. Every request after the first reuses the rendered tools, so a conversation teaches
-        several calls for little more than the prompt of one. Returns the names of the tools to offer."""
+        the conversation's tools (the first one's plus others up to the cap), follow up on the last call
+        ("and in Oslo?", "same but in fahrenheit"), or now and then need no tool. Every request after the
+        first reuses the rendered tools, so a conversation teaches several calls for little more than the
+        prompt of one. Returns the names of the tools to offer."""
         rng, lv = self.rng, self.level
         others = [p for p in self.plans if p is not plan]
         room = [plan] + rng.sample(others, min(max(0, lv.tool_cap - 1), len(others)))
@@ -347,20 +428,51 @@ class _Generator:
         for rnd in range(rounds):
             if rnd:
                 if rng.random() < lv.no_call:
-                    q, a = P.no_call_example(rng, self.tool_words)
-                    text = P.render(self._dress([("t", q)]))
+                    made = self._absent(room) if rng.random() < lv.absent else None
+                    if made is not None:
+                        text, a = made[0], made[1]
+                    else:
+                        q, a = N.chat_example(rng, self.tool_words)
+                        text = P.render(self._finish([("t", q)]))
                     msgs += [{"role": "user", "content": text}, {"role": "assistant", "content": a}]
                     continue
-                plan = rng.choice(room)
-                segs, args = self._query(plan)
-                text = P.render(self._dress(segs))
+                followed = self._follow_up(plan, args) if rng.random() < 0.45 else None
+                if followed is not None:
+                    text, args = followed
+                else:
+                    plan = rng.choice(room)
+                    segs, calls, kind = self._request(plan)
+                    text, args = P.render(self._finish(segs, kind)), calls[0]
                 call_no += 1
                 msgs += [{"role": "user", "content": text}, self._assistant([(plan, args)], offset=call_no)]
-            result, answer = P.tool_result(plan.name, args, rng, plan.action)
+            result, answer = tool_result(plan.name, args, rng, plan.intent.say)
             msgs += [{"role": "tool", "tool_call_id": f"call_{call_no}", "name": plan.name,
-                      "content": P.tool_result_text(result)},
+                      "content": tool_result_text(result)},
                      {"role": "assistant", "content": answer}]
         return {p.name for p in room}
+
+    def _follow_up(self, plan: _Plan, args: dict) -> tuple[str, dict] | None:
+        """The next turn changes one value of the last call or adds an optional argument; the new call
+        repeats the rest (values the model must carry over from earlier turns)."""
+        rng = self.rng
+        change = [p for p in plan.repeatable() if p in args]
+        add = [p for p in plan.props if p not in args]
+        if not change and not add:
+            return None
+        kind = "new" if change and (not add or rng.random() < 0.55) else "add"
+        p = rng.choice(change if kind == "new" else add)
+        value = self._value(plan, p, [args.get(p)])
+        if kind == "new" and value == args[p]:
+            return None
+        said = M.say(value, plan.params[p], rng, self.level.spoken, plan.intent.spoken.get(p))
+        prep = plan.composer.mention(p, value, said, "prep")
+        clause = plan.composer.mention(p, value, said, "clause")
+        segs = P.follow_up(kind, prep, said, clause, rng)
+        if rng.random() < self.level.noise:
+            segs = P.roughen(segs, rng)
+        new_args = dict(args)
+        new_args[p] = value
+        return P.render(segs), {k: new_args[k] for k in plan.props if k in new_args}
 
     @staticmethod
     def _assistant(calls: list[tuple[_Plan, dict]], offset: int = 0) -> dict:
@@ -368,12 +480,13 @@ class _Generator:
             {"id": f"call_{offset + i}", "type": "function", "function": {"name": p.name, "arguments": a}}
             for i, (p, a) in enumerate(calls)]}
 
-    def _llm(self, text: str, args: dict) -> tuple[str, str | None]:
+    def _llm(self, segs: list[P.Seg]) -> tuple[str, str | None]:
+        text = P.render(segs)
         if self.paraphraser is None or self.llm["failed"]:
             return text, None
         if self.rng.random() >= self.level.llm:
             return text, None
-        keep = _literal_values(args)
+        keep = P.values_of(segs)
         try:
             out = self.paraphraser(text, keep)
         except BackendError as e:
@@ -398,6 +511,17 @@ def _norm(text: str) -> str:
     return _NORM.sub(" ", text.lower()).strip()
 
 
+def _category_plan(n: int, level: Level, plans: list[_Plan], rng: random.Random) -> list[str]:
+    """Exactly round(n × share) examples of each category, in a seeded random order."""
+    par = level.parallel if any(p.props for p in plans) else 0.0
+    shares = {"no_call": level.no_call, "parallel": par, "multi_turn": level.multi_turn}
+    counts = {c: int(round(n * s)) for c, s in shares.items()}
+    counts["call"] = max(0, n - sum(counts.values()))
+    order = [c for c, k in counts.items() for _ in range(k)][:n]
+    rng.shuffle(order)
+    return order
+
+
 def generate_examples(tools: Any, num_examples: int, variation_level: str = "medium", seed: int = 0,
                       example_queries: list[str] | None = None,
                       paraphraser: Paraphraser | None = None,
@@ -420,29 +544,43 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
     seen: set[str] = set()
     dupes = attempts = bad = avoided = 0
     last_error = None
-    limit = num_examples * 30 + 500
-    while len(out) < num_examples and attempts < limit:
-        attempts += 1
-        raw, requests = gen.example()
-        keys = [_norm(r) for r in requests]
-        if len(set(keys)) < len(keys) or any(k in seen for k in keys):
-            dupes += 1  # every request in the dataset is distinct, so no held-out request is ever trained on
-            continue
-        if avoid and any(normal_request(r) in avoid for r in requests):
-            avoided += 1  # a golden set's request: never in training data
-            continue
-        try:
-            ex = normalise_example(raw)
-        except InvalidInput as e:
-            # The schema allows values the generator cannot satisfy every time (a pattern, say); retry.
-            bad += 1
-            last_error = e
-            if bad > 50 and bad > len(out):
-                raise InvalidConfig(f"cannot generate arguments that match the schema: {e.detail} "
-                                    "(simplify its pattern/format, or give enum values or examples)") from None
-            continue
-        seen.update(keys)
-        out.append(ex)
+    exhausted = False
+    limit = num_examples * 4 + 1000
+    for cat in _category_plan(num_examples, gen.level, gen.plans, gen.rng):
+        misses = 0
+        while True:
+            attempts += 1
+            if attempts > limit:
+                exhausted = True
+                break
+            raw, requests = gen.example(cat)
+            keys = [_norm(r) for r in requests]
+            if len(set(keys)) < len(keys) or any(k in seen for k in keys):
+                dupes += 1  # every request in the dataset is distinct, so no held-out request is ever trained on
+                misses += 1
+                if misses > 300:  # this category has nothing new left to say
+                    exhausted = True
+                    break
+                continue
+            if avoid and any(normal_request(r) in avoid for r in requests):
+                avoided += 1  # a golden set's request: never in training data
+                misses += 1
+                continue
+            try:
+                ex = normalise_example(raw)
+            except InvalidInput as e:
+                # The schema allows values the generator cannot satisfy every time (a pattern, say); retry.
+                bad += 1
+                last_error = e
+                if bad > 50 and bad > len(out):
+                    raise InvalidConfig(f"cannot generate arguments that match the schema: {e.detail} "
+                                        "(simplify its pattern/format, or give enum values or examples)") from None
+                continue
+            seen.update(keys)
+            out.append(ex)
+            break
+        if exhausted:
+            break
     if paraphraser is not None:
         paraphraser.close()
     if len(out) < num_examples:
@@ -452,13 +590,15 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
             "Ask for fewer examples, add parameters or example queries, or use variation 'high'"
             + (f"; last schema error: {last_error.detail}" if last_error else ""))
     cats: dict[str, int] = {}
+    kinds: dict[str, int] = {}
     for ex in out:
         cats[ex["meta"]["category"]] = cats.get(ex["meta"]["category"], 0) + 1
+        if ex["meta"].get("no_call_kind"):
+            kinds[ex["meta"]["no_call_kind"]] = kinds.get(ex["meta"]["no_call_kind"], 0) + 1
     report = {"requested": num_examples, "delivered": len(out), "variation": variation_level, "seed": seed,
-              "tools": [tool_name(t) for t in tools], "categories": cats, "near_duplicates_dropped": dupes,
-              "regenerated_for_schema": bad, "golden_requests_avoided": avoided, "attempts": attempts,
-              "steering": gen.steering,
-              "paraphrase": gen.llm}
+              "tools": [tool_name(t) for t in tools], "categories": cats, "no_call_kinds": kinds,
+              "near_duplicates_dropped": dupes, "regenerated_for_schema": bad, "golden_requests_avoided": avoided,
+              "attempts": attempts, "steering": gen.steering, "paraphrase": gen.llm}
     notes = []
     if gen.llm and gen.llm["note"]:
         notes.append(gen.llm["note"])

@@ -1,279 +1,26 @@
-"""How user queries are worded: per-tool templates for the built-in tools, generic ones for any schema,
-paraphrase rules and noise that never touch argument values, and plain answers for no-call questions.
+"""How a request is worded: one call can be asked in many shapes, composed from independent parts.
 
-A query is built as segments: ("t", text) may be reworded, ("v", value) is an argument value that must
-reach the user text unchanged, so that a model can copy it into the call.
+A request is an intent (intents.py: "book a flight", "what's the weather in {city}") × the mentions of its
+arguments (mentions.py: "from LIS", "for 2 passengers") × where those mentions go (inline, as a list, as
+sentences of their own, in front) × a frame (imperative, question, polite, "I need to…", indirect, terse) ×
+dressing (an opener, a chatty preamble, a closer) × noise (lower case, no final punctuation, a typo, text
+speak, no apostrophes). Parts are drawn independently, so the number of distinct sentence skeletons grows
+multiplicatively rather than with a template list. Several requests can be joined into one message
+(parallel calls, in order), and a conversation can follow up on its last call ("and in Oslo?").
+
+Segments: ("t", words) may be reworded or roughened; ("v", text) is how a value is said and is never touched,
+so every value a call copies stands verbatim in the request.
 """
 from __future__ import annotations
 
-import ast
-import json
-import operator
 import random
 import re
-from typing import Any, Callable
+from typing import Any
 
-from . import values as V
+from . import mentions as M
+from .intents import Intent
 
 Seg = tuple[str, str]
-
-# ------------------------------------------------------------------------------ built-in tool phrasing
-BUILTIN: dict[str, dict[str, Any]] = {
-    "calculator": {
-        "templates": ["What is {expression}?", "Calculate {expression}.", "Can you work out {expression} for me?",
-                      "Compute {expression}.", "How much is {expression}?", "Evaluate {expression}, please.",
-                      "What's {expression} rounded to {precision} decimal places?",
-                      "I need the result of {expression}.", "Quick math: {expression}",
-                      "Solve {expression} and give me {precision} decimals."],
-        "clauses": {"precision": [" Round to {precision} decimal places.", " Give me {precision} decimals.",
-                                  " Use a precision of {precision}."]},
-        "values": {"expression": V.expression},
-    },
-    "get_current_time": {
-        "templates": ["What time is it?", "What's the current time?", "Tell me the time right now.",
-                      "What time is it in {timezone}?", "What's the time in {timezone} right now?",
-                      "Can you check the current time in {timezone}?", "What's the date and time at the moment?",
-                      "Give me the current time in {format} format.", "Current time in {timezone}, please.",
-                      "What's the clock saying?", "Do you know what time it is?"],
-        "clauses": {"timezone": [" I'm asking about {timezone}.", " Use the {timezone} time zone."],
-                    "format": [" Use {format} format.", " Format it as {format}."]},
-    },
-    "memory_store": {
-        "templates": ["Remember that {content}.", "Please remember: {content}.", "Save this to memory: {content}.",
-                      "Make a note that {content}.", "Can you remember that {content}?",
-                      "Don't let me forget that {content}.", "Store this for later: {content}.",
-                      "Note to self: {content}.", "Keep in mind that {content}.",
-                      "I want you to remember that {content}."],
-        "clauses": {"tags": [" Tag it {tags}.", " File it under {tags}."],
-                    "importance": [" Mark it as {importance} importance.", " Importance: {importance}.",
-                                   " This is {importance} priority."]},
-        "values": {"content": V.memory_fact, "tags": lambda r: r.sample(V.TAGS, r.randint(1, 2))},
-    },
-    "memory_search": {
-        "templates": ["What did I tell you about {query}?", "Search my memory for {query}.",
-                      "Do you remember anything about {query}?", "Look up my notes on {query}.",
-                      "Find what I saved about {query}.", "Check your memory for {query}.",
-                      "Can you recall my {query}?", "What do you have stored about {query}?",
-                      "Pull up my memories about {query}."],
-        "clauses": {"limit": [" Show at most {limit} results.", " Give me the top {limit}.",
-                              " Limit it to {limit} memories."]},
-        "values": {"query": V.memory_query},
-    },
-    "web_search": {
-        "templates": ["Search the web for {query}.", "Look up {query} online.", "Can you google {query}?",
-                      "Find me information on {query}.", "Search for {query}.",
-                      "What does the web say about {query}?", "Do a web search: {query}",
-                      "I need search results for {query}.", "Look online for {query}, please."],
-        "clauses": {"num_results": [" Return {num_results} results.", " I only need the top {num_results} results.",
-                                    " Give me {num_results} links."],
-                    "recency": [" Recency filter: {recency}.", " Set recency to {recency}."]},
-        "values": {"query": V.search_phrase},
-    },
-    "get_weather": {
-        "templates": ["What's the weather in {city}?", "How's the weather in {city} today?",
-                      "Is it raining in {city}?", "Tell me the weather for {city}.", "Weather in {city}, please.",
-                      "What's the temperature in {city} right now?", "Check the weather in {city} in {unit}.",
-                      "Give me the {days}-day forecast for {city}.",
-                      "What will the weather be like in {city} over the next {days} days?",
-                      "Do I need an umbrella in {city}?"],
-        "clauses": {"unit": [" Use {unit}.", " In {unit}, please.", " Show temperatures in {unit}."],
-                    "days": [" I need a {days}-day forecast.", " Forecast for the next {days} days.",
-                             " Cover {days} days."]},
-        "values": {"city": lambda r: r.choice(V.CITIES)},
-    },
-    "send_email": {
-        "templates": ['Send an email to {to} with the subject "{subject}" saying "{body}".',
-                      'Email {to}: subject "{subject}", message "{body}".',
-                      'Please write to {to}. Subject: "{subject}". Body: "{body}"',
-                      'Can you email {to} about "{subject}"? Tell them: "{body}"',
-                      'Shoot an email to {to}, subject "{subject}", text: "{body}"',
-                      'Draft and send a mail to {to} with subject "{subject}" and body "{body}".'],
-        "clauses": {"cc": [" CC {cc}.", " Copy in {cc}.", " Please cc {cc}."]},
-        "values": {"subject": V.email_subject, "body": V.email_body,
-                   "cc": lambda r: [V.email(r) for _ in range(r.randint(1, 2))]},
-    },
-    "create_calendar_event": {
-        "templates": ['Add "{title}" to my calendar on {date} at {start_time}.',
-                      "Schedule {title} for {date} at {start_time}.",
-                      'Create a calendar event called "{title}" on {date}, starting {start_time}.',
-                      "Put {title} in my calendar: {date} {start_time}.",
-                      "Book {title} on {date} at {start_time} for {duration_minutes} minutes.",
-                      'Can you set up "{title}" on {date} at {start_time} in {location}?',
-                      "New event: {title}, {date}, {start_time}."],
-        "clauses": {"duration_minutes": [" It lasts {duration_minutes} minutes.",
-                                         " Make it {duration_minutes} minutes long."],
-                    "location": [" Location: {location}.", " It's at {location}."],
-                    "attendees": [" Invite {attendees}.", " Add {attendees} as attendees."]},
-        "values": {"title": V.event_title, "start_time": V.hhmm,
-                   "duration_minutes": lambda r: r.choice([15, 30, 45, 60, 90, 120, 25, 50]),
-                   "location": lambda r: r.choice([r.choice(V.CITIES), f"Room {r.randint(100, 499)}",
-                                                   f"the {r.choice(V.CITIES)} office", r.choice(V.STREETS)])},
-    },
-    "read_file": {
-        "templates": ["Read {path}.", "Open {path} and show me what's inside.", "What's in {path}?",
-                      "Show me the contents of {path}.", "Can you read the file {path}?", "Load {path} for me.",
-                      "Print the file at {path}.", "I need to see {path}."],
-        "clauses": {"encoding": [" It's {encoding} encoded.", " Use {encoding} encoding."],
-                    "max_bytes": [" Only the first {max_bytes} bytes.", " Read at most {max_bytes} bytes."]},
-        "values": {"path": V.file_path, "max_bytes": lambda r: r.choice([256, 512, 1024, 2048, 4096, 65536,
-                                                                          r.randint(100, 100000)])},
-    },
-    "run_sql": {
-        "templates": ["Run this query: {query}", "Execute {query} on the {database} database.",
-                      'Can you run "{query}" for me?', "Query the database: {query}",
-                      "Please execute the SQL {query}", "Run {query} against {database}.",
-                      "I need the results of {query}"],
-        "clauses": {"database": [" Use the {database} database.", " Database: {database}."],
-                    "read_only": {True: [" Keep it read-only.", " Read-only mode, please."],
-                                  False: [" Read-only mode off.", " It doesn't need to be read-only."]},
-                    "max_rows": [" Return at most {max_rows} rows.", " Cap it at {max_rows} rows."]},
-        "values": {"query": V.sql, "database": lambda r: r.choice(V.DATABASES),
-                   "max_rows": lambda r: r.choice([10, 50, 100, 500, 1000, r.randint(5, 5000)])},
-    },
-}
-
-GENERIC_WITH_ARGS = ["{Action} with {ARGS}.", "Can you {action}? {Args}.", "Please {action}: {ARGS}.",
-                     "I need to {action}, {ARGS}.", "{Args}. {Action}, please.",
-                     "Could you {action} for me using {ARGS}?", "Use {tool} with {ARGS}.",
-                     "Help me {action}. {Args}.", "I'd like to {action}, {ARGS}.", "{Action} for {ARGS}, thanks.",
-                     "Run {tool}: {ARGS}.", "Go ahead and {action} ({ARGS})."]
-GENERIC_NO_ARGS = ["{Action}.", "Can you {action}?", "Please {action}.", "I'd like you to {action}.",
-                   "Could you {action} now?", "Go ahead and {action}.", "Use {tool} to {action}.",
-                   "Help me {action}.", "{Action}, please.", "Would you {action} for me?"]
-GENERIC_CLAUSES = [" {L}: {v}.", " Use {v} for the {l}.", " Set the {l} to {v}.", " The {l} should be {v}.",
-                   " With {l} {v}."]
-GENERIC_BOOL = {True: [" Enable {l}.", " {L}: yes.", " With {l} turned on."],
-                False: [" Disable {l}.", " {L}: no.", " Without {l}."]}
-ARG_FORMS = ["{l} {v}", "{l}: {v}", "{l} = {v}", "{v} as the {l}", "{l} set to {v}"]
-
-OPENERS = ["Hey, ", "Hi! ", "Quick question: ", "Hello, ", "OK so ", "Hmm, ", "Hey there, ", "Morning! ",
-           "Sorry to bother you, ", "One thing: "]
-CLOSERS = [" Thanks!", " Thank you.", " Cheers.", " Thanks in advance.", " Appreciate it.", " Ty!"]
-
-PARAPHRASE_RULES: list[tuple[re.Pattern, list[str]]] = [(re.compile(p), r) for p, r in [
-    (r"\bWhat's\b", ["What is", "Whats"]), (r"\bwhat's\b", ["what is", "whats"]),
-    (r"\bCan you\b", ["Could you", "Would you", "Can u"]), (r"\bPlease\b", ["Kindly", "Pls"]),
-    (r", please\b", [" please", ", pls", ""]), (r"\bI need\b", ["I'd like", "I want"]),
-    (r"\bShow me\b", ["Let me see", "Display"]), (r"\bTell me\b", ["Let me know", "Give me"]),
-    (r"\bLook up\b", ["Find", "Check"]), (r"\bright now\b", ["at the moment", "currently"]),
-    (r"\btoday\b", ["this morning", "now"]), (r"\bfor me\b", ["", "for me please"]),
-    (r"\bI'd like to\b", ["I want to", "I would like to"]), (r"\bCould you\b", ["Can you", "Would you mind to"]),
-    (r"\bRemember\b", ["Memorise", "Remember"]), (r"\bSearch\b", ["Do a search", "Search"]),
-    (r"\bHelp me\b", ["Assist me to", "I need help to"]), (r"\bthanks\b", ["thank you", "cheers"]),
-]]
-
-# no_call: requests no tool can serve, each with a plain answer. `words` lets a tool that does this kind of
-# thing (a poem-writing tool, say) switch the pattern off.
-NO_CALL_TOPICS = ["autumn leaves", "a sleepy cat", "the ocean", "morning coffee", "mountains", "a rainy city",
-                  "old friends", "a lighthouse", "first snow", "a busy kitchen", "the night sky", "spring rain",
-                  "a quiet library", "a long train ride", "fresh bread", "a garden in June", "the desert",
-                  "a paper boat", "summer holidays", "a lost umbrella", "fireflies", "a mountain lake",
-                  "city lights", "a grandmother's recipe", "bicycles", "the first day of school", "a foggy harbour",
-                  "an old guitar", "sunflowers", "a cup of tea", "moving house", "a snowy forest", "jazz music",
-                  "penguins", "a thunderstorm", "the moon", "a marathon", "tomatoes", "a red kite", "owls"]
-GRAMMAR = [("me and him goes to the gym every day", "He and I go to the gym every day."),
-           ("their going to be late for the meeting", "They're going to be late for the meeting."),
-           ("she don't like coffee", "She doesn't like coffee."),
-           ("i has finished the report yesterday", "I finished the report yesterday."),
-           ("the datas is ready for review", "The data is ready for review."),
-           ("we was waiting for hours", "We were waiting for hours."),
-           ("your the best friend I ever had", "You're the best friend I've ever had."),
-           ("him and me has a plan", "He and I have a plan."),
-           ("there is many reasons to stay", "There are many reasons to stay."),
-           ("he go to school by bus", "He goes to school by bus."),
-           ("I seen that film last week", "I saw that film last week."),
-           ("less people came than expected", "Fewer people came than expected.")]
-SMALL_TALK = [("Hi there!", "Hi! How can I help you today?"),
-              ("Thanks, that's all for now.", "You're welcome! Have a great day."),
-              ("Good morning! How are you?", "Good morning! I'm doing well, thanks for asking. What can I do for you?"),
-              ("Who are you?", "I'm an AI assistant. I can answer questions and use tools when a task needs them."),
-              ("You're awesome, thank you!", "Thank you, that's kind of you! Happy to help any time."),
-              ("Can you keep a secret?", "I don't keep secrets between conversations, but I'm happy to help with what you need right now."),
-              ("I'm bored.", "How about a short walk, a new podcast, or a quick puzzle? I can suggest ideas if you like."),
-              ("Never mind, I figured it out.", "Great, glad you sorted it out! Let me know if anything else comes up."),
-              ("Good night!", "Good night! Sleep well."),
-              ("Do you like music?", "I don't listen to music myself, but I'm happy to talk about it or suggest something to try."),
-              ("Tell me something nice.", "You're doing better than you think, and it's great that you keep learning."),
-              ("What can you do?", "I can chat, explain things, help with writing, and use the tools I have when a task needs them.")]
-TIPS_FOR = ["staying focused", "sleeping better", "learning to cook", "keeping a journal", "running a first 5k",
-            "saving money on groceries", "public speaking", "learning a new language", "keeping houseplants alive",
-            "writing clearer emails", "starting to meditate", "packing light", "taking better photos",
-            "drinking more water", "reading more books"]
-TONES = ["friendlier", "more formal", "more concise", "more enthusiastic"]
-
-
-def _haiku(topic: str) -> str:
-    return f"{topic.capitalize()} at rest,\nsoft light gathers, slow and still,\nthe day breathes again."
-
-
-NO_CALL_PATTERNS: list[tuple[set[str], Callable[[random.Random], tuple[str, str]]]] = [
-    ({"haiku", "poem", "poetry"}, lambda r: (lambda t: (r.choice(["Write a haiku about {}.", "Can you write me a haiku about {}?",
-                                                                 "Compose a short haiku on {}."]).format(t),
-                                                        "Here's a haiku about " + t + ":\n\n" + _haiku(t)))(r.choice(NO_CALL_TOPICS))),
-    ({"joke", "humor", "humour"}, lambda r: (lambda t: (r.choice(["Tell me a joke about {}.", "Do you know a joke about {}?",
-                                                                  "Make me laugh with a joke about {}."]).format(t),
-                                                        f"Here's a light one: I tried to write a joke about {t}, "
-                                                        "but it needed more time to mature, a bit like a good cheese."))(r.choice(NO_CALL_TOPICS))),
-    ({"grammar", "proofread", "correct", "rewrite"}, lambda r: (lambda g: (r.choice(['Fix the grammar in this sentence: "{}"',
-                                                                                      'Can you correct this: "{}"',
-                                                                                      'Is this sentence right? "{}"']).format(g[0]),
-                                                                           f'The corrected sentence is: "{g[1]}"'))(r.choice(GRAMMAR))),
-    ({"chat", "conversation"}, lambda r: r.choice(SMALL_TALK)),
-    ({"tips", "advice"}, lambda r: (lambda t, n: (r.choice(["Give me {n} tips for {t}.", "What are {n} good tips for {t}?",
-                                                            "Any advice on {t}? {n} quick tips, please."]).format(n=n, t=t),
-                                                  f"Here are {n} tips for {t}:\n" + "\n".join(
-                                                      f"{i + 1}. {tip}" for i, tip in enumerate([
-                                                          "Start small and build the habit gradually.",
-                                                          "Set a fixed time for it each day.",
-                                                          "Track your progress so you can see it improve.",
-                                                          "Ask someone to join you or keep you accountable.",
-                                                          "Be kind to yourself when you miss a day."][:n]))))(r.choice(TIPS_FOR), r.randint(2, 5))),
-    ({"title", "headline", "blog"}, lambda r: (lambda t: (r.choice(["Suggest a title for a blog post about {}.",
-                                                                     "What's a catchy headline for an article on {}?"]).format(t),
-                                                          f'How about: "{t.capitalize()}: Small Moments, Big Joy"?'))(r.choice(NO_CALL_TOPICS))),
-    ({"name", "pet"}, lambda r: (lambda a: (f"What's a good name for a {a}?",
-                                            f"A few ideas for a {a}: Pepper, Juniper, Biscuit or Comet."))(
-        r.choice(["puppy", "kitten", "goldfish", "parrot", "hamster", "rabbit", "tortoise"]))),
-    ({"rewrite", "tone"}, lambda r: (lambda tone, t: (f'Rewrite "I am writing about {t}" to sound {tone}.',
-                                                      f'Here\'s a {tone} version: "I\'d love to share a few thoughts about {t}."'))(
-        r.choice(TONES), r.choice(NO_CALL_TOPICS))),
-]
-
-
-def no_call_example(rng: random.Random, tool_words: set[str]) -> tuple[str, str]:
-    """A (question, plain answer) pair that no tool here serves."""
-    usable = [fn for words, fn in NO_CALL_PATTERNS if not words & tool_words] or [NO_CALL_PATTERNS[3][1]]
-    return rng.choice(usable)(rng)
-
-
-# ------------------------------------------------------------------------------------ action phrases
-_ARTICLE_START = {"a", "an", "the", "this", "tool", "function", "api", "endpoint", "returns", "used", "it"}
-
-
-def action_phrase(tool: dict) -> str:
-    """'Searches for flights by city.' → 'search for flights by city' (imperative, lower case)."""
-    fn = tool["function"]
-    desc = re.split(r"(?<=[.!?])\s", (fn.get("description") or "").strip())[0].strip().rstrip(".!?")
-    desc = re.sub(r"\s*\([^)]*\)", "", desc)
-    words = desc.split()
-    if len(words) > 14 and "," in desc:
-        desc = desc.split(",")[0]
-        words = desc.split()
-    if not words or words[0].lower() in _ARTICLE_START or len(words) > 16:
-        return V.humanise(fn["name"])
-    first = words[0]
-    low = first.lower()
-    if re.search(r"(ches|shes|sses|xes|zes)$", low):
-        low = low[:-2]
-    elif low.endswith("ies") and len(low) > 4:
-        low = low[:-3] + "y"
-    elif low.endswith("s") and not low.endswith("ss") and len(low) > 3:
-        low = low[:-1]
-    rest = words[1:]
-    if rest and not (len(rest[0]) > 1 and rest[0][1:].isupper()):
-        pass
-    return " ".join([low] + rest)
-
 
 # ------------------------------------------------------------------------------------------ segments
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
@@ -300,45 +47,10 @@ def placeholders(template: str) -> set[str]:
     return {s for k, s in parse_template(template) if k == "p"}
 
 
-def value_segments(value: Any) -> list[Seg]:
-    """An argument value as it appears in the query: strings and numbers literally, lists joined."""
-    if isinstance(value, bool):
-        return [("v", "yes" if value else "no")]
-    if isinstance(value, list):
-        parts = [value_segments(v) for v in value]
-        out: list[Seg] = []
-        for i, p in enumerate(parts):
-            if i:
-                out.append(("t", " and " if i == len(parts) - 1 else ", "))
-            out.extend(p)
-        return out
-    if isinstance(value, dict):
-        out = []
-        for i, (k, v) in enumerate(value.items()):
-            if i:
-                out.append(("t", ", "))
-            out.append(("v", str(k)))
-            out.append(("t", " "))
-            out.extend(value_segments(v))
-        return out
-    return [("v", str(value) if not isinstance(value, str) else value)]
-
-
-def quote_if_long(segs: list[Seg]) -> list[Seg]:
-    if len(segs) == 1 and segs[0][0] == "v" and " " in segs[0][1] and len(segs[0][1]) > 24:
-        return [("t", '"'), segs[0], ("t", '"')]
-    return segs
-
-
-def fill(template: str, args: dict, extra: dict[str, list[Seg]] | None = None) -> list[Seg]:
+def fill(template: str, said: dict[str, list[Seg]]) -> list[Seg]:
     out: list[Seg] = []
     for kind, s in parse_template(template):
-        if kind == "t":
-            out.append((kind, s))
-        elif extra and s in extra:
-            out.extend(extra[s])
-        else:
-            out.extend(value_segments(args[s]))
+        out.extend(said[s] if kind == "p" else [(kind, s)])
     return out
 
 
@@ -346,209 +58,321 @@ def render(segs: list[Seg]) -> str:
     return "".join(s for _, s in segs)
 
 
+def values_of(segs: list[Seg]) -> list[str]:
+    """The value texts a request carries (what an LLM rewording must keep)."""
+    return [s for k, s in segs if k == "v"]
+
+
 def capitalise(segs: list[Seg]) -> list[Seg]:
+    segs = list(segs)
     for i, (k, s) in enumerate(segs):
         if s.strip():
             if k == "t":
-                segs[i] = (k, s[0].upper() + s[1:] if s[0].isalpha() else s)
+                j = len(s) - len(s.lstrip())
+                segs[i] = (k, s[:j] + s[j].upper() + s[j + 1:] if s[j].isalpha() else s)
             return segs
     return segs
 
 
 def decapitalise(segs: list[Seg]) -> list[Seg]:
+    segs = list(segs)
     for i, (k, s) in enumerate(segs):
         if s.strip():
-            if k == "t" and s[:1].isalpha() and not s.startswith("I ") and not s[1:2].isupper():
+            if k == "t" and s[:1].isalpha() and not re.match(r"I\b|I'", s) and not s[1:2].isupper():
                 segs[i] = (k, s[0].lower() + s[1:])
             return segs
     return segs
 
 
-def paraphrase(segs: list[Seg], rng: random.Random) -> list[Seg]:
-    out = []
-    for k, s in segs:
-        if k == "t":
-            for pat, reps in PARAPHRASE_RULES:
-                if pat.search(s) and rng.random() < 0.6:
-                    s = pat.sub(rng.choice(reps), s, count=1)
-            s = re.sub(r"  +", " ", s)
-        out.append((k, s))
-    return out
-
-
-def add_noise(segs: list[Seg], rng: random.Random) -> list[Seg]:
-    """Casing, dropped punctuation and a typo, in the wording only."""
-    kind = rng.random()
+def _strip_end(segs: list[Seg]) -> list[Seg]:
+    """Drops a final . ! or ? (not a closing quote or bracket) so something can follow."""
     segs = list(segs)
-    if kind < 0.35:
-        segs = [(k, s.lower() if k == "t" else s) for k, s in segs]
-    elif kind < 0.6:
-        if segs and segs[-1][0] == "t":
-            segs[-1] = ("t", segs[-1][1].rstrip(".!?") or segs[-1][1])
-    else:
-        idx = [i for i, (k, s) in enumerate(segs) if k == "t" and re.search(r"[a-z]{4,}", s)]
-        if idx:
-            i = rng.choice(idx)
-            words = list(re.finditer(r"[a-z]{4,}", segs[i][1]))
-            m = rng.choice(words)
-            w = m.group(0)
-            j = rng.randint(1, len(w) - 3)
-            typo = w[:j] + w[j + 1] + w[j] + w[j + 2:]
-            s = segs[i][1]
-            segs[i] = ("t", s[:m.start()] + typo + s[m.end():])
+    while segs and segs[-1][0] == "t" and not segs[-1][1].strip():
+        segs.pop()
+    if segs and segs[-1][0] == "t":
+        s = segs[-1][1].rstrip()
+        stripped = s.rstrip(".!?")
+        segs[-1] = ("t", stripped)
+        if not stripped:
+            segs.pop()
     return segs
 
 
-# ----------------------------------------------------------------------- results for multi-turn examples
-_BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-        ast.Pow: operator.pow}
+def _ends_sentence(segs: list[Seg]) -> bool:
+    text = render(segs).rstrip()
+    return text.endswith((".", "!", "?", ":", '"', ")")) and not text.endswith(("e.g.", "i.e."))
 
 
-def safe_eval(expr: str) -> float | None:
-    """Arithmetic only (numbers, + - * / **, parentheses); None for anything else."""
-    def ev(n):
-        if isinstance(n, ast.Expression):
-            return ev(n.body)
-        if isinstance(n, ast.Constant) and isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
-            return n.value
-        if isinstance(n, ast.BinOp) and type(n.op) in _BIN:
-            a, b = ev(n.left), ev(n.right)
-            if isinstance(n.op, ast.Pow) and abs(b) > 8:
-                raise ValueError("exponent too large")
-            return _BIN[type(n.op)](a, b)
-        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
-            return -ev(n.operand)
-        raise ValueError("not arithmetic")
-    try:
-        return ev(ast.parse(expr, mode="eval"))
-    except (ValueError, SyntaxError, ZeroDivisionError, OverflowError, TypeError):
-        return None
+def _join_mentions(parts: list[list[Seg]], rng: random.Random, listy: bool) -> list[Seg]:
+    out: list[Seg] = []
+    for i, p in enumerate(parts):
+        if i:
+            if listy:
+                out.append(("t", " and " if i == len(parts) - 1 and rng.random() < 0.7 else ", "))
+            else:
+                out.append(("t", rng.choice([" ", " ", " ", ", "]) if i < len(parts) - 1 else
+                            rng.choice([" ", " ", ", ", " and "])))
+        out.extend(p)
+    return out
 
 
-def tool_result(name: str, args: dict, rng: random.Random, action: str) -> tuple[Any, str]:
-    """A plausible tool reply and the assistant's answer built from it."""
-    if name == "calculator":
-        v = safe_eval(args["expression"])
-        v = round(v, int(args.get("precision", 2))) if v is not None else None
-        return {"result": v}, (f"{args['expression']} = {v}." if v is not None else "That expression could not be evaluated.")
-    if name == "get_current_time":
-        tz = args.get("timezone", "UTC")
-        t = f"{V.iso_date(rng)}T{V.hhmm(rng)}:00"
-        return {"time": t, "timezone": tz}, f"It's currently {t.replace('T', ' ')} ({tz})."
-    if name == "memory_store":
-        return {"status": "saved", "id": f"mem_{rng.getrandbits(32):08x}"}, "Got it, I've saved that to memory."
-    if name == "memory_search":
-        fact = V.memory_fact(rng)
-        return {"results": [{"content": fact}]}, f"Here's what I found: {fact}."
-    if name == "web_search":
-        title = f"{args['query'].capitalize()} | {rng.choice(V.COMPANIES)}"
-        link = V.url(rng)
-        return ({"results": [{"title": title, "url": link, "snippet": f"Everything about {args['query']}."}]},
-                f'The top result is "{title}" ({link}).')
-    if name == "get_weather":
-        unit = args.get("unit", "celsius")
-        temp = rng.randint(-5, 32) if unit == "celsius" else rng.randint(23, 90)
-        cond = rng.choice(["sunny", "cloudy", "light rain", "windy", "clear", "foggy", "snowing"])
-        sym = "°C" if unit == "celsius" else "°F"
-        return ({"city": args["city"], "temperature": temp, "unit": unit, "conditions": cond},
-                f"It's {temp}{sym} and {cond} in {args['city']} right now.")
-    if name == "send_email":
-        return {"status": "sent", "message_id": f"<{rng.getrandbits(40):010x}@mail>"}, f"Your email to {args['to']} has been sent."
-    if name == "create_calendar_event":
-        return ({"status": "created", "event_id": f"evt_{rng.getrandbits(32):08x}"},
-                f'Done: "{args["title"]}" is on your calendar for {args["date"]} at {args["start_time"]}.')
-    if name == "read_file":
-        body = f"# {rng.choice(V.WORDS).capitalize()}\n{V.sentence(rng)}"
-        return {"content": body, "bytes": len(body)}, f"Here's what {args['path']} contains:\n\n{body}"
-    if name == "run_sql":
-        n = rng.randint(0, 40)
-        return {"row_count": n, "rows": [[rng.randint(1, 999)] for _ in range(min(n, 3))]}, f"The query returned {n} rows."
-    return {"status": "ok"}, f"Done: I used {name} to {action}, and it finished successfully."
+# ------------------------------------------------------------------------------------------ frames
+# {c}: the core (intent + inline mentions), lower-cased start; {C}: capitalised.
+FRAMES: dict[str, list[str]] = {
+    "imperative": ["{C}.", "{C}", "{C}.", "{C}!"],
+    "polite": ["Please {c}.", "{C}, please.", "{C} please", "Kindly {c}.", "Could you please {c}?",
+               "Would you please {c}?", "Please could you {c}?", "{C} for me, please.", "Pls {c}"],
+    "question": ["Can you {c}?", "Could you {c}?", "Can u {c}?", "Would you {c}?", "Will you {c}?",
+                 "Are you able to {c}?", "Can you {c} for me?", "Could you {c} real quick?", "Can you please {c}?"],
+    "want": ["I need to {c}.", "I want to {c}.", "I'd like to {c}.", "I need you to {c}.", "I want you to {c}.",
+             "Need to {c}.", "I have to {c}.", "Help me {c}.", "I'm trying to {c}.", "I wanna {c}",
+             "I would like you to {c}.", "Let's {c}.", "Go ahead and {c}.", "Time to {c}.", "I gotta {c}"],
+    "indirect": ["I was wondering if you could {c}.", "Any chance you could {c}?", "Would it be possible to {c}?",
+                 "Is there any way you could {c}?", "Do you think you could {c}?", "If you can, {c}.",
+                 "When you get a sec, {c}.", "It'd be great if you could {c}.", "I'd appreciate it if you could {c}.",
+                 "Mind if I ask you to {c}?"],
+}
+FRAME_WEIGHTS = [("imperative", 0.2), ("polite", 0.18), ("question", 0.25), ("want", 0.24), ("indirect", 0.13)]
+ASK_FRAMES = ["{C}?", "{C}?", "{C}", "Quick question: {c}?", "So, {c}?", "Um, {c}?", "{C}??", "Hey, {c}?",
+              "Can you tell me, {c}?", "{C}? Just wondering."]
+TERSE_FRAMES = ["{c}", "{c}", "{c} pls", "{c} please", "{c}?", "{c} asap", "{c} thx", "{C}.", "{c} now", "{C}"]
+FRONT_JOINS = [": ", " - ", ". ", ", "]
+
+OPENERS = ["Hey, ", "Hi! ", "Hello, ", "Hey there, ", "Hi, ", "Morning! ", "OK so ", "Okay, ", "Yo, ", "Hiya, ",
+           "Good morning. ", "Hi assistant, ", "Hey hey, ", "Hello! ", "Alright, ", "So, "]
+PREAMBLES = ["I've got a busy day ahead.", "Okay, one more thing.", "Hope you're having a good day!",
+             "Sorry, quick favour.", "So I was just thinking about this.", "My manager asked me to sort this out.",
+             "Trying to get organised today.", "This has been on my to-do list all week.",
+             "I'm on my phone so keeping this short.", "Random request, but here goes.", "Before I forget:",
+             "Long story short,", "While I remember:", "New task for you.", "I keep forgetting to do this.",
+             "Need your help with something.", "Ok here's what I need.", "Quick one.", "Got a sec?",
+             "Thanks for the help earlier.", "I'm a bit stuck.", "This should be easy.", "Bit of a weird one.",
+             "First thing on my list today:", "Hope this makes sense."]
+CLOSERS = [" Thanks!", " Thank you.", " Thanks in advance.", " Cheers.", " Appreciate it.", " Ty!", " thx",
+           " Thanks a lot.", " That would be great.", " Much appreciated.", " Thank you so much!", " Thanks :)"]
+
+# (pattern, replacement) pairs of text speak and dropped apostrophes; applied to words only, never values.
+_SLANG = [(re.compile(p, re.I), r) for p, r in [
+    (r"\byou\b", "u"), (r"\byour\b", "ur"), (r"\bplease\b", "pls"), (r"\bplease\b", "plz"), (r"\bthanks\b", "thx"),
+    (r"\bwant to\b", "wanna"), (r"\bgoing to\b", "gonna"), (r"\bgot to\b", "gotta"), (r"\bbecause\b", "cuz"),
+    (r"\bwhat's\b", "whats"), (r"\bdon't\b", "dont"), (r"\bI'm\b", "im"), (r"\bit's\b", "its"),
+    (r"\bcan't\b", "cant"), (r"\bI'd\b", "id"), (r"\bthat's\b", "thats"), (r"\bhow's\b", "hows"),
+    (r"\bokay\b", "ok"), (r"\bare\b", "r")]]
 
 
-def tool_result_text(result: Any) -> str:
-    return json.dumps(result, ensure_ascii=False)
+def _apply_frame(frame: str, core: list[Seg]) -> list[Seg]:
+    upper = "{C}" in frame
+    before, _, after = frame.replace("{C}", "{c}").partition("{c}")
+    body = capitalise(core) if upper else decapitalise(core)
+    out: list[Seg] = ([("t", before)] if before else []) + body + ([("t", after)] if after else [])
+    return capitalise(out) if not before or before[:1].isalpha() else out
 
 
-# --------------------------------------------------------------------------- steering by user examples
-_NUM = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
-_EMAIL_RE = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
-_URL_RE = re.compile(r"https?://\S+")
-_DATE_RE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
-_QUOTED = re.compile(r"\"([^\"]+)\"|'([^']{2,})'")
-_MARKERS = [": ", " that ", " about ", " for ", " called ", " named ", " to ", " of "]
+# ------------------------------------------------------------------------------------------- composer
+class Composer:
+    """Builds one request for a tool from its intent, its parameters and the arguments of the call."""
+
+    def __init__(self, intent: Intent, params: dict[str, M.Param], rng: random.Random):
+        self.intent, self.params, self.rng = intent, params, rng
+        self.ambiguous = M.ambiguous_roles(params)
+
+    def pick(self, user_templates: list[str] | None = None) -> tuple[str, str]:
+        """(kind, template): 'user' | 'idiom' | 'ask' | 'terse' | 'vp'."""
+        rng, it = self.rng, self.intent
+        if user_templates and rng.random() < 0.5:
+            return "user", rng.choice(user_templates)
+        kinds = [(k, w, pool) for k, w, pool in (("idiom", 0.18, it.idioms), ("ask", 0.22, it.asks),
+                                                  ("terse", 0.12, it.terse), ("vp", 0.48, it.vps)) if pool]
+        kind, _, pool = rng.choices(kinds, [w for _, w, _ in kinds])[0]
+        return kind, rng.choice(pool)
+
+    def mention(self, p: str, value: Any, said: list[Seg], form: str) -> list[Seg]:
+        param = self.params[p]
+        own = self.intent.mentions.get(p)
+        if p in self.ambiguous and form in ("prep", "terse") and not own:
+            form = "label"
+        return M.mention(param, value, said, form, self.rng, own)
+
+    def compose(self, kind: str, template: str, args: dict, said: dict[str, list[Seg]]) -> list[Seg]:
+        """The request: the template's placeholders take the values as said; every other argument is
+        mentioned inline, as a list, in sentences of its own or up front, and a frame wraps the core."""
+        rng = self.rng
+        placed = placeholders(template)
+        core = fill(template, said)
+        rest = [p for p in args if p not in placed]
+        required = [p for p in rest if self.params[p].required]
+        optional = [p for p in rest if not self.params[p].required]
+        rng.shuffle(optional)
+        order = required + optional if rng.random() < 0.8 else optional + required
+        if kind == "user":
+            return core + self._clauses(order, args, said)
+        if kind == "terse":
+            parts = [self.mention(p, args[p], said[p], "terse") for p in order]
+            core = core + ([("t", " ")] + _join_mentions(parts, rng, False) if parts else [])
+            return _apply_frame(rng.choice(TERSE_FRAMES), core)
+        if kind == "idiom":
+            if order and not _ends_sentence(core):
+                core = core + [("t", ".")]
+            return core + self._clauses(order, args, said)
+        placement = rng.choices(["inline", "mixed", "clauses", "list", "front"], [0.45, 0.22, 0.13, 0.12, 0.08])[0]
+        if not order:
+            placement = "inline"
+        elif placement == "list" and not all(M.has_labels(self.params[p], args[p], self.intent.mentions.get(p))
+                                             for p in order):
+            placement = "inline"
+        if placement == "front" and kind == "vp":
+            lead = _join_mentions([self.mention(p, args[p], said[p], "prep") for p in order], rng, False)
+            frame_kind = rng.choices([k for k, _ in FRAME_WEIGHTS], [w for _, w in FRAME_WEIGHTS])[0]
+            return capitalise(lead) + [("t", rng.choice(FRONT_JOINS))] + \
+                _apply_frame(rng.choice(FRAMES[frame_kind]), core)
+        inline = order if placement == "inline" else required if placement == "mixed" else \
+            [] if placement == "clauses" else []
+        trailing = [p for p in order if p not in inline] if placement != "list" else []
+        if placement == "list":
+            labels = [self.mention(p, args[p], said[p], "label") for p in order]
+            core = core + [("t", rng.choice([": ", " with ", ", ", " - "]))] + _join_mentions(labels, rng, True)
+        elif inline:
+            core = core + [("t", " ")] + _join_mentions(
+                [self.mention(p, args[p], said[p], "prep") for p in inline], rng, False)
+        if kind == "ask":
+            main = _apply_frame(rng.choice(ASK_FRAMES), core)
+        else:
+            frame_kind = rng.choices([k for k, _ in FRAME_WEIGHTS], [w for _, w in FRAME_WEIGHTS])[0]
+            main = _apply_frame(rng.choice(FRAMES[frame_kind]), core)
+        if trailing and not _ends_sentence(main):
+            main = main + [("t", ".")]
+        return main + self._clauses(trailing, args, said)
+
+    def _clauses(self, names: list[str], args: dict, said: dict[str, list[Seg]]) -> list[Seg]:
+        out: list[Seg] = []
+        for p in names:
+            c = capitalise(self.mention(p, args[p], said[p], "clause"))
+            if not _ends_sentence(c):
+                c = c + [("t", ".")]
+            out += [("t", " ")] + c
+        return out
+
+    def repeat(self, p: str, values_said: list[list[Seg]], args: dict) -> list[Seg]:
+        """The mention of one parameter with several values ("in Paris and in Oslo") for same-tool parallel
+        calls; the other arguments are shared."""
+        v = args[p]
+        parts = [self.mention(p, v, s, "prep") for s in values_said]
+        return _join_mentions(parts, self.rng, True)
 
 
-def templatise(query: str, tool: dict) -> str | None:
-    """Turns a user's example query into a template for `tool` by spotting its argument values
-    (enum values, numbers, e-mails, URLs, dates, cities, quoted text, the text after 'that'/'about'/':');
-    None when a required parameter cannot be placed. '{param}' placeholders written by the user are kept."""
-    params = tool["function"]["parameters"].get("properties", {})
-    required = list(tool["function"]["parameters"].get("required", []))
-    q = query.strip()
-    given = placeholders(q) if "{" in q else set()
-    if given:
-        return q if given <= set(params) and set(required) <= given | set(params) else None
-    placed: list[str] = []
+# --------------------------------------------------------------------------- dressing, noise, joining
+def dress(segs: list[Seg], rng: random.Random, wrap: float, opener_ok: bool = True,
+          closer_ok: bool = True) -> list[Seg]:
+    """An opener ("Hey, "), a chatty preamble or a closer (" Thanks!"), each a share of `wrap`."""
+    segs = list(segs)
+    r = rng.random()
+    if opener_ok and r < wrap * 0.4:
+        segs = [("t", rng.choice(OPENERS))] + decapitalise(segs)
+    elif opener_ok and r < wrap * 0.75:
+        segs = [("t", rng.choice(PREAMBLES) + " ")] + capitalise(segs)
+    if closer_ok and rng.random() < wrap * 0.45:
+        if not _ends_sentence(segs) and rng.random() < 0.7:
+            segs = segs + [("t", ".")]
+        segs = segs + [("t", rng.choice(CLOSERS))]
+    return segs
 
-    def put(span: tuple[int, int], p: str) -> None:
-        nonlocal q
-        q = q[:span[0]] + "{" + p + "}" + q[span[1]:]
-        placed.append(p)
 
-    order = sorted(params, key=lambda p: (p not in required, list(params).index(p)))
-    for p in order:
-        s = params[p] if isinstance(params[p], dict) else {}
-        if p in placed:
-            continue
-        if s.get("enum"):
-            for ev in s["enum"]:
-                m = re.search(r"(?<![\w{])" + re.escape(str(ev)) + r"(?![\w}])", q, re.I)
-                if m:
-                    put(m.span(), p)
-                    break
-            continue
-        t = s.get("type")
-        if t in ("integer", "number"):
-            m = _NUM.search(re.sub(r"\{\w+\}", lambda x: "#" * len(x.group(0)), q))
-            if m:
-                put(m.span(), p)
-            continue
-        if t not in (None, "string"):
-            continue
-        fmt, words = s.get("format"), V._words(p)
-        regex = (_EMAIL_RE if fmt == "email" or words & {"email", "to", "recipient"} else
-                 _URL_RE if fmt in ("uri", "url") or words & {"url", "link"} else
-                 _DATE_RE if fmt == "date" or words & {"date"} else None)
-        if regex is not None:
-            m = regex.search(q)
-            if m:
-                put(m.span(), p)
-            continue
-        if words & {"city", "location", "destination", "origin", "place"}:
-            for c in V.CITIES:
-                m = re.search(r"\b" + re.escape(c) + r"\b", q)
-                if m:
-                    put(m.span(), p)
-                    break
-            if p in placed:
-                continue
-        m = _QUOTED.search(q)
-        if m and "{" not in m.group(0):
-            g = 1 if m.group(1) is not None else 2
-            put(m.span(g), p)
-    missing = [p for p in required if p not in placed]
-    string_missing = [p for p in missing if (params[p] or {}).get("type") in (None, "string")
-                      and not (params[p] or {}).get("enum")]
-    if len(missing) == 1 and string_missing:
-        for marker in _MARKERS:
-            i = q.find(marker)
-            if i >= 0 and "{" not in q[i:]:
-                start = i + len(marker)
-                end = len(q.rstrip(".!? "))
-                if end > start:
-                    put((start, end), missing[0])
-                    break
-    if any(p not in placed for p in required) or not placed:
-        return None
-    return q
+def _typo(word: str, rng: random.Random) -> str:
+    j = rng.randint(1, len(word) - 2)
+    kind = rng.random()
+    if kind < 0.4:
+        return word[:j] + word[j + 1] + word[j] + word[j + 2:]
+    if kind < 0.7:
+        return word[:j] + word[j + 1:]
+    return word[:j] + word[j] + word[j:]
+
+
+def roughen(segs: list[Seg], rng: random.Random) -> list[Seg]:
+    """One or two of: lower case, no final punctuation, a typo, text speak, no capital at the start."""
+    segs = list(segs)
+    kinds = rng.sample(["lower", "nopunct", "typo", "slang", "nocap"], 2 if rng.random() < 0.3 else 1)
+    for kind in kinds:
+        if kind == "lower":
+            segs = [(k, s.lower() if k == "t" else s) for k, s in segs]
+        elif kind == "nopunct":
+            if segs and segs[-1][0] == "t" and segs[-1][1].rstrip()[-1:] in (".", "!"):
+                segs[-1] = ("t", segs[-1][1].rstrip().rstrip(".!"))
+        elif kind == "nocap":
+            segs = decapitalise(segs)
+        elif kind == "slang":
+            idx = [i for i, (k, s) in enumerate(segs) if k == "t" and any(p.search(s) for p, _ in _SLANG)]
+            if idx:
+                i = rng.choice(idx)
+                pats = [(p, r) for p, r in _SLANG if p.search(segs[i][1])]
+                p, r = rng.choice(pats)
+                segs[i] = ("t", p.sub(r, segs[i][1], count=1))
+        else:
+            idx = [i for i, (k, s) in enumerate(segs) if k == "t" and re.search(r"[a-z]{4,}", s)]
+            if idx:
+                i = rng.choice(idx)
+                m = rng.choice(list(re.finditer(r"[a-z]{4,}", segs[i][1])))
+                s = segs[i][1]
+                segs[i] = ("t", s[:m.start()] + _typo(m.group(0), rng) + s[m.end():])
+    return segs
+
+
+# (keep the first request's final punctuation?, joiner): how two requests share one message.
+JOINERS = [(True, " Also, "), (True, " And "), (True, " Then "), (True, " Plus, "), (True, " Oh, and "),
+           (True, " After that, "), (True, " Next, "), (True, " One more thing: "), (True, "\n"), (True, " Also "),
+           (True, " And then "), (True, " Second, "), (False, ", and "), (False, " and also "), (False, ", then "),
+           (False, "; "), (False, " and then "), (False, " and "), (False, ", also "), (False, " & ")]
+
+
+def join_requests(parts: list[list[Seg]], rng: random.Random) -> list[Seg]:
+    """Several requests in one message, in order: "X. Also, y", "x and then y", "1. x\n2. y", …"""
+    r = rng.random()
+    if r < 0.1:
+        out: list[Seg] = []
+        for i, p in enumerate(parts):
+            out += ([("t", "\n")] if i else []) + [("t", f"{i + 1}. " if rng.random() < 0.8 else "- ")] + capitalise(p)
+        return out
+    if r < 0.18:
+        lead = rng.choice(["Two things: ", "A couple of things: ", "I need two things. "]) if len(parts) == 2 else \
+            rng.choice(["A few things: ", "Several things: "])
+        out = [("t", lead)]
+        for i, p in enumerate(parts):
+            if i:
+                out.append(("t", " and " if i == len(parts) - 1 else ", "))
+            out += decapitalise(_strip_end(p)) if lead.endswith(": ") else capitalise(p)
+        return out
+    out = list(parts[0])
+    for p in parts[1:]:
+        keep, joiner = rng.choice(JOINERS)
+        if keep:
+            if not _ends_sentence(out):
+                out = out + [("t", ".")]
+            nxt = capitalise(p) if joiner == "\n" else decapitalise(p)
+        else:
+            out = _strip_end(out)
+            nxt = decapitalise(p)
+        out = out + [("t", joiner)] + nxt
+    return out
+
+
+# ------------------------------------------------------------------------------------------ follow-ups
+FOLLOW_NEW_VALUE = ["What about {p}?", "And {p}?", "How about {p}?", "Same for {v}.", "Now do {v}.",
+                    "Ok, now {p}.", "And for {v}?", "Do the same for {v}.", "What about {v}?", "Now {p}, please.",
+                    "Again but {p}.", "same thing {p}", "and {v}?", "Now {v} please"]
+FOLLOW_ADD = ["Can you redo that {p}?", "Same again but {p}.", "Actually, {p}.", "Do that again {p}.",
+              "Redo it {p}, please.", "Hmm, try that again {p}.", "Could you run that again {p}?"]
+FOLLOW_ADD_CLAUSE = ["Actually, one change. {c}", "Oh wait. {c} Redo it.", "Sorry, I forgot: {c}",
+                     "One more detail. {c} Try again."]
+
+
+def follow_up(kind: str, mention_prep: list[Seg], said: list[Seg], clause: list[Seg],
+              rng: random.Random) -> list[Seg]:
+    """A user's next turn that changes one value of the last call ('new') or adds an argument ('add')."""
+    if kind == "add" and rng.random() < 0.35:
+        t = rng.choice(FOLLOW_ADD_CLAUSE)
+        before, _, after = t.partition("{c}")
+        return [("t", before)] + capitalise(clause) + ([("t", after)] if after else [])
+    t = rng.choice(FOLLOW_NEW_VALUE if kind == "new" else FOLLOW_ADD)
+    out: list[Seg] = []
+    for k, s in parse_template(t):
+        out.extend(mention_prep if s == "p" and k == "p" else said if k == "p" else [(k, s)])
+    return capitalise(out)

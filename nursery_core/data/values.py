@@ -118,8 +118,29 @@ COMPANIES = ["Acme Corp", "Northwind", "Globex", "Initech", "Umbrella Labs", "St
              "Wayne Enterprises", "Contoso", "Fabrikam", "Tyrell Systems"]
 PRODUCTS = ["wireless earbuds", "standing desk", "espresso grinder", "running shoes", "laptop stand",
             "air purifier", "yoga mat", "e-reader", "smart thermostat", "camping stove", "desk lamp"]
-AIRPORTS = ["JFK", "LHR", "CDG", "HND", "SFO", "LIS", "OSL", "SYD", "NBO", "GRU", "DXB", "SIN", "YYZ"]
+# IATA code → how people name the airport (or its city), so a request can say "Lisbon (LIS)".
+AIRPORT_NAMES = {
+    "JFK": "New York", "LHR": "London Heathrow", "CDG": "Paris Charles de Gaulle", "HND": "Tokyo Haneda",
+    "SFO": "San Francisco", "LIS": "Lisbon", "OSL": "Oslo", "SYD": "Sydney", "NBO": "Nairobi",
+    "GRU": "Sao Paulo", "DXB": "Dubai", "SIN": "Singapore", "YYZ": "Toronto Pearson", "AMS": "Amsterdam",
+    "FRA": "Frankfurt", "MAD": "Madrid", "BCN": "Barcelona", "FCO": "Rome Fiumicino", "MUC": "Munich",
+    "ZRH": "Zurich", "CPH": "Copenhagen", "ARN": "Stockholm Arlanda", "HEL": "Helsinki", "DUB": "Dublin",
+    "IST": "Istanbul", "DEL": "Delhi", "BOM": "Mumbai", "ICN": "Seoul Incheon", "NRT": "Tokyo Narita",
+    "LAX": "Los Angeles", "ORD": "Chicago O'Hare", "ATL": "Atlanta", "BOS": "Boston", "SEA": "Seattle",
+    "DEN": "Denver", "MEX": "Mexico City", "EZE": "Buenos Aires", "CPT": "Cape Town", "AKL": "Auckland",
+    "BKK": "Bangkok", "HKG": "Hong Kong", "PRG": "Prague", "VIE": "Vienna", "WAW": "Warsaw", "ATH": "Athens",
+    "LIM": "Lima", "BOG": "Bogota", "MIA": "Miami", "EDI": "Edinburgh", "KEF": "Reykjavik"}
+AIRPORTS = list(AIRPORT_NAMES)
+CURRENCY_NAMES = {"USD": "US dollars", "EUR": "euros", "GBP": "British pounds", "JPY": "Japanese yen",
+                  "CHF": "Swiss francs", "CAD": "Canadian dollars", "AUD": "Australian dollars",
+                  "INR": "Indian rupees", "BRL": "Brazilian reais", "NOK": "Norwegian kroner"}
+COUNTRY_CODES = ["US", "GB", "FR", "DE", "JP", "BR", "IN", "KE", "CA", "AU", "NO", "ES", "IT", "MX", "NL"]
+LANGUAGE_CODES = ["en", "fr", "de", "es", "ja", "pt", "it", "ko", "nl", "sv"]
 UNITS = ["kg", "lb", "km", "miles", "liters", "gallons", "meters", "feet"]
+RESTAURANTS = ["Luigi's Trattoria", "The Green Fork", "Sakura Sushi", "Casa Pepe", "Spice Route", "Blue Door Cafe",
+               "Noodle House", "Le Petit Bistro", "Taco Loco", "The Olive Tree"]
+DISHES = ["margherita pizza", "pad thai", "chicken tikka masala", "caesar salad", "ramen", "veggie burger",
+          "falafel wrap", "sushi platter", "lasagna", "pho"]
 STREETS = ["Main Street", "Oak Avenue", "Harbour Road", "Rue de Rivoli", "Baker Street", "Elm Lane",
            "Station Road", "Market Square"]
 
@@ -272,8 +293,10 @@ _NAME_RULES: list[tuple[set[str], Callable[[random.Random], str]]] = [
     ({"url", "link", "website", "endpoint", "homepage", "uri"}, url),
     ({"path", "file", "filename", "filepath", "dir", "directory", "folder"}, file_path),
     ({"timezone", "tz"}, lambda r: r.choice(TIMEZONES)),
-    ({"city", "town", "location", "destination", "origin", "place", "departure", "arrival"},
+    ({"city", "town", "location", "destination", "origin", "place", "departure", "arrival", "pickup", "dropoff"},
      lambda r: r.choice(CITIES)),
+    ({"restaurant", "cafe", "bar", "bistro"}, lambda r: r.choice(RESTAURANTS)),
+    ({"dish", "meal", "dishes", "meals"}, lambda r: r.choice(DISHES)),
     ({"country", "nation"}, lambda r: r.choice(COUNTRIES)),
     ({"airport", "iata"}, lambda r: r.choice(AIRPORTS)),
     ({"address", "street"}, lambda r: f"{r.randint(1, 250)} {r.choice(STREETS)}"),
@@ -324,8 +347,38 @@ _RANGE_RULES: list[tuple[set[str], tuple[float, float]]] = [
 ]
 
 
+# What a parameter's description says the value looks like, checked before its name: a parameter named
+# `origin` whose description asks for an "IATA airport code" gets "LIS", not "Lisbon".
+_DESC_RULES: list[tuple[re.Pattern, Callable[[random.Random], str]]] = [(re.compile(p, re.I), g) for p, g in [
+    (r"\biata\b|\bairport code", lambda r: r.choice(AIRPORTS)),
+    (r"\biso[ -]?4217\b|\bcurrency code|three[- ]letter currency", lambda r: r.choice(CURRENCIES)),
+    (r"\biso[ -]?3166\b|\bcountry code|two[- ]letter country", lambda r: r.choice(COUNTRY_CODES)),
+    (r"\biso[ -]?639\b|\blanguage code", lambda r: r.choice(LANGUAGE_CODES)),
+    (r"\biana\b|\btz database", lambda r: r.choice(TIMEZONES)),
+    (r"yyyy-mm-dd\b(?![ t]*hh)", iso_date),
+    (r"\bhh:mm\b(?!:ss)", hhmm),
+    (r"\b(?:ticker|stock symbol)\b", lambda r: r.choice(TICKERS)),
+    (r"\be-?mail address", email),
+    (r"\bphone number", lambda r: f"+1-555-{r.randint(100, 999)}-{r.randint(1000, 9999)}"),
+    (r"\b(?:zip|postal) code", lambda r: f"{r.randint(10000, 99999)}"),
+    (r"\bhex(?:adecimal)? colou?r", lambda r: "#%06x" % r.getrandbits(24)),
+]]
+_EXAMPLE = re.compile(r"""(?:e\.g\.|for example|such as|like)[,:]?\s*['"`]?([A-Za-z0-9][\w./:#@+-]{1,40})""", re.I)
+
+
+def _shaped_like(example: str, rng: random.Random) -> str | None:
+    """A new code shaped like a description's example ('ORD-1234' → 'KQT-5820'); None for plain words,
+    whose shape says nothing."""
+    if not re.search(r"\d", example) and not (example.isupper() and len(example) > 1):
+        return None
+    return "".join(rng.choice(string.ascii_uppercase) if c.isupper() else rng.choice(string.ascii_lowercase)
+                   if c.islower() else rng.choice(string.digits) if c.isdigit() else c for c in example)
+
+
 def string_for(name: str, schema: dict, rng: random.Random, hint: str = "") -> str:
-    """A string for a parameter, by format first, then by the parameter's name, then its description."""
+    """A string for a parameter: by format, then by what its description says the value looks like (IATA,
+    ISO codes, IANA zones, YYYY-MM-DD, HH:MM), then by the parameter's name, then its description's words,
+    then the shape of an example in the description."""
     fmt = schema.get("format")
     if fmt == "date":
         return iso_date(rng)
@@ -344,8 +397,12 @@ def string_for(name: str, schema: dict, rng: random.Random, hint: str = "") -> s
         return f"{rng.randint(10, 192)}.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
     if fmt in ("hostname", "idn-hostname"):
         return f"{rng.choice(WORDS)}.{rng.choice(DOMAINS)}"
+    description = str(schema.get("description") or "")
+    for pattern, gen in _DESC_RULES:
+        if pattern.search(description):
+            return gen(rng)
     name_words = _words(name, hint)
-    desc_words = _words(schema.get("description", ""))
+    desc_words = _words(description)
     if "sql" in name_words or "sql" in desc_words:
         return sql(rng)
     # The head noun (last word: departure_*date*, destination_*city*) decides first, then any name word.
@@ -357,6 +414,11 @@ def string_for(name: str, schema: dict, rng: random.Random, hint: str = "") -> s
     for words, gen in _NAME_RULES:
         if len(words & desc_words) and not ({"name", "id", "to", "q", "n", "key", "text", "day"} & words & desc_words):
             return gen(rng)
+    m = _EXAMPLE.search(description)
+    if m:
+        shaped = _shaped_like(m.group(1), rng)
+        if shaped:
+            return shaped
     return generic_token(rng)
 
 
