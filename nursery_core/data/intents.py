@@ -56,7 +56,7 @@ VERBS: dict[str, tuple[str, list[str]]] = {
     "post": ("create", ["post", "publish", "put up"]),
     "publish": ("create", ["publish", "post"]),
     "schedule": ("create", ["schedule", "set up", "arrange"]),
-    "set": ("create", ["set", "set up"]),
+    "set": ("modify", ["set"]),
     "order": ("create", ["order"]),
     "buy": ("create", ["buy", "purchase", "order"]),
     "purchase": ("create", ["purchase", "buy"]),
@@ -189,6 +189,8 @@ def _article(noun: str) -> str:
 def _object_phrase(verb: str, family: str, obj: str) -> str:
     if not obj:
         return ""
+    if obj in ("web", "internet", "online"):
+        return "the " + obj
     if obj in MASS or _plural(obj):
         return obj if family in ("create", "transform", "other") or verb in ("search for", "find", "look for") \
             else "the " + obj
@@ -234,10 +236,10 @@ def derive(name: str, description: str = "") -> Intent:
     """An Intent from a tool's name alone (its description only lends the object a bare verb name lacks)."""
     words = split_name(name)
     verb, obj = "", words
-    if words and words[0] in VERBS:
-        verb, obj = words[0], words[1:]
-    elif len(words) > 1 and words[-1] in AGENT_NOUNS:
+    if len(words) > 1 and words[-1] in AGENT_NOUNS:   # order_lookup: look up an order, not "order a lookup"
         verb, obj = AGENT_NOUNS[words[-1]], words[:-1]
+    elif words and words[0] in VERBS:
+        verb, obj = words[0], words[1:]
     elif len(words) > 1 and words[-1] in VERBS and VERBS[words[-1]][0] != "create":
         verb, obj = words[-1], words[:-1]   # flight_search, weather_lookup
     elif len(words) == 1 and words[0] in AGENT_NOUNS:
@@ -254,7 +256,12 @@ def derive(name: str, description: str = "") -> Intent:
         terse = [f"{synonyms[0]} {described.split(' ', 1)[1]}" if described else synonyms[0]]
         return Intent(vps, [], terse, [], say, family, described.split(" ", 1)[1] if described else "")
     vps = [f"{s} {_object_phrase(s, family, obj_text)}" for s in synonyms]
-    terse = [obj_text] if family == "retrieve" else [f"{synonyms[0]} {obj_text}", obj_text]
+    if len(words) > 1 and words[-1] in AGENT_NOUNS:
+        terse = [" ".join(words), obj_text]          # "order lookup ORD-1", "currency converter …"
+    elif family == "retrieve":
+        terse = [obj_text]
+    else:
+        terse = [f"{synonyms[0]} {obj_text}", obj_text]
     asks: list[str] = []
     if family == "retrieve" and verb in ("", "get", "fetch", "retrieve", "check", "lookup", "show", "view", "track"):
         be = "are" if _plural(obj_text) else "is"

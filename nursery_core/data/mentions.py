@@ -97,7 +97,13 @@ def _role(name: str, schema: dict, label: str, head: str) -> tuple[str, str]:
         return "generic", ""
     if t != "string" and t != "array":
         return "generic", ""
+    convert = head in _CONVERT_HEADS
     if schema.get("enum"):
+        # from_unit / to_currency: the direction matters more than the value list
+        if convert and words & {"from", "source", "origin"}:
+            return "origin_conv", ""
+        if convert and words & {"to", "target", "destination"}:
+            return "destination_conv", ""
         return "enum", ""
     if fmt == "date" or head in ("date", "day", "deadline", "birthday") or re.search(r"yyyy-mm-dd(?![ t]*hh)", desc):
         return "date", ""
@@ -105,7 +111,6 @@ def _role(name: str, schema: dict, label: str, head: str) -> tuple[str, str]:
         return "datetime", ""
     if fmt == "time" or head in ("time", "hour") or re.search(r"\bhh:mm\b", desc):
         return "time", ""
-    convert = head in _CONVERT_HEADS
     if words & {"origin", "from", "source", "departure", "departing", "start", "pickup"} and not words & {"date", "time"}:
         return ("origin_conv" if convert else "origin"), ""
     if words & {"destination", "to", "arrival", "dest", "target", "dropoff"} and not words & {"date", "time"}:
@@ -130,7 +135,9 @@ def _role(name: str, schema: dict, label: str, head: str) -> tuple[str, str]:
         return "url", ""
     if words & {"path", "file", "filename", "filepath", "folder", "directory", "dir"}:
         return "path", ""
-    if words & {"person", "contact", "assignee", "owner", "customer", "attendee", "guest", "user", "friend",
+    if words & {"assignee", "owner", "assigned"}:
+        return "assignee", ""
+    if words & {"person", "contact", "customer", "attendee", "guest", "user", "friend",
                 "patient", "employee", "author"} or label in ("first name", "last name", "full name"):
         return "person", ""
     if words & {"id", "identifier", "code", "number", "reference", "ref", "sku", "tracking", "symbol", "ticker"}:
@@ -225,6 +232,7 @@ def surfaces(value: Any) -> set[str]:
 # ------------------------------------------------------------------------------------ mention forms
 # {v}: the value as said; {l}: the label; {n}: a count's noun; {h}: the head noun.
 LABEL_FORMS = ["{l} {v}", "{l}: {v}", "{l} {v}", "{v} as the {l}", "{l} set to {v}", "{l} = {v}", "{l} of {v}"]
+TERSE_LABEL = ["{l} {v}", "{l}: {v}", "{l} {v}", "{v} {l}"]
 CLAUSE_FORMS = ["{L}: {v}.", "The {l} is {v}.", "Set the {l} to {v}.", "Use {v} for the {l}.", "Make the {l} {v}.",
                 "{L} should be {v}.", "{L} is {v}."]
 GENERIC_PREP = ["for {l} {v}", "with {l} {v}", "with the {l} {v}", "using {l} {v}", "with {l} set to {v}"]
@@ -259,6 +267,8 @@ ROLE_FORMS: dict[str, dict[str, list[str]]] = {
     "cc": {"prep": ["and cc {v}", "cc'ing {v}", "copying in {v}"], "clause": ["CC {v}.", "Copy in {v}.",
                                                                            "Please cc {v}.", "Also cc {v}."]},
     "person": {"prep": ["for {v}", "with {v}"], "clause": ["It's for {v}.", "This is for {v}."]},
+    "assignee": {"prep": ["assigned to {v}", "for {v} to handle", "and assign it to {v}"],
+                 "clause": ["Assign it to {v}.", "{V} should own it.", "Give it to {v}."]},
     "url": {"prep": ["at {v}", "from {v}", "for {v}"], "clause": ["Here's the link: {v}", "URL: {v}"]},
     "path": {"prep": ["at {v}", "in {v}", "{v}"], "clause": ["The file is {v}.", "Path: {v}"]},
     "count": {"prep": ["for {v} {n}", "for {v} {n}", "with {v} {n}"],
@@ -366,7 +376,9 @@ def mention(p: Param, value: Any, said: list[Seg], form: str, rng: random.Random
             return _fill("{v} {n}", p, said, value)
         if p.role in _BARE_ROLES:
             return _fill("{v}", p, said, value)
-        form = "prep" if own or p.role not in ("enum", "generic", "code", "limit", "amount") else "label"
+        if not own and p.role in ("enum", "generic", "code", "limit", "amount"):
+            return _fill(rng.choice(TERSE_LABEL), p, said, value)
+        form = "prep"
     options = f.get(form) or []
     if not options:
         options = f.get("prep") or f.get("clause") or LABEL_FORMS
@@ -376,7 +388,7 @@ def mention(p: Param, value: Any, said: list[Seg], form: str, rng: random.Random
 
 
 _BARE_ROLES = {"location", "date", "time", "datetime", "path", "url", "email", "query", "text", "title",
-               "subject", "timezone", "person"}
+               "subject", "timezone", "person", "assignee"}
 
 
 def has_labels(p: Param, value: Any, own: dict | None = None) -> bool:

@@ -106,7 +106,9 @@ def _ends_sentence(segs: list[Seg]) -> bool:
 def _join_mentions(parts: list[list[Seg]], rng: random.Random, listy: bool) -> list[Seg]:
     out: list[Seg] = []
     for i, p in enumerate(parts):
-        if i:
+        if i and p and p[0][0] == "t" and p[0][1].startswith(("and ", "but ", ": ")):
+            out.append(("t", "" if p[0][1].startswith(":") else " "))  # "…, and cc x", "… but don't notify"
+        elif i:
             if listy:
                 out.append(("t", " and " if i == len(parts) - 1 and rng.random() < 0.7 else ", "))
             else:
@@ -189,6 +191,10 @@ class Composer:
     def mention(self, p: str, value: Any, said: list[Seg], form: str) -> list[Seg]:
         param = self.params[p]
         own = self.intent.mentions.get(p)
+        if own is None and self.intent.family == "modify" and param.role in ("generic", "amount") and \
+                param.required and p == next(iter(self.params)):
+            own = {"prep": ["to {v}", "to {v}", "with {l} {v}"], "clause": M.CLAUSE_FORMS,
+                   "label": M.LABEL_FORMS}  # set the thermostat to 21
         if p in self.ambiguous and form in ("prep", "terse") and not own:
             form = "label"
         return M.mention(param, value, said, form, self.rng, own)

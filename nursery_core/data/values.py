@@ -6,6 +6,7 @@ a small model can learn to copy them from the user's text into the call.
 from __future__ import annotations
 
 import functools
+import math
 import random
 import re
 import string
@@ -296,6 +297,8 @@ _NAME_RULES: list[tuple[set[str], Callable[[random.Random], str]]] = [
     ({"city", "town", "location", "destination", "origin", "place", "departure", "arrival", "pickup", "dropoff"},
      lambda r: r.choice(CITIES)),
     ({"restaurant", "cafe", "bar", "bistro"}, lambda r: r.choice(RESTAURANTS)),
+    ({"room"}, lambda r: r.choice(["living room", "kitchen", "bedroom", "office", "bathroom", "garage",
+                                   "hallway", "basement", "nursery", "study"])),
     ({"dish", "meal", "dishes", "meals"}, lambda r: r.choice(DISHES)),
     ({"country", "nation"}, lambda r: r.choice(COUNTRIES)),
     ({"airport", "iata"}, lambda r: r.choice(AIRPORTS)),
@@ -528,8 +531,18 @@ def value_for(name: str, schema: dict, rng: random.Random, override: Callable | 
             if isinstance(mult, int) and mult > 0:
                 v = max(lo_i, (v // mult) * mult) if v >= mult else mult
             return v
-        v = round(rng.uniform(lo, hi), rng.choice([1, 2]))
-        return v if v != int(v) else v + 0.5 if v + 0.5 <= hi else v
+        # People say 21, 21.5 or 19.99 far more often than 16.96; money keeps its cents now and then.
+        money = bool(_words(name) & {"amount", "price", "budget", "cost", "total", "salary", "balance", "fee"})
+        r = rng.random()
+        if r < 0.5 and int(hi) >= int(lo) + 1:
+            v = float(rng.randint(int(math.ceil(lo)), int(hi)))
+        elif r < 0.8 or not money:
+            v = round(rng.uniform(lo, hi) * 2) / 2
+        else:
+            v = round(rng.uniform(lo, hi), 2)
+        if not lo <= v <= hi:
+            v = round(rng.uniform(lo, hi), 1)
+        return int(v) if v == int(v) else v
     if t == "array":
         items = schema.get("items") if isinstance(schema.get("items"), dict) else {"type": "string"}
         lo = int(schema.get("minItems", 1))
