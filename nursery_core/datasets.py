@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import paths
+from .data.diversity import diversity_report
 from .errors import AlreadyExists, InvalidInput, NotFound
 from .overlap import request_index
 from .records import CATEGORIES, SCHEMA_VERSION, Where, dumps, normalise_example
@@ -102,6 +103,7 @@ def approx_tokens(chars: int) -> int:
 
 
 def compute_stats(examples: list[dict], line_chars: list[int]) -> dict:
+    """Lengths (chars, approx tokens), calls per tool and the diversity report (data/diversity.py)."""
     calls: dict[str, int] = {}
     user_chars = []
     for ex in examples:
@@ -113,7 +115,8 @@ def compute_stats(examples: list[dict], line_chars: list[int]) -> dict:
                 calls[n] = calls.get(n, 0) + 1
     return {"chars": _summary(line_chars), "approx_tokens": _summary([approx_tokens(c) for c in line_chars]),
             "chars_per_token": CHARS_PER_TOKEN, "user_chars_mean": _summary(user_chars)["mean"],
-            "calls_per_tool": dict(sorted(calls.items(), key=lambda kv: -kv[1]))}
+            "calls_per_tool": dict(sorted(calls.items(), key=lambda kv: -kv[1])),
+            "diversity": diversity_report(examples)}
 
 
 def _ids(examples: list[dict]) -> int:
@@ -391,6 +394,15 @@ def example_lengths(name: str, limit: int = 20000) -> list[dict]:
         out.append({"approx_tokens": approx_tokens(len(dumps(ex))), "category": ex["meta"]["category"],
                     "split": ex["meta"].get("split", "train"), "tools_called": calls})
     return out
+
+
+def dataset_diversity(name: str, limit: int = 20000) -> dict:
+    """The diversity report of a dataset (see data/diversity.py): the stored one, or for datasets stored
+    before it existed, computed from the first `limit` examples."""
+    stored = (get_dataset(name).get("stats") or {}).get("diversity")
+    if stored:
+        return stored
+    return diversity_report(load_examples(name, limit=limit))
 
 
 def delete_dataset(name: str) -> dict:

@@ -198,6 +198,128 @@ def test_user_example_queries_steer_the_phrasing():
     check_valid_and_literal(exs)
 
 
+FLIGHT = {"type": "function", "function": {
+    "name": "book_flight", "description": "Book a flight ticket for the user between two airports.",
+    "parameters": {"type": "object", "properties": {
+        "origin": {"type": "string", "description": "IATA airport code of the departure airport, e.g. 'LHR'"},
+        "destination": {"type": "string", "description": "IATA airport code of the arrival airport"},
+        "date": {"type": "string", "format": "date", "description": "Departure date"},
+        "passengers": {"type": "integer", "minimum": 1, "maximum": 9, "description": "Number of passengers"},
+        "cabin_class": {"type": "string", "enum": ["economy", "premium_economy", "business", "first"],
+                        "description": "Cabin class"}},
+        "required": ["origin", "destination", "date", "passengers"]}}}
+
+
+def _grams(text, n=4):
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_custom_tool_requests_read_like_requests_and_honour_formats():
+    exs, rep = generate_examples([FLIGHT], 300, "low", seed=11)
+    check_valid_and_literal(exs)
+    fn = FLIGHT["function"]
+    pasted = _grams(fn["description"]) | {g for p in fn["parameters"]["properties"].values()
+                                          for g in _grams(p["description"])}
+    for ex in exs:
+        assert not _grams(user_text(ex)) & pasted, user_text(ex)  # the description is never pasted in
+    args = [c["arguments"] for c in calls_of(exs)]
+    assert len(args) > 250
+    for a in args:
+        assert re.fullmatch(r"[A-Z]{3}", a["origin"]) and re.fullmatch(r"[A-Z]{3}", a["destination"])
+        assert a["origin"] in AIRPORTS and a["destination"] in AIRPORTS and a["origin"] != a["destination"]
+        date.fromisoformat(a["date"])
+        assert 1 <= a["passengers"] <= 9
+    assert 0.2 < sum("cabin_class" in a for a in args) / len(args) < 0.7  # the optional argument is asked for often
+    for ex in exs:
+        if ex["meta"]["category"] != "call":
+            continue
+        text, (call,) = user_text(ex).lower(), calls_of([ex])
+        if re.search(r"business|economy|first class", text):  # mentioned → in the call
+            assert "cabin_class" in call["arguments"], text
+        if "cabin_class" in call["arguments"]:
+            assert said(call["arguments"]["cabin_class"], text)
+    d = diversity_report(exs)
+    assert d["skeletons_per_100_requests"] > 85 and d["trigrams_per_call"] > 3
+    texts = [user_text(e) for e in exs]
+    assert sum(t.rstrip().endswith("?") for t in texts) > 30          # questions
+    assert sum(t[:1].islower() for t in texts) > 10                   # casual lower case
+    assert sum("(" in t and ")" in t for t in texts) > 5               # "Lisbon (LIS)": the code next to the city
+    assert any(re.search(r"[A-Z][a-z]+ \d{1,2}(st|nd|rd|th)?,? 20\d\d|\d{1,2} [A-Z][a-z]+ 20\d\d", t) for t in texts)
+
+
+OPTIONAL_WORDS = {  # words that only appear when the request asks for the optional argument
+    "get_weather": {"unit": r"celsius|fahrenheit|°c|°f", "days": r"\bdays\b|-day\b"},
+    "calculator": {"precision": r"decimal|\bdp\b"},
+    "read_file": {"max_bytes": r"bytes", "encoding": r"encod"},
+    "run_sql": {"max_rows": r"\brows\b", "read_only": r"read-only|read only|writes"},
+    "send_email": {"cc": r"\bcc\b|copy in|copying in"},
+    "memory_store": {"importance": r"importance|priority", "tags": r"\btag|file it under"},
+    "create_calendar_event": {"duration_minutes": r"minutes|\bmins?\b", "attendees": r"invite|attendee"},
+    "get_current_time": {"format": r"format|12h|24h|12-hour|24-hour|\biso\b"},
+}
+
+
+@pytest.mark.parametrize("level", ["low", "medium"])
+def test_optional_arguments_the_request_mentions_are_in_the_call(level):
+    exs, _ = generate_examples(DEFAULT_TOOL_NAMES, 600, level, seed=9)
+    singles = [e for e in exs if e["meta"]["category"] == "call"]
+    with_optional = 0
+    for ex in singles:
+        text, (call,) = user_text(ex).lower(), calls_of([ex])
+        required = set(tools_by_name(ex["tools"])[call["name"]]["function"]["parameters"].get("required", []))
+        with_optional += bool(set(call["arguments"]) - required)
+        for param, pattern in OPTIONAL_WORDS.get(call["name"], {}).items():
+            if re.search(pattern, text):
+                assert param in call["arguments"], (text, call)
+    assert 0.35 < with_optional / len(singles) < 0.75  # often enough that a model learns to keep them
+
+
+def test_no_call_data_asks_for_what_the_offered_tools_cannot_do():
+    exs, rep = generate_examples(DEFAULT_TOOL_NAMES, 400, "low", seed=0)
+    no_call = [e for e in exs if e["meta"]["category"] == "no_call"]
+    assert 0.10 <= len(no_call) / len(exs) <= 0.15
+    absent = [e for e in no_call if e["meta"]["no_call_kind"] == "absent_tool"]
+    assert len(absent) > len(no_call) / 2 and rep["no_call_kinds"]["absent_tool"] == len(absent)
+    requested = set()
+    for e in absent:
+        offered = {t["function"]["name"] for t in e["tools"]}
+        wanted = e["meta"]["requested_tool"]
+        assert wanted not in offered                     # the tool the request needs is not on offer
+        assert not e["messages"][-1].get("tool_calls") and e["messages"][-1]["content"]
+        if wanted == "get_weather":
+            assert "web_search" not in offered           # a web search could have answered it
+        requested.add(wanted)
+    assert len(requested & set(DEFAULT_TOOL_NAMES)) >= 5  # requests for the dataset's own tools, offered others
+    # one custom tool: requests for unrelated tools and for what the tool does not do ("cancel the flight")
+    exs, rep = generate_examples([FLIGHT], 300, "low", seed=2)
+    absent = [e for e in exs if e["meta"].get("no_call_kind") == "absent_tool"]
+    assert absent and all(e["meta"]["requested_tool"] != "book_flight" for e in absent)
+    assert all([t["function"]["name"] for t in e["tools"]] == ["book_flight"] for e in absent)
+    assert any(e["meta"]["requested_tool"].startswith("book_flight:") for e in absent)
+
+
+def test_joined_requests_become_parallel_calls_in_order():
+    exs, _ = generate_examples(["get_weather", "calculator", "send_email", "read_file"], 400, "medium", seed=2)
+    par = [e for e in exs if e["meta"]["category"] == "parallel"]
+    assert len(par) >= 30 and any(len({c["name"] for c in calls_of([e])}) == 1 for e in par)
+    for e in par:
+        text = user_text(e).lower()
+        starts = []
+        for call in calls_of([e]):
+            found = [text.find(s.lower()) for v in literals(call["arguments"]) for s in surfaces(v) | SPOKEN.get(v, set())
+                     if s.lower() in text]
+            starts.append(max(found) if len({c["name"] for c in calls_of([e])}) == 1 else min(found))
+        assert starts == sorted(starts), (text, calls_of([e]))
+
+
+def test_default_recipe_is_diverse():
+    exs, _ = generate_examples(DEFAULT_TOOL_NAMES, 200, "low", seed=0)
+    d = diversity_report(exs)
+    assert d["skeletons_per_100_requests"] > 90 and d["trigrams_per_call"] > 4
+    assert 0.35 < d["optional_arg_share"] < 0.65 and 0.1 <= d["no_call_share"] <= 0.15
+
+
 def test_stored_dataset_and_name_rules(store):
     row = nursery_generate_data("memory_store", 30, seed=1)
     assert row["name"] == "memory-store" and row["num_examples"] == 30

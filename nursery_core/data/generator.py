@@ -173,6 +173,8 @@ class _Generator:
         self.rng = random.Random(seed)
         self.plans = [_plan(t, self.rng) for t in tools]
         self.by_name = {p.name: p for p in self.plans}
+        self.named = [(tool_name(t), t) for t in tools]
+        self.absent_options: dict[frozenset, tuple] = {}
         self.pool = _distractor_pool(tools)
         self.tool_words = _tool_words(tools)
         unrelated = N.catalogue_for(tools)
@@ -271,15 +273,18 @@ class _Generator:
         pick the right tool among several. `room_for` (the tools a conversation or a no-call example was
         built for) replaces the called-plus-random selection when given; `keep` filters distractors."""
         rng = self.rng
+        named = self.named
         if room_for is None:
-            called = [t for t in self.tools if tool_name(t) in used]
-            others = [t for t in self.tools if tool_name(t) not in used]
+            called = [n for n, _ in named if n in used]
+            others = [n for n, _ in named if n not in used]
             room = max(0, self.level.tool_cap - len(called))
-            room_for = {tool_name(t) for t in called + (rng.sample(others, min(room, len(others))) if room and others else [])}
-        tools = [t for t in self.tools if tool_name(t) in room_for]  # selection order: position gives nothing away
+            room_for = set(called + (rng.sample(others, min(room, len(others))) if room and others else []))
+        tools = [t for n, t in named if n in room_for]  # selection order: position gives nothing away
         lo, hi = self.level.distractors
+        if not hi:
+            return tools
         pool = [t for t in self.pool if keep is None or keep(t)]
-        k = min(rng.randint(lo, hi), len(pool)) if hi else 0
+        k = min(rng.randint(lo, hi), len(pool))
         tools += rng.sample(pool, k) if k else []
         if self.level.shuffle:
             rng.shuffle(tools)
@@ -359,15 +364,19 @@ class _Generator:
         or the opposite of an offered tool's verb ("cancel the flight"). (text, answer, what was asked for,
         a filter for distractor tools) or None when nothing fits."""
         rng = self.rng
-        names = {p.name for p in offered}
-        offered_tools = [p.tool for p in offered]
-        answers_questions = bool(_tool_words(offered_tools) & N.ANSWERING_WORDS)
-        own = [p for p in self.plans if p.name not in names and not self._substitutes(p, offered)]
-        other = [(p, avoid) for p, avoid in self.absent_plans
-                 if not any(self._serves(p.name, avoid, t) for t in offered_tools)
-                 and not (answers_questions and p.intent.family == "retrieve")]
-        opposite = [(p, vp) for p in offered for vp in opposite_vps(p.name)
-                    if not any(vp.split()[0] in V._words(q.name) for q in offered)]
+        names = frozenset(p.name for p in offered)
+        hit = self.absent_options.get(names)
+        if hit is None:  # the same few offered sets come back again and again
+            offered_tools = [p.tool for p in offered]
+            answers_questions = bool(_tool_words(offered_tools) & N.ANSWERING_WORDS)
+            own = [p for p in self.plans if p.name not in names and not self._substitutes(p, offered)]
+            other = [(p, avoid) for p, avoid in self.absent_plans
+                     if not any(self._serves(p.name, avoid, t) for t in offered_tools)
+                     and not (answers_questions and p.intent.family == "retrieve")]
+            opposite = [(p, vp) for p in offered for vp in opposite_vps(p.name)
+                        if not any(vp.split()[0] in V._words(q.name) for q in offered)]
+            hit = self.absent_options[names] = (own, other, opposite)
+        own, other, opposite = hit
         choices = [(w, kind) for w, kind in ((0.5, "own"), (0.3, "other"), (0.2, "opposite"))
                    if {"own": own, "other": other, "opposite": opposite}[kind]]
         if not choices:
