@@ -8,8 +8,8 @@ import streamlit as st
 from nursery_core.data.generator import nursery_generate_data
 from nursery_core.data.importers import FORMATS, nursery_extract_conversations
 from nursery_core.data.tools import DEFAULT_TOOL_NAMES, parse_tool_schemas
-from nursery_core.datasets import (delete_dataset, example_lengths, nursery_import_dataset, nursery_list_datasets,
-                                   show_dataset)
+from nursery_core.datasets import (dataset_diversity, delete_dataset, example_lengths, nursery_import_dataset,
+                                   nursery_list_datasets, show_dataset)
 from nursery_core.errors import NurseryError
 from nursery_core.webui import identity, services, widgets
 from nursery_core.webui.golden_panel import render_golden_panel
@@ -119,6 +119,18 @@ with tab_ds:
             m2.metric("Train / eval", f"{split.get('train', '?')} / {split.get('eval', '?')}")
             m3.metric("Mean tokens (approx.)", (ds.get("stats") or {}).get("approx_tokens", {}).get("mean", "?"))
             m4.metric("Source", ds.get("source") or "?")
+            div = dataset_diversity(pick)
+            d1, d2, d3, d4 = st.columns(4)
+            d1.metric("Request skeletons per 100 requests", div["skeletons_per_100_requests"],
+                      help=f"{div['skeletons']} distinct of {div['requests']} requests once argument values, numbers "
+                           "and quoted text are taken out: how many sentence shapes the model sees.")
+            d2.metric("Distinct 3-grams per call", div["trigrams_per_call"],
+                      help=f"{div['trigrams']} distinct word 3-grams over those skeletons, per call.")
+            d3.metric("Calls with optional arguments", f"{div['optional_arg_share']:.0%}",
+                      help="Share of calls that carry at least one optional argument the request asked for.")
+            kinds = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in div["no_call_kinds"].items())
+            d4.metric("No-call examples", f"{div['no_call_share']:.0%}",
+                      help="Examples whose answer must not call a tool" + (f" ({kinds})." if kinds else "."))
             ch1, ch2 = st.columns(2)
             calls = (ds.get("stats") or {}).get("calls_per_tool") or {}
             if calls:

@@ -75,11 +75,21 @@ with tab_launch:
         max_len = d.number_input("Max length", 64, 32768, DEFAULTS.max_length, key="tf_max_len",
                                  help=HELP["max_length"]["help"])
         seed = d.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="tf_seed")
+        with st.expander("Training-data recipe (function masking, mixing in another dataset)"):
+            r1, r2, r3 = st.columns(3)
+            masking = r1.number_input("Function masking share", 0.0, 1.0, float(DEFAULTS.function_masking), 0.05,
+                                      key="tf_masking", help=HELP["function_masking"]["help"])
+            mix_choices = ["(none)"] + [d for d in datasets if d != dataset]
+            mix_ds = r2.selectbox("Mix in dataset", mix_choices, key="tf_mix_dataset", help=HELP["mix_dataset"]["help"])
+            mix_fraction = r3.number_input("Mix fraction", 0.0, 10.0, float(DEFAULTS.mix_fraction), 0.1,
+                                           key="tf_mix_fraction", help=HELP["mix_fraction"]["help"])
         go = st.form_submit_button("Start training", type="primary", disabled=not dataset)
     if go:
         try:
             hyper = dict(epochs=epochs, max_steps=int(max_steps), learning_rate=lr, batch_size=int(batch), r=int(r),
-                         alpha=alpha, lora_layers=int(lora_layers), max_length=int(max_len), seed=int(seed))
+                         alpha=alpha, lora_layers=int(lora_layers), max_length=int(max_len), seed=int(seed),
+                         function_masking=float(masking), mix_dataset="" if mix_ds == "(none)" else mix_ds,
+                         mix_fraction=float(mix_fraction))
             if cloud is None:
                 started = nursery_train_local(dataset, base_model, output.strip() or None, created_by=user, **hyper)
             else:

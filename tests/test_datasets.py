@@ -43,6 +43,9 @@ def test_import_round_trip_with_split_and_stats(tmp_path, store):
     tok = row["stats"]["approx_tokens"]
     assert tok["min"] <= tok["p50"] <= tok["max"] and row["stats"]["chars_per_token"] == CHARS_PER_TOKEN
     assert row["stats"]["calls_per_tool"] == {"get_weather": 20}
+    div = row["stats"]["diversity"]  # 20 requests, 5 distinct only by the city: one skeleton
+    assert div["requests"] == 20 and div["skeletons"] == 1 and div["calls"] == 20
+    assert div["optional_arg_share"] == 0 and div["no_call_share"] == 0
     everything = load_examples("weather")
     assert len({e["id"] for e in everything}) == 20
     train, ev = load_examples("weather", "train"), load_examples("weather", "eval")

@@ -46,6 +46,9 @@ def test_generate_from_the_page_and_see_it(store):
     assert any("page-made" in df.value["name"].tolist() for df in at.dataframe if "name" in df.value.columns)
     assert at.selectbox(key="ds_pick").value == "page-made"
     assert len(at.get("chat_message")) >= 5  # examples rendered as chat bubbles
+    labels = {m.label: m.value for m in at.metric}
+    assert float(labels["Request skeletons per 100 requests"]) > 50  # the diversity report
+    assert labels["No-call examples"].endswith("%") and "Distinct 3-grams per call" in labels
     # the same name again: a clear error, nothing replaced
     at.button(key="gen_go").click().run()
     assert any("already exists" in e.value for e in at.error)

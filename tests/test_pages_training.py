@@ -54,3 +54,14 @@ def test_estimate_panel_shows_the_gpu_table(tiny_model_dir):
     gpu = [f for f in frames if "GPU" in f.columns]
     assert gpu and list(gpu[0]["GPU"])[:2] == ["RTX 3080 Ti", "RTX 4090"]
     assert any("This machine (CPU)" in m.value for m in at.markdown)
+
+
+def test_recipe_inputs_reach_the_config_and_bad_ones_are_an_error():
+    store_dataset("lockers", n=10)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert at.selectbox(key="tf_mix_dataset").options == ["(none)"]  # never the dataset being trained
+    at.text_input(key="tf_output").set_value("mixed-model")
+    at.number_input(key="tf_mix_fraction").set_value(0.5)
+    at.button(key="FormSubmitter:tf_launch_form-Start training").click().run()
+    assert not at.exception
+    assert any("mix_dataset is empty" in e.value for e in at.error), [e.value for e in at.error]

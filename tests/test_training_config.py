@@ -53,3 +53,20 @@ def test_every_field_has_help_and_hyper_fields_exclude_paths():
     assert all(h["help"] for h in helps.values())
     assert helps["r"]["min"] == 1 and helps["scheduler"]["choices"] == ("cosine", "linear", "constant")
     assert "learning_rate" in HYPER_FIELDS and "dataset_file" not in HYPER_FIELDS
+
+
+def test_data_recipe_fields_carry_metadata_and_validate():
+    helps = field_help()
+    for name in ("function_masking", "mix_dataset", "mix_fraction"):
+        assert helps[name]["group"] == "data" and helps[name]["help"] and name in HYPER_FIELDS
+    assert helps["function_masking"]["min"] == 0.0 and helps["function_masking"]["max"] == 1.0
+    cfg = TrainConfig().validate()
+    assert cfg.function_masking == 0.0 and cfg.mix_dataset == "" and cfg.mix_fraction == 0.0
+    cfg = TrainConfig().with_overrides(function_masking=0.33, mix_dataset="xlam", mix_fraction=0.5).validate()
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(InvalidConfig, match="function_masking must be <= 1"):
+        TrainConfig(function_masking=1.5).validate()
+    with pytest.raises(InvalidConfig, match="mix_dataset is empty"):
+        TrainConfig(mix_fraction=0.5).validate()
+    with pytest.raises(InvalidConfig, match="mix_dataset must be a dataset name"):
+        TrainConfig(mix_dataset=3).validate()

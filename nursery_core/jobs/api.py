@@ -113,6 +113,7 @@ def create_job(kind: str, dataset: str, base_model: str, output_name: str, confi
     evals = dataset_examples(dataset, "eval")
     if not train:
         raise InvalidInput(f"dataset {dataset!r} has no training examples", field="dataset")
+    train, recipe = _apply_recipe(dataset, train, evals, cfg)
     job_id = new_id("j")
     job_dir = paths.job_dir(job_id)
     cfg = TrainConfig.from_dict({**cfg.to_dict(), "base_model": base_model, "dataset_file": "data/train.jsonl",
@@ -124,6 +125,8 @@ def create_job(kind: str, dataset: str, base_model: str, output_name: str, confi
             with open(job_dir / "data" / fname, "w", encoding="utf-8") as fh:
                 for ex in rows:
                     fh.write(json.dumps(ex, ensure_ascii=False) + "\n")
+        if recipe is not None:
+            (job_dir / "data" / "recipe.json").write_text(json.dumps(recipe, indent=2) + "\n")
         cfg.save(job_dir / "config.json")
         row = {"id": job_id, "kind": kind, "dataset": dataset, "base_model": base_model,
                "output_name": output_name, "config": cfg.to_dict(), "created_by": created_by,
@@ -132,6 +135,23 @@ def create_job(kind: str, dataset: str, base_model: str, output_name: str, confi
     except BaseException:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise
+
+
+def _apply_recipe(dataset: str, train: list[dict], evals: list[dict], cfg: TrainConfig) -> tuple[list[dict], dict | None]:
+    """The config's data recipe (mixing, function masking) on the training split; None when it has none."""
+    if cfg.function_masking <= 0 and not (cfg.mix_dataset and cfg.mix_fraction > 0):
+        return train, None
+    from ..data.recipe import apply_recipe
+
+    mix: list[dict] = []
+    if cfg.mix_dataset and cfg.mix_fraction > 0:
+        if cfg.mix_dataset == dataset:
+            raise InvalidConfig(f"mix_dataset is the dataset being trained ({dataset!r}): name another one")
+        try:
+            mix = dataset_examples(cfg.mix_dataset, "train")
+        except NotFound:
+            raise NotFound(f"mix_dataset {cfg.mix_dataset!r} is not a stored dataset (see list-datasets)") from None
+    return apply_recipe(train, evals, cfg.seed, cfg.function_masking, mix, cfg.mix_fraction, cfg.mix_dataset)
 
 
 def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_name: str | None = None,
