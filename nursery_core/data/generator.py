@@ -323,15 +323,13 @@ class _Generator:
             n = 3 if self.level_name == "high" and rng.random() < 0.2 else 2
             plans = rng.sample(self.plans, min(n, len(self.plans))) if len(self.plans) > 1 else [self.plans[0]] * 2
             parts = []
-            for i, plan in enumerate(plans):
+            for plan in plans:
                 s, args_list, kind = self._request(plan)
                 if calls and plan is calls[-1][0] and args_list[0] == calls[-1][1]:
                     s, args_list, kind = self._request(plan)
-                parts.append(self._finish(s, kind, opener=i == 0, closer=i == len(plans) - 1, noise=False))
+                parts.append(s)
                 calls.append((plan, args_list[0]))
-            segs = P.join_requests(parts, rng)
-            if rng.random() < self.level.noise:
-                segs = P.roughen(segs, rng)
+            segs = self._finish(P.join_requests(parts, rng))
         text = P.render(segs)
         meta["tool"] = sorted({p.name for p, _ in calls})
         msgs = [{"role": "user", "content": text}, self._assistant(calls)]

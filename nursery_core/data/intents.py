@@ -27,6 +27,7 @@ class Intent:
     obj: str = ""                   # the object noun ("flight"), for requests about it a tool cannot serve
     mentions: dict = field(default_factory=dict)   # param → own mention forms (see mentions.forms)
     spoken: dict = field(default_factory=dict)     # param → {value: [ways to say it]}
+    agent_only: bool = False        # only frames addressed to the assistant ("I need you to remember…")
 
 
 # verb → (family, synonyms used in requests). Synonyms keep the meaning: "get" may become "check", never "delete".
@@ -336,7 +337,7 @@ BUILTIN: dict[str, dict] = {
                     "For future reference, {content}.", "Just so you know for later, {content}.",
                     "FYI {content}, please remember that.", "Can you remember for me that {content}?",
                     "Heads up: {content}. Save that."],
-            say="save things to memory", family="create", obj="memory",
+            say="save things to memory", family="create", obj="memory", agent_only=True,
             mentions={"tags": {"prep": ["tagged {v}", "under {v}", "with the tags {v}"],
                                "clause": ["Tag it {v}.", "File it under {v}.", "Tags: {v}.", "Put it under {v}."]},
                       "importance": {"prep": ["as {v} importance", "with {v} importance", "as {v} priority"],
@@ -473,7 +474,7 @@ BUILTIN: dict[str, dict] = {
                  "load {path}", "print the file {path}", "read the file at {path}", "cat {path}",
                  "dump the contents of {path}", "open up {path}"],
             asks=["what's in {path}", "what does {path} say", "what's inside {path}"],
-            terse=["{path}", "cat {path}", "read {path}", "contents of {path}"],
+            terse=["cat {path}", "read {path}", "contents of {path}", "open {path}"],
             idioms=["I need to see {path}.", "Can I see {path}?", "Let me see what's in {path}."],
             say="read files", family="retrieve", obj="file",
             mentions={"encoding": {"prep": ["as {v}", "using {v} encoding", "with {v} encoding"],

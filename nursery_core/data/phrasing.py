@@ -129,6 +129,10 @@ FRAMES: dict[str, list[str]] = {
     "want": ["I need to {c}.", "I want to {c}.", "I'd like to {c}.", "I need you to {c}.", "I want you to {c}.",
              "Need to {c}.", "I have to {c}.", "Help me {c}.", "I'm trying to {c}.", "I wanna {c}",
              "I would like you to {c}.", "Let's {c}.", "Go ahead and {c}.", "Time to {c}.", "I gotta {c}"],
+    # the same wishes addressed to the assistant, for verb phrases a user cannot say of themselves
+    # ("I need to tell me the time", "I want to remember that…" would say something else)
+    "want_you": ["I need you to {c}.", "I want you to {c}.", "I would like you to {c}.", "Go ahead and {c}.",
+                 "I'd like you to {c}.", "Please go ahead and {c}."],
     "indirect": ["I was wondering if you could {c}.", "Any chance you could {c}?", "Would it be possible to {c}?",
                  "Is there any way you could {c}?", "Do you think you could {c}?", "If you can, {c}.",
                  "When you get a sec, {c}.", "It'd be great if you could {c}.", "I'd appreciate it if you could {c}.",
@@ -138,6 +142,7 @@ FRAME_WEIGHTS = [("imperative", 0.2), ("polite", 0.18), ("question", 0.25), ("wa
 ASK_FRAMES = ["{C}?", "{C}?", "{C}", "Quick question: {c}?", "So, {c}?", "Um, {c}?", "{C}??", "Hey, {c}?",
               "Can you tell me, {c}?", "{C}? Just wondering."]
 TERSE_FRAMES = ["{c}", "{c}", "{c} pls", "{c} please", "{c}?", "{c} asap", "{c} thx", "{C}.", "{c} now", "{C}"]
+_ME = re.compile(r"\bme\b")
 FRONT_JOINS = [": ", " - ", ". ", ", "]
 
 OPENERS = ["Hey, ", "Hi! ", "Hello, ", "Hey there, ", "Hi, ", "Morning! ", "OK so ", "Okay, ", "Yo, ", "Hiya, ",
@@ -228,9 +233,8 @@ class Composer:
             placement = "inline"
         if placement == "front" and kind == "vp":
             lead = _join_mentions([self.mention(p, args[p], said[p], "prep") for p in order], rng, False)
-            frame_kind = rng.choices([k for k, _ in FRAME_WEIGHTS], [w for _, w in FRAME_WEIGHTS])[0]
             return capitalise(lead) + [("t", rng.choice(FRONT_JOINS))] + \
-                _apply_frame(rng.choice(FRAMES[frame_kind]), core)
+                _apply_frame(rng.choice(FRAMES[self._frame_kind(template)]), core)
         inline = order if placement == "inline" else required if placement == "mixed" else \
             [] if placement == "clauses" else []
         trailing = [p for p in order if p not in inline] if placement != "list" else []
@@ -243,11 +247,16 @@ class Composer:
         if kind == "ask":
             main = _apply_frame(rng.choice(ASK_FRAMES), core)
         else:
-            frame_kind = rng.choices([k for k, _ in FRAME_WEIGHTS], [w for _, w in FRAME_WEIGHTS])[0]
-            main = _apply_frame(rng.choice(FRAMES[frame_kind]), core)
+            main = _apply_frame(rng.choice(FRAMES[self._frame_kind(template)]), core)
         if trailing and not _ends_sentence(main):
             main = main + [("t", ".")]
         return main + self._clauses(trailing, args, said)
+
+    def _frame_kind(self, template: str) -> str:
+        kind = self.rng.choices([k for k, _ in FRAME_WEIGHTS], [w for _, w in FRAME_WEIGHTS])[0]
+        if kind == "want" and (self.intent.agent_only or _ME.search(template)):
+            return "want_you"
+        return kind
 
     def _clauses(self, names: list[str], args: dict, said: dict[str, list[Seg]]) -> list[Seg]:
         out: list[Seg] = []

@@ -226,7 +226,7 @@ def memory_fact(rng):
 
 def memory_query(rng):
     return rng.choice([lambda: rng.choice(MEMORY_THINGS), lambda: f"{rng.choice(FIRST)}'s birthday",
-                       lambda: f"{rng.choice(FIRST)}'s phone number", lambda: f"notes about {rng.choice(SEARCH_SUBJECTS)}",
+                       lambda: f"{rng.choice(FIRST)}'s phone number", lambda: rng.choice(SEARCH_SUBJECTS),
                        lambda: f"trip to {rng.choice(CITIES)}"])()
 
 
