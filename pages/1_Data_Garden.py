@@ -48,8 +48,10 @@ with tab_gen:
     c1, c2, c3, c4 = st.columns(4)
     count = c1.number_input("Examples", min_value=1, max_value=100000, value=200, step=50, key="gen_count")
     variation = c2.select_slider("Variation", ["low", "medium", "high"], value="medium", key="gen_variation",
-                                 help="Phrasing diversity, typos, optional arguments, distractor tools, the share "
-                                      "of questions no tool can answer and how long conversations run.")
+                                 help="Every level asks each call in many shapes; higher levels add typos, casing "
+                                      "and chatty openers, ask for optional arguments more often, offer distractor "
+                                      "tools, hold more requests no offered tool can serve, and run longer "
+                                      "conversations.")
     seed = c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="gen_seed")
     name = c4.text_input("Dataset name", key="gen_name", placeholder="from the tool names")
     if st.button("Generate dataset", type="primary", key="gen_go", disabled=not (picked or custom_tools)):
