@@ -364,11 +364,11 @@ def forms(p: Param, value: Any, own: dict | None = None) -> dict[str, list[str]]
 
 
 def mention(p: Param, value: Any, said: list[Seg], form: str, rng: random.Random,
-            own: dict | None = None) -> list[Seg]:
+            own: dict | None = None, f: dict | None = None) -> list[Seg]:
     """A mention of one argument in the given form: 'prep' (follows a verb phrase: "from LIS"),
     'clause' (a sentence of its own: "It's for 2 passengers."), 'label' ("cabin class: business") or
-    'terse' (the value, with a count's noun)."""
-    f = forms(p, value, own)
+    'terse' (the value, with a count's noun). `f`: forms(p, value, own) when the caller keeps them."""
+    f = f if f is not None else forms(p, value, own)
     if form == "terse":
         if f.get("terse"):
             return _fill(rng.choice(f["terse"]), p, said, value)

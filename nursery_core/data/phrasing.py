@@ -182,15 +182,17 @@ class Composer:
     def __init__(self, intent: Intent, params: dict[str, M.Param], rng: random.Random):
         self.intent, self.params, self.rng = intent, params, rng
         self.ambiguous = M.ambiguous_roles(params)
+        self.kinds = [(k, w, pool) for k, w, pool in (("idiom", 0.18, intent.idioms), ("ask", 0.22, intent.asks),
+                                                      ("terse", 0.12, intent.terse), ("vp", 0.48, intent.vps)) if pool]
+        self.kind_weights = [w for _, w, _ in self.kinds]
+        self.forms: dict[tuple[str, Any], dict] = {}
 
     def pick(self, user_templates: list[str] | None = None) -> tuple[str, str]:
         """(kind, template): 'user' | 'idiom' | 'ask' | 'terse' | 'vp'."""
-        rng, it = self.rng, self.intent
+        rng = self.rng
         if user_templates and rng.random() < 0.5:
             return "user", rng.choice(user_templates)
-        kinds = [(k, w, pool) for k, w, pool in (("idiom", 0.18, it.idioms), ("ask", 0.22, it.asks),
-                                                  ("terse", 0.12, it.terse), ("vp", 0.48, it.vps)) if pool]
-        kind, _, pool = rng.choices(kinds, [w for _, w, _ in kinds])[0]
+        kind, _, pool = rng.choices(self.kinds, self.kind_weights)[0]
         return kind, rng.choice(pool)
 
     def mention(self, p: str, value: Any, said: list[Seg], form: str) -> list[Seg]:
@@ -202,7 +204,11 @@ class Composer:
                    "label": M.LABEL_FORMS}  # set the thermostat to 21
         if p in self.ambiguous and form in ("prep", "terse") and not own:
             form = "label"
-        return M.mention(param, value, said, form, self.rng, own)
+        key = (p, value if isinstance(value, bool) else None)
+        f = self.forms.get(key)
+        if f is None:
+            f = self.forms[key] = M.forms(param, value, own)
+        return M.mention(param, value, said, form, self.rng, own, f)
 
     def compose(self, kind: str, template: str, args: dict, said: dict[str, list[Seg]]) -> list[Seg]:
         """The request: the template's placeholders take the values as said; every other argument is
