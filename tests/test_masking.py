@@ -12,7 +12,7 @@ from nursery_core import paths
 from nursery_core.data.generator import generate_examples, nursery_generate_data
 from nursery_core.data.masking import mask_example, random_identifier
 from nursery_core.data.recipe import apply_recipe
-from nursery_core.errors import InvalidConfig, NotFound
+from nursery_core.errors import InvalidConfig, InvalidInput, NotFound
 from nursery_core.jobs import api
 from nursery_core.records import normalise_example, tools_by_name
 from nursery_core.training.config import TrainConfig
@@ -100,5 +100,10 @@ def test_jobs_apply_the_recipe_to_the_training_split_only(store):
         api.create_job("local", "own", "smollm2-135m", "x", TrainConfig(mix_dataset="nope", mix_fraction=0.5))
     with pytest.raises(InvalidConfig, match="being trained"):
         api.create_job("local", "own", "smollm2-135m", "x", TrainConfig(mix_dataset="own", mix_fraction=0.5))
+    from nursery_core.golden import nursery_golden_add
+    nursery_golden_add("gold", "Work out 17 * 23 for me", ["calculator"],
+                       [{"name": "calculator", "arguments": {"expression": "17 * 23"}}])
+    with pytest.raises(InvalidInput, match="golden set"):  # evaluation data is never mixed into training
+        api.create_job("local", "own", "smollm2-135m", "x", TrainConfig(mix_dataset="gold", mix_fraction=0.5))
     plain = api.create_job("local", "own", "smollm2-135m", "plain", TrainConfig(max_steps=1))
     assert not (paths.job_dir(plain["id"]) / "data" / "recipe.json").exists()

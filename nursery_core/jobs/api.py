@@ -148,9 +148,10 @@ def _apply_recipe(dataset: str, train: list[dict], evals: list[dict], cfg: Train
         if cfg.mix_dataset == dataset:
             raise InvalidConfig(f"mix_dataset is the dataset being trained ({dataset!r}): name another one")
         try:
-            mix = dataset_examples(cfg.mix_dataset, "train")
+            check_training_dataset(cfg.mix_dataset)  # golden data never reaches a job, mixed in or not
         except NotFound:
             raise NotFound(f"mix_dataset {cfg.mix_dataset!r} is not a stored dataset (see list-datasets)") from None
+        mix = dataset_examples(cfg.mix_dataset, "train")
     return apply_recipe(train, evals, cfg.seed, cfg.function_masking, mix, cfg.mix_fraction, cfg.mix_dataset)
 
 
