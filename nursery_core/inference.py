@@ -28,13 +28,15 @@ DEFAULT_BATCH_SIZE = 8
 # ----------------------------------------------------------------------------------------- settings
 @dataclass
 class GenerationSettings:
-    """How to generate: greedy when temperature is 0, else sampling with temperature/top_p and a seed."""
+    """How to generate: greedy when temperature is 0, else sampling with temperature/top_p and a seed; guarded
+    (the default) constrains tool calls to the offered tools' schemas (nursery_core/guard)."""
 
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = 0
     batch_size: int = DEFAULT_BATCH_SIZE
+    guarded: bool = True
 
     def validate(self) -> "GenerationSettings":
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
@@ -45,6 +47,8 @@ class GenerationSettings:
             raise InvalidConfig(f"top_p must be above 0 and at most 1, not {self.top_p!r}")
         if not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 512:
             raise InvalidConfig(f"batch_size must be an integer from 1 to 512, not {self.batch_size!r}")
+        if not isinstance(self.guarded, bool):
+            raise InvalidConfig(f"guarded must be true or false, not {self.guarded!r}")
         return self
 
     @property
@@ -53,7 +57,7 @@ class GenerationSettings:
 
     def to_dict(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "seed": self.seed, "batch_size": self.batch_size, "greedy": self.greedy}
+                "seed": self.seed, "batch_size": self.batch_size, "greedy": self.greedy, "guarded": self.guarded}
 
     @classmethod
     def of(cls, settings: "GenerationSettings | dict | None" = None, **overrides: Any) -> "GenerationSettings":
@@ -301,6 +305,47 @@ def get_pool() -> ModelPool:
 Prompt = Any  # {"messages", "tools"} | (messages, tools) | a rendered string
 
 
+class Completions(list):
+    """Completions in prompt order, plus `decoding`: what ran ({"decoding": "guarded" | "free" | "mixed",
+    "guarded_prompts", "prompts", "notes"}; see guard.grammar.decoding_summary)."""
+
+    decoding: dict = {}
+
+
+def _prompt_tools(prompt: Prompt) -> list[dict] | None:
+    """The tools a prompt offers; None for an already-rendered string (its tools are unknown)."""
+    if isinstance(prompt, str):
+        return None
+    if isinstance(prompt, dict):
+        return prompt.get("tools") or []
+    return prompt[1] or []
+
+
+def _guard_plans(prompts: Sequence[Prompt], s: GenerationSettings) -> list:
+    from .guard.grammar import GuardPlan, plan_for
+
+    if not s.guarded:
+        return [GuardPlan.free("guarded decoding is off") for _ in prompts]
+    plans = []
+    for p in prompts:
+        tools = _prompt_tools(p)
+        plans.append(GuardPlan.free("the prompt was given as rendered text, so its tools are unknown: decoded "
+                                    "free") if tools is None else plan_for(tools))
+    return plans
+
+
+def _guard(tokenizer, grammars: list[str | None]):
+    """A LogitsProcessorList with one ToolCallGuard over these rows, or (None, None) when none is guarded."""
+    if not any(g is not None for g in grammars):
+        return None, None
+    from transformers import LogitsProcessorList
+
+    from .guard.processor import ToolCallGuard
+
+    guard = ToolCallGuard.for_rows(tokenizer, _stop_ids(tokenizer), grammars)
+    return guard, LogitsProcessorList([guard])
+
+
 def _render(tokenizer, prompt: Prompt) -> str:
     from .training.rendering import render_prompt
 
@@ -344,15 +389,21 @@ def _gen_config(tokenizer, s: GenerationSettings):
 
 
 def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
-                  progress: Callable[[int, int], None] | None = None, **overrides: Any) -> list[str]:
+                  progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Completions:
     """Raw completions for already-loaded (model, tokenizer): several prompts per forward pass, left-padded,
-    each cut at the family's end of turn. Also used on merged models by the deploy check."""
+    each cut at the family's end of turn; guarded rows each get their own grammar matcher. `.decoding` of the
+    result says what ran."""
     import torch
+    from .guard.grammar import decoding_summary
 
     s = GenerationSettings.of(settings, **overrides)
     texts = [_render(tokenizer, p) for p in prompts]
+    plans = _guard_plans(prompts, s)
+    runtime_errors: dict[int, str] = {}
     if not texts:
-        return []
+        done_empty = Completions()
+        done_empty.decoding = decoding_summary(s.guarded, [])
+        return done_empty
     # Similar lengths share a batch: less padding, same results.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str] = [""] * len(texts)
@@ -368,27 +419,37 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
             idx = order[start:start + s.batch_size]
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
+            guard, processors = _guard(tokenizer, [plans[i].grammar for i in idx])
             with torch.inference_mode():
-                gen = model.generate(**enc, generation_config=gen_cfg)
+                gen = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors)
             new = gen[:, enc["input_ids"].shape[1]:]
             for row, i in enumerate(idx):
                 out[i] = _cut(tokenizer, tokenizer.decode(new[row], skip_special_tokens=False))
+                if guard is not None and row in guard.errors:
+                    runtime_errors[i] = guard.errors[row]
             done += len(idx)
             if progress:
                 progress(done, len(texts))
     finally:
         tokenizer.padding_side = side
-    return out
+    result = Completions(out)
+    result.decoding = decoding_summary(s.guarded, plans, runtime_errors)
+    return result
 
 
 def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings | dict | None = None,
-                **overrides: Any) -> Iterator[str]:
-    """Text chunks of one completion as they are generated (for st.write_stream)."""
+                report: dict | None = None, **overrides: Any) -> Iterator[str]:
+    """Text chunks of one completion as they are generated (for st.write_stream); `report`, when given, is
+    updated with what ran (the decoding summary) once the stream ends."""
     import torch
     from transformers import TextIteratorStreamer
 
+    from .guard.grammar import decoding_summary
+
     s = GenerationSettings.of(settings, **overrides)
     text = _render(tokenizer, prompt)
+    plans = _guard_plans([prompt], s)
+    guard, processors = _guard(tokenizer, [plans[0].grammar])
     enc = tokenizer([text], return_tensors="pt", add_special_tokens=False)
     device = next(model.parameters()).device
     enc = {k: v.to(device) for k, v in enc.items()}
@@ -400,7 +461,8 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
     def work():
         try:
             with torch.inference_mode():
-                model.generate(**enc, generation_config=_gen_config(tokenizer, s), streamer=streamer)
+                model.generate(**enc, generation_config=_gen_config(tokenizer, s), streamer=streamer,
+                               logits_processor=processors)
         except BaseException as e:  # surfaced to the reader below
             errors.append(e)
             streamer.end()
@@ -413,21 +475,23 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
                 yield chunk
     finally:
         t.join()
+        if report is not None:
+            report.update(decoding_summary(s.guarded, plans, dict(guard.errors) if guard is not None else {}))
     if errors:
         raise errors[0]
 
 
 def generate_batch(model_name: str, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
-                   progress: Callable[[int, int], None] | None = None, **overrides: Any) -> list[str]:
-    """Raw completions of a pooled model (adapter or base) for many prompts, batched."""
+                   progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Completions:
+    """Raw completions of a pooled model (adapter or base) for many prompts, batched (`.decoding`: what ran)."""
     s = GenerationSettings.of(settings, **overrides)
     return get_pool().run(model_name, lambda m, t: generate_with(m, t, prompts, s, progress=progress))
 
 
 def stream_generate(model_name: str, prompt: Prompt, settings: GenerationSettings | dict | None = None,
-                    **overrides: Any) -> Iterator[str]:
+                    report: dict | None = None, **overrides: Any) -> Iterator[str]:
     s = GenerationSettings.of(settings, **overrides)
-    return get_pool().stream(model_name, lambda m, t: stream_with(m, t, prompt, s))
+    return get_pool().stream(model_name, lambda m, t: stream_with(m, t, prompt, s, report=report))
 
 
 # ------------------------------------------------------------------------------------------- tools
@@ -480,17 +544,36 @@ def build_messages(prompt: str, system: str | None = None) -> list[dict]:
 def nursery_test_model(model_name: str, prompt: str, tools: Any = None, tools_from: str | None = None,
                        system: str | None = None, settings: GenerationSettings | dict | None = None,
                        **generation: Any) -> dict:
-    """One prompt through a model with its tools: raw completion, parsed calls, JSON and schema validity."""
+    """One prompt through a model with its tools: raw completion, parsed calls, JSON and schema validity, and
+    `decoding` ("guarded" by default, "free" when turned off or when the tools' schemas cannot be guarded; the
+    reason is in `decoding_notes`)."""
     s = GenerationSettings.of(settings, **generation)
     tool_list, source = resolve_tools(model_name, tools, tools_from)
     messages = build_messages(prompt, system)
-    completion = generate_batch(model_name, [{"messages": messages, "tools": tool_list}], s)[0]
+    out = generate_batch(model_name, [{"messages": messages, "tools": tool_list}], s)
     return {"model": model_name, "prompt": prompt, "tools": [t["function"]["name"] for t in tool_list],
-            "tools_source": source, "settings": s.to_dict(), **analyse_completion(completion, tool_list)}
+            "tools_source": source, "settings": s.to_dict(), "decoding": out.decoding["decoding"],
+            "decoding_notes": out.decoding["notes"], **analyse_completion(out[0], tool_list)}
+
+
+class TextStream:
+    """The chunks of one streamed completion (iterate once, e.g. with st.write_stream) and `decoding`, the
+    summary of what ran: known before the first chunk, updated when the stream ends."""
+
+    def __init__(self, chunks: Callable[[dict], Iterator[str]], decoding: dict):
+        self.decoding = decoding
+        self._chunks = chunks(self.decoding)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._chunks)
 
 
 def stream_test_model(model_name: str, prompt: str, tools: list[dict], system: str | None = None,
-                      settings: GenerationSettings | dict | None = None, **generation: Any) -> Iterator[str]:
+                      settings: GenerationSettings | dict | None = None, **generation: Any) -> TextStream:
     """The streamed counterpart of nursery_test_model (tools already resolved); pair with analyse_completion."""
-    return stream_generate(model_name, {"messages": build_messages(prompt, system), "tools": tools}, settings,
-                           **generation)
+    from .guard.grammar import decoding_summary
+
+    s = GenerationSettings.of(settings, **generation)
+    item = {"messages": build_messages(prompt, system), "tools": tools}
+    return TextStream(lambda report: stream_generate(model_name, item, s, report=report),
+                      decoding_summary(s.guarded, _guard_plans([item], s)))

@@ -12,6 +12,13 @@ from typing import Any
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
+# One call block is CALL_BEGIN + json(name) + CALL_ARGUMENTS + json(arguments, JSON_SEPARATORS) + CALL_END, blocks
+# joined by CALL_SEPARATOR: what the templates' _CALLS writes, format_calls returns and guarded decoding enforces.
+CALL_BEGIN = TOOL_CALL_OPEN + '\n{"name": '
+CALL_ARGUMENTS = ', "arguments": '
+CALL_END = "}\n" + TOOL_CALL_CLOSE
+CALL_SEPARATOR = "\n"
+JSON_SEPARATORS = (", ", ": ")  # json.dumps' and Jinja's tojson defaults
 DEFAULT_SYSTEM = "You are a helpful assistant."
 # Every template Nursery installs carries "nursery-tools-<version>"; adapters keep the version they trained on.
 MARKER_PREFIX = "nursery-tools-"
@@ -213,9 +220,9 @@ def render_conversation(tokenizer, example: dict) -> str:
 
 def format_calls(calls: list[dict]) -> str:
     """An assistant answer made of calls, exactly as the templates render it (for targets and previews)."""
-    return "\n".join(
-        f'{TOOL_CALL_OPEN}\n{{"name": {json.dumps(c["name"], ensure_ascii=False)}, "arguments": '
-        f'{json.dumps(c["arguments"], ensure_ascii=False)}}}\n{TOOL_CALL_CLOSE}' for c in calls)
+    return CALL_SEPARATOR.join(
+        CALL_BEGIN + json.dumps(c["name"], ensure_ascii=False) + CALL_ARGUMENTS
+        + json.dumps(c["arguments"], ensure_ascii=False, separators=JSON_SEPARATORS) + CALL_END for c in calls)
 
 
 def assistant_spans(tokenizer, example: dict) -> tuple[str, list[tuple[int, int]]]:

@@ -1,0 +1,274 @@
+"""Guarded decoding: the grammar built from the offered tools (accepts trained-layout calls and plain text, rejects
+unknown tools and schema-invalid JSON, bounds arrays, strings and the call count), its plans and fallbacks, the
+logits processor on a tiny model (batched, left-padded), and on SmolLM2 (slow): the bare base and a briefly
+trained adapter never name an unoffered tool nor emit undecodable JSON, and greedy guarded output equals the free
+output whenever the free output was valid."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from cradle_helpers import TOOLS, make_adapter, one_thread, store_dataset  # noqa: F401 (fixture)
+from nursery_core.guard.grammar import GuardCaps, bounded_schema, decoding_summary, plan_for, tool_grammar
+from nursery_core.training.rendering import format_calls
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "bench" / "golden" / "default_tools.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from nursery_core.base_models import load_embedded_tokenizer
+    from nursery_core.training.rendering import prepare_tokenizer
+
+    return prepare_tokenizer(load_embedded_tokenizer(), "chatml")
+
+
+def accepts(tok, tools, text, caps=GuardCaps(), ended=True) -> bool:
+    from nursery_core.guard.processor import accepts as grammar_accepts
+
+    return grammar_accepts(tok, [tok.eos_token_id], tool_grammar(tools, caps)[0], text, ended)
+
+
+def call(name, **arguments) -> str:
+    return format_calls([{"name": name, "arguments": arguments}])
+
+
+def fn(name, properties, required=(), **extra):
+    return {"type": "function", "function": {"name": name, "description": "d", "parameters": {
+        "type": "object", "properties": properties, "required": list(required), **extra}}}
+
+
+# ------------------------------------------------------------------------------------------- grammar
+def test_calls_in_the_trained_layout_and_plain_text_are_accepted(tok):
+    from nursery_core.data.tools import DEFAULT_TOOLS
+
+    assert accepts(tok, TOOLS, call("get_weather", city="Paris"))
+    assert accepts(tok, TOOLS, call("get_weather", city="São Paulo \"centro\"\n", unit="fahrenheit"))
+    assert accepts(tok, TOOLS, format_calls([{"name": "get_weather", "arguments": {"city": "Oslo"}},
+                                             {"name": "set_timer", "arguments": {"minutes": 5}}]))
+    assert accepts(tok, TOOLS, "Paris is lovely in spring.\n\nAnything else?")
+    assert accepts(tok, TOOLS, "")
+    assert accepts(tok, TOOLS, call("get_weather", city="Lima"), ended=False)  # a prefix may continue
+    assert accepts(tok, DEFAULT_TOOLS, format_calls([
+        {"name": "send_email", "arguments": {"to": "ana@example.com", "subject": "Hi", "body": "See you at 5.",
+                                             "cc": ["bo@example.org"]}},
+        {"name": "create_calendar_event", "arguments": {"title": "Gym", "date": "2025-09-22",
+                                                        "start_time": "09:00", "duration_minutes": 45}},
+        {"name": "run_sql", "arguments": {"query": "SELECT 1", "read_only": False, "max_rows": 10}},
+        {"name": "memory_store", "arguments": {"content": "x", "tags": ["a", "b"], "importance": "high"}}]))
+
+
+def test_unknown_tools_and_schema_invalid_json_are_rejected(tok):
+    good = call("get_weather", city="Paris")
+    assert not accepts(tok, TOOLS, call("get_forecast", city="Paris"))                   # not offered
+    assert not accepts(tok, TOOLS, call("get_weather", city=3))                           # wrong type
+    assert not accepts(tok, TOOLS, call("get_weather", unit="celsius"))                   # required missing
+    assert not accepts(tok, TOOLS, call("get_weather", city="Paris", unit="kelvin"))      # not in the enum
+    assert not accepts(tok, TOOLS, call("get_weather", city="Paris", country="FR"))       # undeclared key
+    assert not accepts(tok, TOOLS, good[:-len("}\n</tool_call>")] + "\n</tool_call>")    # malformed JSON
+    assert not accepts(tok, TOOLS, good.replace('{"city": "Paris"}', '{"city":"Paris"}'))  # not the trained layout
+    assert not accepts(tok, TOOLS, "Sure! " + good)                                       # a call inside text
+    assert not accepts(tok, TOOLS, good + "\nDone, anything else?")                       # text after a call
+    # llguidance fixes keys to the schema's property order (training writes that order too)
+    assert not accepts(tok, TOOLS, call("get_weather", unit="celsius", city="Paris"))
+    assert accepts(tok, TOOLS, call("get_weather", city="Paris", unit="celsius"))
+
+
+def test_arrays_strings_and_the_call_count_are_bounded(tok):
+    tools = [fn("tag", {"labels": {"type": "array", "items": {"type": "string"}},
+                        "note": {"type": "string"},
+                        "codes": {"type": "array", "items": {"type": "integer"}, "maxItems": 1}})]
+    caps = GuardCaps(max_calls=2, max_string=5, max_items=2)
+    assert accepts(tok, tools, call("tag", labels=["a", "b"], note="12345", codes=[7]), caps)
+    assert not accepts(tok, tools, call("tag", labels=["a", "b", "c"]), caps)      # cap where no maxItems
+    assert not accepts(tok, tools, call("tag", note="123456"), caps)               # cap where no maxLength
+    assert not accepts(tok, tools, call("tag", codes=[1, 2]), caps)                # the schema's own maxItems
+    assert accepts(tok, tools, "\n".join([call("tag")] * 2), caps)
+    assert not accepts(tok, tools, "\n".join([call("tag")] * 3), caps)            # at most max_calls blocks
+    # the default caps keep a schema's own, larger bounds
+    from nursery_core.data.tools import DEFAULT_TOOLS
+    assert accepts(tok, DEFAULT_TOOLS, call("memory_store", content="x" * 1500))
+    assert not accepts(tok, DEFAULT_TOOLS, call("memory_store", content="x", tags=list("abcdef")))
+
+
+def test_bounded_schema_caps_closes_and_relaxes():
+    relaxed: list[str] = []
+    schema = {"type": "object", "description": "drop me", "properties": {
+        "s": {"type": "string", "minLength": 900}, "e": {"type": "string", "enum": ["a"]},
+        "tags": {"type": "array", "items": {"type": "string", "format": "colour"}, "uniqueItems": True},
+        "nested": {"type": "object", "properties": {"x": {"type": "integer"}}},
+        "description": {"type": "string", "maxLength": 3}}}
+    out = bounded_schema(schema, GuardCaps(max_string=100, max_items=4), "t", relaxed)
+    props = out["properties"]
+    assert "description" not in out and props["description"] == {"type": "string", "maxLength": 3}
+    assert props["s"]["maxLength"] == 900 and "maxLength" not in props["e"]
+    assert props["tags"] == {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 4}
+    assert out["additionalProperties"] is False and props["nested"]["additionalProperties"] is False
+    assert relaxed == ["t.tags[]: format 'colour'", "t.tags: uniqueItems"]
+    assert schema["properties"]["s"] == {"type": "string", "minLength": 900}   # the tool itself is untouched
+
+
+def test_every_gold_answer_of_the_default_tools_dataset_passes(tok):
+    """Key order, separators and layout of the generated training data are exactly what the grammar allows."""
+    from nursery_core.data.generator import nursery_generate_data
+    from nursery_core.data.tools import DEFAULT_TOOL_NAMES
+    from nursery_core.datasets import load_examples
+
+    nursery_generate_data(DEFAULT_TOOL_NAMES, num_examples=150, seed=3, name="defaults")
+    checked = 0
+    for ex in load_examples("defaults", "all"):
+        for m in ex["messages"]:
+            if m["role"] != "assistant":
+                continue
+            text = format_calls([{"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                                 for c in m.get("tool_calls") or []]) or m.get("content") or ""
+            assert accepts(tok, ex["tools"], text), (ex["id"], text)
+            checked += 1
+    assert checked >= 150
+
+
+def test_no_tools_allow_only_text(tok):
+    assert accepts(tok, [], "Just text.")
+    assert not accepts(tok, [], call("get_weather", city="Paris"))
+
+
+# --------------------------------------------------------------------------------------------- plans
+def test_unsupported_schemas_fall_back_to_free_and_say_why():
+    odd = fn("odd", {"a": {"not": {"type": "string"}}})
+    plan = plan_for(TOOLS + [odd])
+    assert not plan.guarded and "'odd'" in plan.reason and "not" in plan.reason and "decoded free" in plan.reason
+    relaxed = plan_for([fn("tagger", {"tags": {"type": "array", "items": {"type": "string"},
+                                               "uniqueItems": True}})])
+    assert relaxed.guarded and relaxed.relaxed == ("tagger.tags: uniqueItems",)
+    summary = decoding_summary(True, [plan_for(TOOLS), plan, relaxed])
+    assert summary["decoding"] == "mixed" and summary["guarded_prompts"] == 2
+    assert summary["notes"][0] == plan.reason and "uniqueItems" in summary["notes"][1]
+    assert decoding_summary(False, [plan_for(TOOLS)]) == {"decoding": "free", "guarded_prompts": 0, "prompts": 1,
+                                                          "notes": []}
+
+
+def test_plans_are_compiled_once_per_tool_list():
+    assert plan_for(TOOLS) is plan_for(copy.deepcopy(TOOLS))
+    assert plan_for(list(reversed(TOOLS))).grammar != plan_for(TOOLS).grammar
+    assert plan_for(TOOLS, GuardCaps(max_calls=1)).grammar != plan_for(TOOLS).grammar
+
+
+# --------------------------------------------------------------------------------- the processor, tiny model
+PROMPTS = [{"messages": [{"role": "user", "content": text}], "tools": TOOLS}
+           for text in ["hi", "What's the weather in Paris right now, please?", "Set a timer for 5 minutes",
+                        "ok then tell me something long about the history of Lima and its weather"]]
+
+
+@pytest.fixture
+def fresh_pool(monkeypatch, one_thread):
+    from nursery_core import inference
+
+    monkeypatch.setattr(inference, "_POOL", None)
+    yield
+    inference._POOL = None
+
+
+def test_a_random_model_forced_into_a_call_still_writes_a_valid_one(tiny_model_dir, one_thread):
+    """Random weights, sampling, a batch with left padding: whatever the model picks, every call it completes names
+    an offered tool with schema-valid arguments."""
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    from nursery_core.base_models import load_base
+    from nursery_core.evaluation.metrics import schema_errors
+    from nursery_core.evaluation.parser import parse_tool_calls
+    from nursery_core.guard.processor import ToolCallGuard
+    from nursery_core.inference import _render, _stop_ids
+
+    tools = [fn("set_timer", {"minutes": {"type": "integer", "minimum": 1, "maximum": 90},
+                              "label": {"type": "string"}}, ["minutes"]),
+             fn("get_weather", {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+                ["city"])]
+    model, tk, _ = load_base(str(tiny_model_dir))
+    start = tk.encode("<tool_call>", add_special_tokens=False)
+
+    class StartACall(LogitsProcessor):
+        """Pushes the first tokens towards `<tool_call>`, so the grammar has a call to shape."""
+
+        def __call__(self, input_ids, scores):
+            k = input_ids.shape[1] - prompt_len
+            if k < len(start):
+                scores[:, start[k]] += 1000.0
+            return scores
+
+    grammar = tool_grammar(tools, GuardCaps(max_calls=2, max_string=6, max_items=2))[0]
+    texts = [_render(tk, {"messages": p["messages"], "tools": tools}) for p in PROMPTS]
+    tk.padding_side = "left"
+    enc = tk(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    prompt_len = enc["input_ids"].shape[1]
+    stop = _stop_ids(tk)
+    outputs = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        guard = ToolCallGuard.for_rows(tk, stop, [grammar] * len(texts))
+        gen = model.generate(**enc, do_sample=True, top_k=0, max_new_tokens=120, eos_token_id=stop,
+                             pad_token_id=tk.pad_token_id, logits_processor=LogitsProcessorList([StartACall(), guard]))
+        assert not guard.errors
+        for row in gen[:, prompt_len:]:
+            ids = row.tolist()
+            assert any(t in stop for t in ids), "ran out of tokens inside a call"
+            outputs.append(tk.decode(ids[:next(i for i, t in enumerate(ids) if t in stop)]))
+    for text in outputs:
+        parsed = parse_tool_calls(text)
+        assert parsed.format_ok and parsed.calls and not parsed.errors, text
+        for c in parsed.calls:
+            tool = next(t["function"] for t in tools if t["function"]["name"] == c["name"])
+            assert not schema_errors(tool, c["arguments"]), text
+
+
+def test_guarded_batches_match_one_by_one_and_valid_free_output(tiny_model_dir, fresh_pool):
+    from nursery_core.base_models import load_base
+    from nursery_core.guard.processor import accepts as grammar_accepts
+    from nursery_core.inference import _stop_ids, generate_batch
+
+    make_adapter("ada", tiny_model_dir, seed=1)
+    batched = generate_batch("ada", PROMPTS, max_new_tokens=16, batch_size=4)
+    single = [generate_batch("ada", [p], max_new_tokens=16, batch_size=1)[0] for p in PROMPTS]
+    assert batched == single and any(batched)
+    assert batched.decoding["decoding"] == "guarded" and batched.decoding["guarded_prompts"] == 4
+    free = generate_batch("ada", PROMPTS, max_new_tokens=16, batch_size=4, guarded=False)
+    assert free.decoding["decoding"] == "free"
+    _, tk, _ = load_base(str(tiny_model_dir))
+    grammar = plan_for(TOOLS).grammar
+    valid = [grammar_accepts(tk, _stop_ids(tk), grammar, f, ended=False) for f in free]
+    assert any(valid)
+    assert [g for g, v in zip(batched, valid) if v] == [f for f, v in zip(free, valid) if v]
+
+
+def test_unguardable_requests_decode_free_and_results_say_so(tiny_model_dir, fresh_pool):
+    from nursery_core.inference import generate_batch, nursery_test_model
+
+    make_adapter("ada", tiny_model_dir, seed=1)
+    odd = fn("odd", {"a": {"if": {"type": "string"}, "then": {"minLength": 2}}})
+    mixed = generate_batch("ada", [PROMPTS[0], {"messages": PROMPTS[1]["messages"], "tools": [odd]},
+                                   "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"], max_new_tokens=4)
+    assert len(mixed) == 3 and mixed.decoding["decoding"] == "mixed" and mixed.decoding["guarded_prompts"] == 1
+    assert any("'odd'" in n for n in mixed.decoding["notes"]) and any("rendered text" in n
+                                                                      for n in mixed.decoding["notes"])
+    r = nursery_test_model("ada", "Weather in Oslo?", max_new_tokens=6)
+    assert r["decoding"] == "guarded" and r["settings"]["guarded"] is True and r["decoding_notes"] == []
+    r = nursery_test_model("ada", "Weather in Oslo?", tools=json.dumps([odd]), max_new_tokens=6)
+    assert r["decoding"] == "free" and "'odd'" in r["decoding_notes"][0]
+    assert nursery_test_model("ada", "Weather?", max_new_tokens=6, guarded=False)["decoding"] == "free"
+
+
+def test_the_stream_reports_its_decoding(tiny_model_dir, fresh_pool):
+    from nursery_core.inference import generate_batch, stream_test_model
+
+    make_adapter("ada", tiny_model_dir, seed=1)
+    stream = stream_test_model("ada", "Weather in Oslo?", TOOLS, max_new_tokens=8)
+    assert stream.decoding["decoding"] == "guarded"
+    text = "".join(stream)
+    assert stream.decoding["decoding"] == "guarded"
+    batch = generate_batch("ada", [{"messages": [{"role": "user", "content": "Weather in Oslo?"}], "tools": TOOLS}],
+                           max_new_tokens=8)
+    assert text.strip() == batch[0]
