@@ -62,8 +62,9 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                            tools: Any = None, tools_from: str | None = None, system: str | None = None,
                            max_new_tokens: int | None = None, temperature: float | None = None,
                            top_p: float | None = None, seed: int | None = None, batch_size: int | None = None,
-                           progress: Callable[[str, int, int], None] | None = None) -> dict:
-    """Interactive (prompts) or batch (a dataset's split): both models answer every prompt, batched."""
+                           guarded: bool = True, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Interactive (prompts) or batch (a dataset's split): both models answer every prompt, batched, guarded by
+    default. The result's `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran."""
     from .evaluate import load_eval_examples, score_outputs
     from .inference import GenerationSettings, analyse_completion, build_messages, generate_batch, resolve_tools
     from .training.rendering import eval_prompts
@@ -76,11 +77,20 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     if bool(prompts) == bool(dataset):
         raise InvalidInput("give either prompts or a dataset to compare on", field="prompts")
     gen = GenerationSettings.of(None, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                seed=seed, batch_size=batch_size)
+                                seed=seed, batch_size=batch_size, guarded=guarded)
+    ran: list[dict] = []
 
     def run(which: str, name: str, items: list[dict]) -> list[str]:
         cb = (lambda done, total: progress(which, done, total)) if progress else None
-        return generate_batch(name, items, gen, progress=cb)
+        out = generate_batch(name, items, gen, progress=cb)
+        ran.append(out.decoding)
+        return out
+
+    def decoding() -> dict:
+        modes = {d["decoding"] for d in ran}
+        notes = [n for d in ran for n in d["notes"]]
+        return {"decoding": modes.pop() if len(modes) == 1 else "mixed",
+                "decoding_notes": list(dict.fromkeys(notes))}
 
     if prompts:
         tool_list, source = resolve_tools(model_a, tools, tools_from)
@@ -94,7 +104,8 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
             rows.append({"prompt": p, "a": a, "b": b, "diff": diff_calls(a["calls"], b["calls"]),
                          "same_calls": sorted(map(_canon, a["calls"])) == sorted(map(_canon, b["calls"]))})
         return {"mode": "interactive", "model_a": model_a, "model_b": model_b, "settings": gen.to_dict(),
-                "tools": [t["function"]["name"] for t in tool_list], "tools_source": source, "rows": rows}
+                **decoding(), "tools": [t["function"]["name"] for t in tool_list], "tools_source": source,
+                "rows": rows}
 
     examples = load_eval_examples(dataset, split, limit)
     items = []
@@ -115,7 +126,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                      "diff": diff_calls(da["calls"], db["calls"])})
     counts = Counter(r["outcome"] for r in rows)
     return {"mode": "batch", "model_a": model_a, "model_b": model_b, "dataset": dataset, "split": split,
-            "settings": gen.to_dict(), "num_examples": len(rows),
+            "settings": gen.to_dict(), **decoding(), "num_examples": len(rows),
             "summary": {o: counts.get(o, 0) for o in OUTCOMES},
             "a_metrics": met_a, "b_metrics": met_b,
             "a_ast_accuracy": met_a["ast_accuracy"], "b_ast_accuracy": met_b["ast_accuracy"], "rows": rows}

@@ -1,7 +1,11 @@
 """`nursery_evaluate`: scores a model (or a predictions file) on a dataset with the BFCL-style checker, stores the
 result per (model, dataset) with its settings and per-example details, and ranks models on a leaderboard.
 `nursery_evaluate_suite` scores a model on its held-out split and on its golden sets (and, on request, its bare
-base model on the same), and `nursery_scorecard` puts those scores side by side for the views."""
+base model on the same), and `nursery_scorecard` puts those scores side by side for the views.
+
+A model is scored with free and with guarded decoding by default: one stored evaluation per decoding, told apart
+by `settings.decoding` ("free" | "guarded"), so each keeps plain metrics and drill-down details, and the
+leaderboard shows a line per (model, dataset, decoding), ranked within its decoding."""
 from __future__ import annotations
 
 import json
@@ -21,6 +25,7 @@ from .store import get_store, new_id
 HEADLINE = ["ast_accuracy", "format_validity", "call_precision", "call_recall", "no_call_precision",
             "no_call_recall", "name_accuracy", "arg_exact_match", "arg_f1", "schema_validity",
             "hallucinated_tool_rate", "hallucinated_param_rate"]
+DECODINGS = ("both", "guarded", "free")
 
 
 def load_eval_examples(dataset: str, split: str = "eval", limit: int | None = None) -> list[dict]:
@@ -96,12 +101,19 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
                      limit: int | None = None, predictions: str | Path | None = None, *,
                      max_new_tokens: int | None = None, temperature: float | None = None,
                      top_p: float | None = None, seed: int | None = None, batch_size: int | None = None,
-                     store_result: bool = True, created_by: str | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict:
+                     decoding: str = "both", guarded: bool | None = None, store_result: bool = True,
+                     created_by: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Runs `model_name` on the dataset's split (batched) — or scores a predictions file without a model — and
-    stores the result. Returns {id, model, dataset, split, num_examples, settings, metrics, details_path}."""
+    stores the result. Returns {id, model, dataset, split, num_examples, settings, metrics, details_path,
+    decoding}. `decoding` "both" (the default) runs the model free, then guarded, and stores both: the result is
+    the guarded run's, with `runs` = [free result, guarded result]; `guarded` True/False is short for decoding
+    "guarded"/"free". Predictions files have decoding None."""
     from .inference import GenerationSettings, generate_batch
 
+    if guarded is not None:
+        decoding = "guarded" if guarded else "free"
+    if decoding not in DECODINGS:
+        raise InvalidInput(f"decoding must be one of {', '.join(DECODINGS)}, not {decoding!r}", field="decoding")
     if not dataset:
         raise InvalidInput("choose a dataset to evaluate on", field="dataset")
     if predictions is None and not model_name:
@@ -126,25 +138,52 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
             raise InvalidInput(f"no prediction matches an example of {dataset!r} ({split} split)",
                                file=pred_name, field="id")
         outputs = [preds[str(ex.get("id"))] for ex in examples]
-        model_label = model_name or f"predictions:{Path(pred_name).stem}"
         settings.update(source="predictions", predictions_file=pred_name, missing_predictions=missing)
         if progress:
             progress(len(examples), len(examples))
-    else:
-        from .training.rendering import eval_prompts
+        label = model_name or f"predictions:{Path(pred_name).stem}"
+        return _record(label, dataset, split, examples, outputs, settings, store_result, created_by)
 
+    from .training.rendering import eval_prompts
+
+    prompts = []
+    for ex in examples:
+        prefix, _ = eval_prompts(ex)
+        prompts.append({"messages": prefix, "tools": ex.get("tools")})
+    modes = ["free", "guarded"] if decoding == "both" else [decoding]
+    runs = []
+    for k, mode in enumerate(modes):
         gen = GenerationSettings.of(None, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                    seed=seed, batch_size=batch_size)
-        prompts = []
-        for ex in examples:
-            prefix, _ = eval_prompts(ex)
-            prompts.append({"messages": prefix, "tools": ex.get("tools")})
-        outputs = generate_batch(model_name, prompts, gen, progress=progress)
-        model_label = model_name
-        settings.update(source="model", **gen.to_dict())
+                                    seed=seed, batch_size=batch_size, guarded=mode == "guarded")
+        cb = (lambda done, total, k=k: progress(k * total + done, total * len(modes))) if progress else None
+        out = generate_batch(model_name, prompts, gen, progress=cb)
+        ran = {"decoding": mode, "decoding_ran": out.decoding["decoding"]}
+        if out.decoding["notes"]:
+            ran["decoding_notes"] = out.decoding["notes"]
+        runs.append(_record(model_name, dataset, split, examples, list(out),
+                            {**settings, "source": "model", **gen.to_dict(), **ran}, store_result, created_by))
+    if len(runs) == 1:
+        return runs[0]
+    return {**runs[-1], "runs": runs}
+
+
+def decoding_of(settings: dict | None) -> str | None:
+    """An evaluation's decoding: "free" | "guarded" (older model runs were free); None for predictions files.
+    A guarded run that partly fell back to free says so: "guarded (mixed)"."""
+    settings = settings or {}
+    if settings.get("source") != "model":
+        return None
+    mode = settings.get("decoding") or "free"
+    ran = settings.get("decoding_ran") or mode
+    return mode if ran == mode else f"{mode} ({ran})"
+
+
+def _record(model_label: str, dataset: str, split: str, examples: list[dict], outputs: list[str],
+            settings: dict, store_result: bool, created_by: str | None) -> dict:
+    """Scores outputs and stores them as one evaluation (details file + row)."""
     details, metrics = score_outputs(examples, outputs)
     result = {"model": model_label, "dataset": dataset, "split": split, "num_examples": len(examples),
-              "settings": settings, "metrics": metrics}
+              "settings": settings, "decoding": decoding_of(settings), "metrics": metrics}
     if store_result:
         eval_id = new_id("e")
         details_path = _write_details(eval_id, details)
@@ -174,7 +213,7 @@ def list_evaluations(model: str | None = None, dataset: str | None = None, limit
 
 def ast_score(ev: dict) -> dict:
     """A stored evaluation's headline for tables: {dataset, dataset_kind, split, num_examples, ast_accuracy,
-    ci95 [low, high] (Wilson 95 %), warning (None from 30 examples), evaluation_id, created_at}."""
+    ci95 [low, high] (Wilson 95 %), warning (None from 30 examples), decoding, evaluation_id, created_at}."""
     m = ev.get("metrics") or {}
     n = ev.get("num_examples") or m.get("num_examples") or 0
     acc = m.get("ast_accuracy", ev.get("ast_accuracy"))
@@ -183,28 +222,33 @@ def ast_score(ev: dict) -> dict:
         ci = list(wilson_interval(round(acc * n), n))
     return {"dataset": ev.get("dataset"), "dataset_kind": (ev.get("settings") or {}).get("dataset_kind") or "training",
             "split": ev.get("split"), "num_examples": n, "ast_accuracy": acc, "ci95": ci,
-            "warning": small_sample_warning(n), "evaluation_id": ev.get("id"), "created_at": ev.get("created_at")}
+            "warning": small_sample_warning(n), "decoding": decoding_of(ev.get("settings")),
+            "evaluation_id": ev.get("id"), "created_at": ev.get("created_at")}
 
 
-def nursery_leaderboard(dataset: str | None = None) -> list[dict]:
-    """The newest evaluation per (model, dataset), best BFCL-style AST accuracy first; each row also carries
-    dataset_kind ('training' | 'golden'), ast_ci95 (Wilson 95 % [low, high]), ci95 (every proportion's, when the
-    evaluation stored them) and warning (under 30 examples)."""
-    latest: dict[tuple[str, str], dict] = {}
+def nursery_leaderboard(dataset: str | None = None, decoding: str | None = None) -> list[dict]:
+    """The newest evaluation per (model, dataset, decoding), best BFCL-style AST accuracy first, ranked within
+    its dataset and decoding ("free" | "guarded"; None for predictions files; `decoding` filters); each row also
+    carries dataset_kind ('training' | 'golden'), ast_ci95 (Wilson 95 % [low, high]), ci95 (every proportion's,
+    when the evaluation stored them) and warning (under 30 examples)."""
+    latest: dict[tuple[str, str, str | None], dict] = {}
     for ev in get_store().list_evaluations(dataset=dataset):  # newest first
-        latest.setdefault((ev["model"], ev["dataset"]), ev)
+        mode = decoding_of(ev.get("settings"))
+        if decoding is None or (mode or "").split(" ")[0] == decoding:
+            latest.setdefault((ev["model"], ev["dataset"], mode), ev)
     rows = []
-    for ev in latest.values():
+    for (_, _, mode), ev in latest.items():
         m = ev.get("metrics") or {}
         score = ast_score(ev)
         rows.append({"model": ev["model"], "dataset": ev["dataset"], "dataset_kind": score["dataset_kind"],
-                     "split": ev["split"], "num_examples": ev["num_examples"], **{k: m.get(k) for k in HEADLINE},
+                     "decoding": mode, "split": ev["split"], "num_examples": ev["num_examples"],
+                     **{k: m.get(k) for k in HEADLINE},
                      "ast_ci95": score["ci95"], "ci95": m.get("ci95"), "warning": score["warning"],
                      "per_category": {c: v.get("ast_accuracy") for c, v in (m.get("per_category") or {}).items()},
                      "settings": ev.get("settings"), "evaluation_id": ev["id"], "created_at": ev["created_at"]})
-    rows.sort(key=lambda r: (r["dataset"], -(r["ast_accuracy"] or 0.0), r["model"]))
+    rows.sort(key=lambda r: (r["dataset"], -(r["ast_accuracy"] or 0.0), r["model"], r["decoding"] or ""))
     for i, r in enumerate(rows):
-        r["rank"] = 1 + sum(1 for o in rows[:i] if o["dataset"] == r["dataset"])
+        r["rank"] = 1 + sum(1 for o in rows[:i] if o["dataset"] == r["dataset"] and o["decoding"] == r["decoding"])
     return rows
 
 
@@ -258,9 +302,10 @@ def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: s
                            created_by: str | None = None,
                            progress: Callable[[str, int, int], None] | None = None, **generation: Any) -> dict:
     """Scores a model on its held-out split and its golden sets (see evaluation_plan), and with `with_base`
-    its bare base model on the same data; each run is stored like nursery_evaluate's. Returns the first run's
-    fields (the nursery_evaluate shape) plus runs: [{model, dataset, dataset_kind, split, is_base, num_examples,
-    metrics (with ci95 and warning), id, ...}]. `limit` caps every run; `generation` goes to nursery_evaluate
+    its bare base model on the same data; each run is stored like nursery_evaluate's. Returns the fields of
+    the first guarded run, else the first run (the nursery_evaluate shape), plus runs: [{model, dataset,
+    dataset_kind, split, is_base, decoding, num_examples, metrics (with ci95 and warning), id, ...}], a run per
+    decoding. `limit` caps every run; `generation` goes to nursery_evaluate
     unchanged (so new generation settings pass through); `progress` gets (run label, done, total). Raises NotFound / InvalidInput like nursery_evaluate."""
     plan = evaluation_plan(model_name, dataset, split, golden)
     models = [(model_name, False)]
@@ -279,8 +324,10 @@ def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: s
             r = nursery_evaluate(label, step["dataset"], split=step["split"], limit=limit, created_by=created_by,
                                  progress=(lambda done, total, tag=tag: progress(tag, done, total)) if progress
                                  else None, **generation)
-            runs.append({**r, "dataset_kind": step["dataset_kind"] or "training", "is_base": is_base})
-    return {**runs[0], "runs": runs}
+            for one in r.get("runs") or [r]:  # free and guarded, by default: one run each
+                runs.append({**one, "dataset_kind": step["dataset_kind"] or "training", "is_base": is_base})
+    top = next((x for x in runs if x.get("decoding") == "guarded"), runs[0])
+    return {**top, "runs": runs}
 
 
 def import_bfcl(test_file: str | Path, answers_file: str | Path | None, name: str | None = None,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import InvalidInput, NotFound
+from .evaluate import decoding_of
 from .status import ACTIVE
 from .store import get_store
 
@@ -23,7 +24,8 @@ def _adapter_row(m: dict, evals: dict[str, dict], deployments: list[dict]) -> di
         "config": m.get("config"),
         "evaluation": None if ev is None else {
             "id": ev.get("id"), "dataset": ev.get("dataset"), "split": ev.get("split"),
-            "ast_accuracy": ev.get("ast_accuracy"), "metrics": ev.get("metrics"), "created_at": ev.get("created_at")},
+            "decoding": decoding_of(ev.get("settings")), "ast_accuracy": ev.get("ast_accuracy"),
+            "metrics": ev.get("metrics"), "created_at": ev.get("created_at")},
         "deployments": [{k: d.get(k) for k in ("id", "status", "ollama_name", "outtype", "score", "created_at")}
                         for d in deployments],
         "local": bool(m.get("path")) and Path(m["path"]).exists(),

@@ -8,7 +8,7 @@ import streamlit as st
 from nursery_core.compare import OUTCOMES, nursery_compare_models
 from nursery_core.datasets import load_examples
 from nursery_core.errors import NurseryError
-from nursery_core.evaluate import (HEADLINE, evaluation_details, list_evaluations, nursery_evaluate,
+from nursery_core.evaluate import (HEADLINE, decoding_of, evaluation_details, list_evaluations, nursery_evaluate,
                                    nursery_evaluate_suite, nursery_leaderboard, nursery_scorecard)
 from nursery_core.inference import analyse_completion, resolve_tools, stream_test_model
 from nursery_core.registry import delete_model, nursery_list_models
@@ -47,7 +47,12 @@ def pick_model(label: str, key: str, index: int = 0) -> str:
     return path.strip() or name
 
 
-def generation_settings(prefix: str, batch: bool = False) -> dict:
+GUARD_HELP = ("Constrain tool calls to the offered tools: each call names one of them, with arguments valid for "
+              "its schema, in the layout the model was trained on. Plain-text answers stay free.")
+DECODING_CHOICES = {"Free and guarded": "both", "Guarded": "guarded", "Free": "free"}
+
+
+def generation_settings(prefix: str, batch: bool = False, guard: bool = True) -> dict:
     c = st.columns(5 if batch else 4)
     s = {"max_new_tokens": int(c[0].number_input("Max new tokens", 1, 4096, 256, key=f"{prefix}_max_new"))}
     mode = c[1].radio("Decoding", ["greedy", "sample"], horizontal=True, key=f"{prefix}_decoding")
@@ -57,7 +62,14 @@ def generation_settings(prefix: str, batch: bool = False) -> dict:
     s["seed"] = int(c[3].number_input("Seed", 0, 2**31 - 1, 0, key=f"{prefix}_seed"))
     if batch:
         s["batch_size"] = int(c[4].number_input("Batch size", 1, 64, 8, key=f"{prefix}_batch"))
+    if guard:
+        s["guarded"] = st.toggle("Guarded decoding", value=True, key=f"{prefix}_guarded", help=GUARD_HELP)
     return s
+
+
+def decoding_caption(result: dict) -> None:
+    notes = result.get("decoding_notes") or []
+    st.caption(f"Decoding: **{result.get('decoding')}**" + "".join(f"  \n{n}" for n in notes))
 
 
 def diff_frame(diff: list[dict]) -> pd.DataFrame:
@@ -122,6 +134,7 @@ with tab_models:
              "held-out AST (95% CI)": scores.cell(card[m["name"]]["held_out"]),
              "golden sets AST (95% CI)": scores.golden_cell(card[m["name"]]["golden"]),
              "evaluated on": (m.get("evaluation") or {}).get("dataset"),
+             "decoding": (m.get("evaluation") or {}).get("decoding"),
              "deployments": len(m.get("deployments") or []), "tools": ", ".join(m.get("tools") or [])}
             for m in adapters]
     if rows:
@@ -166,14 +179,18 @@ with tab_test:
             tools, where = resolve_tools(model, tools_text, tools_from)
             st.caption(f"Tools: {', '.join(t['function']['name'] for t in tools) or 'none'} ({where})")
             with st.container(border=True):
-                text = st.write_stream(stream_test_model(model, prompt, tools, system or None, **settings))
-            st.session_state["mc_test_result"] = {"model": model, "tools": tools,
-                                                  **analyse_completion(text if isinstance(text, str) else "", tools)}
+                stream = stream_test_model(model, prompt, tools, system or None, **settings)
+                text = st.write_stream(stream)
+            st.session_state["mc_test_result"] = {
+                "model": model, "tools": tools, "decoding": stream.decoding["decoding"],
+                "decoding_notes": stream.decoding["notes"],
+                **analyse_completion(text if isinstance(text, str) else "", tools)}
         except NurseryError as e:
             st.error(str(e))
     result = st.session_state.get("mc_test_result")
     if result:
         st.markdown(f"**Result of {result['model']}**")
+        decoding_caption(result)
         st.code(result["completion"] or "(empty)", language=None)
         show_calls(result, "mc_test_calls")
 
@@ -216,6 +233,8 @@ with tab_compare:
             bar.empty()
             st.error(str(e))
     res = st.session_state.get("mc_cmp_result")
+    if res:
+        decoding_caption(res)
     if res and res["mode"] == "interactive":
         for i, row in enumerate(res["rows"]):
             st.markdown(f"**Prompt:** {row['prompt']}")
@@ -271,7 +290,10 @@ with tab_eval:
         no_golden = g2.checkbox("Held-out only", key="mc_eval_no_golden")
         with_base = g3.checkbox("Also score the bare base model", key="mc_eval_with_base",
                                 help="The same data through the base model without the adapter, for comparison.")
-        settings = generation_settings("mc_eval", batch=True)
+        settings = generation_settings("mc_eval", batch=True, guard=False)
+        settings["decoding"] = DECODING_CHOICES[st.radio(
+            "Decoding", list(DECODING_CHOICES), horizontal=True, key="mc_eval_guard",
+            help="Free and guarded stores one evaluation each. " + GUARD_HELP)]
     else:
         upload = st.file_uploader('Predictions: one {"id", "output"} per line', type=["jsonl", "json"],
                                   key="mc_eval_upload")
@@ -292,8 +314,11 @@ with tab_eval:
                                          progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total}"))
                 st.session_state["mc_eval_last"] = r["id"]
                 st.session_state["mc_eval_runs"] = r.get("runs") or [r]
-                status.update(label=f"AST accuracy {100 * (r['metrics']['ast_accuracy'] or 0):.1f}% on "
-                                    f"{r['num_examples']} examples", state="complete")
+                summary = " · ".join(f"{100 * (x['metrics']['ast_accuracy'] or 0):.1f}%"
+                                     + (f" {x['decoding']}" if x.get("decoding") else "")
+                                     for x in r.get("runs") or [r] if x["dataset"] == r["dataset"]
+                                     and x.get("is_base") == r.get("is_base"))
+                status.update(label=f"AST accuracy {summary} on {r['num_examples']} examples", state="complete")
             except NurseryError as e:
                 status.update(label="Evaluation failed", state="error")
                 st.error(str(e))
@@ -303,24 +328,31 @@ with tab_eval:
         scores.warn_small(runs)
 
     st.subheader("Leaderboard")
-    board_ds = st.selectbox("Dataset", [""] + DATASETS, key="mc_board_dataset",
+    b1, b2 = st.columns(2)
+    board_ds = b1.selectbox("Dataset", [""] + DATASETS, key="mc_board_dataset",
                             format_func=lambda d: d or "all datasets")
-    board = nursery_leaderboard(board_ds or None)
+    board_dec = b2.selectbox("Decoding", ["", "guarded", "free"], key="mc_board_decoding",
+                             format_func=lambda d: d or "all decodings")
+    board = nursery_leaderboard(board_ds or None, board_dec or None)
     if not board:
         st.caption("No evaluations yet.")
     else:
-        frame = pd.DataFrame([{"rank": r["rank"], "model": r["model"], "dataset": r["dataset"],
+        frame = pd.DataFrame([{"rank": r["rank"], "model": r["model"], "decoding": r["decoding"] or "file",
+                               "dataset": r["dataset"],
                                "kind": "golden" if r.get("dataset_kind") == "golden" else "held-out",
                                "examples": r["num_examples"], **{k: r[k] for k in HEADLINE},
                                "AST 95% CI": scores.cell({"ast_accuracy": r["ast_accuracy"], "ci95": r.get("ast_ci95")}),
                                "warning": "⚠ under 30 examples" if r.get("warning") else ""} for r in board])
+        frame["line"] = frame["model"] + (" · " + frame["dataset"] if frame["dataset"].nunique() > 1 else "")
         chart = alt.Chart(frame).mark_bar().encode(
             x=alt.X("ast_accuracy:Q", title="BFCL-style AST accuracy", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("model:N", sort="-x", title=None), color=alt.Color("dataset:N"),
-            tooltip=["model", "dataset", "examples", "ast_accuracy", "format_validity", "arg_f1"])
+            y=alt.Y("line:N", sort="-x", title=None), yOffset=alt.YOffset("decoding:N"),
+            color=alt.Color("decoding:N"),
+            tooltip=["model", "decoding", "dataset", "examples", "ast_accuracy", "format_validity", "arg_f1"])
         st.altair_chart(chart, width="stretch", key="mc_board_chart")
-        st.dataframe(frame, hide_index=True, width="stretch", key="mc_board_table")
-        st.markdown("**Held-out vs golden sets** (AST accuracy, Wilson 95% interval; ⚠ under 30 examples)")
+        st.dataframe(frame.drop(columns="line"), hide_index=True, width="stretch", key="mc_board_table")
+        st.markdown("**Held-out vs golden sets** (AST accuracy, Wilson 95% interval; ⚠ under 30 examples; the "
+                    "newest evaluation of each)")
         st.dataframe(scores.scorecard_frame(nursery_scorecard(sorted({r["model"] for r in board}))),
                      hide_index=True, width="stretch", key="mc_board_scorecard")
 
@@ -331,6 +363,7 @@ with tab_eval:
         last = st.session_state.get("mc_eval_last")
         pick = st.selectbox("Evaluation", ids, index=ids.index(last) if last in ids else 0, key="mc_drill_eval",
                             format_func=lambda i: next(f"{e['model']} on {e['dataset']} ({e['split']}) · "
+                                                       f"{decoding_of(e.get('settings')) or 'predictions'} · "
                                                        f"{100 * (e['ast_accuracy'] or 0):.1f}% · {e['created_at'][:16]}"
                                                        for e in evals if e["id"] == i))
         try:

@@ -125,8 +125,10 @@ def test_tiny_model_end_to_end(tiny_model_dir, store, one_thread):
     seen = []
     r = nursery_evaluate("ada", "weather", split="all", limit=4, max_new_tokens=12, batch_size=2,
                          progress=lambda done, total: seen.append((done, total)))
-    assert r["num_examples"] == 4 and seen[-1] == (4, 4)
+    # free, then guarded (the default scores both): one progress bar over both runs
+    assert r["num_examples"] == 4 and seen[-1] == (8, 8)
     assert r["settings"]["source"] == "model" and r["settings"]["max_new_tokens"] == 12
+    assert [x["decoding"] for x in r["runs"]] == ["free", "guarded"] and r["decoding"] == "guarded"
     m = r["metrics"]
     for k in ("ast_accuracy", "format_validity", "call_recall", "arg_f1", "name_accuracy", "per_category"):
         assert k in m

@@ -272,3 +272,63 @@ def test_the_stream_reports_its_decoding(tiny_model_dir, fresh_pool):
     batch = generate_batch("ada", [{"messages": [{"role": "user", "content": "Weather in Oslo?"}], "tools": TOOLS}],
                            max_new_tokens=8)
     assert text.strip() == batch[0]
+
+
+# --------------------------------------------------------------------------- compare, evaluate, CLI with decoding
+def test_compare_is_guarded_by_default_and_can_run_free(tiny_model_dir, fresh_pool):
+    from nursery_core.compare import nursery_compare_models
+
+    make_adapter("ada", tiny_model_dir, seed=1)
+    make_adapter("bob", tiny_model_dir, seed=2)
+    r = nursery_compare_models("ada", "bob", prompts=["Weather in Rome?"], max_new_tokens=6)
+    assert r["decoding"] == "guarded" and r["settings"]["guarded"] is True and r["decoding_notes"] == []
+    r = nursery_compare_models("ada", "bob", prompts=["Weather in Rome?"], max_new_tokens=6, guarded=False)
+    assert r["decoding"] == "free" and r["settings"]["guarded"] is False
+
+
+def test_evaluate_stores_free_and_guarded_runs_and_ranks_them_apart(tiny_model_dir, fresh_pool, store):
+    from nursery_core.evaluate import evaluation_details, nursery_evaluate, nursery_leaderboard
+    from nursery_core.registry import get_model
+
+    store_dataset("weather", n=8)
+    make_adapter("ada", tiny_model_dir, seed=1, dataset="weather")
+    r = nursery_evaluate("ada", "weather", split="all", limit=3, max_new_tokens=6)
+    free, guarded = r["runs"]
+    assert (free["decoding"], guarded["decoding"]) == ("free", "guarded") and r["id"] == guarded["id"]
+    assert free["settings"]["guarded"] is False and guarded["settings"]["decoding_ran"] == "guarded"
+    assert store.get_evaluation(free["id"])["settings"]["decoding"] == "free"
+    assert len(evaluation_details(free["id"])) == len(evaluation_details(guarded["id"])) == 3
+    board = nursery_leaderboard("weather")
+    assert sorted((b["decoding"], b["rank"]) for b in board) == [("free", 1), ("guarded", 1)]
+    assert [b["decoding"] for b in nursery_leaderboard("weather", "free")] == ["free"]
+    assert get_model("ada")["evaluation"]["decoding"] == "guarded"
+    only = nursery_evaluate("ada", "weather", split="all", limit=2, max_new_tokens=4, decoding="free")
+    assert only["decoding"] == "free" and "runs" not in only
+    with pytest.raises(Exception, match="decoding must be one of"):
+        nursery_evaluate("ada", "weather", decoding="sometimes")
+
+
+@pytest.mark.slow
+def test_cli_flags_choose_the_decoding(tiny_model_dir, nursery_home):
+    import os
+    import subprocess
+    import sys
+
+    store_dataset("weather", n=8)
+    make_adapter("ada", tiny_model_dir, seed=1, dataset="weather")
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "nursery_core", *args], cwd=ROOT, capture_output=True, text=True,
+                           env={**os.environ, "NURSERY_HOME": str(nursery_home), "OMP_NUM_THREADS": "1"},
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert json.loads(cli("test-model", "ada", "--prompt", "Oslo?", "--max-new-tokens", "4", "--json"))[
+        "decoding"] == "guarded"
+    out = cli("test-model", "ada", "--prompt", "Oslo?", "--max-new-tokens", "4", "--free")
+    assert "decoding: free" in out
+    out = cli("evaluate", "ada", "--dataset", "weather", "--limit", "2", "--max-new-tokens", "4")
+    assert "free" in out.splitlines()[1] and "guarded" in out.splitlines()[1]
+    board = cli("leaderboard", "--decoding", "guarded")
+    assert "guarded" in board and "free " not in board

@@ -52,6 +52,11 @@ def test_test_a_model(app):
     assert result["model"] == "ada" and isinstance(result["completion"], str)
     assert [t["function"]["name"] for t in result["tools"]] == ["get_weather", "set_timer"]
     assert any("format" in m.value for m in app.markdown)
+    # guarded by default; the toggle turns it off, and the result says which decoding ran
+    assert result["decoding"] == "guarded" and any("Decoding: **guarded**" in c.value for c in app.caption)
+    app.toggle(key="mc_test_guarded").set_value(False)
+    app.button(key="mc_test_go").click().run()
+    assert app.session_state["mc_test_result"]["decoding"] == "free"
     # an empty prompt is a clear error, not a traceback
     app.text_area(key="mc_test_prompt").set_value("")
     app.button(key="mc_test_go").click().run()
@@ -88,7 +93,8 @@ def test_run_an_evaluation_and_drill_down(app):
     app.button(key="mc_eval_go").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
     board = frame(app, "rank", "model", "examples")
-    assert list(board["model"]) == ["ada"] and board["examples"][0] == 4
+    assert sorted(zip(board["model"], board["decoding"])) == [("ada", "free"), ("ada", "guarded")]
+    assert list(board["examples"]) == [4, 4]
     assert app.session_state["mc_eval_last"]
     app.radio(key="mc_drill_which").set_value("all").run()
     assert len(frame(app, "correct", "error", "format ok")) == 4

@@ -13,6 +13,27 @@ def _gen(args) -> dict:
             "seed": args.seed, "batch_size": getattr(args, "batch_size", None)}
 
 
+def _guarded(args) -> bool:
+    return args.decoding != "free"
+
+
+def _with_decoding(cmd: Command, default: str) -> Command:
+    """--guarded / --free (exclusive); `default` says what neither means for this command."""
+    group = cmd.parser.add_mutually_exclusive_group()
+    only = "only " if default == "both" else ""
+    group.add_argument("--guarded", dest="decoding", action="store_const", const="guarded", default=None,
+                       help=f"{only}guarded decoding: tool calls constrained to the offered tools' schemas"
+                       + {"guarded": " (default)", "both": " (default: free and guarded)"}.get(default, ""))
+    group.add_argument("--free", dest="decoding", action="store_const", const="free",
+                       help=f"{only}free (unconstrained) decoding" + (" (default)" if default == "free" else ""))
+    return cmd
+
+
+def _decoding_line(r: dict) -> str:
+    notes = r.get("decoding_notes") or []
+    return f"decoding: {r.get('decoding')}" + "".join(f"\n  note: {n}" for n in notes)
+
+
 def _with_generation(cmd: Command) -> Command:
     return (cmd.arg("--max-new-tokens", type=int, default=None, metavar="N", help="default 256")
             .arg("--temperature", type=float, default=None, metavar="X", help="0 = greedy (default)")
@@ -31,12 +52,13 @@ def _test(args) -> dict:
             raise InvalidInput("tools file not found", file=args.tools_file)
         tools = p.read_text(encoding="utf-8")
     return nursery_test_model(args.model, args.prompt, tools=tools, tools_from=args.tools_from,
-                              system=args.system, **{k: v for k, v in _gen(args).items() if k != "batch_size"})
+                              system=args.system, guarded=_guarded(args),
+                              **{k: v for k, v in _gen(args).items() if k != "batch_size"})
 
 
 def _human_test(r: dict) -> str:
     lines = [f"model {r['model']} (tools: {', '.join(r['tools']) or '-'}; from {r['tools_source']})",
-             "completion:", r["completion"] or "(empty)", ""]
+             _decoding_line(r), "completion:", r["completion"] or "(empty)", ""]
     if not r["calls"]:
         lines.append("no tool call" + ("" if r["format_ok"] else " (malformed: " + "; ".join(r["parse_errors"]) + ")"))
     for c in r["calls"]:
@@ -51,20 +73,21 @@ def _compare(args) -> dict:
     if args.prompt and args.dataset:
         raise InvalidInput("use either --prompt or --dataset, not both", field="prompt")
     return nursery_compare_models(args.model_a, args.model_b, prompts=args.prompt, dataset=args.dataset,
-                                  split=args.split, limit=args.limit, tools_from=args.tools_from, **_gen(args))
+                                  split=args.split, limit=args.limit, tools_from=args.tools_from,
+                                  guarded=_guarded(args), **_gen(args))
 
 
 def _human_compare(r: dict) -> str:
     a, b = r["model_a"], r["model_b"]
     if r["mode"] == "batch":
         lines = [f"{r['num_examples']} examples of {r['dataset']} ({r['split']}): "
-                 f"A={a} {_pct(r['a_ast_accuracy'])}, B={b} {_pct(r['b_ast_accuracy'])}"]
+                 f"A={a} {_pct(r['a_ast_accuracy'])}, B={b} {_pct(r['b_ast_accuracy'])}", _decoding_line(r)]
         lines += [f"  {k}: {v}" for k, v in r["summary"].items()]
         for row in r["rows"]:
             if row["outcome"] != "both right":
                 lines.append(f"- {row['id']} [{row['outcome']}] {row['prompt'][:80]}")
         return "\n".join(lines)
-    lines = []
+    lines = [_decoding_line(r)]
     for row in r["rows"]:
         lines += [f"prompt: {row['prompt']}", f"  A ({a}): {row['a']['completion'][:300]}",
                   f"  B ({b}): {row['b']['completion'][:300]}"]
@@ -98,7 +121,11 @@ def _evaluate(args) -> dict:
         return {**r, "runs": [{**r, "is_base": False}]}
     return nursery_evaluate_suite(args.model, args.dataset, split=args.split, limit=args.limit,
                                   golden=[] if args.no_golden else args.golden, with_base=args.with_base,
-                                  created_by=args.created_by, **_gen(args))
+                                  created_by=args.created_by, decoding=args.decoding or "both", **_gen(args))
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _human_eval(r: dict) -> str:
@@ -106,36 +133,49 @@ def _human_eval(r: dict) -> str:
     from ..formatting import score
 
     lines = []
-    if len(r.get("runs") or []) > 1:
+    runs = r.get("runs") or [r]
+    if len(runs) > 1:
         lines.append("AST accuracy [Wilson 95% interval]:")
-        for run in r["runs"]:
+        for run in runs:
             m = run["metrics"]
             kind = "golden" if run.get("dataset_kind") == "golden" else "held-out"
             who = f"base {run['model']}" if run.get("is_base") else run["model"]
-            lines.append(f"  {kind:<8} {run['dataset']:<20} {who:<24} "
+            lines.append(f"  {kind:<8} {run['dataset']:<20} {who:<24} {run.get('decoding') or '':<8} "
                          f"{score(m.get('ast_accuracy'), (m.get('ci95') or {}).get('ast_accuracy'), run['num_examples'], m.get('warning'))}")
         lines.append("")
-    m = r["metrics"]
+    # The headline run (guarded when it ran) beside its free twin on the same data.
+    same = [x for x in runs if (x["model"], x["dataset"], bool(x.get("is_base"))) ==
+            (r["model"], r["dataset"], bool(r.get("is_base")))] or [r]
+    ids = ", ".join(x["id"] for x in same if x.get("id"))
     lines.append(f"{r['model']} on {r['dataset']} ({r['split']}, {r['num_examples']} examples)"
-                 + (f"  [evaluation {r['id']}]" if r.get("id") else ""))
-    ci = m.get("ci95") or {}
+                 + (f"  [evaluation {ids}]" if ids else ""))
+    if len(same) > 1:
+        lines.append(f"  {'':<24} " + "".join(f"{x.get('decoding') or '':<24}" for x in same))
     for k in HEADLINE:
-        v = m.get(k)
-        lines.append(f"  {k:<24} {'-' if v is None else f'{v:.3f}'}"
-                     + (f"  [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else ""))
-    if m.get("warning"):
-        lines.append(f"  warning: {m['warning']}")
-    for cat, cm in (m.get("per_category") or {}).items():
-        lines.append(f"  [{cat}] n={cm['num_examples']} ast={_pct(cm['ast_accuracy'])} "
-                     f"format={_pct(cm['format_validity'])} arg_f1={cm['arg_f1']}")
-    if m.get("hallucinated_tool_names"):
-        lines.append("  hallucinated tools: " + ", ".join(f"{k} ({v})" for k, v in m["hallucinated_tool_names"].items()))
+        cells = []
+        for x in same:
+            ci = (x["metrics"].get("ci95") or {}).get(k)
+            cells.append(_num(x["metrics"].get(k)) + (f"  [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+        lines.append(f"  {k:<24} " + "".join(f"{c:<24}" for c in cells).rstrip())
+    for x in same:
+        tag = f"{x['decoding']} " if len(same) > 1 else ""
+        m = x["metrics"]
+        if m.get("warning"):
+            lines.append(f"  {tag}warning: {m['warning']}")
+        for cat, cm in (m.get("per_category") or {}).items():
+            lines.append(f"  {tag}[{cat}] n={cm['num_examples']} ast={_pct(cm['ast_accuracy'])} "
+                         f"format={_pct(cm['format_validity'])} arg_f1={cm['arg_f1']}")
+        if m.get("hallucinated_tool_names"):
+            lines.append(f"  {tag}hallucinated tools: "
+                         + ", ".join(f"{k} ({v})" for k, v in m["hallucinated_tool_names"].items()))
+        for note in (x.get("settings") or {}).get("decoding_notes") or []:
+            lines.append(f"  {tag}note: {note}")
     return "\n".join(lines)
 
 
 def _leaderboard(args) -> list[dict]:
     from ..evaluate import nursery_leaderboard
-    return nursery_leaderboard(args.dataset)
+    return nursery_leaderboard(args.dataset, args.decoding)
 
 
 def _human_board(rows: list[dict]) -> str:
@@ -145,22 +185,23 @@ def _human_board(rows: list[dict]) -> str:
         return "no evaluations yet: try `python -m nursery_core evaluate MODEL --dataset NAME`"
     w = max(len(r["model"]) for r in rows)
     return "\n".join(f"{r['dataset']:<20} {'golden' if r.get('dataset_kind') == 'golden' else 'held-out':<8} "
-                     f"#{r['rank']:<3} {r['model']:<{w}}  ast {score(r['ast_accuracy'], r.get('ast_ci95'), None)}  "
+                     f"{r['decoding'] or 'file':<8} #{r['rank']:<3} {r['model']:<{w}}  "
+                     f"ast {score(r['ast_accuracy'], r.get('ast_ci95'), None)}  "
                      f"format {_pct(r['format_validity']):>6}  arg_f1 {r['arg_f1']}  n={r['num_examples']}"
                      + ("  ⚠ small sample" if r.get("warning") else "")
                      for r in rows)
 
 
 def register(sub) -> None:
-    _with_generation(
+    _with_decoding(_with_generation(
         Command(sub, "test-model", "Run one prompt through a model with its tools: raw completion, parsed calls, "
                 "JSON and schema validity.", _test, _human_test)
         .arg("model", metavar="MODEL", help="a trained model or a base model alias/directory")
         .arg("--prompt", required=True, metavar="TEXT")
         .arg("--tools-from", metavar="DATASET", help="use this dataset's tools (default: the model's own)")
         .arg("--tools-file", metavar="FILE", help="a JSON file with tool schemas")
-        .arg("--system", metavar="TEXT", help="a system message"))
-    _with_generation(
+        .arg("--system", metavar="TEXT", help="a system message")), "guarded")
+    _with_decoding(_with_generation(
         Command(sub, "compare-models", "Two models side by side: on prompts (calls diffed) or on a dataset's "
                 "eval split (each example labelled both right / A right / B right / both wrong).",
                 _compare, _human_compare)
@@ -170,11 +211,12 @@ def register(sub) -> None:
         .arg("--split", choices=["eval", "train", "all"], default="eval")
         .arg("--limit", type=positive_int, default=None, metavar="N")
         .arg("--tools-from", metavar="DATASET", help="tools for --prompt (default: model A's)")
-        .arg("--batch-size", type=positive_int, default=None, metavar="N"))
-    _with_generation(
+        .arg("--batch-size", type=positive_int, default=None, metavar="N")), "guarded")
+    _with_decoding(_with_generation(
         Command(sub, "evaluate", "Score a model (or a predictions file) with the BFCL-style AST checker and store "
                 "the result: by default a model's held-out split and every golden set whose tools it was trained "
-                "on, each accuracy with a Wilson 95% interval.", _evaluate, _human_eval)
+                "on, each accuracy with a Wilson 95% interval, with free and with guarded decoding (one "
+                "evaluation each; --free or --guarded for one).", _evaluate, _human_eval)
         .arg("model", nargs="?", metavar="MODEL", help="a trained model or base model (optional with --predictions: "
              "then it only names the result)")
         .arg("--dataset", metavar="NAME", help="the held-out dataset (default: the model's training dataset)")
@@ -186,6 +228,8 @@ def register(sub) -> None:
         .arg("--limit", type=positive_int, default=None, metavar="N")
         .arg("--predictions", metavar="FILE", help='score {"id", "output"} lines instead of running a model')
         .arg("--batch-size", type=positive_int, default=None, metavar="N")
-        .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
-    Command(sub, "leaderboard", "Models ranked by BFCL-style AST accuracy (newest evaluation per model and dataset).",
-            _leaderboard, _human_board).arg("--dataset", metavar="NAME")
+        .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS)), "both")
+    (Command(sub, "leaderboard", "Models ranked by BFCL-style AST accuracy (newest evaluation per model, dataset "
+             "and decoding; ranked within each decoding).", _leaderboard, _human_board)
+     .arg("--dataset", metavar="NAME")
+     .arg("--decoding", choices=["free", "guarded"], default=None, help="only this decoding's evaluations"))

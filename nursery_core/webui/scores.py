@@ -36,11 +36,13 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
         ci = (m.get("ci95") or {}).get("ast_accuracy")
         rows.append({"model": ("base: " if r.get("is_base") else "") + str(r.get("model")),
                      "data": "golden" if r.get("dataset_kind") == "golden" else "held-out",
-                     "dataset": r.get("dataset"), "examples": r.get("num_examples"),
+                     "dataset": r.get("dataset"), "decoding": r.get("decoding") or "–",
+                     "examples": r.get("num_examples"),
                      "AST accuracy": m.get("ast_accuracy"),
                      "95% CI": f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%" if ci else "–",
                      "warning": "⚠ under 30 examples" if m.get("warning") else ""})
-    return pd.DataFrame(rows, columns=["model", "data", "dataset", "examples", "AST accuracy", "95% CI", "warning"])
+    return pd.DataFrame(rows, columns=["model", "data", "dataset", "decoding", "examples", "AST accuracy", "95% CI",
+                                       "warning"])
 
 
 def warn_small(runs: list[dict]) -> None:
@@ -48,4 +50,5 @@ def warn_small(runs: list[dict]) -> None:
     for r in runs:
         w = (r.get("metrics") or {}).get("warning")
         if w:
-            st.warning(f"{'base ' if r.get('is_base') else ''}{r.get('model')} on {r.get('dataset')}: {w}")
+            st.warning(f"{'base ' if r.get('is_base') else ''}{r.get('model')} on {r.get('dataset')}"
+                       + (f" ({r['decoding']})" if r.get("decoding") else "") + f": {w}")
