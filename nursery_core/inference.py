@@ -334,7 +334,7 @@ def _guard_plans(prompts: Sequence[Prompt], s: GenerationSettings) -> list:
     return plans
 
 
-def _guard(tokenizer, grammars: list[str | None]):
+def _guard(tokenizer, grammars: list[str | None], greedy: bool):
     """A LogitsProcessorList with one ToolCallGuard over these rows, or (None, None) when none is guarded."""
     if not any(g is not None for g in grammars):
         return None, None
@@ -342,7 +342,7 @@ def _guard(tokenizer, grammars: list[str | None]):
 
     from .guard.processor import ToolCallGuard
 
-    guard = ToolCallGuard.for_rows(tokenizer, _stop_ids(tokenizer), grammars)
+    guard = ToolCallGuard.for_rows(tokenizer, _stop_ids(tokenizer), grammars, greedy=greedy)
     return guard, LogitsProcessorList([guard])
 
 
@@ -419,7 +419,7 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
             idx = order[start:start + s.batch_size]
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
-            guard, processors = _guard(tokenizer, [plans[i].grammar for i in idx])
+            guard, processors = _guard(tokenizer, [plans[i].grammar for i in idx], s.greedy)
             with torch.inference_mode():
                 gen = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors)
             new = gen[:, enc["input_ids"].shape[1]:]
@@ -449,7 +449,7 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
     s = GenerationSettings.of(settings, **overrides)
     text = _render(tokenizer, prompt)
     plans = _guard_plans([prompt], s)
-    guard, processors = _guard(tokenizer, [plans[0].grammar])
+    guard, processors = _guard(tokenizer, [plans[0].grammar], s.greedy)
     enc = tokenizer([text], return_tensors="pt", add_special_tokens=False)
     device = next(model.parameters()).device
     enc = {k: v.to(device) for k, v in enc.items()}

@@ -138,6 +138,8 @@ def test_deploy_registers_with_ollama(model, emu, capsys, store, monkeypatch):
     dep = store.list_deployments(model=model)[0]
     assert dep["status"] == "registered" and dep["registered"] == 1 and dep["ollama_name"] == "tiny:v1"
     assert any("q4_K_M is applied by Ollama" in n for n in out["notes"])
+    assert out["decoding"] == "free" and out["verification"]["decoding"] == "free"
+    assert any("free (unconstrained) greedy" in n and "guarded" in n for n in out["notes"])
 
 
 def test_auto_outtype_keeps_small_models_at_f16():

@@ -51,6 +51,8 @@ def test_shows_a_stored_deployment(deployed, monkeypatch):
     assert any("FROM ./tiny-tools-f16.gguf" in c.value for c in at.code)
     assert [m.value for m in at.metric][:2] == ["50%", "identical"]
     assert at.checkbox(key="deploy_register_tiny-tools").disabled  # no Ollama host configured
+    # verification decoded free, as Ollama does: the panel says so
+    assert any("free (unconstrained) greedy" in c.value and "Ollama" in c.value for c in at.caption)
 
 
 def test_deploy_button_runs_with_status_and_reports_errors(deployed, monkeypatch):

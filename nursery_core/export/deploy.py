@@ -5,6 +5,9 @@ Output type policy: `auto` (the default) picks f16 for bases under 1B parameters
 suggested q8_0 everywhere, but measured on SmolLM2-135M q8_0 kept only 65% of the tool calls (f16: 100%), so a
 small model starts where it passes. Whatever the type, when q8_0 fails verification and the caller allows it
 (`fallback`, on by default), the export is redone as f16 and verified again. Both attempts are reported.
+
+Decoding: verification runs free (unconstrained greedy), as Ollama does; Nursery's guarded decoding does not travel
+with the Modelfile, and every deployment says so (`decoding`, and a note).
 """
 from __future__ import annotations
 
@@ -113,8 +116,8 @@ def nursery_deploy_ollama(model_name: str, outtype: str = "auto", name: str | No
     from .gguf import OLLAMA_QUANTIZE, OUTTYPES, require_converter
     from .merge import adapter_info, merge_adapter, model_adapter_dir
     from .modelfile import build_modelfile, supported_families
-    from .verify import (DEFAULT_LIMIT, DEFAULT_MAX_NEW_TOKENS, DEFAULT_THRESHOLD, bindings_available,
-                         eval_prompt_set)
+    from .verify import (DECODING, DECODING_NOTE, DEFAULT_LIMIT, DEFAULT_MAX_NEW_TOKENS, DEFAULT_THRESHOLD,
+                         bindings_available, eval_prompt_set)
 
     if outtype != "auto" and outtype not in OUTTYPES:
         raise InvalidInput(f"outtype must be auto or one of {', '.join(OUTTYPES)}", field="outtype")
@@ -147,7 +150,8 @@ def nursery_deploy_ollama(model_name: str, outtype: str = "auto", name: str | No
                                 "registered": 0, "created_by": created_by})
     started = time.monotonic()
     result: dict[str, Any] = {"id": dep["id"], "model": model_name, "ollama_name": ollama_name,
-                              "path": str(folder), "requested_outtype": requested_outtype, "attempts": [], "notes": []}
+                              "path": str(folder), "requested_outtype": requested_outtype, "attempts": [],
+                              "decoding": DECODING, "notes": [DECODING_NOTE]}
     try:
         # 1. merge
         _emit(progress, "merge", "running", f"merging {model_name} into its base")
@@ -263,7 +267,8 @@ def list_deployments(model_name: str | None = None) -> list[dict]:
     rows = get_store().list_deployments(model=model_name)
     for r in rows:
         v = r.get("verification") or {}
-        r["verification"] = {k: v.get(k) for k in ("score", "passed", "tokenization_ok", "prompts", "with_calls")}
+        r["verification"] = {k: v.get(k) for k in ("score", "passed", "tokenization_ok", "prompts", "with_calls",
+                                                   "decoding")}
     return rows
 
 

@@ -2,6 +2,9 @@
 Ollama runs), must tokenize the rendered prompts like the HF tokenizer and make the same greedy tool calls
 as the merged HF model on the model's eval prompts.
 
+Both sides decode free: unconstrained greedy decoding, no guarded-decoding grammar, because Ollama runs the GGUF
+free too (Nursery's guard lives in its own inference, not in the Modelfile), so this is what Ollama users get.
+
 Outputs are compared on token ids decoded by the HF tokenizer: llama.cpp drops control tokens from its own
 text, which would hide a `<tool_call>` registered as a special token. The HF side checks llama.cpp's answer
 in one forward pass and only decodes step by step past a disagreement (`hf_greedy_against`): the same result
@@ -19,6 +22,10 @@ from ..errors import BackendError, InvalidInput
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_LIMIT = 20
 DEFAULT_MAX_NEW_TOKENS = 96
+DECODING = "free"  # what verification runs: unconstrained greedy, as Ollama decodes
+DECODING_NOTE = ("Verified with free (unconstrained) greedy decoding, which is how Ollama runs this model: "
+                 "Nursery's guarded decoding (tool calls constrained to the offered schemas) does not apply in "
+                 "Ollama.")
 
 Progress = Callable[[str, dict], None]
 
@@ -171,8 +178,8 @@ def _short(text: str, n: int = 160) -> str:
 def verify_export(merged_dir: Path | str, gguf_path: Path | str, prompts: list[dict], *,
                   threshold: float = DEFAULT_THRESHOLD, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
                   progress: Progress | None = None) -> dict[str, Any]:
-    """Runs both models greedily on the prompts. Returns {score, passed, tokenization_ok, rows, ...}:
-    score = share of prompts whose parsed tool calls (names and arguments) are the same."""
+    """Runs both models greedily and free (no grammar) on the prompts. Returns {score, passed, tokenization_ok,
+    decoding, rows, ...}: score = share of prompts whose parsed tool calls (names and arguments) are the same."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -240,5 +247,6 @@ def verify_export(merged_dir: Path | str, gguf_path: Path | str, prompts: list[d
         "score": round(score, 4), "threshold": threshold, "passed": score >= threshold and tokenization_ok,
         "tokenization_ok": tokenization_ok, "same_text": round(sum(r["same_text"] for r in rows) / n, 4),
         "prompts": n, "with_calls": sum(1 for r in rows if r["hf_calls"] or r["gguf_calls"]),
-        "max_new_tokens": max_new_tokens, "seconds": round(time.monotonic() - started, 2), "rows": rows,
+        "max_new_tokens": max_new_tokens, "decoding": DECODING, "decoding_note": DECODING_NOTE,
+        "seconds": round(time.monotonic() - started, 2), "rows": rows,
     }

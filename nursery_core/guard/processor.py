@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from transformers import LogitsProcessor
 
@@ -63,38 +64,54 @@ def new_matcher(tokenizer, stop_ids: Sequence[int], grammar: str) -> tuple[Any |
         return template.deep_copy(), None
 
 
-def _bit_values(device) -> torch.Tensor:
-    # int32 has no 1 << 31: its bit pattern is -2**31.
-    return torch.tensor([1 << k for k in range(31)] + [-(1 << 31)], dtype=torch.int32, device=device)
+def allowed_tokens(bitmask: torch.Tensor, vocab: int) -> np.ndarray:
+    """(rows, words) int32 llguidance bitmask (CPU; bit k of word w = token 32w+k) → (rows, vocab) bool; ids past
+    the mask are not allowed."""
+    as_bytes = bitmask.numpy().astype("<i4", copy=False).view(np.uint8)
+    return np.unpackbits(as_bytes, axis=1, count=vocab, bitorder="little").view(np.bool_)
 
 
-def allowed_tokens(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
-    """(rows, words) int32 llguidance bitmask → (rows, vocab) bool; ids past the mask are not allowed."""
-    bits = (bitmask.unsqueeze(-1) & _bit_values(bitmask.device)) != 0
-    allowed = bits.reshape(bitmask.shape[0], -1)
-    if allowed.shape[1] >= vocab:
-        return allowed[:, :vocab]
-    pad = torch.zeros(bitmask.shape[0], vocab - allowed.shape[1], dtype=torch.bool, device=bitmask.device)
-    return torch.cat([allowed, pad], dim=1)
+def _as_numpy(scores: torch.Tensor) -> np.ndarray | None:
+    """A writable numpy view of CPU float logits, else None. numpy, not torch, for the per-step argmax and
+    masking: torch's threaded kernels stall for milliseconds on a busy CPU, numpy's single thread does not."""
+    if scores.device.type == "cpu" and scores.dtype in (torch.float32, torch.float64, torch.float16):
+        return scores.numpy()
+    return None
+
+
+def mask_logits(scores: torch.Tensor, rows: list[int], allowed: np.ndarray) -> None:
+    """Sets scores[rows[k], t] to -inf wherever allowed[k, t] is False (in place)."""
+    view = _as_numpy(scores)
+    if view is not None:
+        for k, r in enumerate(rows):
+            view[r][~allowed[k]] = -np.inf
+        return
+    idx = torch.tensor(rows, device=scores.device)
+    keep = torch.from_numpy(allowed).to(scores.device)
+    scores[idx] = scores[idx].masked_fill(~keep, float("-inf"))
 
 
 class ToolCallGuard(LogitsProcessor):
     """Masks each row's logits to what its grammar allows next; rows without a matcher decode free.
 
-    `errors` maps a row to why it fell back to free decoding mid-way (never expected: masked sampling only
-    picks allowed tokens). `mask_seconds` holds the time of each step's consume + mask + apply, for the bench."""
+    Greedy decoding (`greedy`) only needs the mask where the top-scoring token is not allowed: the matcher checks
+    that one token, and the full mask is computed and applied only when it fails (same argmax, a fraction of
+    the work). `errors` maps a row to why it fell back to free decoding mid-way (never expected: masked decoding
+    only picks allowed tokens). `steps` holds (seconds, guarded rows, fully masked rows) per step, for the bench."""
 
-    def __init__(self, matchers: list[Any | None], stop_ids: Sequence[int], vocab_size: int):
+    def __init__(self, matchers: list[Any | None], stop_ids: Sequence[int], vocab_size: int, greedy: bool = False):
         self.matchers = list(matchers)
+        self.greedy = greedy
+        self.steps: list[tuple[float, int, int]] = []
         self.stop_ids = set(int(t) for t in stop_ids)
         self.done = [m is None for m in self.matchers]
         self.errors: dict[int, str] = {}
-        self.mask_seconds: list[float] = []
         self._seen: int | None = None
         self._bitmask = torch.zeros(len(self.matchers), (vocab_size + 31) // 32, dtype=torch.int32)
 
     @classmethod
-    def for_rows(cls, tokenizer, stop_ids: Sequence[int], grammars: list[str | None]) -> "ToolCallGuard":
+    def for_rows(cls, tokenizer, stop_ids: Sequence[int], grammars: list[str | None],
+                 greedy: bool = False) -> "ToolCallGuard":
         """One matcher per row (None = that row decodes free); rows whose grammar fails to load are in `errors`."""
         matchers, errors = [], {}
         for i, g in enumerate(grammars):
@@ -102,7 +119,7 @@ class ToolCallGuard(LogitsProcessor):
             matchers.append(m)
             if err:
                 errors[i] = err
-        guard = cls(matchers, stop_ids, _state(tokenizer, stop_ids).ll.vocab_size)
+        guard = cls(matchers, stop_ids, _state(tokenizer, stop_ids).ll.vocab_size, greedy)
         guard.errors.update(errors)
         return guard
 
@@ -128,7 +145,12 @@ class ToolCallGuard(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         started = time.perf_counter()
         self._consume(input_ids)
-        rows = [r for r, d in enumerate(self.done) if not d]
+        rows = active = [r for r, d in enumerate(self.done) if not d]
+        if self.greedy and rows:
+            view = _as_numpy(scores)
+            top = (view.argmax(axis=-1) if view is not None else scores.argmax(dim=-1)).tolist()
+            rows = [r for r in rows if self.matchers[r].validate_tokens([top[r]]) != 1]
+        masked = len(rows)
         for r in rows:
             m, row = self.matchers[r], self._bitmask[r]
             m.unsafe_compute_mask_ptr(row.data_ptr(), row.numel() * row.element_size())
@@ -136,10 +158,8 @@ class ToolCallGuard(LogitsProcessor):
                 self._fail(r, m.get_error()[:160] or "no token allowed")
         rows = [r for r in rows if not self.done[r]]
         if rows:
-            idx = torch.tensor(rows, device=scores.device)
-            allowed = allowed_tokens(self._bitmask[rows].to(scores.device), scores.shape[-1])
-            scores[idx] = scores[idx].masked_fill(~allowed, float("-inf"))
-        self.mask_seconds.append(time.perf_counter() - started)
+            mask_logits(scores, rows, allowed_tokens(self._bitmask[rows], scores.shape[-1]))
+        self.steps.append((time.perf_counter() - started, len(active), masked))
         return scores
 
 

@@ -1,5 +1,6 @@
 """The Model Cradle's Deploy panel: export a model for Ollama with live steps (st.status), then show the
-verification table (HF vs GGUF per prompt), the Modelfile, downloads and the registration result."""
+verification table (HF vs GGUF per prompt), the Modelfile, downloads and the registration result. It says that
+verification decoded free, as Ollama does (Nursery's guarded decoding does not apply there)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +9,7 @@ import streamlit as st
 
 from .. import paths
 from ..errors import NurseryError
+from ..export.verify import DECODING_NOTE
 from . import services
 
 _STEP_LABELS = {"merge": "Merging the adapter", "convert": "Converting to GGUF", "modelfile": "Writing the Modelfile",
@@ -80,7 +82,8 @@ def _show_deployment(dep: dict) -> None:
         return
     if ver:
         st.caption(f"{ver.get('prompts')} prompts, {ver.get('with_calls')} with tool calls, threshold "
-                   f"{ver.get('threshold', 0.95):.0%}; identical text on {ver.get('same_text', 0):.0%}.")
+                   f"{ver.get('threshold', 0.95):.0%}; identical text on {ver.get('same_text', 0):.0%}. "
+                   + DECODING_NOTE)
         _verification_table(ver, dep["id"])
     folder = Path(dep.get("path") or "")
     if not folder.is_dir() or not paths.inside_home(folder):
@@ -119,6 +122,7 @@ def render_deploy_panel(model_name: str) -> None:
     name = c2.text_input("Ollama model name", value=paths.slugify(model_name), key=_key(model_name, "name"))
     quantize = c3.selectbox("Ollama quantization", ["none", "q4_K_M", "q4_K_S"], key=_key(model_name, "quant"),
                             disabled=outtype == "q8_0", help="Applied by Ollama at registration (needs f16).")
+    st.caption(DECODING_NOTE)
     o1, o2, o3 = st.columns(3)
     register = o1.checkbox(f"Register with {host}" if host else "Register with Ollama (no host configured)",
                            value=bool(host), disabled=not host, key=_key(model_name, "register"))
