@@ -334,7 +334,7 @@ def _guard_plans(prompts: Sequence[Prompt], s: GenerationSettings) -> list:
     return plans
 
 
-def _guard(tokenizer, grammars: list[str | None], greedy: bool):
+def _guard(tokenizer, grammars: list[str | None], s: GenerationSettings):
     """A LogitsProcessorList with one ToolCallGuard over these rows, or (None, None) when none is guarded."""
     if not any(g is not None for g in grammars):
         return None, None
@@ -342,7 +342,8 @@ def _guard(tokenizer, grammars: list[str | None], greedy: bool):
 
     from .guard.processor import ToolCallGuard
 
-    guard = ToolCallGuard.for_rows(tokenizer, _stop_ids(tokenizer), grammars, greedy=greedy)
+    guard = ToolCallGuard.for_rows(tokenizer, _stop_ids(tokenizer), grammars, greedy=s.greedy,
+                                   max_new_tokens=s.max_new_tokens)
     return guard, LogitsProcessorList([guard])
 
 
@@ -400,6 +401,7 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
     texts = [_render(tokenizer, p) for p in prompts]
     plans = _guard_plans(prompts, s)
     runtime_errors: dict[int, str] = {}
+    closed = 0
     if not texts:
         done_empty = Completions()
         done_empty.decoding = decoding_summary(s.guarded, [])
@@ -419,7 +421,7 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
             idx = order[start:start + s.batch_size]
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
-            guard, processors = _guard(tokenizer, [plans[i].grammar for i in idx], s.greedy)
+            guard, processors = _guard(tokenizer, [plans[i].grammar for i in idx], s)
             with torch.inference_mode():
                 gen = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors)
             new = gen[:, enc["input_ids"].shape[1]:]
@@ -427,13 +429,14 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
                 out[i] = _cut(tokenizer, tokenizer.decode(new[row], skip_special_tokens=False))
                 if guard is not None and row in guard.errors:
                     runtime_errors[i] = guard.errors[row]
+            closed += len(guard.steered) if guard is not None else 0
             done += len(idx)
             if progress:
                 progress(done, len(texts))
     finally:
         tokenizer.padding_side = side
     result = Completions(out)
-    result.decoding = decoding_summary(s.guarded, plans, runtime_errors)
+    result.decoding = decoding_summary(s.guarded, plans, runtime_errors, closed)
     return result
 
 
@@ -449,7 +452,7 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
     s = GenerationSettings.of(settings, **overrides)
     text = _render(tokenizer, prompt)
     plans = _guard_plans([prompt], s)
-    guard, processors = _guard(tokenizer, [plans[0].grammar], s.greedy)
+    guard, processors = _guard(tokenizer, [plans[0].grammar], s)
     enc = tokenizer([text], return_tensors="pt", add_special_tokens=False)
     device = next(model.parameters()).device
     enc = {k: v.to(device) for k, v in enc.items()}
@@ -476,7 +479,8 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
     finally:
         t.join()
         if report is not None:
-            report.update(decoding_summary(s.guarded, plans, dict(guard.errors) if guard is not None else {}))
+            report.update(decoding_summary(s.guarded, plans, dict(guard.errors) if guard is not None else {},
+                                           len(guard.steered) if guard is not None else 0))
     if errors:
         raise errors[0]
 

@@ -172,9 +172,11 @@ def fresh_pool(monkeypatch, one_thread):
     inference._POOL = None
 
 
-def test_a_random_model_forced_into_a_call_still_writes_a_valid_one(tiny_model_dir, one_thread):
-    """Random weights, sampling, a batch with left padding: whatever the model picks, every call it completes names
-    an offered tool with schema-valid arguments."""
+@pytest.mark.parametrize("budget", [None, 40])
+def test_a_random_model_forced_into_a_call_still_writes_a_valid_one(tiny_model_dir, one_thread, budget):
+    """Random weights, sampling and greedy, a batch with left padding: whatever the model picks, every call names
+    an offered tool with schema-valid arguments; with a token budget smaller than the strings may grow, budget
+    closing still ends every call in time."""
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
@@ -200,23 +202,27 @@ def test_a_random_model_forced_into_a_call_still_writes_a_valid_one(tiny_model_d
                 scores[:, start[k]] += 1000.0
             return scores
 
-    grammar = tool_grammar(tools, GuardCaps(max_calls=2, max_string=6, max_items=2))[0]
+    caps = GuardCaps() if budget else GuardCaps(max_calls=2, max_string=6, max_items=2)
+    grammar = tool_grammar(tools, caps)[0]
     texts = [_render(tk, {"messages": p["messages"], "tools": tools}) for p in PROMPTS]
     tk.padding_side = "left"
     enc = tk(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     prompt_len = enc["input_ids"].shape[1]
     stop = _stop_ids(tk)
-    outputs = []
+    outputs, steered = [], 0
     for seed in range(3):
         torch.manual_seed(seed)
-        guard = ToolCallGuard.for_rows(tk, stop, [grammar] * len(texts))
-        gen = model.generate(**enc, do_sample=True, top_k=0, max_new_tokens=120, eos_token_id=stop,
+        greedy = seed == 0
+        guard = ToolCallGuard.for_rows(tk, stop, [grammar] * len(texts), greedy=greedy, max_new_tokens=budget)
+        gen = model.generate(**enc, do_sample=not greedy, top_k=0, max_new_tokens=budget or 120, eos_token_id=stop,
                              pad_token_id=tk.pad_token_id, logits_processor=LogitsProcessorList([StartACall(), guard]))
         assert not guard.errors
+        steered += len(guard.steered)
         for row in gen[:, prompt_len:]:
             ids = row.tolist()
             assert any(t in stop for t in ids), "ran out of tokens inside a call"
             outputs.append(tk.decode(ids[:next(i for i, t in enumerate(ids) if t in stop)]))
+    assert bool(steered) == bool(budget)  # sampled random strings do not end by themselves within 40 tokens
     for text in outputs:
         parsed = parse_tool_calls(text)
         assert parsed.format_ok and parsed.calls and not parsed.errors, text

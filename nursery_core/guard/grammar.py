@@ -218,9 +218,11 @@ def plan_for(tools: list[dict] | None, caps: GuardCaps = GuardCaps()) -> GuardPl
     return plan
 
 
-def decoding_summary(guarded: bool, plans: list[GuardPlan], runtime_errors: dict[int, str] | None = None) -> dict:
+def decoding_summary(guarded: bool, plans: list[GuardPlan], runtime_errors: dict[int, str] | None = None,
+                     closed: int = 0) -> dict:
     """What ran for a set of prompts: {"decoding": "guarded" | "free" | "mixed", "guarded_prompts", "prompts",
-    "notes": why some decoded free, and which schema keywords the grammar did not enforce}."""
+    "notes": why some decoded free, which schema keywords the grammar did not enforce, and how many answers were
+    steered to end within max_new_tokens (`closed`)}."""
     runtime_errors = runtime_errors or {}
     if not guarded:
         return {"decoding": "free", "guarded_prompts": 0, "prompts": len(plans), "notes": []}
@@ -233,6 +235,8 @@ def decoding_summary(guarded: bool, plans: list[GuardPlan], runtime_errors: dict
     relaxed = sorted({r for p in plans if p.guarded for r in p.relaxed})
     if relaxed:
         notes.append("not enforced by the grammar (checked after decoding): " + ", ".join(relaxed))
+    if closed:
+        notes.append(f"{closed} answer(s) steered to close their tool call within max_new_tokens")
     n = sum(ok)
     mode = "guarded" if n == len(plans) else "free" if n == 0 else "mixed"
     return {"decoding": mode, "guarded_prompts": n, "prompts": len(plans), "notes": notes}

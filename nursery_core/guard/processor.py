@@ -4,6 +4,14 @@ each sampled token, filling a vocabulary bitmask that sets the logits of disallo
 llguidance 1.9 ships tokenizer wrapping (`llguidance.hf.from_tokenizer`) and mask filling but no transformers
 LogitsProcessor; `ToolCallGuard` is that processor. Costs paid once: the llguidance tokenizer per HF tokenizer
 (≈0.5 s) and one compiled matcher per grammar, deep-copied for each sequence.
+
+Budget closing: a grammar bounds what a call may contain, not how many tokens it takes, so a model rambling inside
+a string could still be cut by max_new_tokens mid-call. In the last CLOSING_WINDOW tokens the guard checks, per
+row inside a call, that the answer can still end in the tokens left after the model's choice, using a quick
+closing path (end of turn, else the grammar's forced tokens, else an allowed closing token made of `"`, `}`, `]`,
+quotes first, else the lowest allowed token id); when it cannot, the row is steered onto that path. A greedy answer that ends
+within the budget anyway is left as it is. Values that need specific text to become valid (a string `format` or
+`pattern`) may still not close: the path then gives up and the model decodes as before.
 """
 from __future__ import annotations
 
@@ -18,7 +26,11 @@ import numpy as np
 import torch
 from transformers import LogitsProcessor
 
+from ..training.rendering import TOOL_CALL_OPEN
+
 _TEMPLATES_MAX = 64
+CLOSING_WINDOW = 48     # tokens before max_new_tokens from which budget closing checks each step
+_CLOSER_CHARS = frozenset(b'"}]\n')
 
 
 @dataclass
@@ -26,6 +38,20 @@ class _TokenizerState:
     stop_ids: tuple[int, ...]
     ll: Any                                            # llguidance.LLTokenizer
     templates: "OrderedDict[str, Any]" = field(default_factory=OrderedDict)   # grammar → LLMatcher
+    _closers: np.ndarray | None = None
+
+    @property
+    def closers(self) -> np.ndarray:
+        """Token ids made only of `"`, `}`, `]` and newlines (at least one of the first three): those starting with
+        a quote first (inside a string only a quote ends it; `}` and `]` would be content), longest first."""
+        if self._closers is None:
+            found = []
+            for t in range(self.ll.vocab_size):
+                b = self.ll.decode_bytes([t])
+                if b and set(b) <= _CLOSER_CHARS and b.strip(b"\n"):
+                    found.append((not b.startswith(b'"'), -len(b), t))
+            self._closers = np.array([t for *_, t in sorted(found)], dtype=np.int64)
+        return self._closers
 
 
 _STATES: "weakref.WeakKeyDictionary[Any, _TokenizerState]" = weakref.WeakKeyDictionary()
@@ -99,9 +125,16 @@ class ToolCallGuard(LogitsProcessor):
     the work). `errors` maps a row to why it fell back to free decoding mid-way (never expected: masked decoding
     only picks allowed tokens). `steps` holds (seconds, guarded rows, fully masked rows) per step, for the bench."""
 
-    def __init__(self, matchers: list[Any | None], stop_ids: Sequence[int], vocab_size: int, greedy: bool = False):
+    def __init__(self, matchers: list[Any | None], stop_ids: Sequence[int], vocab_size: int, greedy: bool = False,
+                 max_new_tokens: int | None = None, closers: np.ndarray | None = None):
         self.matchers = list(matchers)
         self.greedy = greedy
+        self.max_new_tokens = max_new_tokens
+        self.closers = closers if closers is not None else np.zeros(0, dtype=np.int64)
+        self.steered: set[int] = set()   # rows budget closing steered at least once
+        self.call_open: list[int] = []    # the tokens of TOOL_CALL_OPEN (set by for_rows)
+        self._call_cost: dict[int, int] = {}
+        self._prompt_len: int | None = None
         self.steps: list[tuple[float, int, int]] = []
         self.stop_ids = set(int(t) for t in stop_ids)
         self.done = [m is None for m in self.matchers]
@@ -110,16 +143,20 @@ class ToolCallGuard(LogitsProcessor):
         self._bitmask = torch.zeros(len(self.matchers), (vocab_size + 31) // 32, dtype=torch.int32)
 
     @classmethod
-    def for_rows(cls, tokenizer, stop_ids: Sequence[int], grammars: list[str | None],
-                 greedy: bool = False) -> "ToolCallGuard":
-        """One matcher per row (None = that row decodes free); rows whose grammar fails to load are in `errors`."""
+    def for_rows(cls, tokenizer, stop_ids: Sequence[int], grammars: list[str | None], greedy: bool = False,
+                 max_new_tokens: int | None = None) -> "ToolCallGuard":
+        """One matcher per row (None = that row decodes free); rows whose grammar fails to load are in `errors`.
+        With `max_new_tokens`, budget closing keeps calls from being cut by the token limit."""
         matchers, errors = [], {}
         for i, g in enumerate(grammars):
             m, err = new_matcher(tokenizer, stop_ids, g) if g is not None else (None, None)
             matchers.append(m)
             if err:
                 errors[i] = err
-        guard = cls(matchers, stop_ids, _state(tokenizer, stop_ids).ll.vocab_size, greedy)
+        st = _state(tokenizer, stop_ids)
+        closers = st.closers if max_new_tokens and any(m is not None for m in matchers) else None
+        guard = cls(matchers, stop_ids, st.ll.vocab_size, greedy, max_new_tokens, closers)
+        guard.call_open = tokenizer.encode(TOOL_CALL_OPEN, add_special_tokens=False)
         guard.errors.update(errors)
         return guard
 
@@ -142,8 +179,88 @@ class ToolCallGuard(LogitsProcessor):
                         self.done[row] = True
         self._seen = n
 
+    def _closing_path(self, m, limit: int) -> list[int] | None:
+        """Tokens that end the answer from m's state (m is consumed), at most `limit`, or None."""
+        path: list[int] = []
+        scratch = torch.zeros(1, self._bitmask.shape[1], dtype=torch.int32)
+        stop = min(self.stop_ids)
+        while len(path) < limit:
+            if m.is_accepting():
+                return path + [stop]
+            forced = m.compute_ff_tokens()
+            if forced:
+                if not m.consume_tokens(forced):
+                    return None
+                path += forced
+                continue
+            m.unsafe_compute_mask_ptr(scratch.data_ptr(), scratch.numel() * 4)
+            allowed = allowed_tokens(scratch, scratch.shape[1] * 32)[0]
+            ok = self.closers[allowed[self.closers]] if len(self.closers) else self.closers
+            tok = int(ok[0]) if len(ok) else int(np.argmax(allowed))
+            if not allowed[tok] or not m.consume_token(tok):
+                return None
+            path.append(tok)
+        return None
+
+    def _close_within_budget(self, scores: torch.Tensor, remaining: int, rows: list[int]) -> None:
+        """Steers rows whose answer could no longer end within `remaining` tokens (see the module docstring)."""
+        view = _as_numpy(scores)
+        choice = (view.argmax(axis=-1) if view is not None else scores.argmax(dim=-1)).tolist()
+        for r in rows:
+            m = self.matchers[r]
+            if not self.greedy:
+                self._close_sampled(scores, remaining, r)
+                continue
+            if m.is_accepting():
+                if choice[r] in self.stop_ids:
+                    continue
+                after = m.deep_copy()
+                if not after.consume_token(choice[r]) or after.is_accepting():
+                    continue
+            if self.greedy:
+                after = m.deep_copy()
+                if after.consume_token(choice[r]) and (after.is_accepting()
+                                                       or self._closing_path(after, remaining - 1) is not None):
+                    continue
+            path = self._closing_path(m.deep_copy(), remaining)
+            if path:
+                self._force(scores, r, path[0])
+
+    def _close_sampled(self, scores: torch.Tensor, remaining: int, r: int) -> None:
+        """Sampling picks after the guard, so it steers on the state alone: a call closes at its last chance; a
+        call about to end, or a finished answer in call mode, ends when another call would no longer fit (one
+        token can finish a call and open the next, e.g. `><`)."""
+        m = self.matchers[r]
+        cost = self._call_cost.get(r, 0)
+        if m.is_accepting():
+            if cost and remaining <= cost and m.deep_copy().consume_tokens(self.call_open):
+                self._force(scores, r, min(self.stop_ids))
+            return
+        path = self._closing_path(m.deep_copy(), remaining)
+        if path and (len(path) >= remaining - 1 or (len(path) <= 2 and remaining <= len(path) + cost)):
+            self._force(scores, r, path[0])
+
+    def _note_call_costs(self) -> None:
+        """Per row, the tokens of the cheapest closing of a call opened from the start (0: no call possible)."""
+        self._call_cost = {}
+        for r, m in enumerate(self.matchers):
+            opened = m.deep_copy() if m is not None else None
+            if opened is not None and opened.consume_tokens(self.call_open):
+                path = self._closing_path(opened, 4 * CLOSING_WINDOW)
+                self._call_cost[r] = len(self.call_open) + (len(path) if path else 4 * CLOSING_WINDOW)
+
+    def _force(self, scores: torch.Tensor, row: int, token: int) -> None:
+        keep = np.zeros((1, scores.shape[-1]), dtype=np.bool_)
+        keep[0, token] = True
+        mask_logits(scores, [row], keep)
+        self.steered.add(row)
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         started = time.perf_counter()
+        if self._prompt_len is None:
+            self._prompt_len = input_ids.shape[1]
+            if self.max_new_tokens and not self.greedy:
+                self._note_call_costs()
         self._consume(input_ids)
         rows = active = [r for r, d in enumerate(self.done) if not d]
         if self.greedy and rows:
@@ -159,6 +276,11 @@ class ToolCallGuard(LogitsProcessor):
         rows = [r for r in rows if not self.done[r]]
         if rows:
             mask_logits(scores, rows, allowed_tokens(self._bitmask[rows], scores.shape[-1]))
+        if self.max_new_tokens:
+            remaining = self.max_new_tokens - (input_ids.shape[1] - self._prompt_len)
+            live = [r for r in active if not self.done[r]]
+            if remaining <= CLOSING_WINDOW and live:
+                self._close_within_budget(scores, remaining, live)
         self.steps.append((time.perf_counter() - started, len(active), masked))
         return scores
 
