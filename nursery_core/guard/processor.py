@@ -203,26 +203,22 @@ class ToolCallGuard(LogitsProcessor):
         return None
 
     def _close_within_budget(self, scores: torch.Tensor, remaining: int, rows: list[int]) -> None:
-        """Steers rows whose answer could no longer end within `remaining` tokens (see the module docstring)."""
+        """Steers rows whose answer could no longer end within `remaining` tokens (see the module docstring).
+        Greedy: the model's choice stands when the answer can still end after it."""
+        if not self.greedy:
+            for r in rows:
+                self._close_sampled(scores, remaining, r)
+            return
         view = _as_numpy(scores)
         choice = (view.argmax(axis=-1) if view is not None else scores.argmax(dim=-1)).tolist()
         for r in rows:
-            m = self.matchers[r]
-            if not self.greedy:
-                self._close_sampled(scores, remaining, r)
+            if choice[r] in self.stop_ids:
                 continue
-            if m.is_accepting():
-                if choice[r] in self.stop_ids:
-                    continue
-                after = m.deep_copy()
-                if not after.consume_token(choice[r]) or after.is_accepting():
-                    continue
-            if self.greedy:
-                after = m.deep_copy()
-                if after.consume_token(choice[r]) and (after.is_accepting()
-                                                       or self._closing_path(after, remaining - 1) is not None):
-                    continue
-            path = self._closing_path(m.deep_copy(), remaining)
+            after = self.matchers[r].deep_copy()
+            if not after.consume_token(choice[r]) or after.is_accepting() \
+                    or self._closing_path(after, remaining - 1) is not None:
+                continue
+            path = self._closing_path(self.matchers[r].deep_copy(), remaining)
             if path:
                 self._force(scores, r, path[0])
 
