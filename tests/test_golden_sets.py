@@ -378,12 +378,14 @@ def test_evaluate_suite_scores_held_out_golden_and_the_base(tiny_model_dir, stor
     r = nursery_evaluate_suite("ada", limit=2, max_new_tokens=4, with_base=True,
                                progress=lambda tag, done, total: seen.append(tag))
     assert r["model"] == "ada" and r["dataset"] == "weather" and r["metrics"]["ci95"]  # the first run's shape
+    assert r["decoding"] == "guarded"  # free and guarded by default: a run each, the guarded one first up
     got = [(x["is_base"], x["dataset"], x["dataset_kind"], x["num_examples"]) for x in r["runs"]]
-    assert got == [(False, "weather", "training", 2), (False, "gold", "golden", 2),
-                   (True, "weather", "training", 2), (True, "gold", "golden", 2)]  # other-tools: not its tools
-    assert r["runs"][2]["model"] == str(tiny_model_dir) and all(x["id"] for x in r["runs"])
+    assert got == [(False, "weather", "training", 2)] * 2 + [(False, "gold", "golden", 2)] * 2 + [
+        (True, "weather", "training", 2)] * 2 + [(True, "gold", "golden", 2)] * 2  # other-tools: not its tools
+    assert [x["decoding"] for x in r["runs"]] == ["free", "guarded"] * 4
+    assert r["runs"][4]["model"] == str(tiny_model_dir) and all(x["id"] for x in r["runs"])
     assert all(x["metrics"]["warning"] for x in r["runs"]) and len(set(seen)) == 4
-    only = nursery_evaluate_suite("ada", golden=["other-tools"], limit=1, max_new_tokens=2)
+    only = nursery_evaluate_suite("ada", golden=["other-tools"], limit=1, max_new_tokens=2, decoding="free")
     assert [x["dataset"] for x in only["runs"]] == ["weather", "other-tools"]
     with pytest.raises(InvalidInput, match="not a golden set"):
         nursery_evaluate_suite("ada", golden=["weather"])
@@ -400,7 +402,8 @@ def test_cli_evaluate_groups_runs(tiny_model_dir, nursery_home, one_thread, caps
     assert main(["evaluate", "ada", "--limit", "1", "--max-new-tokens", "2", "--with-base", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dataset"] == "weather" and [(x["dataset"], x["is_base"]) for x in out["runs"]] == [
-        ("weather", False), ("gold", False), ("weather", True), ("gold", True)]
+        ("weather", False), ("weather", False), ("gold", False), ("gold", False),
+        ("weather", True), ("weather", True), ("gold", True), ("gold", True)]  # free and guarded each
     assert all("ast_accuracy" in x["metrics"]["ci95"] for x in out["runs"])
     assert main(["evaluate", "ada", "--limit", "1", "--max-new-tokens", "2", "--no-golden"]) == 0
     text = capsys.readouterr().out
