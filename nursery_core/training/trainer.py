@@ -174,8 +174,17 @@ def load_model_and_tokenizer(config: TrainConfig, load_dtype):
 
 def add_lora(model, config: TrainConfig):
     """Wraps the model with LoRA on the configured modules that exist in it (a clear error if none do)."""
+    from peft import get_peft_model
+
+    lcfg, targets = lora_config(model, config)
+    return get_peft_model(model, lcfg), targets
+
+
+def lora_config(model, config: TrainConfig):
+    """(peft LoraConfig, target module names) for this model: the run's LoRA shape, also handed to other
+    trainers by bench/vs_trl.py so both train the same adapter."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     linear_names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
     targets = [t for t in config.target_modules if t in linear_names]
@@ -195,7 +204,7 @@ def add_lora(model, config: TrainConfig):
             log.info("lora_layers ignored: no numbered transformer layer list found in this model")
     lcfg = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
                       bias="none", task_type="CAUSAL_LM", **layer_kw)
-    return get_peft_model(model, lcfg), targets
+    return lcfg, targets
 
 
 def _decoder_layers(model) -> tuple[int, str | None]:
