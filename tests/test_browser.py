@@ -188,7 +188,9 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     no_exception(page)
     pages.shot("ada", "cradle-evaluate")
     evals = get_store().list_evaluations(model="weather-tiny")
-    assert len(evals) == 1 and evals[0]["num_examples"] == 4 and evals[0]["created_by"] == "Ada"
+    # one click scores free and guarded decoding: two stored evaluations of the same examples
+    assert sorted((e.get("settings") or {}).get("decoding") for e in evals) == ["free", "guarded"]
+    assert all(e["num_examples"] == 4 and e["created_by"] == "Ada" for e in evals)
 
     # --- the overview now tells the story
     open_page(page, server.url)

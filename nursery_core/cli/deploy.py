@@ -25,7 +25,7 @@ def _deploy(args):
     out = dict(result)
     ver = out.pop("verification", None) or {}
     out["verification"] = {k: ver.get(k) for k in ("score", "passed", "tokenization_ok", "same_text",
-                                                    "prompts", "with_calls", "threshold", "seconds")}
+                                                    "prompts", "with_calls", "threshold", "seconds", "decoding")}
     out["verification"]["rows"] = [
         {k: r.get(k) for k in ("index", "id", "prompt", "same_call", "same_tokens", "hf_calls", "gguf_calls",
                                "hf_output", "gguf_output")} for r in ver.get("rows", [])]
