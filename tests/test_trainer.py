@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nursery_core.training import trainer
+from nursery_core.training import rendering, trainer
 from nursery_core.training.config import TrainConfig
 from training_helpers import examples
 
@@ -32,7 +32,7 @@ def test_training_writes_adapter_tokenizer_config_metrics_and_events(tiny_model_
     for f in ("adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json",
               "training_config.json", "metrics.json"):
         assert (out / f).exists(), f
-    assert "nursery-tools-v1" in (out / "chat_template.jinja").read_text()
+    assert rendering.NURSERY_MARKER in (out / "chat_template.jinja").read_text()
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
     kinds = [e["kind"] for e in events]
     assert kinds[0] == "start" and kinds.count("progress") == 3 and kinds[-1] == "eval"
@@ -45,7 +45,7 @@ def test_training_writes_adapter_tokenizer_config_metrics_and_events(tiny_model_
 
 def test_loss_decreases_on_a_repeated_example(tiny_model_dir, tmp_path):
     d = job_dir_with(tmp_path, examples(8, repeat=True))
-    m = trainer.train(cfg(tiny_model_dir, max_steps=12, learning_rate=1e-2, eval_fraction=0.0,
+    m = trainer.train(cfg(tiny_model_dir, max_steps=16, learning_rate=5e-3, eval_fraction=0.0,
                           warmup_ratio=0.0, dropout=0.0), d)
     losses = [h["loss"] for h in m["history"]]
     assert losses[-1] < losses[0] - 0.5, losses
