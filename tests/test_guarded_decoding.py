@@ -356,7 +356,8 @@ def test_cli_flags_choose_the_decoding(tiny_model_dir, nursery_home):
     out = cli("test-model", "ada", "--prompt", "Oslo?", "--max-new-tokens", "4", "--free")
     assert "decoding: free" in out
     out = cli("evaluate", "ada", "--dataset", "weather", "--limit", "2", "--max-new-tokens", "4")
-    assert "free" in out.splitlines()[1] and "guarded" in out.splitlines()[1]
+    rows = [line.split() for line in out.splitlines() if "held-out" in line]  # one row per decoding
+    assert sorted(r[3] for r in rows) == ["free", "guarded"], out
     board = cli("leaderboard", "--decoding", "guarded")
     assert "guarded" in board and "free " not in board
 
