@@ -447,8 +447,8 @@ def test_smollm2_briefly_trained_adapter_guarded(smollm2_home, smollm2_session_d
                                                       for e in load_examples("defaults", "train", limit=24)))
     (job / "data" / "eval.jsonl").write_text("")
     trainer.train(TrainConfig(base_model=str(smollm2_session_dir), base_model_dir=str(smollm2_session_dir),
-                              max_steps=3, batch_size=2, max_length=1024, lora_layers=4, eval_fraction=0.0,
-                              num_threads=2), job)
+                              max_steps=6, batch_size=2, max_length=1024, lora_layers=4, eval_fraction=0.0,
+                              learning_rate=1e-2, warmup_ratio=0.0, num_threads=2), job)
     torch.set_num_threads(2)
     model, tok, _ = load_base(str(smollm2_session_dir))
     model = PeftModel.from_pretrained(model, str(job / "output")).eval()
