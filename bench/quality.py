@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["NURSERY_HOME"] = str(home)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from nursery_core.base_models import EMBEDDED_ALIAS, materialise_embedded
+    from nursery_core.base_models import EMBEDDED_ALIAS
+    from nursery_core.testing import link_embedded_base
     from nursery_core.cli.training import parse_setting
     from nursery_core.data.generator import nursery_generate_data
     from nursery_core.data.tools import DEFAULT_TOOL_NAMES
@@ -105,11 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from nursery_core.status import JobStatus
     from nursery_core.training.config import TrainConfig
 
-    cached = materialise_embedded(Path(args.base_cache) / EMBEDDED_ALIAS)
-    link = home / "base_models" / EMBEDDED_ALIAS
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        link.symlink_to(cached, target_is_directory=True)
+    link_embedded_base(home, args.base_cache)
 
     overrides = dict(parse_setting(item) for item in args.set)
     recipe = TrainConfig().with_overrides(**overrides).validate()

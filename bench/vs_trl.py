@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     import transformers
     import trl
 
-    from nursery_core.base_models import EMBEDDED_ALIAS, materialise_embedded
+    from nursery_core.base_models import EMBEDDED_ALIAS
+    from nursery_core.testing import link_embedded_base
     from nursery_core.cli.training import parse_setting
     from nursery_core.data.generator import nursery_generate_data
     from nursery_core.data.tools import DEFAULT_TOOL_NAMES
@@ -278,11 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     from nursery_core.training.config import TrainConfig
     from nursery_core.training.trainer import cpu_count
 
-    cached = materialise_embedded(Path(args.base_cache) / EMBEDDED_ALIAS)
-    link = home / "base_models" / EMBEDDED_ALIAS
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        link.symlink_to(cached, target_is_directory=True)
+    cached = link_embedded_base(home, args.base_cache)
 
     overrides = dict(parse_setting(item) for item in args.set)
     if args.epochs is not None:

@@ -32,3 +32,16 @@ def make_tiny_model(target: Path | str, seed: int = 0, hidden_size: int = 64, la
     tok.save_pretrained(target)
     (target / "nursery_base.json").write_text(json.dumps({"alias": "tiny", "source": "random init"}))
     return target
+
+
+def link_embedded_base(home: Path | str, cache: Path | str) -> Path:
+    """Materialises the embedded SmolLM2 once under `cache` and links it into NURSERY_HOME `home`'s
+    base_models/ (benchmarks reuse one copy across throw-away homes); returns the cached directory."""
+    from .base_models import EMBEDDED_ALIAS, materialise_embedded
+
+    cached = materialise_embedded(Path(cache) / EMBEDDED_ALIAS)
+    link = Path(home) / "base_models" / EMBEDDED_ALIAS
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(cached, target_is_directory=True)
+    return cached
