@@ -403,9 +403,9 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
     runtime_errors: dict[int, str] = {}
     closed = 0
     if not texts:
-        done_empty = Completions()
-        done_empty.decoding = decoding_summary(s.guarded, [])
-        return done_empty
+        empty = Completions()
+        empty.decoding = decoding_summary(s.guarded, [])
+        return empty
     # Similar lengths share a batch: less padding, same results.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str] = [""] * len(texts)

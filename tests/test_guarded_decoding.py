@@ -413,6 +413,10 @@ def check_guard(model, tok, prompts: list[dict]) -> dict:
         if grammar_accepts(tok, stop, grammar, f):
             valid_free += 1
             assert g == f                                                     # the guard only removes
+    print(f"\n{len(prompts)} prompts: free valid {valid_free}, guarded changed "
+          f"{sum(f != g for f, g in zip(free, guarded))}; {guarded.decoding['notes']}")
+    for f, g in zip(free, guarded):
+        print(f"  free:    {f[:160]!r}\n  guarded: {g[:160]!r}")
     return {"free": list(free), "guarded": list(guarded), "valid_free": valid_free}
 
 
@@ -453,4 +457,4 @@ def test_smollm2_briefly_trained_adapter_guarded(smollm2_home, smollm2_session_d
     model, tok, _ = load_base(str(smollm2_session_dir))
     model = PeftModel.from_pretrained(model, str(job / "output")).eval()
     r = check_guard(model, tok, prompts)
-    assert any("<tool_call>" in g for g in r["guarded"])
+    assert any("<tool_call>" in g for g in r["guarded"]), r

@@ -9,9 +9,10 @@ Budget closing: a grammar bounds what a call may contain, not how many tokens it
 a string could still be cut by max_new_tokens mid-call. In the last CLOSING_WINDOW tokens the guard checks, per
 row inside a call, that the answer can still end in the tokens left after the model's choice, using a quick
 closing path (end of turn, else the grammar's forced tokens, else an allowed closing token made of `"`, `}`, `]`,
-quotes first, else the lowest allowed token id); when it cannot, the row is steered onto that path. A greedy answer that ends
-within the budget anyway is left as it is. Values that need specific text to become valid (a string `format` or
-`pattern`) may still not close: the path then gives up and the model decodes as before.
+quotes first, else one of a few characters that complete formats and patterns, `@ . a 0 - : T /` (an email
+missing its domain, a half-written date), else the lowest allowed token id); when it cannot, the row is steered
+onto that path. A greedy answer that ends within the budget anyway is left as it is. A pattern those characters
+cannot complete may still not close: the path then gives up and the model decodes as before.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from ..training.rendering import TOOL_CALL_OPEN
 _TEMPLATES_MAX = 64
 CLOSING_WINDOW = 48     # tokens before max_new_tokens from which budget closing checks each step
 _CLOSER_CHARS = frozenset(b'"}]\n')
+_PROGRESS_CHARS = "@.a0-:T/"   # tried in this order when no closing token is allowed
 
 
 @dataclass
@@ -39,6 +41,15 @@ class _TokenizerState:
     ll: Any                                            # llguidance.LLTokenizer
     templates: "OrderedDict[str, Any]" = field(default_factory=OrderedDict)   # grammar → LLMatcher
     _closers: np.ndarray | None = None
+    _progress: list[int] | None = None
+
+    @property
+    def progress(self) -> list[int]:
+        """Single-token ids of _PROGRESS_CHARS, in order."""
+        if self._progress is None:
+            ids = [self.ll.tokenize_str(ch) for ch in _PROGRESS_CHARS]
+            self._progress = [t[0] for t in ids if len(t) == 1]
+        return self._progress
 
     @property
     def closers(self) -> np.ndarray:
@@ -126,11 +137,16 @@ class ToolCallGuard(LogitsProcessor):
     only picks allowed tokens). `steps` holds (seconds, guarded rows, fully masked rows) per step, for the bench."""
 
     def __init__(self, matchers: list[Any | None], stop_ids: Sequence[int], vocab_size: int, greedy: bool = False,
-                 max_new_tokens: int | None = None, closers: np.ndarray | None = None):
+                 max_new_tokens: int | None = None, closers: np.ndarray | None = None,
+                 progress: list[int] | None = None):
         self.matchers = list(matchers)
         self.greedy = greedy
         self.max_new_tokens = max_new_tokens
         self.closers = closers if closers is not None else np.zeros(0, dtype=np.int64)
+        self.progress = progress or []
+        self._letter = self.progress[_PROGRESS_CHARS.index("a")] if len(self.progress) == len(_PROGRESS_CHARS) \
+            else None
+        self._quoted: set[int] = set()   # closers starting with a quote (set by for_rows)
         self.steered: set[int] = set()   # rows budget closing steered at least once
         self.call_open: list[int] = []    # the tokens of TOOL_CALL_OPEN (set by for_rows)
         self._call_cost: dict[int, int] = {}
@@ -154,8 +170,11 @@ class ToolCallGuard(LogitsProcessor):
             if err:
                 errors[i] = err
         st = _state(tokenizer, stop_ids)
-        closers = st.closers if max_new_tokens and any(m is not None for m in matchers) else None
-        guard = cls(matchers, stop_ids, st.ll.vocab_size, greedy, max_new_tokens, closers)
+        closing = bool(max_new_tokens) and any(m is not None for m in matchers)
+        guard = cls(matchers, stop_ids, st.ll.vocab_size, greedy, max_new_tokens,
+                    st.closers if closing else None, st.progress if closing else None)
+        if closing:
+            guard._quoted = {int(t) for t in st.closers if st.ll.decode_bytes([int(t)]).startswith(b'"')}
         guard.call_open = tokenizer.encode(TOOL_CALL_OPEN, add_special_tokens=False)
         guard.errors.update(errors)
         return guard
@@ -196,7 +215,13 @@ class ToolCallGuard(LogitsProcessor):
             m.unsafe_compute_mask_ptr(scratch.data_ptr(), scratch.numel() * 4)
             allowed = allowed_tokens(scratch, scratch.shape[1] * 32)[0]
             ok = self.closers[allowed[self.closers]] if len(self.closers) else self.closers
-            tok = int(ok[0]) if len(ok) else int(np.argmax(allowed))
+            if len(ok) and self._letter is not None and allowed[self._letter]:
+                # a letter fits: inside a string, where only a quote ends it (`}`, `]` are content there)
+                ok = [t for t in ok if t in self._quoted]
+            if len(ok):
+                tok = int(ok[0])
+            else:
+                tok = next((t for t in self.progress if allowed[t]), int(np.argmax(allowed)))
             if not allowed[tok] or not m.consume_token(tok):
                 return None
             path.append(tok)
