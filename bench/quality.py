@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [("adapter", "quality-adapter")] + ([] if args.skip_base else [("base", EMBEDDED_ALIAS)])
     results: dict[str, dict] = {}
     t1 = time.time()
-    for set_label, dataset, split, limit in sets:
-        for model_label, model_name in models:
+    for model_label, model_name in models:  # the adapter's scores first: they are what a run is for
+        for set_label, dataset, split, limit in sets:
             for decoding in decodings:
                 r = nursery_evaluate(model_name, dataset, split=split, limit=limit, batch_size=8,
                                      max_new_tokens=args.max_new_tokens, guarded=decoding == "guarded")

@@ -50,39 +50,14 @@ def _load() -> str:
 
 
 # ------------------------------------------------------------------------------------------------ data
-def golden_examples(path: Path) -> list[dict]:
-    """The golden file's rows {"request", "tools": [built-in names], "calls": [...]} as canonical examples.
-
-    The one place to switch to the golden import once it is merged."""
-    from nursery_core.data.tools import get_default_tool
-
-    out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        calls = row.get("calls") or []
-        if calls:
-            answer = {"role": "assistant", "content": "",
-                      "tool_calls": [{"type": "function", "function": c.get("function", c)} for c in calls]}
-        else:  # only the absence of a call is scored; the text is a placeholder
-            answer = {"role": "assistant", "content": row.get("answer") or "No tool is needed for that."}
-        out.append({"id": str(row.get("id") or f"golden-{i}"),
-                    "tools": [t if isinstance(t, dict) else get_default_tool(t) for t in row["tools"]],
-                    "messages": [{"role": "user", "content": row["request"]}, answer],
-                    "meta": {"source": "golden"}})
-    return out
-
-
 def import_golden(path: Path, home: Path) -> str | None:
-    """Imports the golden file as an evaluation-only dataset; None when there is no golden file."""
-    from nursery_core.datasets import nursery_import_dataset
+    """Imports the golden file through Nursery's golden-set import (its rows are validated against the tools'
+    schemas); None when there is no golden file. `home` is kept for the call shape of earlier versions."""
+    from nursery_core.golden import nursery_golden_import
 
     if not path.is_file():
         return None
-    canonical = home / "golden-canonical.jsonl"
-    canonical.write_text("".join(json.dumps(ex) + "\n" for ex in golden_examples(path)), encoding="utf-8")
-    nursery_import_dataset(canonical, name=GOLDEN_DATASET, eval_fraction=1.0, description=f"golden set {path.name}")
+    nursery_golden_import(path, name=GOLDEN_DATASET)
     return GOLDEN_DATASET
 
 
@@ -319,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[key]["ast_heldout"], rows[key]["heldout_n"] = r["metrics"]["ast_accuracy"], r["num_examples"]
         rows[key]["heldout_metrics"] = r["metrics"]
         if golden:
-            g = nursery_evaluate(model, golden, split="eval", limit=args.eval_limit, batch_size=8,
+            g = nursery_evaluate(model, golden, split="all", limit=args.eval_limit, batch_size=8,
                                  max_new_tokens=args.max_new_tokens)
             rows[key]["ast_golden"], rows[key]["golden_n"] = g["metrics"]["ast_accuracy"], g["num_examples"]
             rows[key]["golden_metrics"] = g["metrics"]

@@ -1,4 +1,4 @@
-"""bench/vs_trl.py's pieces that decide fairness: the golden conversion and the recipe handed to TRL."""
+"""bench/vs_trl.py's pieces that decide fairness: the golden import and the recipe handed to TRL."""
 from __future__ import annotations
 
 import importlib.util
@@ -33,7 +33,7 @@ def test_golden_rows_import_as_an_eval_only_dataset(bench, tmp_path):
 
     name = bench.import_golden(src, tmp_path)
 
-    examples = load_eval_examples(name, "eval")
+    examples = load_eval_examples(name, "all")
     assert [e["meta"]["category"] for e in examples] == ["call", "parallel", "no_call"]
     assert [t["function"]["name"] for t in examples[0]["tools"]] == ["get_weather", "calculator"]
     assert examples[1]["messages"][1]["tool_calls"][1]["function"]["arguments"] == {"content": "eggs"}

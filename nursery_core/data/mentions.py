@@ -23,6 +23,12 @@ _NUM_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "ei
               "twelve"]
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:00)?$")
+_IANA_ZONE = re.compile(r"^(Africa|America|Antarctica|Asia|Atlantic|Australia|Europe|Indian|Pacific)/([A-Za-z_]+/)?[A-Za-z_]+$")
+
+
+def _zone_city(zone: str) -> str:
+    """'America/New_York' → 'New York': how a request names an IANA time zone (tz database, zone.tab)."""
+    return zone.rsplit("/", 1)[1].replace("_", " ")
 
 # Plural head nouns a count parameter can be said with: "for 3 passengers", "5 results".
 COUNT_NOUNS = {"passengers", "guests", "people", "persons", "adults", "children", "kids", "tickets", "nights",
@@ -201,6 +207,9 @@ def say(value: Any, p: Param | None, rng: random.Random, spoken: float = 0.5,
         return [("v", rng.choice(_time_forms(int(m.group(1)), int(m.group(2)))))]
     if p is not None and p.role == "enum" and re.search(r"_|[a-z][A-Z]", value) and rng.random() < spoken + 0.2:
         return [("v", re.sub(r"([a-z])([A-Z])", r"\1 \2", value).replace("_", " ").lower())]
+    m = _IANA_ZONE.match(value)
+    if m and role in ("timezone", "") and rng.random() < spoken:
+        return [("v", _zone_city(value))]  # people name the city, the schema wants the IANA zone
     if value in V.AIRPORT_NAMES and rng.random() < 0.3:
         name = V.AIRPORT_NAMES[value]
         return rng.choice([[("t", f"{name} ("), ("v", value), ("t", ")")], [("v", value), ("t", f" ({name})")]])
@@ -224,6 +233,8 @@ def surfaces(value: Any) -> set[str]:
         m = _HHMM.match(value)
         if m:
             out.update(_time_forms(int(m.group(1)), int(m.group(2))))
+        if _IANA_ZONE.match(value):
+            out.add(_zone_city(value))
         if re.search(r"_|[a-z][A-Z]", value):
             out.add(re.sub(r"([a-z])([A-Z])", r"\1 \2", value).replace("_", " ").lower())
     return out
