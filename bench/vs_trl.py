@@ -136,7 +136,7 @@ def trl_settings(recipe, device, amp_dtype, n_examples: int, overrides: dict) ->
         "weight_decay": recipe.weight_decay, "max_grad_norm": recipe.max_grad_norm, "seed": recipe.seed,
         "max_length": recipe.max_length,
         "train_sampling_strategy": "group_by_length" if recipe.group_by_length else "random",
-        # Nursery's precision: fp32 on CPU, bf16 (else fp16) autocast on a GPU.
+        # Nursery's precision: fp32 on CPU (unless dtype=bfloat16), bf16 (else fp16) autocast on a GPU.
         "bf16": amp_dtype is torch.bfloat16, "fp16": amp_dtype is torch.float16, "use_cpu": device.type == "cpu",
     }
     kw.update({k: v for k, (v, _why) in TRL_FAIRNESS.items()})

@@ -159,3 +159,16 @@ def test_multi_epoch_top_layer_training_reuses_the_trunk_and_matches_uncached_tr
     assert ref["trunk_cache"] is None
     assert [h["loss"] for h in m["history"]] == pytest.approx([h["loss"] for h in ref["history"]], rel=1e-4)
     assert m["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-4)
+
+
+def test_cpu_precision_is_fp32_unless_bf16_is_asked_for():
+    """auto stays fp32 on a CPU (bf16 measured no faster there); dtype=bfloat16 autocasts; float16 is refused."""
+    import torch
+
+    from nursery_core.errors import InvalidConfig
+
+    cpu = TrainConfig(dataset_file="x.jsonl", device="cpu")
+    assert trainer.resolve_device(cpu)[1:] == (None, torch.float32)
+    assert trainer.resolve_device(cpu.with_overrides(dtype="bfloat16"))[1:] == (torch.bfloat16, torch.float32)
+    with pytest.raises(InvalidConfig, match="float16 needs a GPU"):
+        cpu.with_overrides(dtype="float16").validate()

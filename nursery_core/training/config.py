@@ -85,7 +85,8 @@ class TrainConfig:
                          min=0, max=10_000_000, group="eval")
     # hardware
     device: str = _f("auto", "auto | cpu | cuda", choices=DEVICES, group="hardware")
-    dtype: str = _f("auto", "auto = float32 on CPU, bfloat16 (else float16) autocast on GPU", choices=DTYPES,
+    dtype: str = _f("auto", "auto = float32 on CPU (bfloat16 autocast there is opt-in), bfloat16 (else float16) "
+                    "autocast on GPU", choices=DTYPES,
                     group="hardware")
     num_threads: int = _f(0, "CPU threads for torch (0 = one per core)", min=0, max=1024, group="hardware")
 
@@ -123,8 +124,8 @@ class TrainConfig:
             raise InvalidConfig(f"mix_dataset must be a dataset name, got {self.mix_dataset!r}")
         if self.mix_fraction > 0 and not self.mix_dataset.strip():
             raise InvalidConfig("mix_fraction is set but mix_dataset is empty: name the stored dataset to mix in")
-        if self.device == "cpu" and self.dtype in ("bfloat16", "float16"):
-            raise InvalidConfig(f"dtype {self.dtype} needs a GPU; use dtype auto or float32 on the CPU")
+        if self.device == "cpu" and self.dtype == "float16":
+            raise InvalidConfig("dtype float16 needs a GPU; use dtype auto, bfloat16 or float32 on the CPU")
         return self
 
     def to_dict(self) -> dict:
