@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ..errors import NurseryError
 
 # Areas, in help order. Each module defines `register(subparsers)`.
-AREAS = ["data", "golden", "training", "cradle", "cloud", "deploy", "system"]
+AREAS = ["data", "golden", "training", "cradle", "cloud", "deploy", "serving", "system"]
 
 
 class Command:
