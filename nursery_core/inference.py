@@ -302,7 +302,7 @@ def get_pool() -> ModelPool:
 
 
 # ----------------------------------------------------------------------------------------- generation
-Prompt = Any  # {"messages", "tools"} | (messages, tools) | a rendered string
+Prompt = Any  # {"messages", "tools", optional "tool_choice"} | (messages, tools) | a rendered string
 
 
 class Completions(list):
@@ -322,15 +322,20 @@ def _prompt_tools(prompt: Prompt) -> list[dict] | None:
 
 
 def _guard_plans(prompts: Sequence[Prompt], s: GenerationSettings) -> list:
-    from .guard.grammar import GuardPlan, plan_for
+    """A guard per prompt; a dict prompt may carry OpenAI's `tool_choice` (guard.grammar.select_tools)."""
+    from .guard.grammar import GuardPlan, plan_for, select_tools
 
     if not s.guarded:
         return [GuardPlan.free("guarded decoding is off") for _ in prompts]
     plans = []
     for p in prompts:
         tools = _prompt_tools(p)
-        plans.append(GuardPlan.free("the prompt was given as rendered text, so its tools are unknown: decoded "
-                                    "free") if tools is None else plan_for(tools))
+        if tools is None:
+            plans.append(GuardPlan.free("the prompt was given as rendered text, so its tools are unknown: "
+                                        "decoded free"))
+            continue
+        allowed, required = select_tools(tools, p.get("tool_choice") if isinstance(p, dict) else None)
+        plans.append(plan_for(allowed, require_call=required))
     return plans
 
 
