@@ -185,3 +185,28 @@ def test_openai_client_gets_valid_tool_calls_streams_and_needs_the_token(served)
                     "function": {"name": "memory_store", "arguments": "{\"content\": \"locker 3 has code 111\"}"}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "stored"}], tool_choice="none")
     assert follow.choices[0].finish_reason == "stop"
+
+
+# ------------------------------------------------------------------------- the Model Cradle's Serve panel
+def test_model_cradle_shows_the_endpoint_and_a_client_snippet():
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(ROOT) / "pages" / "3_Model_Cradle.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    at.selectbox(key="mc_serve_model").set_value("smollm2-135m")
+    at.number_input(key="mc_serve_port").set_value(8123)
+    at.run()
+    codes = [c.value for c in at.code]
+    assert any("python -m nursery_core serve --port 8123 --models smollm2-135m" in c for c in codes)
+    snippet = next(c for c in codes if "from openai import OpenAI" in c)
+    assert 'base_url="http://127.0.0.1:8123/v1"' in snippet and 'model="smollm2-135m"' in snippet
+    compile(snippet, "snippet", "exec")  # valid Python
+    config = json.loads(next(c for c in codes if "mcpServers" in c))
+    assert config["mcpServers"]["nursery"]["args"] == ["-m", "nursery_core", "mcp"]
+    at.toggle(key="mc_serve_token").set_value(True)
+    at.run()
+    assert any("NURSERY_SERVE_TOKEN" in c and "api_key=os.environ" in c for c in (c.value for c in at.code))
+    assert "TOOLS = []" in snippet  # a bare base model has no training tools

@@ -6,6 +6,7 @@ import os
 import sys
 
 from ..errors import InvalidInput
+from ..serving.openai_api import DEFAULT_PORT
 from . import Command, positive_int
 
 TOKEN_ENV = "NURSERY_SERVE_TOKEN"
@@ -23,8 +24,8 @@ def _mcp(args) -> None:
     from ..serving.mcp_server import serve
 
     if args.http is not None:
-        print(f"Nursery MCP server on http://{args.host}:{args.http}/mcp (streamable HTTP)", file=sys.stderr)
-    serve(http_port=args.http, host=args.host)
+        print(f"Nursery MCP server on http://127.0.0.1:{args.http}/mcp (streamable HTTP)", file=sys.stderr)
+    serve(http_port=args.http)
 
 
 def _serve(args) -> None:
@@ -40,11 +41,11 @@ def _serve(args) -> None:
 def register(sub) -> None:
     (Command(sub, "mcp", "Serve Nursery's tools (nursery_generate_data ... nursery_evaluate) to an MCP client: "
              "stdio by default, or streamable HTTP with --http PORT (path /mcp).", _mcp)
-     .arg("--http", type=_port, default=None, metavar="PORT", help="serve streamable HTTP on this port")
-     .arg("--host", default="127.0.0.1", help="address for --http (default 127.0.0.1)"))
+     .arg("--http", type=_port, default=None, metavar="PORT",
+          help="serve streamable HTTP on 127.0.0.1:PORT (it has no authentication, so it stays on this machine)"))
     (Command(sub, "serve", "Serve trained models through an OpenAI-compatible API: POST /v1/chat/completions "
              "(tools, tool_choice, streaming) and GET /v1/models.", _serve)
-     .arg("--port", type=_port, default=8000, help="port (default 8000)")
+     .arg("--port", type=_port, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
      .arg("--host", default="127.0.0.1", help="address (default 127.0.0.1; any other needs a token)")
      .arg("--models", default=None, metavar="A,B", help="only these models (default: every trained adapter and "
           "the local base models)")

@@ -413,6 +413,16 @@ def _version() -> str:
     return __version__
 
 
+def mcp_client_config(python: str, home: str | None = None, project: str | None = None) -> dict:
+    """The `mcpServers` entry an MCP client (Claude Desktop's claude_desktop_config.json and the like) needs to
+    start `python -m nursery_core mcp` over stdio."""
+    entry: dict[str, Any] = {"command": python, "args": ["-m", "nursery_core", "mcp"],
+                             "cwd": project or str(paths.PROJECT_ROOT)}
+    if home:
+        entry["env"] = {"NURSERY_HOME": home}
+    return {"mcpServers": {"nursery": entry}}
+
+
 def build_server() -> NurseryMCP:
     return NurseryMCP()
 
@@ -434,4 +444,4 @@ def serve(http_port: int | None = None, host: str = "127.0.0.1") -> None:
 
 
 __all__ = ["TOOLS", "TOOL_NAMES", "ToolSpec", "NurseryMCP", "build_server", "serve", "check_inside_home",
-           "tool_parameters"]
+           "tool_parameters", "mcp_client_config"]

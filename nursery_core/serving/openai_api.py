@@ -20,6 +20,7 @@ from typing import Any, Iterator
 from ..errors import InvalidConfig, InvalidInput, NotFound, NurseryError
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
+DEFAULT_PORT = 8000
 CHAT_PATH, MODELS_PATH = "/v1/chat/completions", "/v1/models"
 
 
@@ -311,26 +312,37 @@ def build_app(models: list[str] | None = None, token: str | None = None):
                              Route(CHAT_PATH, chat, methods=["POST"])])
 
 
-def endpoint_url(port: int = 8000, host: str = "127.0.0.1") -> str:
+def endpoint_url(port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> str:
     """The base URL an OpenAI client takes (`base_url`)."""
     return f"http://{host}:{port}/v1"
 
 
-def client_snippet(model: str, port: int = 8000, host: str = "127.0.0.1", token: str | None = None) -> str:
-    """Python that calls `model` through this endpoint with the official openai client (for the Model Cradle)."""
-    key = "os.environ['NURSERY_SERVE_TOKEN']" if token else '"nursery"'
-    return "\n".join([
-        "import os" if token else "", "from openai import OpenAI", "",
+def client_snippet(model: str, port: int = DEFAULT_PORT, host: str = "127.0.0.1", token: str | None = None,
+                   tools: list[dict] | None = None) -> str:
+    """Runnable Python that calls `model` through this endpoint with the official openai client, offering
+    `tools` (default: the model's training tools) — for the Model Cradle's Serve panel."""
+    import pprint
+
+    if tools is None:
+        from ..inference import resolve_tools
+
+        tools = resolve_tools(model)[0]
+    key = "os.environ[\"NURSERY_SERVE_TOKEN\"]" if token else '"nursery"'
+    lines = (["import os", ""] if token else []) + [
+        "from openai import OpenAI", "",
+        "TOOLS = " + pprint.pformat(tools, sort_dicts=False, width=110), "",
         f'client = OpenAI(base_url="{endpoint_url(port, host)}", api_key={key})',
         "reply = client.chat.completions.create(",
         f"    model={json.dumps(model)},",
         '    messages=[{"role": "user", "content": "Remember that the garage code is 4821."}],',
-        "    tools=TOOLS,  # your tools in OpenAI's function format",
+        "    tools=TOOLS,",
         ")",
-        "print(reply.choices[0].message.tool_calls or reply.choices[0].message.content)"]).lstrip()
+        "message = reply.choices[0].message",
+        "print(message.tool_calls or message.content)"]
+    return "\n".join(lines)
 
 
-def serve(port: int = 8000, host: str = "127.0.0.1", models: list[str] | None = None,
+def serve(port: int = DEFAULT_PORT, host: str = "127.0.0.1", models: list[str] | None = None,
           token: str | None = None) -> None:
     """Runs the endpoint with uvicorn until interrupted."""
     import sys
