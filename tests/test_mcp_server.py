@@ -4,10 +4,7 @@ input (each a tool error with the core's message, nothing stored)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from contextlib import asynccontextmanager
@@ -16,6 +13,7 @@ import anyio
 import pytest
 
 from conftest import ROOT
+from server_helpers import child_env, nursery_server
 
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -27,22 +25,9 @@ THIRTEEN = {"nursery_generate_data", "nursery_extract_conversations", "nursery_l
             "nursery_compare_models", "nursery_evaluate"}
 
 
-def _env(home) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("NURSERY_HOME",)}
-    env.update(NURSERY_HOME=str(home), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @asynccontextmanager
 async def stdio_session(home):
-    params = StdioServerParameters(command=sys.executable, args=["-m", "nursery_core", "mcp"], env=_env(home),
+    params = StdioServerParameters(command=sys.executable, args=["-m", "nursery_core", "mcp"], env=child_env(home),
                                    cwd=str(ROOT))
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
@@ -52,31 +37,11 @@ async def stdio_session(home):
 
 @asynccontextmanager
 async def http_session(home):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nursery_core", "mcp", "--http", str(port)], cwd=str(ROOT),
-                            env=_env(home), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"the MCP server exited: {proc.stderr.read()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise AssertionError("the MCP server did not listen within 60 s")
-                await anyio.sleep(0.2)
+    with nursery_server(home, "mcp", port_flag="--http") as port:
         async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write):
             async with ClientSession(read, write) as session:
                 await session.initialize()
                 yield session
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 SESSIONS = {"stdio": stdio_session, "http": http_session}

@@ -4,35 +4,18 @@ streaming, /v1/models and the bearer token; plus the request/response mapping wi
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 
 import jsonschema
+import openai
 import pytest
 
 from conftest import ROOT
+from server_helpers import child_env, nursery_server
 from training_helpers import MEMORY_TOOL, store_dataset
 
-import openai  # noqa: E402  (requirements.txt)
-
 TOKEN = "s3cret-token"
-
-
-def _env(home) -> dict:
-    env = dict(os.environ)
-    env.update(NURSERY_HOME=str(home), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
-    env.pop("NURSERY_SERVE_TOKEN", None)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ------------------------------------------------------------------------- mapping, no model loaded
@@ -111,33 +94,13 @@ def test_models_token_and_bad_requests_without_a_model():
 def served(nursery_home, tiny_model_dir):
     """A tiny model trained briefly (3 steps), served by `serve --models tiny-mem --token ...`."""
     store_dataset("lockers", n=10)
-    env = _env(nursery_home)
+    env = child_env(nursery_home)
     r = subprocess.run([sys.executable, "-m", "nursery_core", "train-local", "lockers", "--base-model",
                         str(tiny_model_dir), "--output", "tiny-mem", "--max-steps", "3", "--lora-r", "4",
                         "--wait", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "nursery_core", "serve", "--port", str(port), "--models",
-                             "tiny-mem", "--token", TOKEN], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited: {proc.stderr.read()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "serve did not listen within 90 s"
-                time.sleep(0.3)
+    with nursery_server(nursery_home, "serve", "--models", "tiny-mem", "--token", TOKEN, port_flag="--port") as port:
         yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.mark.slow
