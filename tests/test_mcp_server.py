@@ -97,6 +97,9 @@ def test_bad_input_is_a_tool_error_and_stores_nothing(nursery_home):
             assert "nursery_delete_everything" in error_text(unknown)
             missing = error_text(await s.call_tool("nursery_generate_data", {"num_examples": 5}))
             assert "tool_name" in missing and "required" in missing.lower()
+            typo = error_text(await s.call_tool("nursery_generate_data", {"tool_name": "memory_store",
+                                                                          "num_exampels": 5}))
+            assert "num_exampels" in typo  # a misspelt parameter is an error, not silently ignored
             escape = error_text(await s.call_tool("nursery_extract_conversations", {"source": str(outside)}))
             assert "outside the data directory" in escape and "source" in escape
             relative = error_text(await s.call_tool("nursery_extract_conversations", {"source": "../outside.json"}))

@@ -272,18 +272,20 @@ class NurseryMCP:
         from mcp.server.mcpserver import MCPServer
 
         self.tasks = Tasks()
-        self.server = MCPServer(SERVER_NAME, title="Nursery", version=_version(),
+        self.server = MCPServer(SERVER_NAME, title="Nursery", version=_version(), tools=[self._tool(spec) for spec in TOOLS],
                                 instructions="Nursery turns a small open LLM into a reliable tool caller: generate "
                                              "or import tool-calling data, train a LoRA adapter (locally or on a "
                                              "cloud GPU), follow the job, then test, compare, evaluate and deploy "
                                              "the model.", log_level="WARNING")
-        for spec in TOOLS:
-            self._add_tool(spec)
         self._add_resources()
 
     # -------------------------------------------------------------------- tools
-    def _add_tool(self, spec: ToolSpec) -> None:
+    def _tool(self, spec: ToolSpec):
+        """The MCP Tool for one spec; its argument model forbids unknown names, so a misspelt parameter is an
+        error rather than silently ignored."""
         from mcp.server.mcpserver import Context
+        from mcp.server.mcpserver.tools import Tool
+        from pydantic import ConfigDict
 
         fn = _load(spec.target)
         params = tool_parameters(spec, fn)
@@ -326,7 +328,13 @@ class NurseryMCP:
             return_annotation=ret)
         call.__annotations__ = {"ctx": Context, **{p.name: p.annotation for p in params}, "return": ret}
         call.__name__ = spec.name
-        self.server.add_tool(call, name=spec.name, description=_description(spec, fn), structured_output=True)
+        tool = Tool.from_function(call, name=spec.name, description=_description(spec, fn), structured_output=True)
+        base = tool.fn_metadata.arg_model
+        strict = type(base.__name__, (base,), {"model_config": ConfigDict(**base.model_config, extra="forbid"),
+                                               "__module__": base.__module__})
+        tool.fn_metadata.arg_model = strict
+        tool.parameters = strict.model_json_schema(by_alias=True)
+        return tool
 
     async def _job_status(self, ctx, job_id: str, log_lines: int, wait_s: float) -> dict:
         """A task's or a job's status; with wait_s, polls until it is final (or the wait is over), reporting
