@@ -177,6 +177,7 @@ def test_generate_train_follow_list_and_test_a_model(nursery_home, tiny_model_di
                 final = data(await s.call_tool("nursery_job_status", {"job_id": job["id"], "wait_s": 400},
                                                progress_callback=on_progress))
                 assert notes and notes[-1][0] == 3 and notes[-1][1] == 3
+                assert all(a[0] < b[0] for a, b in zip(notes, notes[1:])), notes  # the spec: increasing
             else:  # follow by polling, as an agent without progress support does
                 deadline = time.monotonic() + 400
                 while True:

@@ -79,6 +79,9 @@ def test_models_token_and_bad_requests_without_a_model():
     r = client.post("/v1/chat/completions", headers=auth, json={"model": "no-such-model", "messages": [
         {"role": "user", "content": "hi"}]})
     assert r.status_code == 404 and "no-such-model" in r.json()["error"]["message"]
+    r = client.post("/v1/chat/completions", headers=auth, json={"model": "qwen2.5-7b", "messages": [
+        {"role": "user", "content": "hi"}]})
+    assert r.status_code == 404, "a base model not on this machine is not fetched from the hub"
     r = client.post("/v1/chat/completions", headers=auth, json={"model": "smollm2-135m", "messages": []})
     assert r.status_code == 400 and r.json()["error"]["param"] == "messages"
     r = client.post("/v1/chat/completions", headers=auth, json={

@@ -352,12 +352,11 @@ class NurseryMCP:
 
         status = await anyio.to_thread.run_sync(read)
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
-        seen = None
+        sent = -1.0
         while True:
-            mark = (status.get("status"), status.get("step"), status.get("message"))
-            if mark != seen:
-                seen = mark
-                await _report(ctx, status)
+            if wait_s > 0 and _progress_value(status) > sent:  # the spec: progress must increase each time
+                sent = _progress_value(status)
+                await _report(ctx, status, sent)
             if not status.get("active", JobStatus(status["status"]).is_active) or time.monotonic() >= deadline:
                 return status
             await anyio.sleep(POLL_S)
@@ -406,13 +405,18 @@ def _dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-async def _report(ctx, status: dict) -> None:
+def _progress_value(status: dict) -> float:
+    """Steps done (a finished run without steps counts as 1)."""
+    step = float(status.get("step") or 0)
+    return step if step or status.get("active", True) else 1.0
+
+
+async def _report(ctx, status: dict, progress: float) -> None:
     """One progress notification (a no-op when the client sent no progressToken)."""
     step, total = status.get("step") or 0, status.get("total_steps")
     message = status.get("message") or (f"{status['status']}: step {step}/{total or '?'}"
                                         + (f", loss {status['last_loss']:.4f}" if status.get("last_loss") is not None
                                            else ""))
-    progress = float(step) if total else (1.0 if not status.get("active", True) else 0.0)
     await ctx.report_progress(progress, float(total) if total else None, message)
 
 

@@ -159,9 +159,11 @@ class ChatService:
     def check_model(self, name: Any) -> str:
         if not isinstance(name, str) or not name:
             raise ApiError(400, "model is required", param="model")
-        if self.fixed is not None and name not in self.fixed:
-            raise ApiError(404, f"model {name!r} is not served here (serving: {', '.join(self.fixed)})",
-                           param="model", code="model_not_found")
+        served = self.fixed if self.fixed is not None else [r["id"] for r in self.model_ids()]
+        if name not in served:
+            raise ApiError(404, f"model {name!r} is not served here (see GET /v1/models: trained models and the "
+                           "base models on this machine, or the --models list)", param="model",
+                           code="model_not_found")
         return name
 
     def prepare(self, body: Any) -> tuple[str, dict, Any, Any]:
