@@ -104,6 +104,10 @@ PARAM_HELP = {
     "dataset": "a stored dataset whose split both models answer (instead of prompts)",
 }
 
+INSTRUCTIONS = ("Nursery turns a small open LLM into a reliable tool caller: generate or import tool-calling data, "
+                "train a LoRA adapter (locally or on a cloud GPU), follow the job, then test, compare, evaluate and "
+                "deploy the model.")
+
 # Parameters set by the server, never by an agent.
 FIXED = {"created_by": CREATED_BY}
 
@@ -124,6 +128,7 @@ class ToolSpec:
     task: str | None = None                       # run on a thread as a task of this kind
     progress_kw: str | None = None                # the core's progress-callback parameter (tasks)
     extra: tuple = ()                             # (name, annotation, default) the server handles itself
+    via: str | None = None                        # a NurseryMCP method that makes the call (ctx, fn, args, own)
     note: str = ""                                # what differs through MCP
 
 
@@ -146,8 +151,9 @@ TOOLS: list[ToolSpec] = [
     ToolSpec("nursery_train_local", "nursery_core.jobs.api:nursery_train_local", rename={"dataset": "dataset_name"},
              paths=("base_model",), hyper=True,
              note="Returns at once; follow the job with nursery_job_status (wait_s for progress notifications)."),
-    ToolSpec("nursery_job_status", "nursery_core.jobs.api:nursery_job_status", extra=(("wait_s", float, 0.0),)),
-    ToolSpec("nursery_list_jobs", "nursery_core.jobs.api:nursery_list_jobs",
+    ToolSpec("nursery_job_status", "nursery_core.jobs.api:nursery_job_status", extra=(("wait_s", float, 0.0),),
+             via="_job_status"),
+    ToolSpec("nursery_list_jobs", "nursery_core.jobs.api:nursery_list_jobs", via="_list_jobs",
              note="Evaluation and deploy tasks of this server come first, then the training jobs."),
     ToolSpec("nursery_list_models", "nursery_core.registry:nursery_list_models"),
     ToolSpec("nursery_deploy_ollama", "nursery_core.export.deploy:nursery_deploy_ollama",
@@ -272,11 +278,8 @@ class NurseryMCP:
         from mcp.server.mcpserver import MCPServer
 
         self.tasks = Tasks()
-        self.server = MCPServer(SERVER_NAME, title="Nursery", version=_version(), tools=[self._tool(spec) for spec in TOOLS],
-                                instructions="Nursery turns a small open LLM into a reliable tool caller: generate "
-                                             "or import tool-calling data, train a LoRA adapter (locally or on a "
-                                             "cloud GPU), follow the job, then test, compare, evaluate and deploy "
-                                             "the model.", log_level="WARNING")
+        self.server = MCPServer(SERVER_NAME, title="Nursery", version=_version(), instructions=INSTRUCTIONS,
+                                tools=[self._tool(spec) for spec in TOOLS], log_level="WARNING")
         self._add_resources()
 
     # -------------------------------------------------------------------- tools
@@ -305,12 +308,8 @@ class NurseryMCP:
                         v = check_inside_home(v, k, always_path=k != "base_model")
                     args[inverse.get(k, k)] = v
                 own = {k: args.pop(k) for k in list(args) if k in extras}
-                if spec.name == "nursery_job_status":
-                    return _jsonable(await self._job_status(ctx, args["job_id"], args.get("log_lines", 20),
-                                                            float(own.get("wait_s") or 0.0)))
-                if spec.name == "nursery_list_jobs":
-                    jobs = await anyio.to_thread.run_sync(functools.partial(fn, **args))
-                    return _jsonable(self.tasks.list() + jobs)
+                if spec.via:
+                    return _jsonable(await getattr(self, spec.via)(ctx, fn, args, own))
                 if spec.task:
                     label = args.get("model_name") or spec.name
                     return _jsonable(self.tasks.start(spec.task, f"{spec.task} {label}", fn, {**args, **fixed},
@@ -336,10 +335,21 @@ class NurseryMCP:
         tool.parameters = strict.model_json_schema(by_alias=True)
         return tool
 
-    async def _job_status(self, ctx, job_id: str, log_lines: int, wait_s: float) -> dict:
-        """A task's or a job's status; with wait_s, polls until it is final (or the wait is over), reporting
-        progress notifications whenever step, status or message change."""
-        from ..jobs.api import nursery_job_status
+    async def _list_jobs(self, ctx, fn: Callable[..., Any], args: dict, own: dict) -> list[dict]:
+        """This server's tasks (first page only, filtered alike), then the core's jobs."""
+        jobs = await anyio.to_thread.run_sync(functools.partial(fn, **args))
+        if args.get("offset"):
+            return jobs
+        wanted = args.get("status")
+        wanted = {wanted} if isinstance(wanted, str) else set(wanted or [])
+        tasks = [t for t in self.tasks.list() if (not wanted or t["status"] in wanted)
+                 and args.get("kind") in (None, t["kind"])]
+        return tasks + jobs
+
+    async def _job_status(self, ctx, fn: Callable[..., Any], args: dict, own: dict) -> dict:
+        """A task's or a job's status; with wait_s, polls until it is final (or the wait is over), reporting a
+        progress notification whenever the steps done grow."""
+        job_id, log_lines, wait_s = args["job_id"], args.get("log_lines", 20), float(own.get("wait_s") or 0.0)
 
         def read() -> dict:
             if self.tasks.owns(job_id):
@@ -348,7 +358,7 @@ class NurseryMCP:
                     raise InvalidInput(f"no task {job_id!r} in this server (tasks last as long as the server "
                                        "process; finished evaluations and deployments are stored)", field="job_id")
                 return st
-            return nursery_job_status(job_id, log_lines)
+            return fn(job_id, log_lines)
 
         status = await anyio.to_thread.run_sync(read)
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
