@@ -115,6 +115,12 @@ def test_bad_input_is_a_tool_error_and_stores_nothing(nursery_home):
             bad_setting = error_text(await s.call_tool("nursery_generate_data", {
                 "tool_name": "memory_store", "name": "../escape"}))
             assert "not allowed" in bad_setting
+            # long work fails before it starts a task when the input is wrong
+            ev = error_text(await s.call_tool("nursery_evaluate", {"model_name": "smollm2-135m",
+                                                                   "dataset_name": "nope"}))
+            assert "nope" in ev
+            dep = error_text(await s.call_tool("nursery_deploy_ollama", {"model_name": "nope"}))
+            assert "nope" in dep
             assert data(await s.call_tool("nursery_list_datasets", {})) == []
             assert data(await s.call_tool("nursery_list_jobs", {})) == []
     anyio.run(main)
@@ -206,3 +212,35 @@ def test_generate_train_follow_list_and_test_a_model(nursery_home, tiny_model_di
             assert done["status"] == "succeeded", done["error"]
             assert done["result"]["model"] == "tiny-mem" and done["result"]["num_examples"] == 2
     anyio.run(main)
+
+
+def test_tasks_follow_progress_results_and_failures():
+    from nursery_core.errors import InvalidInput
+    from nursery_core.serving.tasks import Tasks
+
+    tasks = Tasks()
+
+    def ok(progress):
+        progress(1, 2)
+        progress(2, 2)
+        return {"score": 1.0}
+
+    def bad(progress):
+        raise InvalidInput("no such thing", field="dataset")
+
+    def final(task_id):
+        deadline = time.monotonic() + 10
+        while tasks.status(task_id)["active"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        return tasks.status(task_id)
+
+    a = tasks.start("evaluate", "evaluate a", ok, {})
+    assert a["id"].startswith("task-") and a["status"] == "running"
+    done = final(a["id"])
+    assert done["status"] == "succeeded" and done["result"] == {"score": 1.0}
+    assert (done["step"], done["total_steps"], done["progress"]) == (2, 2, 1.0)
+    failed = final(tasks.start("evaluate", "evaluate b", bad, {})["id"])
+    assert failed["status"] == "failed" and failed["error"] == "field 'dataset': no such thing"
+    assert [t["label"] for t in tasks.list()] == ["evaluate b", "evaluate a"]
+    assert tasks.status("task-unknown") is None

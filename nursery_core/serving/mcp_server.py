@@ -129,7 +129,29 @@ class ToolSpec:
     progress_kw: str | None = None                # the core's progress-callback parameter (tasks)
     extra: tuple = ()                             # (name, annotation, default) the server handles itself
     via: str | None = None                        # a NurseryMCP method that makes the call (ctx, fn, args, own)
+    precheck: Callable[..., Any] | None = None    # a task's quick checks, so bad input fails before it starts
     note: str = ""                                # what differs through MCP
+
+
+def _precheck_evaluate(model_name: str | None = None, dataset: str = "", split: str = "eval", limit: int | None = None,
+                       predictions: str | None = None, **_: Any) -> None:
+    """What nursery_evaluate checks first (dataset, split, limit, model), with its messages."""
+    from ..evaluate import load_eval_examples
+    from ..inference import resolve_model
+
+    if not dataset:
+        raise InvalidInput("choose a dataset to evaluate on", field="dataset")
+    load_eval_examples(dataset, split, limit)
+    if predictions is None:
+        if not model_name:
+            raise InvalidInput("give a model to run, or a predictions file to score", field="model")
+        resolve_model(model_name)
+
+
+def _precheck_deploy(model_name: str, **_: Any) -> None:
+    from ..export.merge import model_adapter_dir
+
+    model_adapter_dir(model_name)
 
 
 ToolNames = str | dict[str, Any] | list[str | dict[str, Any]]
@@ -157,7 +179,7 @@ TOOLS: list[ToolSpec] = [
              note="Evaluation and deploy tasks of this server come first, then the training jobs."),
     ToolSpec("nursery_list_models", "nursery_core.registry:nursery_list_models"),
     ToolSpec("nursery_deploy_ollama", "nursery_core.export.deploy:nursery_deploy_ollama",
-             hide=("ollama_host",), task="deploy", progress_kw="progress",
+             hide=("ollama_host",), task="deploy", progress_kw="progress", precheck=_precheck_deploy,
              note="Through MCP this starts a task and returns its id at once (the Ollama host is the one "
                   "configured in Settings); follow it with nursery_job_status, whose `result` is the deployment."),
     ToolSpec("nursery_test_model", "nursery_core.inference:nursery_test_model", hide=("settings",),
@@ -166,6 +188,7 @@ TOOLS: list[ToolSpec] = [
              types={"tools": ToolList}),
     ToolSpec("nursery_evaluate", "nursery_core.evaluate:nursery_evaluate", rename={"dataset": "dataset_name"},
              hide=("store_result",), paths=("predictions",), task="evaluate", progress_kw="progress",
+             precheck=_precheck_evaluate,
              note="Through MCP this starts a task and returns its id at once; follow it with nursery_job_status, "
                   "whose `result` is the evaluation."),
 ]
@@ -311,6 +334,8 @@ class NurseryMCP:
                 if spec.via:
                     return _jsonable(await getattr(self, spec.via)(ctx, fn, args, own))
                 if spec.task:
+                    if spec.precheck:
+                        await anyio.to_thread.run_sync(functools.partial(spec.precheck, **args))
                     label = args.get("model_name") or spec.name
                     return _jsonable(self.tasks.start(spec.task, f"{spec.task} {label}", fn, {**args, **fixed},
                                                       spec.progress_kw))
