@@ -41,9 +41,10 @@ class Tasks:
             self._trim()
         if progress_kw:
             kwargs = {**kwargs, progress_kw: lambda *a: self._progress(task_id, *a)}
+        started = self.status(task_id)
         threading.Thread(target=self._run, args=(task_id, fn, kwargs), name=f"nursery-{task_id}",
                          daemon=True).start()
-        return self.status(task_id)
+        return started
 
     def _progress(self, task_id: str, *args: Any) -> None:
         with self._lock:
