@@ -244,3 +244,15 @@ def test_tasks_follow_progress_results_and_failures():
     assert failed["status"] == "failed" and failed["error"] == "field 'dataset': no such thing"
     assert [t["label"] for t in tasks.list()] == ["evaluate b", "evaluate a"]
     assert tasks.status("task-unknown") is None
+
+
+def test_the_cli_lists_mcp_and_serve():
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-m", "nursery_core", "--help"], cwd=str(ROOT), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "    mcp " in r.stdout and "    serve " in r.stdout
+    r = subprocess.run([sys.executable, "-m", "nursery_core", "mcp", "--http", "70000"], cwd=str(ROOT),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "65535" in r.stderr
