@@ -140,8 +140,17 @@ def test_cloud_run_with_a_cap_still_goes_through_the_core_checks(nursery_home):
 
 
 def test_resources_list_datasets_models_and_jobs(nursery_home):
+    (nursery_home / "imports").mkdir()
+    rows = [{"user_query": f"Remember that locker {i} has code {i * 7}.", "tool_name": "memory_store",
+             "tool_arguments": {"content": f"locker {i} has code {i * 7}"}} for i in range(12)]
+    (nursery_home / "imports" / "flat.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+
     async def main():
         async with stdio_session(nursery_home) as s:
+            # a file under the data directory may be imported (a relative path is read from there)
+            imported = data(await s.call_tool("nursery_extract_conversations", {"source": "imports/flat.jsonl",
+                                                                                "name": "flat"}))
+            assert imported["name"] == "flat" and imported["num_examples"] == 12
             await s.call_tool("nursery_generate_data", {"tool_name": "get_weather", "num_examples": 20,
                                                         "name": "weather"})
             uris = {str(r.uri) for r in (await s.list_resources()).resources}
@@ -149,7 +158,7 @@ def test_resources_list_datasets_models_and_jobs(nursery_home):
             templates = {t.uri_template for t in (await s.list_resource_templates()).resource_templates}
             assert {"nursery://datasets/{name}", "nursery://models/{name}", "nursery://jobs/{job_id}"} <= templates
             listed = json.loads((await s.read_resource("nursery://datasets")).contents[0].text)
-            assert [d["name"] for d in listed] == ["weather"]
+            assert [d["name"] for d in listed] == ["weather", "flat"]
             one = json.loads((await s.read_resource("nursery://datasets/weather")).contents[0].text)
             assert one["num_examples"] == 20 and len(one["examples"]) == 5
             models = json.loads((await s.read_resource("nursery://models")).contents[0].text)
