@@ -307,9 +307,11 @@ Prompt = Any  # {"messages", "tools", optional "tool_choice"} | (messages, tools
 
 class Completions(list):
     """Completions in prompt order, plus `decoding`: what ran ({"decoding": "guarded" | "free" | "mixed",
-    "guarded_prompts", "prompts", "notes"}; see guard.grammar.decoding_summary)."""
+    "guarded_prompts", "prompts", "notes"}; see guard.grammar.decoding_summary), and `usage`: per prompt
+    {"prompt_tokens", "completion_tokens", "stopped"} (stopped: False when max_new_tokens ended it)."""
 
     decoding: dict = {}
+    usage: list = []
 
 
 def _prompt_tools(prompt: Prompt) -> list[dict] | None:
@@ -414,6 +416,8 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
     # Similar lengths share a batch: less padding, same results.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str] = [""] * len(texts)
+    usage: list[dict] = [{} for _ in texts]
+    stops = set(_stop_ids(tokenizer))
     gen_cfg = _gen_config(tokenizer, s)
     device = next(model.parameters()).device
     side = tokenizer.padding_side
@@ -432,6 +436,10 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
             new = gen[:, enc["input_ids"].shape[1]:]
             for row, i in enumerate(idx):
                 out[i] = _cut(tokenizer, tokenizer.decode(new[row], skip_special_tokens=False))
+                ids = new[row].tolist()
+                end = next((k + 1 for k, t in enumerate(ids) if t in stops), None)
+                usage[i] = {"prompt_tokens": int(enc["attention_mask"][row].sum()),
+                            "completion_tokens": end if end is not None else len(ids), "stopped": end is not None}
                 if guard is not None and row in guard.errors:
                     runtime_errors[i] = guard.errors[row]
             closed += len(guard.steered) if guard is not None else 0
@@ -442,6 +450,7 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
         tokenizer.padding_side = side
     result = Completions(out)
     result.decoding = decoding_summary(s.guarded, plans, runtime_errors, closed)
+    result.usage = usage
     return result
 
 

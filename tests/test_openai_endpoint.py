@@ -126,9 +126,14 @@ def test_openai_client_gets_valid_tool_calls_streams_and_needs_the_token(served)
             assert call.type == "function" and call.function.name == "memory_store" and call.id
             jsonschema.validate(json.loads(call.function.arguments), schema)  # arguments: a JSON string
 
+        assert reply.usage.prompt_tokens > 20 and 0 < reply.usage.completion_tokens <= 40
+        assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
     plain = client.chat.completions.create(model="tiny-mem", messages=messages, tools=[MEMORY_TOOL],
                                            tool_choice="none", max_tokens=12)
-    assert plain.choices[0].message.tool_calls is None and plain.choices[0].finish_reason == "stop"
+    assert plain.choices[0].message.tool_calls is None
+    # finish_reason "length" exactly when the 12 tokens ran out before an end of turn
+    assert plain.choices[0].finish_reason == ("length" if plain.usage.completion_tokens == 12 else "stop")
     assert isinstance(plain.choices[0].message.content, str)
 
     # streaming: text deltas (the same greedy text as without streaming), then a call delta
@@ -150,7 +155,7 @@ def test_openai_client_gets_valid_tool_calls_streams_and_needs_the_token(served)
         *messages, {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function",
                     "function": {"name": "memory_store", "arguments": "{\"content\": \"locker 3 has code 111\"}"}}]},
         {"role": "tool", "tool_call_id": "call_1", "content": "stored"}], tool_choice="none")
-    assert follow.choices[0].finish_reason == "stop"
+    assert follow.choices[0].finish_reason in ("stop", "length") and follow.choices[0].message.tool_calls is None
 
 
 # ------------------------------------------------------------------------- the Model Cradle's Serve panel

@@ -191,10 +191,13 @@ class ChatService:
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if calls:
             message["tool_calls"] = calls
+        used = out.usage[0] if out.usage else {}
+        finish = "tool_calls" if calls else ("length" if used.get("stopped") is False else "stop")
+        usage = {"prompt_tokens": used.get("prompt_tokens", 0), "completion_tokens": used.get("completion_tokens", 0)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         return {"id": _id(), "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": "tool_calls" if calls else "stop"}],
-                "system_fingerprint": None, "nursery": _decoding(out.decoding)}
+                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+                "usage": usage, "system_fingerprint": None, "nursery": _decoding(out.decoding)}
 
     def stream(self, body: Any) -> Iterator[str]:
         """Server-sent events: content deltas as they are generated (held back from the first sign of a
