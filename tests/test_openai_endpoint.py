@@ -180,4 +180,4 @@ def test_model_cradle_shows_the_endpoint_and_a_client_snippet():
     at.toggle(key="mc_serve_token").set_value(True)
     at.run()
     assert any("NURSERY_SERVE_TOKEN" in c and "api_key=os.environ" in c for c in (c.value for c in at.code))
-    assert "TOOLS = []" in snippet  # a bare base model has no training tools
+    assert "TOOLS = []  # your tools" in snippet  # a bare base model has no training tools

@@ -331,11 +331,15 @@ def client_snippet(model: str, port: int = DEFAULT_PORT, host: str = "127.0.0.1"
     if tools is None:
         from ..inference import resolve_tools
 
-        tools = resolve_tools(model)[0]
+        try:
+            tools = resolve_tools(model)[0]
+        except NurseryError:  # unreadable training tools: the snippet still runs, with the caller's tools
+            tools = []
     key = "os.environ[\"NURSERY_SERVE_TOKEN\"]" if token else '"nursery"'
     lines = (["import os", ""] if token else []) + [
         "from openai import OpenAI", "",
-        "TOOLS = " + pprint.pformat(tools, sort_dicts=False, width=110), "",
+        ("TOOLS = " + pprint.pformat(tools, sort_dicts=False, width=110)) if tools
+        else "TOOLS = []  # your tools, in OpenAI's function format", "",
         f'client = OpenAI(base_url="{endpoint_url(port, host)}", api_key={key})',
         "reply = client.chat.completions.create(",
         f"    model={json.dumps(model)},",
