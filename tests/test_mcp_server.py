@@ -27,8 +27,12 @@ THIRTEEN = {"nursery_generate_data", "nursery_extract_conversations", "nursery_l
 
 @asynccontextmanager
 async def stdio_session(home):
-    params = StdioServerParameters(command=sys.executable, args=["-m", "nursery_core", "mcp"], env=child_env(home),
-                                   cwd=str(ROOT))
+    from nursery_core.serving.mcp_server import mcp_client_config
+
+    # started the way the README's client configuration says, from a directory that is not the checkout
+    entry = mcp_client_config(sys.executable, str(home))["mcpServers"]["nursery"]
+    params = StdioServerParameters(command=entry["command"], args=entry["args"],
+                                   env={**child_env(home), **entry["env"]}, cwd=str(home))
     async with stdio_client(params) as (read, write):
         async with ClientSession(read, write) as session:
             await session.initialize()

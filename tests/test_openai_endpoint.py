@@ -176,7 +176,8 @@ def test_model_cradle_shows_the_endpoint_and_a_client_snippet():
     assert 'base_url="http://127.0.0.1:8123/v1"' in snippet and 'model="smollm2-135m"' in snippet
     compile(snippet, "snippet", "exec")  # valid Python
     config = json.loads(next(c for c in codes if "mcpServers" in c))
-    assert config["mcpServers"]["nursery"]["args"] == ["-m", "nursery_core", "mcp"]
+    entry = config["mcpServers"]["nursery"]
+    assert entry["args"] == ["-m", "nursery_core", "mcp"] and entry["env"]["PYTHONPATH"] == str(ROOT)
     at.toggle(key="mc_serve_token").set_value(True)
     at.run()
     assert any("NURSERY_SERVE_TOKEN" in c and "api_key=os.environ" in c for c in (c.value for c in at.code))

@@ -462,12 +462,12 @@ def _version() -> str:
 
 def mcp_client_config(python: str, home: str | None = None, project: str | None = None) -> dict:
     """The `mcpServers` entry an MCP client (Claude Desktop's claude_desktop_config.json and the like) needs to
-    start `python -m nursery_core mcp` over stdio."""
-    entry: dict[str, Any] = {"command": python, "args": ["-m", "nursery_core", "mcp"],
-                             "cwd": project or str(paths.PROJECT_ROOT)}
+    start `python -m nursery_core mcp` over stdio. Clients start it from a directory of their own, so the
+    checkout goes on PYTHONPATH (Claude Desktop's entries have command, args and env only)."""
+    env = {"PYTHONPATH": project or str(paths.PROJECT_ROOT)}
     if home:
-        entry["env"] = {"NURSERY_HOME": home}
-    return {"mcpServers": {"nursery": entry}}
+        env["NURSERY_HOME"] = home
+    return {"mcpServers": {"nursery": {"command": python, "args": ["-m", "nursery_core", "mcp"], "env": env}}}
 
 
 def build_server() -> NurseryMCP:
