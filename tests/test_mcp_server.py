@@ -79,9 +79,13 @@ def test_lists_the_thirteen_tools_with_schemas_from_the_core(nursery_home, trans
             cloud = tools["nursery_train_cloud"].input_schema
             assert set(cloud["required"]) == {"dataset_name", "max_cost"}
             assert {"base_model", "epochs", "output_name", "provider"} <= set(cloud["properties"])
+            # the dashboard's caps, from one declaration
+            caps = cloud["properties"]
+            assert caps["max_dph"]["default"] == 0.5 and caps["max_hours"]["default"] == 2.0
             local = tools["nursery_train_local"].input_schema["properties"]
             # TrainConfig's field metadata drives the training settings
-            assert local["learning_rate"]["exclusiveMinimum"] == 0.0 and "AdamW" in local["learning_rate"]["description"]
+            lr = local["learning_rate"]
+            assert lr["exclusiveMinimum"] == 0.0 and lr["maximum"] == 1.0 and "AdamW" in lr["description"]
             assert local["scheduler"]["anyOf"][0]["enum"] == ["cosine", "linear", "constant"]
             assert "created_by" not in local and "dataset" not in local and "dataset_name" in local
             assert {"model_a", "model_b", "prompts"} <= set(tools["nursery_compare_models"].input_schema["properties"])

@@ -28,6 +28,7 @@ import anyio
 from pydantic import Field
 
 from .. import paths
+from ..cloud.settings import DEFAULT_MAX_DPH, DEFAULT_MAX_HOURS
 from ..errors import InvalidInput, NurseryError
 from ..status import JobStatus
 from .tasks import Tasks
@@ -130,6 +131,7 @@ class ToolSpec:
     extra: tuple = ()                             # (name, annotation, default) the server handles itself
     via: str | None = None                        # a NurseryMCP method that makes the call (ctx, fn, args, own)
     precheck: Callable[..., Any] | None = None    # a task's quick checks, so bad input fails before it starts
+    defaults: dict = field(default_factory=dict)  # exposed name -> default through MCP, where it differs
     note: str = ""                                # what differs through MCP
 
 
@@ -167,9 +169,11 @@ TOOLS: list[ToolSpec] = [
              paths=("base_model",)),
     ToolSpec("nursery_train_cloud", "nursery_core.cloud.train:nursery_train_cloud", rename={"dataset": "dataset_name"},
              hide=("host", "port", "user", "key_path", "python", "remote_root"), required=("max_cost",),
-             paths=("base_model",), hyper=True,
-             note="Through MCP `max_cost` is required, and an SSH run uses a server configured in Settings. "
-                  "Returns at once; follow the job with nursery_job_status."),
+             defaults={"max_dph": DEFAULT_MAX_DPH, "max_hours": DEFAULT_MAX_HOURS}, paths=("base_model",),
+             hyper=True,
+             note="Through MCP `max_cost` is required and `max_dph`/`max_hours` start at the dashboard's caps; "
+                  "an SSH run uses a server configured in Settings. Returns at once; follow the job with "
+                  "nursery_job_status."),
     ToolSpec("nursery_train_local", "nursery_core.jobs.api:nursery_train_local", rename={"dataset": "dataset_name"},
              paths=("base_model",), hyper=True,
              note="Returns at once; follow the job with nursery_job_status (wait_s for progress notifications)."),
@@ -250,7 +254,7 @@ def tool_parameters(spec: ToolSpec, fn: Callable[..., Any]) -> list[inspect.Para
             continue
         name = spec.rename.get(p.name, p.name)
         ann = spec.types.get(name, hints.get(p.name, Any))
-        default = inspect.Parameter.empty if name in spec.required else p.default
+        default = inspect.Parameter.empty if name in spec.required else spec.defaults.get(name, p.default)
         if name in spec.required and type(None) in typing.get_args(ann):
             ann = typing.Union[tuple(a for a in typing.get_args(ann) if a is not type(None))]
         out.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
