@@ -18,6 +18,7 @@ from server_helpers import child_env, nursery_server
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 THIRTEEN = {"nursery_generate_data", "nursery_extract_conversations", "nursery_list_datasets",
             "nursery_estimate_cost", "nursery_train_cloud", "nursery_train_local", "nursery_job_status",
@@ -169,6 +170,8 @@ def test_resources_list_datasets_models_and_jobs(nursery_home):
             assert [d["name"] for d in listed] == ["weather", "flat"]
             one = json.loads((await s.read_resource("nursery://datasets/weather")).contents[0].text)
             assert one["num_examples"] == 20 and len(one["examples"]) == 5
+            with pytest.raises(MCPError, match="no dataset named 'nope'"):
+                await s.read_resource("nursery://datasets/nope")
             models = json.loads((await s.read_resource("nursery://models")).contents[0].text)
             assert any(m["name"] == "smollm2-135m" and m["kind"] == "base" for m in models)
     anyio.run(main)

@@ -406,7 +406,18 @@ class NurseryMCP:
         s = self.server
 
         def res(uri: str, description: str):
-            return s.resource(uri, description=description, mime_type="application/json")
+            """Registers a reader whose NurseryError reaches the client as a ResourceError with its message."""
+            def register(fn):
+                from mcp.server.mcpserver.exceptions import ResourceError
+
+                @functools.wraps(fn)
+                def read(*a, **kw):
+                    try:
+                        return fn(*a, **kw)
+                    except NurseryError as e:
+                        raise ResourceError(str(e)) from None
+                return s.resource(uri, description=description, mime_type="application/json")(read)
+            return register
 
         @res("nursery://datasets", "Datasets, newest first (as nursery_list_datasets).")
         def datasets() -> str:
