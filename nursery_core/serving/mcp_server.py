@@ -56,7 +56,7 @@ PARAM_HELP = {
     "redact": "replace e-mail addresses and API-key-like strings",
     "limit": "at most this many rows or examples",
     "offset": "skip this many rows (pagination)",
-    "kind": "only this kind",
+    "kind": "only this kind (datasets: training | golden; jobs: local | vast | ssh)",
     "dataset_name": "a stored dataset (see nursery_list_datasets)",
     "base_model": "base model alias (see nursery_list_models), or a model directory under the data directory",
     "output_name": "name of the trained model (default: derived from the dataset and base model)",
@@ -191,6 +191,7 @@ TOOLS: list[ToolSpec] = [
     ToolSpec("nursery_compare_models", "nursery_core.compare:nursery_compare_models",
              types={"tools": ToolList}),
     ToolSpec("nursery_evaluate", "nursery_core.evaluate:nursery_evaluate", rename={"dataset": "dataset_name"},
+             required=("dataset_name",),
              hide=("store_result",), paths=("predictions",), task="evaluate", progress_kw="progress",
              precheck=_precheck_evaluate,
              note="Through MCP this starts a task and returns its id at once; follow it with nursery_job_status, "
