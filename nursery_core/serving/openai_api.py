@@ -170,17 +170,17 @@ class ChatService:
         """(model, prompt for the pool, settings, tool_choice) of a request body; raises ApiError/NurseryError."""
         if not isinstance(body, dict):
             raise ApiError(400, "the request body must be a JSON object")
-        model = self.check_model(body.get("model"))
+        from ..guard.grammar import select_tools
         from ..inference import resolve_model
 
-        resolve_model(model)  # NotFound (404) now, not in the middle of a stream
+        model = self.check_model(body.get("model"))
+        messages = canonical_messages(body.get("messages"))
         tools = _tools(body.get("tools"))
         choice = body.get("tool_choice")
-        from ..guard.grammar import select_tools
-
-        select_tools(tools, choice)  # a bad tool_choice is a 400 before anything loads
-        prompt = {"messages": canonical_messages(body.get("messages")), "tools": tools, "tool_choice": choice}
-        return model, prompt, _settings(body), choice
+        select_tools(tools, choice)
+        settings = _settings(body)
+        resolve_model(model)  # last (it may materialise a base model); a missing one is a 404 before any stream
+        return model, {"messages": messages, "tools": tools, "tool_choice": choice}, settings, choice
 
     def complete(self, body: Any) -> dict:
         from ..inference import generate_batch
