@@ -302,14 +302,16 @@ def get_pool() -> ModelPool:
 
 
 # ----------------------------------------------------------------------------------------- generation
-Prompt = Any  # {"messages", "tools"} | (messages, tools) | a rendered string
+Prompt = Any  # {"messages", "tools", optional "tool_choice"} | (messages, tools) | a rendered string
 
 
 class Completions(list):
     """Completions in prompt order, plus `decoding`: what ran ({"decoding": "guarded" | "free" | "mixed",
-    "guarded_prompts", "prompts", "notes"}; see guard.grammar.decoding_summary)."""
+    "guarded_prompts", "prompts", "notes"}; see guard.grammar.decoding_summary), and `usage`: per prompt
+    {"prompt_tokens", "completion_tokens", "stopped"} (stopped: False when max_new_tokens ended it)."""
 
     decoding: dict = {}
+    usage: list = []
 
 
 def _prompt_tools(prompt: Prompt) -> list[dict] | None:
@@ -322,15 +324,20 @@ def _prompt_tools(prompt: Prompt) -> list[dict] | None:
 
 
 def _guard_plans(prompts: Sequence[Prompt], s: GenerationSettings) -> list:
-    from .guard.grammar import GuardPlan, plan_for
+    """A guard per prompt; a dict prompt may carry OpenAI's `tool_choice` (guard.grammar.select_tools)."""
+    from .guard.grammar import GuardPlan, plan_for, select_tools
 
     if not s.guarded:
         return [GuardPlan.free("guarded decoding is off") for _ in prompts]
     plans = []
     for p in prompts:
         tools = _prompt_tools(p)
-        plans.append(GuardPlan.free("the prompt was given as rendered text, so its tools are unknown: decoded "
-                                    "free") if tools is None else plan_for(tools))
+        if tools is None:
+            plans.append(GuardPlan.free("the prompt was given as rendered text, so its tools are unknown: "
+                                        "decoded free"))
+            continue
+        allowed, required = select_tools(tools, p.get("tool_choice") if isinstance(p, dict) else None)
+        plans.append(plan_for(allowed, require_call=required))
     return plans
 
 
@@ -409,6 +416,8 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
     # Similar lengths share a batch: less padding, same results.
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str] = [""] * len(texts)
+    usage: list[dict] = [{} for _ in texts]
+    stops = set(_stop_ids(tokenizer))
     gen_cfg = _gen_config(tokenizer, s)
     device = next(model.parameters()).device
     side = tokenizer.padding_side
@@ -427,6 +436,10 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
             new = gen[:, enc["input_ids"].shape[1]:]
             for row, i in enumerate(idx):
                 out[i] = _cut(tokenizer, tokenizer.decode(new[row], skip_special_tokens=False))
+                ids = new[row].tolist()
+                end = next((k + 1 for k, t in enumerate(ids) if t in stops), None)
+                usage[i] = {"prompt_tokens": int(enc["attention_mask"][row].sum()),
+                            "completion_tokens": end if end is not None else len(ids), "stopped": end is not None}
                 if guard is not None and row in guard.errors:
                     runtime_errors[i] = guard.errors[row]
             closed += len(guard.steered) if guard is not None else 0
@@ -437,6 +450,7 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
         tokenizer.padding_side = side
     result = Completions(out)
     result.decoding = decoding_summary(s.guarded, plans, runtime_errors, closed)
+    result.usage = usage
     return result
 
 

@@ -116,8 +116,8 @@ def show_calls(result: dict, key: str) -> None:
             st.caption("; ".join(c["schema_errors"]))
 
 
-tab_models, tab_test, tab_compare, tab_eval, tab_deploy = st.tabs(
-    ["Models", "Test", "Compare", "Evaluate", "Deploy"])
+tab_models, tab_test, tab_compare, tab_eval, tab_deploy, tab_serve = st.tabs(
+    ["Models", "Test", "Compare", "Evaluate", "Deploy", "Serve"])
 
 # -------------------------------------------------------------------------------------------- models
 with tab_models:
@@ -410,3 +410,10 @@ with tab_deploy:
             render_deploy_panel(dep_model)
         else:
             st.caption("Train a model first.")
+
+# --------------------------------------------------------------------------------------------- serve
+with tab_serve:
+    from nursery_core.webui.serve_panel import render_serve_panel
+
+    if MODEL_NAMES:
+        render_serve_panel(st.selectbox("Model", MODEL_NAMES, key="mc_serve_model"))

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ..errors import NurseryError
 
 # Areas, in help order. Each module defines `register(subparsers)`.
-AREAS = ["data", "golden", "training", "cradle", "cloud", "deploy", "system"]
+AREAS = ["data", "golden", "training", "cradle", "cloud", "deploy", "serving", "system"]
 
 
 class Command:
@@ -23,7 +23,8 @@ class Command:
 
     def __init__(self, sub, name: str, help: str, handler: Callable[[argparse.Namespace], Any],
                  human: Callable[[Any], str] | None = None):
-        self.parser = sub.add_parser(name, help=help, description=help)
+        # argparse %-formats a sub-command's help (not its description): "95%" must not read as a format
+        self.parser = sub.add_parser(name, help=help.replace("%", "%%"), description=help)
         self.parser.add_argument("--json", action="store_true", help="print one JSON document")
         self.parser.set_defaults(_handler=handler, _human=human)
 

@@ -16,6 +16,9 @@ from .. import paths
 from ..errors import InvalidConfig, InvalidInput
 
 DEFAULT_VAST_URL = "https://console.vast.ai"
+# The budget caps a cloud run starts with in the dashboard's form and through MCP (an agent may lower them).
+DEFAULT_MAX_DPH = 0.5    # US dollars per GPU hour
+DEFAULT_MAX_HOURS = 2.0  # wall-clock hours
 
 
 def secrets_file() -> Path:

@@ -140,8 +140,10 @@ def tool_parameters(tool: dict) -> dict:
     return (tool.get("function") or tool).get("parameters") or {"type": "object", "properties": {}}
 
 
-def tool_grammar(tools: list[dict], caps: GuardCaps = GuardCaps()) -> tuple[str, list[str]]:
-    """(Lark grammar, relaxed keywords) for answers to a request offering `tools` (OpenAI-style dicts).
+def tool_grammar(tools: list[dict], caps: GuardCaps = GuardCaps(),
+                 require_call: bool = False) -> tuple[str, list[str]]:
+    """(Lark grammar, relaxed keywords) for answers to a request offering `tools` (OpenAI-style dicts);
+    `require_call` leaves out the plain-text answer (OpenAI's tool_choice "required" or a named tool).
 
     With no tools, only text is allowed: any call would name a tool that was not offered."""
     text = f"TEXT: /(?s:.*)/ & ~/(?s:.*){_regex_literal(TOOL_CALL_OPEN)}(?s:.*)/"
@@ -150,7 +152,8 @@ def tool_grammar(tools: list[dict], caps: GuardCaps = GuardCaps()) -> tuple[str,
     relaxed: list[str] = []
     sep = "GAP?" if not CALL_SEPARATOR.strip() else _lark_string(CALL_SEPARATOR)
     more = f" ({sep} call){{0,{caps.max_calls - 1}}}" if caps.max_calls > 1 else ""
-    lines = ["%llguidance {}", "start: TEXT | calls", f"calls: GAP? call{more} GAP?",
+    lines = ["%llguidance {}", "start: calls" if require_call else "start: TEXT | calls",
+             f"calls: GAP? call{more} GAP?",
              "call: " + " | ".join(f"call_{i}" for i in range(len(tools)))]
     for i, tool in enumerate(tools):
         name = tool_name(tool)
@@ -177,9 +180,9 @@ def _first_line(message: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _build_plan(tools: list[dict], caps: GuardCaps) -> GuardPlan:
+def _build_plan(tools: list[dict], caps: GuardCaps, require_call: bool = False) -> GuardPlan:
     try:
-        grammar, relaxed = tool_grammar(tools, caps)
+        grammar, relaxed = tool_grammar(tools, caps, require_call)
         err = compile_error(grammar)
     except ImportError:
         return GuardPlan.free("llguidance is not installed (run `make setup`): decoded free")
@@ -197,12 +200,13 @@ _PLANS_LOCK = threading.Lock()
 _PLANS_MAX = 256
 
 
-def plan_for(tools: list[dict] | None, caps: GuardCaps = GuardCaps()) -> GuardPlan:
+def plan_for(tools: list[dict] | None, caps: GuardCaps = GuardCaps(), require_call: bool = False) -> GuardPlan:
     """The guard for a request offering `tools`, built and checked once per distinct tool list (keyed by the
     tools' JSON in their order, since key order is part of what the grammar enforces). Never raises."""
     tools = list(tools or [])
+    require_call = bool(require_call and tools)
     try:
-        key = json.dumps([tools, caps.max_calls, caps.max_string, caps.max_items], ensure_ascii=False)
+        key = json.dumps([tools, caps.max_calls, caps.max_string, caps.max_items, require_call], ensure_ascii=False)
     except (TypeError, ValueError) as e:
         return GuardPlan.free(f"the tool schemas are not JSON ({e}): decoded free")
     with _PLANS_LOCK:
@@ -210,12 +214,41 @@ def plan_for(tools: list[dict] | None, caps: GuardCaps = GuardCaps()) -> GuardPl
         if hit is not None:
             _PLANS.move_to_end(key)
             return hit
-    plan = _build_plan(tools, caps)
+    plan = _build_plan(tools, caps, require_call)
     with _PLANS_LOCK:
         _PLANS[key] = plan
         while len(_PLANS) > _PLANS_MAX:
             _PLANS.popitem(last=False)
     return plan
+
+
+TOOL_CHOICES = ("auto", "none", "required")
+
+
+def select_tools(tools: list[dict], tool_choice: Any = None) -> tuple[list[dict], bool]:
+    """(the tools a guarded answer may call, whether it must call one) for OpenAI's `tool_choice`: "auto" (or
+    None) any offered tool or text, "none" text only, "required" at least one call, {"type": "function",
+    "function": {"name": N}} a call of N. Raises InvalidInput for anything else or a tool not offered.
+    Source: platform.openai.com/docs/api-reference/chat/create (tool_choice)."""
+    from ..errors import InvalidInput
+
+    if tool_choice is None or tool_choice == "auto":
+        return tools, False
+    if tool_choice == "none":
+        return [], False
+    if tool_choice == "required":
+        if not tools:
+            raise InvalidInput("tool_choice 'required' needs tools", field="tool_choice")
+        return tools, True
+    fn = tool_choice.get("function") if isinstance(tool_choice, dict) else None
+    if not isinstance(fn, dict) or tool_choice.get("type", "function") != "function" or not fn.get("name"):
+        raise InvalidInput(f"tool_choice must be one of {', '.join(TOOL_CHOICES)} or "
+                           '{"type": "function", "function": {"name": ...}}', field="tool_choice")
+    chosen = [t for t in tools if tool_name(t) == fn["name"]]
+    if not chosen:
+        raise InvalidInput(f"tool_choice names {fn['name']!r}, which is not among the offered tools",
+                           field="tool_choice")
+    return chosen, True
 
 
 def decoding_summary(guarded: bool, plans: list[GuardPlan], runtime_errors: dict[int, str] | None = None,

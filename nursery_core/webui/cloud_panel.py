@@ -7,6 +7,7 @@ from typing import Any
 
 import streamlit as st
 
+from ..cloud.settings import DEFAULT_MAX_DPH, DEFAULT_MAX_HOURS
 from ..errors import NurseryError
 
 
@@ -23,9 +24,10 @@ def _offers(max_dph: float | None, min_gpu_ram: float | None, gpu: str | None, d
 def render_budget_inputs(key: str = "cloud") -> dict:
     """Max $/hour, max hours and max $ inputs (0 = no cap); returns the caps that are set."""
     c1, c2, c3 = st.columns(3)
-    max_dph = c1.number_input("Max $/hour", min_value=0.0, value=0.5, step=0.05, format="%.2f",
+    max_dph = c1.number_input("Max $/hour", min_value=0.0, value=DEFAULT_MAX_DPH, step=0.05, format="%.2f",
                               key=f"{key}_max_dph", help="offers above this are never rented")
-    max_hours = c2.number_input("Max hours", min_value=0.0, value=2.0, step=0.5, key=f"{key}_max_hours",
+    max_hours = c2.number_input("Max hours", min_value=0.0, value=DEFAULT_MAX_HOURS, step=0.5,
+                                key=f"{key}_max_hours",
                                 help="the run is stopped (checkpoint saved) and the machine destroyed after this")
     max_cost = c3.number_input("Max $ for the run", min_value=0.0, value=0.0, step=0.5, key=f"{key}_max_cost",
                                help="0 = no cap; else stop when the run has cost this much")
