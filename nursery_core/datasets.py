@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterator
 from . import paths
 from .data.diversity import diversity_report
 from .errors import AlreadyExists, InvalidInput, NotFound
+from .jsontext import lines as text_lines, loads_strict, read_text
 from .overlap import request_index
 from .records import CATEGORIES, SCHEMA_VERSION, Where, dumps, normalise_example
 from .store import get_store
@@ -260,28 +261,15 @@ def _write_tmp(target: Path, encoded: list[str]) -> tuple[Path, str]:
 
 # ------------------------------------------------------------------------------------------ importing
 def _read_canonical(path: Path) -> tuple[list[dict], list[int], dict]:
-    """Canonical JSONL (or a JSON array of records); the first bad line stops the import."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise InvalidInput("the file is not UTF-8 text", file=str(path), line=line) from None
+    """Canonical JSONL (or a JSON array of records); the first bad line stops the import. Strict JSON
+    (jsontext.loads_strict): NaN, Infinity, duplicate keys and lone surrogates are refused with line and field."""
+    text = read_text(path)
     records: list[tuple[int, Any]] = []
     if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=str(path),
-                               line=e.lineno) from None
+        data = loads_strict(text, file=str(path))
         records = [(i + 1, r) for i, r in enumerate(data)]
     else:
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append((i, json.loads(line)))
-            except ValueError as e:
-                raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=str(path), line=i) from None
+        records = [(i, loads_strict(line, file=str(path), line=i)) for i, line in text_lines(text)]
     if not records:
         raise InvalidInput("the file has no examples (only blank lines)", file=str(path))
     out, lines = [], []

@@ -66,7 +66,7 @@ def test_openai_jsonl_decodes_strings_double_encoding_and_legacy_functions():
     exs, rep, label = extract_examples(FIX / "openai_chat.jsonl")
     assert [calls(e)[0]["arguments"] for e in exs] == [{"city": "Paris"}, {"city": "Rome", "unit": "f"},
                                                        {"city": "Lima"}]
-    assert rep["fixups"] == {"double_encoded_arguments": 1}
+    assert rep["transformations"] == {"double_encoded_arguments": 1}
     assert rep["skipped"] == {"a tool call does not match its tool's schema": 1, "not valid JSON (Expecting property "
                               "name enclosed in double quotes)": 1}
     assert sorted(r["ref"] for r in rep["skipped_refs"]) == ["line 4", "line 5"]
@@ -166,4 +166,4 @@ def test_real_samples_import_with_sensible_reports(samples_dir, rel, fmt, at_lea
     assert all(isinstance(r, str) and r for r in rep["skipped"])
     all_calls_valid(exs)
     if fmt == "openai" and "drone" in rel:
-        assert rep["fixups"].get("double_encoded_arguments", 0) >= 1
+        assert rep["transformations"].get("double_encoded_arguments", 0) >= 1
