@@ -273,6 +273,7 @@ def _read_canonical(path: Path) -> tuple[list[dict], list[int], dict]:
     if not records:
         raise InvalidInput("the file has no examples (only blank lines)", file=str(path))
     out, lines = [], []
+    changed: dict[str, int] = {}
     for i, rec in records:
         if isinstance(rec, dict) and "messages" not in rec:
             hint = ("flat rows {user_query, tool_name, tool_arguments}" if "user_query" in rec else
@@ -281,9 +282,13 @@ def _read_canonical(path: Path) -> tuple[list[dict], list[int], dict]:
             if hint:
                 raise InvalidInput(f"this looks like {hint}, not the canonical format: use "
                                    "extract-conversations for it", file=str(path), line=i, field="messages")
-        out.append(normalise_example(rec, Where(str(path), i)))
+        earlier = set(((rec.get("meta") or {}).get("fixups") or []) if isinstance(rec, dict) else [])
+        ex = normalise_example(rec, Where(str(path), i))
+        for code in set(ex["meta"].get("fixups", [])) - earlier:  # this import's changes, not an earlier one's
+            changed[code] = changed.get(code, 0) + 1
+        out.append(ex)
         lines.append(i)
-    return out, lines, {"format": "canonical", "records": len(out)}
+    return out, lines, {"format": "canonical", "records": len(out), "transformations": changed}
 
 
 def _read_bfcl(path: Path, answers: Path | None = None) -> tuple[list[dict], list[int], dict]:

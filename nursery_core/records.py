@@ -22,6 +22,41 @@ CATEGORIES = ("call", "no_call", "parallel", "multi_turn")
 ROLES = ("system", "user", "assistant", "tool")
 SCHEMA_VERSION = 1
 
+# Every change an import makes to its source, by code (import reports count them; meta.fixups names them).
+TRANSFORMATIONS = {
+    # values repaired
+    "double_encoded_arguments": "arguments encoded twice as a JSON string, decoded",
+    "tool_content_json_encoded": "a tool result that was not text, stored as its JSON",
+    "tool_reply_json_encoded": "a tool reply that was not text, stored as its JSON",
+    "non_string_turn_json_encoded": "a turn whose value was not text, stored as its JSON",
+    "empty_tool_reply_kept": "an empty tool reply, kept as an empty message",
+    # schemas converted or inferred
+    "single_tool_object_listed": "one tool object where a list was meant, read as a one-item list",
+    "xlam_parameters_converted": "xLAM/APIGen flat parameters converted to JSON Schema",
+    "python_type_names_mapped": "Python/Gorilla type names (str, int, dict, 'int, optional') mapped to JSON Schema",
+    "local_refs_inlined": "local $ref/$defs inlined into the tool schema",
+    "nullable_anyof_as_type_list": "anyOf/oneOf [type, null] written as a nullable type list",
+    "tool_schemas_inferred": "tool schemas inferred from the calls (the source gave none)",
+    # weights
+    "weight_0_turn_kept_as_context": "an assistant turn with weight 0, kept as context and not trained on",
+    "weight_on_non_assistant_ignored": "a weight on a non-assistant message, ignored (OpenAI weighs assistant turns)",
+    # messages merged, matched or dropped
+    "consecutive_user_messages_merged": "user messages in a row, merged into one",
+    "consecutive_assistant_messages_merged": "assistant messages in a row, merged into one",
+    "tool_reply_matched_by_order": "a tool reply paired with its call by order (no matching id or name)",
+    "tool_reply_without_call_dropped": "a tool reply that answers no call, dropped",
+    "unanswered_call_before_user": "a tool call without its reply, followed by a user message",
+    "late_system_message_dropped": "a system message after the first turn, dropped",
+    "empty_message_dropped": "an empty user message, dropped",
+    "assistant_before_user_dropped": "an assistant message before any user message, dropped",
+    "message_before_first_user_dropped": "a message before the first user message, dropped",
+    "message_after_last_answer_dropped": "a message after the last assistant answer, dropped",
+    "non_text_blocks_dropped": "content blocks that are not text (images, files), dropped",
+    "non_object_message_dropped": "a message that is not an object, dropped",
+    "hidden_message_skipped": "a message the ChatGPT export marks hidden, skipped",
+    "reasoning_message_skipped": "a reasoning/thinking message, skipped",
+}
+
 class Where:
     """Location of a record for error messages: file, line (1-based) and a field path prefix."""
 

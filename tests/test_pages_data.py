@@ -79,3 +79,23 @@ def test_delete_with_confirmation(store):
     at.button(key="ds_delete").click().run()
     assert not at.exception
     assert store.count_datasets() == 0
+
+
+def test_the_dataset_view_shows_what_an_import_changed_and_weight_0_turns(store, tmp_path):
+    from nursery_core.data.importers import nursery_extract_conversations
+    tool = {"type": "function", "function": {"name": "lookup_order", "description": "Find an order", "parameters": {
+        "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+    row = {"tools": tool, "messages": [
+        {"role": "user", "content": "Where is A17?"}, {"role": "assistant", "content": "It shipped.", "weight": 0},
+        {"role": "user", "content": "Use the tool."},
+        {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+            "name": "lookup_order", "arguments": "{\"order_id\": \"A17\"}"}}]}]}
+    src = tmp_path / "ft.jsonl"
+    src.write_text(json.dumps(row) + "\n")
+    nursery_extract_conversations(src, name="weighted")
+    at = run("pages/1_Data_Garden.py")
+    changes = [df.value for df in at.dataframe if "change" in df.value.columns]
+    assert changes, "the import report's transformations are shown"
+    shown = dict(zip(changes[0]["code"], changes[0]["count"]))
+    assert shown == {"weight_0_turn_kept_as_context": 1, "single_tool_object_listed": 1}
+    assert any("weight 0: kept as context, not trained on" in c.value for c in at.caption)

@@ -29,6 +29,10 @@ def _human_meta(row: dict) -> str:
     rep = row.get("report") or {}
     if rep.get("skipped"):
         lines.append("  skipped: " + "; ".join(f"{r} ({n})" for r, n in rep["skipped"].items()))
+    if rep.get("transformations"):
+        from ..records import TRANSFORMATIONS
+        lines.append("  changed: " + "; ".join(f"{TRANSFORMATIONS.get(c, c)} ({n})"
+                                              for c, n in rep["transformations"].items()))
     for note in rep.get("notes") or []:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
@@ -98,7 +102,8 @@ def _human_show(row: dict) -> str:
                     parts.append(f"  assistant → {c['function']['name']}"
                                  f"({json.dumps(c['function']['arguments'], ensure_ascii=False)})")
             else:
-                parts.append(f"  {m['role']}: {m['content'][:300]}")
+                weight = " [weight 0: context, not trained on]" if m.get("weight") == 0 else ""
+                parts.append(f"  {m['role']}{weight}: {m['content'][:300]}")
     return "\n".join(parts)
 
 

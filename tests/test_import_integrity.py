@@ -1,0 +1,330 @@
+"""Imports never change data silently: turn order, training weights, supplied schemas, no internal structures
+as text, strict canonical JSON; every transformation counted by reason; a refusal leaves the store and the
+datasets folder byte for byte as they were. Fixtures are written here (one per kind of real-world fault)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from nursery_core import paths
+from nursery_core.data.importers import extract_examples, nursery_extract_conversations
+from nursery_core.datasets import load_examples, nursery_import_dataset
+from nursery_core.errors import InvalidInput
+from nursery_core.records import TRANSFORMATIONS, call_errors, tools_by_name
+
+SHARED_CASES = Path(__file__).resolve().parent.parent.parent / "shared" / "cases" / "real-world"
+
+
+def write(tmp_path: Path, name: str, data) -> Path:
+    p = tmp_path / name
+    if isinstance(data, str):
+        p.write_text(data, encoding="utf-8")
+    elif name.endswith(".jsonl"):
+        p.write_text("".join(json.dumps(r) + "\n" for r in data), encoding="utf-8")
+    else:
+        p.write_text(json.dumps(data), encoding="utf-8")
+    return p
+
+
+# ------------------------------------------------------------------------------------- ChatGPT exports
+def _node(nid, parent, role, content, children, recipient="all", weight=1.0, name=None, hidden=False):
+    return {"id": nid, "parent": parent, "children": children, "message": {
+        "id": nid, "author": {"role": role, "name": name, "metadata": {}}, "content": content,
+        "weight": weight, "recipient": recipient,
+        "metadata": {"is_visually_hidden_from_conversation": True} if hidden else {}}}
+
+
+def chatgpt_two_lookups(reply_weight=0.0, hide_first_reply=False, second_reply=None):
+    """user → python call → output → python call → output → answer; ChatGPT gives the outputs weight 0."""
+    second_reply = second_reply or {"content_type": "execution_output", "text": "84"}
+    chain = [
+        ("u", "user", {"content_type": "text", "parts": ["What is 6*7, then doubled?"]}, {}),
+        ("c1", "assistant", {"content_type": "code", "language": "python", "text": "6*7"}, {"recipient": "python"}),
+        ("r1", "tool", {"content_type": "execution_output", "text": "42"},
+         {"weight": reply_weight, "name": "python", "hidden": hide_first_reply}),
+        ("c2", "assistant", {"content_type": "code", "language": "python", "text": "42*2"}, {"recipient": "python"}),
+        ("r2", "tool", second_reply, {"weight": reply_weight, "name": "python"}),
+        ("a", "assistant", {"content_type": "text", "parts": ["6*7 is 42; doubled, 84."]}, {}),
+    ]
+    mapping = {"root": {"id": "root", "parent": None, "children": ["u"], "message": None}}
+    parent = "root"
+    for i, (nid, role, content, kw) in enumerate(chain):
+        nxt = [chain[i + 1][0]] if i + 1 < len(chain) else []
+        mapping[nid] = _node(nid, parent, role, content, nxt, **kw)
+        parent = nid
+    return [{"title": "maths", "mapping": mapping, "current_node": "a"}]
+
+
+def test_chatgpt_weight_0_tool_replies_keep_call_result_call_result_answer(tmp_path):
+    exs, rep, _ = extract_examples(write(tmp_path, "c.json", chatgpt_two_lookups()))
+    assert rep["examples"] == 1 and not rep["skipped"]
+    msgs = exs[0]["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    first, second = msgs[1]["tool_calls"], msgs[3]["tool_calls"]
+    assert len(first) == len(second) == 1  # sequential, never merged into one parallel turn
+    assert first[0]["function"]["arguments"] == {"code": "6*7"} and msgs[2]["content"] == "42"
+    assert msgs[2]["tool_call_id"] == first[0]["id"] and msgs[4]["tool_call_id"] == second[0]["id"]
+    assert exs[0]["meta"]["category"] == "multi_turn"
+    assert not any("weight" in m for m in msgs)  # ChatGPT's weight is not a training weight
+
+
+def test_chatgpt_missing_reply_between_calls_skips_instead_of_merging(tmp_path):
+    exs, rep, _ = extract_examples(write(tmp_path, "c.json", chatgpt_two_lookups(hide_first_reply=True)))
+    assert exs == []
+    (reason, n), = rep["skipped"].items()
+    assert n == 1 and "reply is missing" in reason
+
+
+def test_chatgpt_empty_tool_reply_is_an_empty_message_never_the_content_dict(tmp_path):
+    empty = {"content_type": "tether_browsing_display", "result": "", "summary": "", "assets": None}
+    exs, rep, _ = extract_examples(write(tmp_path, "c.json", chatgpt_two_lookups(second_reply=empty)))
+    assert exs[0]["messages"][4]["content"] == ""
+    assert rep["transformations"]["empty_tool_reply_kept"] == 1
+    assert "content_type" not in json.dumps(exs[0]["messages"])
+
+
+def test_chatgpt_tool_reply_without_text_is_skipped_with_its_content_type(tmp_path):
+    image_only = {"content_type": "image_asset_pointer", "asset_pointer": "file-service://x"}
+    exs, rep, _ = extract_examples(write(tmp_path, "c.json", chatgpt_two_lookups(second_reply=image_only)))
+    assert exs == [] and rep["skipped"] == {"a tool reply of content type 'image_asset_pointer' that holds no text": 1}
+
+
+# ------------------------------------------------------------------------------ OpenAI fine-tuning JSONL
+LOOKUP = {"type": "function", "function": {"name": "lookup_order", "description": "Find an order",
+                                           "parameters": {"type": "object", "properties": {
+                                               "order_id": {"type": "string"}}, "required": ["order_id"]}}}
+
+
+def openai_row(weight_of_first=0, user_weight=None):
+    user = {"role": "user", "content": "Where is order A17?"}
+    if user_weight is not None:
+        user["weight"] = user_weight
+    return {"tools": [LOOKUP], "messages": [
+        user,
+        {"role": "assistant", "content": "It shipped yesterday.", "weight": weight_of_first},
+        {"role": "user", "content": "Check it with the tool please."},
+        {"role": "assistant", "tool_calls": [{"id": "k1", "type": "function", "function": {
+            "name": "lookup_order", "arguments": json.dumps({"order_id": "A17"})}}], "weight": 1}]}
+
+
+def test_openai_weight_0_turn_stays_as_context_and_is_stored_and_reported(tmp_path, store):
+    src = write(tmp_path, "ft.jsonl", [openai_row(), openai_row(weight_of_first=1)])
+    row = nursery_extract_conversations(src, name="ft")
+    assert row["report"]["transformations"]["weight_0_turn_kept_as_context"] == 1
+    stored = load_examples("ft")
+    weighted = [m for ex in stored for m in ex["messages"] if m.get("weight") == 0]
+    assert len(weighted) == 1 and weighted[0]["content"] == "It shipped yesterday."
+    assert sum(len(ex["messages"]) for ex in stored) == 8  # nothing dropped
+    from nursery_core.training.rendering import trained
+    assert [trained(m) for m in stored[0]["messages"] if m["role"] == "assistant"].count(False) <= 1
+
+
+def test_openai_weights_other_than_0_or_1_and_on_users_are_reported(tmp_path):
+    exs, rep, _ = extract_examples(write(tmp_path, "ft.jsonl", [openai_row(weight_of_first=0.5),
+                                                                openai_row(weight_of_first=1, user_weight=0)]))
+    assert rep["skipped"] == {"a weight of 0.5 (OpenAI allows 0 or 1)": 1}
+    assert rep["transformations"]["weight_on_non_assistant_ignored"] == 1
+    assert not any("weight" in m for m in exs[0]["messages"])
+
+
+def test_canonical_weight_is_checked(tmp_path):
+    ex = {"tools": [LOOKUP], "messages": [{"role": "user", "content": "hi", "weight": 0},
+                                          {"role": "assistant", "content": "hello"}]}
+    with pytest.raises(InvalidInput, match=r"w.jsonl:1, field 'messages\[0\].weight': a training weight applies"):
+        nursery_import_dataset(write(tmp_path, "w.jsonl", [ex]))
+    ex["messages"] = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello", "weight": 2}]
+    with pytest.raises(InvalidInput, match=r"field 'messages\[1\].weight': weight must be 0"):
+        nursery_import_dataset(write(tmp_path, "w2.jsonl", [ex]))
+
+
+# -------------------------------------------------------------------------------- supplied schemas
+def test_xlam_flat_parameters_become_json_schema_and_bad_calls_are_refused_with_line_and_field(tmp_path, store):
+    tool = {"name": "find_flights", "description": "Find flights.", "parameters": {
+        "origin": {"description": "IATA code", "type": "str", "default": "LHR"},
+        "max_stops": {"description": "Stops", "type": "int, optional", "default": 1},
+        "airlines": {"description": "Allowed airlines", "type": "List[str], optional"}}}
+
+    def row(args):
+        return {"tools": [tool], "messages": [{"role": "user", "content": "Flights from Oslo?"}, {
+            "role": "assistant", "tool_calls": [{"type": "function", "function": {
+                "name": "find_flights", "arguments": json.dumps(args)}}]}]}
+
+    good = row({"origin": "OSL", "max_stops": 0, "airlines": ["SK"]})
+    exs, rep, _ = extract_examples(write(tmp_path, "x.jsonl", [good]))
+    params = exs[0]["tools"][0]["function"]["parameters"]
+    assert params == {"type": "object", "required": ["origin"], "properties": {
+        "origin": {"type": "string", "description": "IATA code", "default": "LHR"},
+        "max_stops": {"type": "integer", "description": "Stops", "default": 1},
+        "airlines": {"type": "array", "items": {"type": "string"}, "description": "Allowed airlines"}}}
+    assert rep["transformations"]["xlam_parameters_converted"] == 1
+    bad_type = row({"origin": "OSL", "max_stops": "two"})
+    invented = row({"origin": "OSL", "cabin": "first"})
+    src = write(tmp_path, "bad.jsonl", [good, bad_type, invented])
+    exs, rep, _ = extract_examples(src)
+    assert rep["examples"] == 1 and rep["skipped"] == {"a tool call does not match its tool's schema": 2}
+    details = {r["ref"]: r["detail"] for r in rep["skipped_refs"]}
+    assert "max_stops: 'two' is not of type 'integer'" in details["line 2"]
+    assert details["line 2"].startswith("field 'messages[1].tool_calls[0].function.arguments'")
+    assert "cabin: unexpected argument" in details["line 3"]
+    with pytest.raises(InvalidInput, match=r"first: line 1, field 'messages\[1\]\.tool_calls\[0\]\.function\.arguments'"):
+        nursery_extract_conversations(write(tmp_path, "only_bad.jsonl", [bad_type, invented]))
+
+
+def test_sharegpt_single_tool_object_is_a_one_item_list_not_inferred(tmp_path):
+    tool = {"name": "convert_units", "description": "Convert a quantity",
+            "parameters": {"type": "object", "properties": {"value": {"type": "number"}, "to": {"type": "string"}},
+                           "required": ["value", "to"]}}
+    rec = {"conversations": [
+        {"from": "human", "value": "3 miles in km?"},
+        {"from": "function_call", "value": json.dumps({"name": "convert_units", "arguments": {"value": 3, "to": "km"}})},
+        {"from": "observation", "value": "4.83"}, {"from": "gpt", "value": "About 4.83 km."}]}
+    for tools in (tool, json.dumps(tool)):
+        exs, rep, _ = extract_examples(write(tmp_path, "s.json", [{**rec, "tools": tools}]))
+        assert exs[0]["tools"][0]["function"]["description"] == "Convert a quantity"
+        assert rep["inferred_tools"] == [] and "tool_schemas_inferred" not in rep["transformations"]
+        assert rep["transformations"]["single_tool_object_listed"] == 1
+
+
+def test_hermes_uses_the_tools_block_that_holds_json_not_the_tag_named_in_prose(tmp_path):
+    tools = [{"type": "function", "function": {"name": n, "description": f"{n} description", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string"}, "n": {"type": "integer"}}, "required": ["q"]}}}
+        for n in ("alpha", "beta")]
+    system = ("Call functions given in <tools></tools> tags; answer in <tool_call></tool_call>.\n<tools>\n"
+              + "\n".join(json.dumps(t) for t in tools) + "\n</tools>")
+    rec = {"conversations": [
+        {"from": "system", "value": system}, {"from": "human", "value": "alpha x and beta y"},
+        {"from": "gpt", "value": '<tool_call>\n{"name": "alpha", "arguments": {"q": "x"}}\n</tool_call>\n'
+                                 '<tool_call>\n{"name": "beta", "arguments": {"q": "y"}}\n</tool_call>'},
+        {"from": "tool", "value": '<tool_response>\n{"name": "beta", "content": "B"}\n</tool_response>\n'
+                                  '<tool_response>\n{"name": "alpha", "content": "A"}\n</tool_response>'},
+        {"from": "gpt", "value": "Done."}]}
+    exs, rep, _ = extract_examples(write(tmp_path, "h.json", [rec]))
+    ex = exs[0]
+    assert [t["function"]["description"] for t in ex["tools"]] == ["alpha description", "beta description"]
+    assert all(t["function"]["parameters"]["required"] == ["q"] for t in ex["tools"])
+    assert rep["inferred_tools"] == [] and "tool_reply_matched_by_order" not in rep["transformations"]
+    ids = {c["function"]["name"]: c["id"] for c in ex["messages"][1]["tool_calls"]}
+    replies = {json.loads(m["content"])["name"]: m["tool_call_id"] for m in ex["messages"] if m["role"] == "tool"}
+    assert replies == ids  # each reply paired with its own call, by the name it carries
+
+
+# ------------------------------------------------------------------- no internal structure as text
+def test_non_text_tool_results_become_json_or_text_never_a_python_repr(tmp_path):
+    claude = [{"name": "c", "chat_messages": [
+        {"sender": "human", "content": [{"type": "text", "text": "look up x"}]},
+        {"sender": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "lookup", "input": {"key": "x"}},
+            {"type": "tool_result", "tool_use_id": "t1", "content": [{"value": True, "rows": [1, 2]}]},
+            {"type": "text", "text": "Found it."}]}]}]
+    exs, rep, _ = extract_examples(write(tmp_path, "claude.json", claude))
+    reply = exs[0]["messages"][2]["content"]
+    assert json.loads(reply) == [{"value": True, "rows": [1, 2]}] and "True" not in reply
+    assert rep["transformations"]["tool_reply_json_encoded"] == 1
+    sharegpt = [{"tools": [LOOKUP], "conversations": [
+        {"from": "human", "value": "order A1?"},
+        {"from": "function_call", "value": json.dumps({"name": "lookup_order", "arguments": {"order_id": "A1"}})},
+        {"from": "observation", "value": {"status": None, "ok": False}}, {"from": "gpt", "value": "Unknown."}]}]
+    exs, rep, _ = extract_examples(write(tmp_path, "s.json", sharegpt))
+    assert json.loads(exs[0]["messages"][2]["content"]) == {"status": None, "ok": False}
+    assert rep["transformations"]["non_string_turn_json_encoded"] == 1
+
+
+def test_image_blocks_are_counted_when_dropped_and_refused_in_canonical(tmp_path):
+    rows = [{"tools": [LOOKUP], "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Order on this label?"},
+                                     {"type": "image_url", "image_url": {"url": "data:x"}}]},
+        {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+            "name": "lookup_order", "arguments": {"order_id": "B2"}}}]}]}]
+    exs, rep, _ = extract_examples(write(tmp_path, "o.jsonl", rows))
+    assert rep["transformations"]["non_text_blocks_dropped"] == 1
+    with pytest.raises(InvalidInput, match=r"field 'messages\[0\]\.content\[1\]': content block of type 'image_url'"):
+        nursery_import_dataset(write(tmp_path, "canon.jsonl", rows))
+
+
+def test_every_transformation_code_has_a_description():
+    from nursery_core.data.importers import common
+    import inspect
+    import re
+    src = "".join(inspect.getsource(m) for m in (common,) + tuple(__import__(
+        f"nursery_core.data.importers.{n}", fromlist=["x"]) for n in ("chatgpt", "claude", "openai", "sharegpt")))
+    codes = set(re.findall(r'count\("([a-z0-9_]+)"', src))
+    assert codes and codes <= set(TRANSFORMATIONS), codes - set(TRANSFORMATIONS)
+
+
+# ------------------------------------------------------------------------- strict canonical JSON
+GOOD_LINE = json.dumps({"tools": [LOOKUP], "messages": [
+    {"role": "user", "content": "Where is A1?"},
+    {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+        "name": "lookup_order", "arguments": {"order_id": "A1"}}}]}]})
+
+
+def _snapshot(home: Path) -> dict[str, str]:
+    return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(home.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("bad, field, message", [
+    (GOOD_LINE.replace('"A1"}', '"A1", "qty": NaN}'), "messages[1].tool_calls[0].function.arguments.qty",
+     "NaN is not a JSON number"),
+    (GOOD_LINE.replace('"A1"}', '"A1", "qty": -Infinity}'), "messages[1].tool_calls[0].function.arguments.qty",
+     "-Infinity is not a JSON number"),
+    (GOOD_LINE.replace('{"order_id": "A1"}', '{"order_id": "A1", "order_id": "A2"}'),
+     "messages[1].tool_calls[0].function.arguments", r"duplicate key\(s\) \['order_id'\]"),
+    (GOOD_LINE.replace("Where is A1?", "Where is \\\\ud83d A1?".replace("\\\\", "\\")), "messages[0].content",
+     "lone UTF-16 surrogate"),
+])
+def test_canonical_import_refuses_what_is_not_json_and_changes_nothing(tmp_path, store, nursery_home, bad, field,
+                                                                       message):
+    nursery_import_dataset(write(tmp_path, "ok.jsonl", GOOD_LINE + "\n"), name="kept")
+    before = _snapshot(nursery_home)
+    src = write(tmp_path, "bad.jsonl", GOOD_LINE + "\r\n\r\n" + bad + "\r\n")
+    with pytest.raises(InvalidInput) as e:
+        nursery_import_dataset(src, name="bad")
+    assert e.value.file == str(src) and e.value.line == 3 and e.value.field == field
+    assert pytest.importorskip("re").search(message, e.value.detail)
+    assert _snapshot(nursery_home) == before
+    assert [r["name"] for r in store.list_datasets()] == ["kept"]
+
+
+def test_importers_skip_records_that_are_not_json_with_the_field(tmp_path):
+    src = write(tmp_path, "o.jsonl", GOOD_LINE + "\n" + GOOD_LINE.replace('"A1"}', '"A1", "x": NaN}') + "\n")
+    exs, rep, _ = extract_examples(src)
+    assert rep["examples"] == 1
+    (reason, n), = rep["skipped"].items()
+    assert "NaN is not a JSON number" in reason and "arguments.x" in reason
+
+
+def test_a_stored_file_is_always_valid_json_lines(tmp_path, store):
+    nursery_import_dataset(write(tmp_path, "ok.jsonl", "\ufeff" + GOOD_LINE + "\r\n"), name="bom")
+    text = (paths.dataset_path("bom")).read_text(encoding="utf-8")
+    for line in text.splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in a stored line"))
+
+
+# ------------------------------------------------------------------ the shared real-world cases
+def _case(name: str) -> Path:
+    p = SHARED_CASES / name
+    if not p.exists():
+        pytest.skip(f"../shared/cases/real-world/{name} is absent")
+    return p
+
+
+def test_shared_cases_import_as_their_readme_says(store):
+    exs, rep, _ = extract_examples(_case("01_chatgpt_weight0_tool_replies.json"))
+    assert [m["role"] for m in exs[0]["messages"]] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+    exs, rep, _ = extract_examples(_case("02_chatgpt_empty_tool_result.json"))
+    assert exs[0]["messages"][2]["content"] == "" and "content_type" not in json.dumps(exs[0])
+    exs, rep, _ = extract_examples(_case("04_openai_weight0_message.jsonl"))
+    assert [m.get("weight") for m in exs[0]["messages"] if m["role"] == "assistant"] == [0, None]
+    with pytest.raises(InvalidInput, match="limit"):
+        nursery_extract_conversations(_case("05_xlam_flat_parameters.jsonl"))
+    exs, rep, _ = extract_examples(_case("06_sharegpt_tools_single_object.json"))
+    assert not rep["inferred_tools"]
+    exs, rep, _ = extract_examples(_case("07_hermes_tools_tag_in_prose.json"))
+    assert not rep["inferred_tools"] and len(exs[0]["tools"]) == 2
+    with pytest.raises(InvalidInput, match="field 'messages.*celsius': NaN"):
+        nursery_import_dataset(_case("08_canonical_nan_argument.jsonl"))
+    assert store.count_datasets() == 0
