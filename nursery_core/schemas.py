@@ -162,7 +162,7 @@ def _inline_refs(node: Any, root: dict, field: str, active: tuple[str, ...]) -> 
         resolved = _inline_refs(copy.deepcopy(target), root, field, active + (ref,))
         siblings = {k: _inline_refs(v, root, f"{field}.{k}", active) for k, v in node.items() if k != "$ref"}
         return {**resolved, **siblings} if isinstance(resolved, dict) else resolved
-    return {k: (v if k in ("enum", "const", "default", "examples")
+    return {k: (v if k in ("enum", "const", "default", "examples", "$defs", "definitions")
                 else _inline_refs(v, root, f"{field}.{k}" if k != "properties" else f"{field}.properties", active))
             for k, v in node.items()}
 
@@ -245,4 +245,20 @@ def unsupported_constructs(schema: Any, field: str = "parameters") -> list[str]:
                     out += unsupported_constructs(pv, f"{field}.properties.{pk}")
             elif k in ("items", "additionalProperties") and isinstance(v, dict):
                 out += unsupported_constructs(v, f"{field}.{k}")
+    return out
+
+
+def not_rendered(params: dict) -> list[str]:
+    """What the compact v2 tool list (training/rendering.py, and the Ollama TEMPLATE, whose tool types keep
+    only type, items, enum and description per parameter) does not show the model, one line per parameter."""
+    out: list[str] = []
+    for name, p in sorted((params.get("properties") or {}).items()):
+        if not isinstance(p, dict):
+            continue
+        if isinstance(p.get("properties"), dict) and p["properties"]:
+            out.append(f"{name}: the fields of a nested object ({', '.join(sorted(p['properties']))})")
+        items = p.get("items")
+        if isinstance(items, dict) and isinstance(items.get("properties"), dict) and items["properties"]:
+            out.append(f"{name}: the fields of its array items ({', '.join(sorted(items['properties']))})")
+        out += [f"{name}: '{path.rsplit('.', 1)[-1]}' ({path})" for path in unsupported_constructs(p, f"properties.{name}")]
     return out

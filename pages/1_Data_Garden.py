@@ -5,9 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from nursery_core.data.generator import nursery_generate_data
+from nursery_core.data.generator import check_tool_schemas, nursery_generate_data
 from nursery_core.data.importers import FORMATS, nursery_extract_conversations
-from nursery_core.data.tools import DEFAULT_TOOL_NAMES, parse_tool_schemas
+from nursery_core.data.tools import DEFAULT_TOOL_NAMES
 from nursery_core.datasets import (dataset_diversity, delete_dataset, example_lengths, nursery_import_dataset,
                                    nursery_list_datasets, show_dataset)
 from nursery_core.errors import NurseryError
@@ -38,8 +38,11 @@ with tab_gen:
         source_text = upload.getvalue().decode("utf-8", errors="replace") if upload is not None else text
         if source_text and source_text.strip():
             try:
-                custom_tools = parse_tool_schemas(source_text, upload.name if upload is not None else "schema")
-                st.success("Valid: " + ", ".join(f"`{t['function']['name']}`" for t in custom_tools))
+                check = check_tool_schemas(source_text, upload.name if upload is not None else "schema")
+                custom_tools = check["tools"]
+                st.success("Valid: " + ", ".join(f"`{t['function']['name']}`" for t in custom_tools)
+                           + f" (a dry run generated {check['generated']} examples)")
+                widgets.schema_check_notes(check)
             except NurseryError as e:
                 st.error(str(e))
     queries = st.text_area("Example user queries (optional, one per line)", key="gen_queries", height=90,

@@ -99,3 +99,19 @@ def test_the_dataset_view_shows_what_an_import_changed_and_weight_0_turns(store,
     shown = dict(zip(changes[0]["code"], changes[0]["count"]))
     assert shown == {"weight_0_turn_kept_as_context": 1, "single_tool_object_listed": 1}
     assert any("weight 0: kept as context, not trained on" in c.value for c in at.caption)
+
+
+def test_schema_check_reports_its_dry_run_and_what_the_tool_list_omits(store):
+    schema = {"name": "create_order", "description": "Create an order", "parameters": {
+        "type": "object", "$defs": {"who": {"type": "object", "properties": {"id": {"type": "string"}},
+                                            "required": ["id"]}},
+        "properties": {"customer": {"$ref": "#/$defs/who"}, "qty": {"type": "integer", "enum": [1, 2]}},
+        "required": ["customer", "qty"]}}
+    at = run("pages/1_Data_Garden.py")
+    at.text_area(key="gen_schema_text").set_value(json.dumps(schema)).run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("create_order" in s.value and "dry run generated 12 examples" in s.value for s in at.success)
+    assert any("fields of a nested object (id)" in c.value for c in at.caption)
+    schema["parameters"]["properties"]["customer"] = {"$ref": "https://example.com/who.json"}
+    at.text_area(key="gen_schema_text").set_value(json.dumps(schema)).run()
+    assert any("is not local" in e.value and "properties.customer.$ref" in e.value for e in at.error)

@@ -39,6 +39,15 @@ def render_example(ex: dict, key: str) -> None:
                                    ensure_ascii=False, indent=2), language="json")
 
 
+def schema_check_notes(check: dict) -> None:
+    """What a valid schema still loses: keywords the generator does not follow, fields the tool list omits."""
+    for name, paths in (check.get("constructs") or {}).items():
+        st.warning(f"`{name}`: the generator does not follow {', '.join(f'`{p}`' for p in paths)} "
+                   "(validation still checks them)")
+    for name, gaps in (check.get("not_rendered") or {}).items():
+        st.caption(f"`{name}`: the compact tool list (and Ollama) does not show " + "; ".join(gaps))
+
+
 def transformation_rows(counts: dict[str, int]) -> list[dict]:
     """[{change, count, code}] for an import report's transformation counts, described in words."""
     from ..records import TRANSFORMATIONS
