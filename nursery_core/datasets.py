@@ -13,12 +13,12 @@ import math
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from . import paths
 from .data.diversity import diversity_report
 from .errors import AlreadyExists, InvalidInput, NotFound
-from .jsontext import lines as text_lines, loads_strict, read_text
+from .jsontext import read_text, records as json_records
 from .overlap import request_index
 from .records import CATEGORIES, SCHEMA_VERSION, Where, dumps, normalise_example
 from .store import get_store
@@ -263,13 +263,7 @@ def _write_tmp(target: Path, encoded: list[str]) -> tuple[Path, str]:
 def _read_canonical(path: Path) -> tuple[list[dict], list[int], dict]:
     """Canonical JSONL (or a JSON array of records); the first bad line stops the import. Strict JSON
     (jsontext.loads_strict): NaN, Infinity, duplicate keys and lone surrogates are refused with line and field."""
-    text = read_text(path)
-    records: list[tuple[int, Any]] = []
-    if text.lstrip().startswith("["):
-        data = loads_strict(text, file=str(path))
-        records = [(i + 1, r) for i, r in enumerate(data)]
-    else:
-        records = [(i, loads_strict(line, file=str(path), line=i)) for i, line in text_lines(text)]
+    records = json_records(read_text(path), str(path))
     if not records:
         raise InvalidInput("the file has no examples (only blank lines)", file=str(path))
     out, lines = [], []

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from . import paths
 from .errors import InvalidInput, NotFound
+from .jsontext import decode_bytes, lines as text_lines, loads_strict, read_text
 from .evaluation.bfcl import bfcl_examples, read_bfcl  # noqa: F401  (public re-exports)
 from .evaluation.checker import check_calls, possible_answer_from_gold, standardize_string  # noqa: F401
 from .evaluation.metrics import score_example, small_sample_warning, summarise, wilson_interval
@@ -45,27 +46,19 @@ def _predictions_source(source: Any) -> tuple[str, str]:
     if hasattr(source, "read"):
         data = source.getvalue() if hasattr(source, "getvalue") else source.read()
         name = Path(getattr(source, "name", "upload") or "upload").name
-        try:
-            return name, data.decode("utf-8") if isinstance(data, bytes) else str(data)
-        except UnicodeDecodeError:
-            raise InvalidInput("the predictions file is not UTF-8 text", file=name) from None
+        return name, decode_bytes(data, name) if isinstance(data, bytes) else str(data).lstrip("\ufeff")
     p = Path(source)
     if not p.is_file():
         raise InvalidInput("predictions file not found", file=str(source))
-    return str(p), p.read_text(encoding="utf-8")
+    return str(p), read_text(p)
 
 
 def read_predictions(source: Any) -> dict[str, str]:
     """`{"id", "output"}` per line (a path or an uploaded file) → id → output; errors name file, line, field."""
     p, text = _predictions_source(source)
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise InvalidInput(f"not valid JSON: {e}", file=p, line=n) from None
+    for n, line in text_lines(text):
+        obj = loads_strict(line, file=p, line=n)
         if not isinstance(obj, dict) or "id" not in obj:
             raise InvalidInput("each line must be an object with 'id' and 'output'", file=p, line=n, field="id")
         output = obj.get("output")

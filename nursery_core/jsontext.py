@@ -154,3 +154,14 @@ def _problem_parsed(value: Any, path: str) -> tuple[str, str] | None:
             if found:
                 return found
     return None
+
+
+def records(text: str, label: str) -> list[tuple[int, Any]]:
+    """[(line, record)] from a JSON array (line = position, 1-based) or JSON Lines (line = its line number),
+    parsed strictly (loads_strict); the first bad line raises InvalidInput naming label, line and field."""
+    if text.lstrip("\ufeff").lstrip().startswith("["):
+        data = loads_strict(text.lstrip("\ufeff"), file=label)
+        if not isinstance(data, list):
+            raise InvalidInput("not a JSON array", file=label)
+        return [(i + 1, r) for i, r in enumerate(data)]
+    return [(n, loads_strict(line, file=label, line=n)) for n, line in lines(text)]

@@ -328,3 +328,57 @@ def test_shared_cases_import_as_their_readme_says(store):
     with pytest.raises(InvalidInput, match="field 'messages.*celsius': NaN"):
         nursery_import_dataset(_case("08_canonical_nan_argument.jsonl"))
     assert store.count_datasets() == 0
+
+
+# ------------------------------------------------------------------------------ BOM and CRLF everywhere
+def _variants(tmp_path: Path, name: str, lines: list[str]) -> list[Path]:
+    """The same content plain, with a UTF-8 BOM, with CRLF line ends, and with both."""
+    out = []
+    for bom in (False, True):
+        for eol in ("\n", "\r\n"):
+            p = tmp_path / f"{'bom' if bom else 'plain'}-{'crlf' if eol != chr(10) else 'lf'}-{name}"
+            p.write_bytes((b"\xef\xbb\xbf" if bom else b"") + eol.join(lines + [""]).encode("utf-8"))
+            out.append(p)
+    return out
+
+
+def test_every_reader_accepts_a_bom_and_crlf_the_same_way(tmp_path, store):
+    from nursery_core.evaluate import read_predictions
+    from nursery_core.evaluation.bfcl import bfcl_examples
+    from nursery_core.golden import read_golden_file
+    from nursery_core.datasets import _read_canonical
+
+    canon = [GOOD_LINE, GOOD_LINE.replace("A1", "A2")]
+    results = [_read_canonical(p)[0] for p in _variants(tmp_path, "c.jsonl", canon)]
+    assert all(r == results[0] for r in results) and len(results[0]) == 2
+
+    test = [json.dumps({"id": "simple_python_0", "question": [[{"role": "user", "content": "Area for r=5?"}]],
+                        "function": [{"name": "area", "description": "d", "parameters": {
+                            "type": "dict", "properties": {"r": {"type": "float"}}, "required": ["r"]}}]})]
+    answers = [json.dumps({"id": "simple_python_0", "ground_truth": [{"area": {"r": [5.0]}}]})]
+    outs = [bfcl_examples(t, a) for t, a in zip(_variants(tmp_path, "t.json", test), _variants(tmp_path, "a.json", answers))]
+    assert all(o == outs[0] for o in outs) and outs[0][0]["meta"]["bfcl_id"] == "simple_python_0"
+
+    preds = [json.dumps({"id": "x", "output": "hi"}), json.dumps({"id": "y", "output": "<tool_call>"})]
+    got = [read_predictions(p) for p in _variants(tmp_path, "p.jsonl", preds)]
+    assert all(g == {"x": "hi", "y": "<tool_call>"} for g in got)
+
+    golden = [json.dumps({"request": "Where is order A9?", "calls": [{"name": "lookup_order", "arguments": {
+        "order_id": "A9"}}], "tools": [LOOKUP]})]
+    rows = [read_golden_file(p) for p in _variants(tmp_path, "g.jsonl", golden)]
+    assert all(r == rows[0] for r in rows)
+
+    chats = [json.dumps(openai_row())]
+    extracted = [extract_examples(p)[0] for p in _variants(tmp_path, "o.jsonl", chats)]
+    assert all(e == extracted[0] for e in extracted) and extracted[0]
+
+
+def test_shared_bfcl_cases_float_arrays_and_bom(store):
+    from nursery_core.evaluate import nursery_evaluate
+    test, answers = _case("10_bfcl_float_array_test.json"), _case("10_bfcl_float_array_answers.json")
+    nursery_import_dataset(test, name="floats", format="bfcl", answers=answers)
+    run = nursery_evaluate(dataset="floats", predictions=_case("10_bfcl_float_array_pred.jsonl"))
+    assert run["metrics"]["ast_accuracy"] == 0.0 and run["metrics"]["format_validity"] == 1.0
+    row = nursery_import_dataset(_case("11_bom_bfcl_test.json"), name="bom", format="bfcl",
+                                 answers=_case("11_bom_bfcl_answers.json"))
+    assert row["num_examples"] == 1

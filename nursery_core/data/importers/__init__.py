@@ -7,7 +7,6 @@ examples to datasets.write_dataset, which validates and stores them.
 """
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from typing import Any
