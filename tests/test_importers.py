@@ -144,7 +144,7 @@ def test_extract_stores_a_dataset_with_report(store):
 
 
 def test_formats_list_matches_cli():
-    assert set(FORMATS) == {"chatgpt", "claude", "openai", "sharegpt", "hermes", "flat"}
+    assert set(FORMATS) == {"chatgpt", "claude", "openai", "sharegpt", "hermes", "flat", "glaive", "xlam"}
 
 
 SAMPLES = [("chatgpt_export/conversations_excerpt.json", "chatgpt", 3),

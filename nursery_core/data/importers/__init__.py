@@ -1,6 +1,6 @@
 """Chat history → training examples: nursery_extract_conversations with format detection and a report.
 
-One module per source format (chatgpt, claude, openai, sharegpt incl. Hermes, flat); each turns one record
+One module per source format (chatgpt, claude, openai, sharegpt incl. Hermes, flat, glaive, xlam); each turns one record
 into a rough example or raises Skip with a reason. This module loads the source (file, folder or zip),
 detects the format, infers schemas for calls that come without one, redacts on request, and hands the
 examples to datasets.write_dataset, which validates and stores them.
@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ... import paths
 from ...errors import InvalidInput
 from ...jsontext import decode_bytes, lines as text_lines, loads_marked, marked_problem, read_text
 from ...records import Where, decode_arguments, infer_tool_from_calls, normalise_example, normalise_tool
-from . import chatgpt, claude, flat, openai, sharegpt
+from . import chatgpt, claude, flat, glaive, openai, sharegpt, xlam
 from .common import Redactor, Skip
 
-FORMATS = ("chatgpt", "claude", "openai", "sharegpt", "hermes", "flat")
+FORMATS = ("chatgpt", "claude", "openai", "sharegpt", "hermes", "flat", "glaive", "xlam")
 MODULES = {"chatgpt": chatgpt, "claude": claude, "openai": openai, "sharegpt": sharegpt, "hermes": sharegpt,
-           "flat": flat}
+           "flat": flat, "glaive": glaive, "xlam": xlam}
 MAX_REFS = 10
+PROGRESS_EVERY = 500
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -114,6 +115,10 @@ def detect_format(records: list[tuple[str | None, Any]], label: str = "") -> str
             votes["claude"] += 1
         elif flat.matches(r):
             votes["flat"] += 1
+        elif glaive.matches(r):
+            votes["glaive"] += 1
+        elif xlam.matches(r):
+            votes["xlam"] += 1
         elif sharegpt.matches(r):
             votes["hermes" if sharegpt.is_hermes(r) else "sharegpt"] += 1
         elif openai.matches(r):
@@ -175,6 +180,20 @@ def extract_examples(source: str | Path, format: str = "auto", keep_plain: bool 
     if format != "auto" and format not in FORMATS:
         raise InvalidInput(f"unknown format {format!r}; supported: auto, {', '.join(FORMATS)}", field="format")
     records, label = load_source(source)
+    examples, report = examples_from_records(records, label, format, keep_plain, redact)
+    return examples, report, label
+
+
+Progress = Callable[[dict], None]
+
+
+def examples_from_records(records: list[tuple[str | None, Any]], label: str, format: str = "auto",
+                          keep_plain: bool = False, redact: bool = False,
+                          progress: Progress | None = None) -> tuple[list[dict], dict]:
+    """(normalised examples, report) from already loaded records [(ref or None, record)]; `progress` gets
+    {read, kept, skipped, total} every PROGRESS_EVERY records and once at the end."""
+    if format != "auto" and format not in FORMATS:
+        raise InvalidInput(f"unknown format {format!r}; supported: auto, {', '.join(FORMATS)}", field="format")
     fmt = detect_format(records, label) if format == "auto" else format
     module = MODULES[fmt]
     rep = _Report(fmt, label)
@@ -182,6 +201,9 @@ def extract_examples(source: str | Path, format: str = "auto", keep_plain: bool 
     rough: list[tuple[str, dict, dict]] = []
     for i, (line_ref, rec) in enumerate(records):
         rep.data["conversations_read"] += 1
+        if progress and i and i % PROGRESS_EVERY == 0:
+            progress({"read": i, "kept": len(rough), "skipped": sum(rep.data["skipped"].values()),
+                      "total": len(records)})
         ref = line_ref or (module.ref(rec, i) if isinstance(rec, dict) else f"record {i + 1}")
         if isinstance(rec, _Bad):
             rep.skip(ref, rec.reason)
@@ -238,7 +260,10 @@ def extract_examples(source: str | Path, format: str = "auto", keep_plain: bool 
     rep.data["inferred_tools"] = sorted(inferred)
     if redactor:
         rep.data["redactions"] = redactor.counts
-    return out, rep.data, label
+    if progress:
+        progress({"read": len(records), "kept": len(out), "skipped": sum(rep.data["skipped"].values()),
+                  "total": len(records)})
+    return out, rep.data
 
 
 def _infer_tools(rough: list[tuple[str, dict, dict]]) -> dict[str, dict]:
