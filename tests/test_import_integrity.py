@@ -382,3 +382,93 @@ def test_shared_bfcl_cases_float_arrays_and_bom(store):
     row = nursery_import_dataset(_case("11_bom_bfcl_test.json"), name="bom", format="bfcl",
                                  answers=_case("11_bom_bfcl_answers.json"))
     assert row["num_examples"] == 1
+
+
+# --------------------------------------------------------------------------------- the bad-input corpus
+def _chatgpt(hidden=False, reply=None):
+    return chatgpt_two_lookups(hide_first_reply=hidden, second_reply=reply)
+
+
+REF_TOOL = {"type": "function", "function": {"name": "lookup_order", "description": "Find", "parameters": {
+    "type": "object", "$defs": {"id": {"type": "string"}}, "properties": {"order_id": {"$ref": "#/$defs/id"}},
+    "required": ["order_id"]}}}
+REMOTE_REF = json.loads(json.dumps(REF_TOOL).replace("#/$defs/id", "https://x.example/id.json"))
+CANON_BAD = {
+    "nan": GOOD_LINE.replace('"A1"}', '"A1", "n": NaN}'),
+    "infinity": GOOD_LINE.replace('"A1"}', '"A1", "n": Infinity}'),
+    "duplicate key": GOOD_LINE.replace('"role": "user"', '"role": "user", "role": "user"'),
+    "lone surrogate": GOOD_LINE.replace("Where is A1?", "Where is \\udc00?"),
+    "syntax": GOOD_LINE[:-1],
+    "weight on a user": GOOD_LINE.replace('"role": "user"', '"role": "user", "weight": 0'),
+    "image block": GOOD_LINE.replace('"content": "Where is A1?"',
+                                     '"content": [{"type": "image_url", "image_url": {"url": "x"}}]'),
+    "remote ref": json.dumps({**json.loads(GOOD_LINE), "tools": [REMOTE_REF]}),
+    "unknown argument": GOOD_LINE.replace('"A1"}', '"A1", "colour": "red"}'),
+}
+REFUSED_MESSAGES = {"nan": "NaN is not a JSON number", "infinity": "Infinity is not a JSON number",
+                    "duplicate key": "duplicate key", "lone surrogate": "lone UTF-16 surrogate",
+                    "syntax": "not valid JSON", "weight on a user": "applies to assistant messages only",
+                    "image block": "is not text", "remote ref": "is not local",
+                    "unknown argument": "unexpected argument"}
+
+
+@pytest.mark.parametrize("kind", sorted(CANON_BAD))
+def test_corpus_canonical_refusals_name_file_line_and_change_nothing(tmp_path, store, nursery_home, kind):
+    nursery_import_dataset(write(tmp_path, "ok.jsonl", GOOD_LINE + "\n"), name="kept")
+    before = _snapshot(nursery_home)
+    src = write(tmp_path, f"{kind.replace(' ', '_')}.jsonl", GOOD_LINE + "\n" + CANON_BAD[kind] + "\n")
+    with pytest.raises(InvalidInput) as e:
+        nursery_import_dataset(src, name="bad")
+    assert REFUSED_MESSAGES[kind] in e.value.detail and e.value.file == str(src) and e.value.line == 2
+    assert _snapshot(nursery_home) == before
+
+
+@pytest.mark.parametrize("kind, source, reason", [
+    ("missing reply between calls", lambda: _chatgpt(hidden=True), "reply is missing"),
+    ("tool reply without text", lambda: _chatgpt(reply={"content_type": "image_asset_pointer"}), "holds no text"),
+    ("bad xLAM call", lambda: [xlam_bad()], "does not match its tool's schema"),
+    ("weight 0.5", lambda: [openai_row(weight_of_first=0.5)], "a weight of 0.5"),
+    ("NaN in chat JSONL", lambda: GOOD_LINE.replace('"A1"}', '"A1", "n": NaN}') + "\n", "NaN is not a JSON number"),
+])
+def test_corpus_conversations_that_cannot_be_kept_are_refused_with_the_reason(tmp_path, store, nursery_home, kind,
+                                                                             source, reason):
+    nursery_import_dataset(write(tmp_path, "ok.jsonl", GOOD_LINE + "\n"), name="kept")
+    before = _snapshot(nursery_home)
+    data = source()
+    src = write(tmp_path, "in.jsonl" if isinstance(data, str) or "messages" in json.dumps(data)[:40] else "in.json",
+                data)
+    with pytest.raises(InvalidInput, match="no examples could be extracted") as e:
+        nursery_extract_conversations(src, name="bad")
+    assert reason in str(e.value)
+    assert _snapshot(nursery_home) == before
+
+
+def xlam_bad():
+    return {"query": "Convert five km", "tools": json.dumps([{"name": "conv", "description": "c", "parameters": {
+        "value": {"type": "float", "description": "v"}}}]), "answers": json.dumps([{"name": "conv", "arguments": {
+            "value": "five"}}])}
+
+
+@pytest.mark.parametrize("kind, source, code", [
+    ("weight 0", lambda: [openai_row()], "weight_0_turn_kept_as_context"),
+    ("ChatGPT weight-0 replies", lambda: _chatgpt(), None),
+    ("empty tool reply", lambda: _chatgpt(reply={"content_type": "tether_browsing_display", "result": ""}),
+     "empty_tool_reply_kept"),
+    ("single tool object", lambda: [{**openai_row(), "tools": LOOKUP}], "single_tool_object_listed"),
+    ("$ref schema", lambda: [{**openai_row(weight_of_first=1), "tools": [REF_TOOL]}], "local_refs_inlined"),
+    ("xLAM parameters", lambda: [{**xlam_bad(), "answers": json.dumps([{"name": "conv", "arguments": {"value": 5.0}}])}],
+     "xlam_parameters_converted"),
+    ("Gorilla types", lambda: [{**openai_row(weight_of_first=1), "tools": [{"name": "lookup_order", "parameters": {
+        "type": "dict", "properties": {"order_id": {"type": "str"}}, "required": ["order_id"]}}]}],
+     "python_type_names_mapped"),
+])
+def test_corpus_every_transformation_is_counted_with_its_reason(tmp_path, store, kind, source, code):
+    data = source()
+    src = write(tmp_path, "in.json", data)
+    row = nursery_extract_conversations(src, name="t")
+    changes = row["report"]["transformations"]
+    if code is None:  # nothing changed: nothing reported beyond the inferred schema of ChatGPT's own tool
+        assert set(changes) == {"tool_schemas_inferred"}
+    else:
+        assert changes.get(code, 0) >= 1, changes
+    assert all(c in TRANSFORMATIONS for c in changes)

@@ -108,6 +108,10 @@ def detect_format(records: list[tuple[str | None, Any]], label: str = "") -> str
     """The format most of the first records match; InvalidInput when none does."""
     votes = {f: 0 for f in FORMATS}
     sample = [r for _, r in records if isinstance(r, dict)][:25]
+    bad = [(ref, r.reason) for ref, r in records if isinstance(r, _Bad)]
+    if not sample and bad:
+        raise InvalidInput(f"no examples could be extracted from {len(records)} record(s): none could be read; "
+                           f"first: {bad[0][0] or 'record 1'}, {bad[0][1]}", file=label)
     for r in sample:
         if chatgpt.matches(r):
             votes["chatgpt"] += 1
