@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InvalidInput, NotFound
+from ..jsontext import read_text
 from ..records import Where, decode_json_like, normalise_tool
 
 
