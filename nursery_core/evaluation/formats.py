@@ -68,20 +68,8 @@ def _result(calls: list[dict], attempts: int, errors: list[str]) -> ParseResult:
     return ParseResult(calls=calls, format_ok=not errors, errors=errors, blocks=attempts)
 
 
-def parse_hermes(text: str) -> ParseResult:
-    segments = re.findall(r"<tool_call>(.*?)(?:</tool_call>|$)", text, re.S)
-    calls, errors = [], []
-    for i, body in enumerate(segments, 1):
-        try:
-            calls += _calls_from(_decode(body.strip()))
-        except ValueError as e:
-            errors.append(f"block {i}: {e}")
-    return _result(calls, len(segments), errors)
-
-
-def parse_json(text: str) -> ParseResult:
-    fenced = [b for b in _FENCE.findall(text) if b.strip()[:1] in ("{", "[")]
-    bodies = fenced or ([text.strip()] if text.strip()[:1] in ("{", "[") else [])
+def _from_bodies(bodies: list[str]) -> ParseResult:
+    """Each body decoded as one call or a list of calls; a body that does not decode is a format error."""
     calls, errors = [], []
     for i, body in enumerate(bodies, 1):
         try:
@@ -89,6 +77,15 @@ def parse_json(text: str) -> ParseResult:
         except ValueError as e:
             errors.append(f"block {i}: {e}")
     return _result(calls, len(bodies), errors)
+
+
+def parse_hermes(text: str) -> ParseResult:
+    return _from_bodies(re.findall(r"<tool_call>(.*?)(?:</tool_call>|$)", text, re.S))
+
+
+def parse_json(text: str) -> ParseResult:
+    fenced = [b for b in _FENCE.findall(text) if b.strip()[:1] in ("{", "[")]
+    return _from_bodies(fenced or ([text.strip()] if text.strip()[:1] in ("{", "[") else []))
 
 
 def _literal(node: ast.AST) -> Any:
