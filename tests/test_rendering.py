@@ -138,3 +138,13 @@ def test_evaluation_prompts_skip_weight_0_turns():
     prompt, gold = rendering.eval_prompts(WEIGHTED)
     assert [m["role"] for m in prompt] == ["user", "assistant", "user"]
     assert gold == [{"name": "memory_store", "arguments": {"content": "garage code 4821"}}]
+
+
+def test_the_trainer_keeps_weighted_examples_and_drops_those_with_nothing_to_learn(tokenizer):
+    from nursery_core.training.trainer import encode_all
+    rendering.prepare_tokenizer(tokenizer, "chatml")
+    nothing = {**WEIGHTED, "messages": [{**m, "weight": 0} if m["role"] == "assistant" else m
+                                        for m in WEIGHTED["messages"]]}
+    kept, dropped = encode_all(tokenizer, [WEIGHTED, nothing], max_length=2048)
+    assert len(kept) == 1 and dropped == 1
+    assert kept[0] == rendering.encode_example(tokenizer, WEIGHTED, 2048)
