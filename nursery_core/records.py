@@ -189,13 +189,13 @@ def call_errors(tool: dict, arguments: dict) -> list[str]:
     params = tool["function"]["parameters"]
     validator = compiled_validator(params)
     errs = []
+    for e in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path)):
+        loc = ".".join(str(p) for p in e.path)
+        errs.append(f"{loc + ': ' if loc else ''}{e.message}")
     props = params.get("properties") or {}
     if props and "additionalProperties" not in params and isinstance(arguments, dict):
         errs += [f"{k}: unexpected argument (not among the tool's parameters {sorted(props)})"
                  for k in arguments if k not in props]
-    for e in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path)):
-        loc = ".".join(str(p) for p in e.path)
-        errs.append(f"{loc + ': ' if loc else ''}{e.message}")
     return errs
 
 
@@ -323,7 +323,7 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
                 if validate_calls and name in by_name:
                     errs = call_errors(by_name[name], args)
                     if errs:
-                        raise where.error(f"arguments of {name!r} do not match its schema: {errs[0]}",
+                        raise where.error(f"arguments of {name!r} do not match its schema: {'; '.join(errs[:3])}",
                                           f"{cf}.function.arguments")
                 cid = c.get("id") or f"call_{call_counter}"
                 call_counter += 1

@@ -472,3 +472,34 @@ def test_corpus_every_transformation_is_counted_with_its_reason(tmp_path, store,
     else:
         assert changes.get(code, 0) >= 1, changes
     assert all(c in TRANSFORMATIONS for c in changes)
+
+
+def test_shared_cases_through_the_cli(tmp_path, nursery_home):
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "NURSERY_HOME": str(nursery_home), "OMP_NUM_THREADS": "1"}
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "nursery_core", *args], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    r = cli("extract-conversations", str(_case("04_openai_weight0_message.jsonl")), "--name", "w")
+    assert r.returncode == 0, r.stderr
+    assert "an assistant turn with weight 0, kept as context and not trained on (1)" in r.stdout
+    r = cli("show-dataset", "w")
+    assert "assistant [weight 0: context, not trained on]: Sure, here it is: sunny." in r.stdout
+    r = cli("extract-conversations", str(_case("05_xlam_flat_parameters.jsonl")))
+    assert r.returncode == 2 and "first: line 1, field 'messages[1].tool_calls[0].function.arguments'" in r.stderr
+    r = cli("import-dataset", str(_case("08_canonical_nan_argument.jsonl")))
+    assert r.returncode == 2 and ":1, field 'messages[1].tool_calls[0].function.arguments.celsius': NaN" in r.stderr
+    r = cli("generate-data", "--tool-schema", str(_case("09_tool_schema_ref_defs.json")), "--num-examples", "12",
+            "--name", "orders", "--json")
+    assert r.returncode == 0, r.stderr
+    stored = load_examples("orders")
+    tool = next(t for t in stored[0]["tools"] if t["function"]["name"] == "create_order")
+    assert "$ref" not in json.dumps(tool) and tool["function"]["parameters"]["properties"]["discount"]["type"] == [
+        "number", "null"]
+    r = cli("list-datasets", "--json")
+    assert sorted(d["name"] for d in json.loads(r.stdout)) == ["orders", "w"]

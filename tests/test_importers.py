@@ -167,3 +167,6 @@ def test_real_samples_import_with_sensible_reports(samples_dir, rel, fmt, at_lea
     all_calls_valid(exs)
     if fmt == "openai" and "drone" in rel:
         assert rep["transformations"].get("double_encoded_arguments", 0) >= 1
+    if fmt in ("hermes", "sharegpt"):  # the samples give their tools: none may be replaced by an inferred one
+        assert rep["inferred_tools"] == [] and "tool_schemas_inferred" not in rep["transformations"]
+        assert all("inferred" not in t["function"]["description"] for ex in exs for t in ex["tools"])

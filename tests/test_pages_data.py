@@ -115,3 +115,14 @@ def test_schema_check_reports_its_dry_run_and_what_the_tool_list_omits(store):
     schema["parameters"]["properties"]["customer"] = {"$ref": "https://example.com/who.json"}
     at.text_area(key="gen_schema_text").set_value(json.dumps(schema)).run()
     assert any("is not local" in e.value and "properties.customer.$ref" in e.value for e in at.error)
+
+
+def test_shared_ref_defs_case_is_valid_after_a_dry_run_in_the_schema_check(store):
+    import pytest
+    case = ROOT.parent / "shared" / "cases" / "real-world" / "09_tool_schema_ref_defs.json"
+    if not case.exists():
+        pytest.skip("../shared/cases/real-world is absent")
+    at = run("pages/1_Data_Garden.py")
+    at.text_area(key="gen_schema_text").set_value(case.read_text()).run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("create_order" in s.value and "dry run generated" in s.value for s in at.success)

@@ -46,7 +46,10 @@ def _json_records(text: str, label: str) -> list[tuple[str | None, Any]]:
             if isinstance(inner, list) and inner and isinstance(inner[0], dict) and not any(
                     m.matches(data) for m in (sharegpt,)):
                 return [(None, _checked(r) if suspicious else r) for r in inner]
-        return [(None, _checked(data) if suspicious else data)]
+        # one line of JSON Lines holding one record: keep its line number for the report
+        one_line = "\n" not in stripped.strip()
+        ref = f"line {text[: text.find(stripped.strip()[:1])].count(chr(10)) + 1}" if one_line else None
+        return [(ref, _checked(data) if suspicious else data)]
     out: list[tuple[str | None, Any]] = []
     bad = 0
     for i, line in text_lines(text):
