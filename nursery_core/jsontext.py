@@ -55,14 +55,11 @@ class _DupDict(dict):
     duplicates: list[str]
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        seen: set[str] = set()
-        out = _DupDict(d)
-        out.duplicates = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
-        return out
-    return d
+def _duplicates(pairs: list[tuple[str, Any]], d: dict) -> _DupDict:
+    seen: set[str] = set()
+    out = _DupDict(d)
+    out.duplicates = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
+    return out
 
 
 def _problem(value: Any, path: str) -> tuple[str, str] | None:
@@ -100,10 +97,11 @@ def loads_marked(text: str) -> tuple[Any, bool]:
         flagged.append(True)
         return _NonFinite(token)
 
-    def pairs(p: list[tuple[str, Any]]) -> dict:
-        d = _pairs(p)
-        if isinstance(d, _DupDict):
+    def pairs(p: list[tuple[str, Any]]) -> dict:  # one call per object: it runs for every object parsed
+        d = dict(p)
+        if len(d) != len(p):
             flagged.append(True)
+            return _duplicates(p, d)
         return d
 
     value = json.loads(text, parse_constant=const, object_pairs_hook=pairs)
