@@ -110,11 +110,17 @@ def _map_types(schema: Any, notes: set[str]) -> Any:
     return out
 
 
+_SCHEMA_KEYWORDS = {"properties", "required", "$defs", "definitions", "additionalProperties", "anyOf", "oneOf",
+                    "allOf", "$schema", "$ref", "patternProperties"}
+
+
 def is_flat_parameters(params: Any) -> bool:
-    """xLAM/APIGen's `{name: {type, description, default}}`: no `properties`, every value a parameter spec."""
-    return (isinstance(params, dict) and bool(params) and "properties" not in params
-            and not isinstance(params.get("type"), str)
-            and all(isinstance(v, dict) and ("type" in v or "description" in v) for v in params.values()))
+    """xLAM/APIGen's `{name: {type, description, default}}`: every value a parameter spec (a dict), and no
+    JSON Schema keyword at the top (a parameter may still be called `type` or `description`: its value is a
+    dict, never a type name or text)."""
+    return (isinstance(params, dict) and bool(params) and not (set(params) & _SCHEMA_KEYWORDS)
+            and all(isinstance(v, dict) for v in params.values())
+            and any({"type", "description", "default"} & set(v) for v in params.values()))
 
 
 def _from_flat(params: dict) -> dict:

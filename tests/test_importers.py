@@ -170,3 +170,13 @@ def test_real_samples_import_with_sensible_reports(samples_dir, rel, fmt, at_lea
     if fmt in ("hermes", "sharegpt"):  # the samples give their tools: none may be replaced by an inferred one
         assert rep["inferred_tools"] == [] and "tool_schemas_inferred" not in rep["transformations"]
         assert all("inferred" not in t["function"]["description"] for ex in exs for t in ex["tools"])
+
+
+def test_flat_rows_keep_a_supplied_schema_given_as_text(tmp_path):
+    schema = {"name": "memory_store", "description": "Store a fact", "parameters": {
+        "type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"]}}
+    p = tmp_path / "flat.jsonl"
+    p.write_text(json.dumps({"user_query": "remember milk", "tool_name": "memory_store",
+                             "tool_arguments": {"content": "milk"}, "tool_schema": json.dumps(schema)}) + "\n")
+    exs, rep, _ = extract_examples(p)
+    assert exs[0]["tools"][0]["function"]["description"] == "Store a fact" and rep["inferred_tools"] == []

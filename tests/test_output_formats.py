@@ -106,3 +106,11 @@ def test_cli_output_format_option(tmp_path, nursery_home):
     assert json.loads(r.stdout)["settings"]["output_format"] == "pythonic"
     r = cli("evaluate", "x", "--dataset", "weather", "--output-format", "json", home=nursery_home)
     assert r.returncode == 2 and "--output-format reads a predictions file" in r.stderr
+
+
+def test_llama_python_tag_and_twice_encoded_arguments():
+    parsed, used = parse_output('<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris", "days": [1, 2]}}')
+    assert used == "json" and parsed.calls == [CALL]
+    twice = json.dumps(json.dumps(CALL["arguments"]))
+    parsed, used = parse_output('<tool_call>{"name": "get_weather", "arguments": ' + twice + '}</tool_call>')
+    assert used == "hermes" and parsed.calls == [CALL]

@@ -109,3 +109,23 @@ def test_an_example_with_a_ref_schema_is_stored_self_contained():
             "comment": None}}}]}]})
     assert "$ref" not in json.dumps(ex["tools"])
     assert ex["meta"]["fixups"] == ["local_refs_inlined", "nullable_anyof_as_type_list"]
+
+
+@pytest.mark.parametrize("params, flat", [
+    ({"q": {"type": "str"}, "type": {"description": "kind of item", "type": "str"}}, True),
+    ({"q": {"default": 3}}, True),
+    ({"type": "object", "properties": {"q": {"type": "string"}}}, False),
+    ({"properties": {"q": {"type": "string"}}}, False),
+    ({"$defs": {"x": {"type": "string"}}, "q": {"$ref": "#/$defs/x"}}, False),
+])
+def test_flat_parameter_dicts_are_told_from_json_schema(params, flat):
+    from nursery_core.schemas import is_flat_parameters
+    assert is_flat_parameters(params) is flat
+
+
+def test_a_flat_dict_with_a_parameter_called_type_keeps_it():
+    tool = normalise_tool({"name": "find", "parameters": {
+        "type": {"description": "kind of item", "type": "str"}, "limit": {"type": "int, optional", "default": 5}}})
+    params = tool["function"]["parameters"]
+    assert params["properties"]["type"] == {"type": "string", "description": "kind of item"}
+    assert params["required"] == ["type"] and params["properties"]["limit"]["default"] == 5

@@ -51,8 +51,9 @@ def _call_from(obj: Any) -> dict:
     if not isinstance(name, str) or not name.strip():
         raise ValueError("the call has no 'name' string")
     args = obj.get("arguments", obj.get("parameters", {}))
-    if isinstance(args, str):
-        args = _decode(args) if args.strip() else {}
+    for _ in range(2):  # a JSON string, or one encoded twice
+        if isinstance(args, str):
+            args = _decode(args) if args.strip() else {}
     if not isinstance(args, dict):
         raise ValueError(f"the arguments of {name!r} are a {type(args).__name__}, not an object")
     return {"name": name.strip(), "arguments": args}
@@ -152,9 +153,21 @@ PARSERS = {"hermes": parse_hermes, "json": parse_json, "pythonic": parse_pythoni
            "nursery": parse_tool_calls}
 
 
+# Llama 3.1 may open a JSON call with its python tag; it carries no meaning for the call itself.
+_PREFIXES = ("<|python_tag|>",)
+
+
+def _strip_prefix(text: str) -> str:
+    t = (text or "").strip()
+    for p in _PREFIXES:
+        if t.startswith(p):
+            t = t[len(p):].strip()
+    return t
+
+
 def detect(text: str) -> str | None:
     """The output form an output is written in, or None for a plain answer."""
-    t = (text or "").strip()
+    t = _strip_prefix(text)
     if _MISTRAL in t:
         return "mistral"
     if "<tool_call>" in t:
@@ -170,7 +183,10 @@ def parse_output(text: str | None, output_format: str = "auto") -> tuple[ParseRe
     """(calls found, the form used: a name of OUTPUT_FORMATS, or None for a plain answer under auto)."""
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}")
+    if output_format == "nursery":
+        return parse_tool_calls(text), output_format
+    text = _strip_prefix(text or "")
     if output_format != "auto":
-        return PARSERS[output_format](text or ""), output_format
-    fmt = detect(text or "")
-    return (PARSERS[fmt](text or "") if fmt else ParseResult()), fmt
+        return PARSERS[output_format](text), output_format
+    fmt = detect(text)
+    return (PARSERS[fmt](text) if fmt else ParseResult()), fmt
