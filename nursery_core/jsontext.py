@@ -138,7 +138,8 @@ def problem_in(value: Any) -> tuple[str, str] | None:
 def _problem_parsed(value: Any, path: str) -> tuple[str, str] | None:
     if isinstance(value, float):
         if value != value or value in (float("inf"), float("-inf")):
-            return path or "(top level)", f"{'NaN' if value != value else value} is not a JSON number"
+            token = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+            return path or "(top level)", f"{token} is not a JSON number"
         return None
     if isinstance(value, (dict, list, str)):
         if isinstance(value, str):

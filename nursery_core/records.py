@@ -130,6 +130,9 @@ def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> tupl
     if not isinstance(params, dict):
         raise where.error(f"tool {name!r}: parameters must be a JSON Schema object",
                           f"{field}.function.parameters")
+    bad = problem_in(params)
+    if bad:
+        raise where.error(f"tool {name!r}: {bad[1]}", f"{field}.function.parameters.{bad[0]}")
     try:
         params, notes = normalise_parameters(params)
     except SchemaUnsupported as e:
@@ -359,6 +362,9 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
     if category != "no_call" and not n_call_turns:
         raise where.error(f"category {category!r} but the assistant makes no tool call", "meta.category")
     meta = dict(raw.get("meta") or {})
+    bad = problem_in(meta)
+    if bad:
+        raise where.error(bad[1], f"meta.{bad[0]}")
     meta["category"] = category
     if default_source and not meta.get("source"):
         meta["source"] = default_source

@@ -503,3 +503,15 @@ def test_shared_cases_through_the_cli(tmp_path, nursery_home):
         "number", "null"]
     r = cli("list-datasets", "--json")
     assert sorted(d["name"] for d in json.loads(r.stdout)) == ["orders", "w"]
+
+
+def test_values_that_are_not_json_are_refused_wherever_they_come_from():
+    """Rows from the datasets library or Python callers are already parsed: NaN there is refused too."""
+    from nursery_core.records import normalise_example
+    tool = json.loads(json.dumps(LOOKUP))
+    tool["function"]["parameters"]["properties"]["order_id"]["default"] = float("nan")
+    ex = {"tools": [tool], "messages": json.loads(GOOD_LINE)["messages"]}
+    with pytest.raises(InvalidInput, match=r"field 'tools\[0\]\.function\.parameters\.properties\.order_id\.default'"):
+        normalise_example(ex)
+    with pytest.raises(InvalidInput, match=r"field 'meta\.score': Infinity is not a JSON number"):
+        normalise_example({**json.loads(GOOD_LINE), "meta": {"score": float("inf")}})
