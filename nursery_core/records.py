@@ -53,6 +53,8 @@ TRANSFORMATIONS = {
     "message_after_last_answer_dropped": "a message after the last assistant answer, dropped",
     "non_text_blocks_dropped": "content blocks that are not text (images, files), dropped",
     "non_object_message_dropped": "a message that is not an object, dropped",
+    "hermes_tools_prompt_replaced": "a Hermes system prompt listing the tools, replaced by the tool list itself",
+    "call_text_wrapped_as_argument": "a ChatGPT plugin/code call written as text, stored as {code|command: text}",
     "hidden_message_skipped": "a message the ChatGPT export marks hidden, skipped",
     "reasoning_message_skipped": "a reasoning/thinking message, skipped",
 }

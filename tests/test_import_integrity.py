@@ -467,8 +467,8 @@ def test_corpus_every_transformation_is_counted_with_its_reason(tmp_path, store,
     src = write(tmp_path, "in.json", data)
     row = nursery_extract_conversations(src, name="t")
     changes = row["report"]["transformations"]
-    if code is None:  # nothing changed: nothing reported beyond the inferred schema of ChatGPT's own tool
-        assert set(changes) == {"tool_schemas_inferred"}
+    if code is None:  # turns kept as they are: only the call's representation and the inferred schema
+        assert set(changes) == {"tool_schemas_inferred", "call_text_wrapped_as_argument"}
     else:
         assert changes.get(code, 0) >= 1, changes
     assert all(c in TRANSFORMATIONS for c in changes)

@@ -85,6 +85,7 @@ def convert(rec: dict) -> dict:
             if not isinstance(args, dict):
                 key = "code" if recipient == "python" else "command"
                 args = {key: raw}
+                b.count("call_text_wrapped_as_argument")
             b.call(recipient, args, src=src)
         elif role == "tool":
             b.tool(_tool_text(content, b), name=author.get("name"))

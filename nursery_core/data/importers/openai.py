@@ -66,6 +66,8 @@ def convert(rec: dict) -> dict:
             b.count("weight_0_turn_kept_as_context")
         if role in ("system", "developer"):
             found, rest = tools_in_system(text)
+            if found is not None:
+                b.count("hermes_tools_prompt_replaced")
             if found is not None and tools is None:
                 tools = found
             b.system(rest if found is not None else text)

@@ -46,6 +46,8 @@ def convert(rec: dict) -> dict:
     tools = supplied_tools(rec.get("tools"), b)
     if isinstance(rec.get("system"), str):
         found, rest = tools_in_system(rec["system"])
+        if found is not None:
+            b.count("hermes_tools_prompt_replaced")
         tools = tools or found
         b.system(rest if found is not None else rec["system"])
     for k, t in enumerate(rec["conversations"]):
@@ -60,6 +62,8 @@ def convert(rec: dict) -> dict:
             b.count("non_string_turn_json_encoded")
         if who == "system":
             found, rest = tools_in_system(value)
+            if found is not None:
+                b.count("hermes_tools_prompt_replaced")
             tools = tools or found
             b.system(rest if found is not None else value)
         elif who in USER:
