@@ -46,6 +46,7 @@ TRANSFORMATIONS = {
     "tool_reply_matched_by_order": "a tool reply paired with its call by order (no matching id or name)",
     "tool_reply_without_call_dropped": "a tool reply that answers no call, dropped",
     "unanswered_call_before_user": "a tool call without its reply, followed by a user message",
+    "unanswered_call_before_answer": "one of several calls without its reply, followed by the next answer",
     "late_system_message_dropped": "a system message after the first turn, dropped",
     "empty_message_dropped": "an empty user message, dropped",
     "assistant_before_user_dropped": "an assistant message before any user message, dropped",

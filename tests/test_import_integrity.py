@@ -515,3 +515,26 @@ def test_values_that_are_not_json_are_refused_wherever_they_come_from():
         normalise_example(ex)
     with pytest.raises(InvalidInput, match=r"field 'meta\.score': Infinity is not a JSON number"):
         normalise_example({**json.loads(GOOD_LINE), "meta": {"score": float("inf")}})
+
+
+def test_replies_are_paired_by_id_and_never_by_guess_among_several_calls(tmp_path):
+    two = {"role": "assistant", "tool_calls": [
+        {"id": "a", "type": "function", "function": {"name": "lookup_order", "arguments": {"order_id": "A1"}}},
+        {"id": "b", "type": "function", "function": {"name": "lookup_order", "arguments": {"order_id": "B2"}}}]}
+    base = [{"role": "user", "content": "Where are A1 and B2?"}, two]
+    rows = [
+        {"tools": [LOOKUP], "messages": base + [{"role": "tool", "tool_call_id": "b", "content": "B2 shipped"},
+                                                {"role": "tool", "tool_call_id": "a", "content": "A1 late"},
+                                                {"role": "assistant", "content": "A1 is late; B2 shipped."}]},
+        {"tools": [LOOKUP], "messages": base + [{"role": "tool", "tool_call_id": "zz", "content": "?"},
+                                                {"role": "assistant", "content": "Hm."}]},
+        {"tools": [LOOKUP], "messages": base + [{"role": "tool", "tool_call_id": "a", "content": "A1 late"},
+                                                {"role": "assistant", "content": "A1 is late."}]},
+    ]
+    exs, rep, _ = extract_examples(write(tmp_path, "o.jsonl", rows))
+    first = exs[0]["messages"]
+    assert [(m["tool_call_id"], m["content"]) for m in first if m["role"] == "tool"] == [("b", "B2 shipped"),
+                                                                                        ("a", "A1 late")]
+    assert rep["skipped"] == {"a tool reply whose tool_call_id matches none of several open calls (pairing it by "
+                              "guess could give a result to the wrong call)": 1}
+    assert rep["transformations"]["unanswered_call_before_answer"] == 1

@@ -106,6 +106,9 @@ class Builder:
                 self._src[id(last)] = src
             return last
         if last and last["role"] in ("user", "tool"):
+            if last["role"] == "tool" and self.pending:
+                self.count("unanswered_call_before_answer", len(self.pending))
+                self.pending = []
             msg: dict[str, Any] = {"role": "assistant", "content": ""}
             if w == 0:
                 msg["weight"] = 0
@@ -149,6 +152,9 @@ class Builder:
                     match = i
                     break
         if match is None and self.pending:
+            if call_id and len(self.pending) > 1:
+                raise Skip("a tool reply whose tool_call_id matches none of several open calls (pairing it by "
+                           "guess could give a result to the wrong call)")
             match = 0
             if call_id or len(self.pending) > 1:
                 self.count("tool_reply_matched_by_order")
