@@ -538,3 +538,21 @@ def test_replies_are_paired_by_id_and_never_by_guess_among_several_calls(tmp_pat
     assert rep["skipped"] == {"a tool reply whose tool_call_id matches none of several open calls (pairing it by "
                               "guess could give a result to the wrong call)": 1}
     assert rep["transformations"]["unanswered_call_before_answer"] == 1
+
+
+def test_one_tool_message_answering_several_calls_is_split_per_call(tmp_path):
+    parts = [{"type": "tool_call", "value": json.dumps({"name": "lookup_order", "arguments": {"order_id": o}})}
+             for o in ("A1", "B2")]
+    replies = [{"tool_call_id": "x1", "name": "lookup_order", "content": "A1 late"},
+               {"tool_call_id": "x2", "name": "lookup_order", "content": {"status": "shipped"}}]
+    row = {"tools": [LOOKUP], "messages": [
+        {"role": "user", "content": "A1 and B2?"}, {"role": "assistant", "content": parts},
+        {"role": "tool", "content": json.dumps(replies)}, {"role": "assistant", "content": "A1 late, B2 shipped."}]}
+    exs, rep, _ = extract_examples(write(tmp_path, "o.jsonl", [row]))
+    msgs = exs[0]["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "tool", "assistant"]
+    calls = msgs[1]["tool_calls"]
+    assert [(m["tool_call_id"], m["content"]) for m in msgs[2:4]] == [(calls[0]["id"], "A1 late"),
+                                                                      (calls[1]["id"], '{"status": "shipped"}')]
+    assert rep["transformations"]["tool_reply_list_split"] == 1
+    assert rep["transformations"]["tool_reply_matched_by_order"] == 1  # two open calls of one tool, in order

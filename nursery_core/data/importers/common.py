@@ -146,11 +146,12 @@ class Builder:
             if call_id and cid == str(call_id):
                 match = i
                 break
-        if match is None:
-            for i, (cid, n) in enumerate(self.pending):
-                if name and n == name:
-                    match = i
-                    break
+        if match is None and name:
+            same = [i for i, (_, n) in enumerate(self.pending) if n == name]
+            if same:
+                match = same[0]
+                if len(same) > 1:  # several open calls of that tool: the first one, in call order
+                    self.count("tool_reply_matched_by_order")
         if match is None and self.pending:
             if call_id and len(self.pending) > 1:
                 raise Skip("a tool reply whose tool_call_id matches none of several open calls (pairing it by "
@@ -214,6 +215,21 @@ def split_tool_calls(text: str) -> tuple[str, list[dict]]:
 def tool_responses(text: str) -> list[str]:
     found = [m.strip() for m in _TOOL_RESPONSE.findall(text)]
     return found or [text.strip()]
+
+
+def reply_list(text: str) -> list[dict] | None:
+    """A tool message answering several calls at once, `[{"tool_call_id"?, "name"?, "content"}, ...]`
+    (LLaMA-Factory writes parallel results so), as its replies; None when the text is anything else."""
+    if not text.lstrip().startswith("[{"):
+        return None
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(items, list) and len(items) > 1 and all(
+            isinstance(x, dict) and "content" in x and ("tool_call_id" in x or "name" in x) for x in items):
+        return items
+    return None
 
 
 def response_name(body: str) -> str | None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...errors import InvalidInput
 from ...records import decode_json_like
-from .common import Builder, Skip, response_name, split_tool_calls, supplied_tools, text_of, tool_responses, tools_in_system
+from .common import Builder, Skip, reply_list, response_name, split_tool_calls, supplied_tools, text_of, tool_responses, tools_in_system
 
 
 def matches(rec: Any) -> bool:
@@ -92,6 +92,12 @@ def convert(rec: dict) -> dict:
                 content = json.dumps(content, ensure_ascii=False) if content is not None else ""
                 if m.get("content") is not None:
                     b.count("tool_reply_json_encoded")
+            several = reply_list(content)
+            if several:
+                b.count("tool_reply_list_split")
+                for r in several:
+                    b.tool(r["content"], call_id=r.get("tool_call_id"), name=r.get("name"))
+                continue
             for r in tool_responses(content) if "<tool_response>" in content else [content]:
                 b.tool(r, call_id=m.get("tool_call_id"), name=m.get("name") or response_name(r))
         else:
