@@ -286,15 +286,14 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
                     raise where.error(f"content block of type {kind!r} is not text: examples hold text only",
                                       f"{f}.content[{j}]")
             content = "".join(b["text"] for b in content)
+        bad = problem_in(content)  # NaN/Infinity or a lone surrogate: not storable as JSON text
+        if bad:
+            raise where.error(bad[1], f"{f}.content" + ("" if bad[0] == "(top level)" else f".{bad[0]}"))
         if not isinstance(content, str):
             if role != "tool":
                 raise where.error("content must be a string", f"{f}.content")
-            content = json.dumps(content, ensure_ascii=False, allow_nan=False) \
-                if problem_in(content) is None else content
+            content = json.dumps(content, ensure_ascii=False)
             fixups.append("tool_content_json_encoded")
-        bad = problem_in(content)
-        if bad:
-            raise where.error(bad[1], f"{f}.content")
         msg: dict[str, Any] = {"role": role, "content": content}
         weight = m.get("weight")
         if weight is not None:
