@@ -31,7 +31,7 @@ def read_text(path: str | Path, label: str | None = None) -> str:
 
 
 def decode_bytes(data: bytes, label: str) -> str:
-    """UTF-8 text from bytes, BOM dropped; CRLF is left to `str.splitlines`, which every reader uses."""
+    """UTF-8 text from bytes, BOM dropped; CRLF is left to `lines`, which every reader uses."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -40,8 +40,11 @@ def decode_bytes(data: bytes, label: str) -> str:
 
 
 def lines(text: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line) for every non-blank line; CRLF and a BOM left on the text are dropped."""
-    for n, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
+    """(1-based line number, line) for every non-blank line; CRLF and a BOM left on the text are dropped.
+    Lines end at "\n" only: JSON strings may hold U+2028, U+2029 or U+0085 unescaped (json.dumps with
+    ensure_ascii=False writes them so), which `str.splitlines` would wrongly treat as line ends."""
+    for n, line in enumerate(text.lstrip("\ufeff").split("\n"), start=1):
+        line = line.rstrip("\r")
         if line.strip():
             yield n, line
 

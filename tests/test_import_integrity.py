@@ -556,3 +556,16 @@ def test_one_tool_message_answering_several_calls_is_split_per_call(tmp_path):
                                                                       (calls[1]["id"], '{"status": "shipped"}')]
     assert rep["transformations"]["tool_reply_list_split"] == 1
     assert rep["transformations"]["tool_reply_matched_by_order"] == 1  # two open calls of one tool, in order
+
+
+def test_line_separators_inside_json_strings_do_not_split_a_line(tmp_path, store):
+    text = "Where is A1?\u2028Also B2\u0085?"
+    line = json.dumps({**json.loads(GOOD_LINE), "messages": [
+        {"role": "user", "content": text}, json.loads(GOOD_LINE)["messages"][1]]}, ensure_ascii=False)
+    src = tmp_path / "ls.jsonl"
+    src.write_text(line + "\r\n" + GOOD_LINE + "\n", encoding="utf-8")
+    row = nursery_import_dataset(src, name="ls")
+    assert row["num_examples"] == 2
+    assert load_examples("ls")[0]["messages"][0]["content"] == text
+    exs, _, _ = extract_examples(src)
+    assert exs[0]["messages"][0]["content"] == text
