@@ -52,7 +52,7 @@ def _generate(args: argparse.Namespace) -> dict:
         p = Path(args.example_queries)
         if not p.is_file():
             raise InvalidInput("example queries file not found", file=args.example_queries)
-        queries = [q.strip() for q in p.read_text(encoding="utf-8").splitlines() if q.strip()]
+        queries = [q.strip() for q in p.read_text(encoding="utf-8-sig").splitlines() if q.strip()]
     return _meta(nursery_generate_data(tools, args.num_examples, args.variation, seed=args.seed, name=args.name,
                                        example_queries=queries, created_by=args.created_by))
 
