@@ -262,8 +262,10 @@ GOOD_LINE = json.dumps({"tools": [LOOKUP], "messages": [
 
 
 def _snapshot(home: Path) -> dict[str, str]:
+    """Every stored byte: the database, its write-ahead log, the datasets folder. SQLite's -shm file is left
+    out: it is a shared-memory index of the WAL that readers update too, not stored data."""
     return {str(p.relative_to(home)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(home.rglob("*")) if p.is_file()}
+            for p in sorted(home.rglob("*")) if p.is_file() and not p.name.endswith("-shm")}
 
 
 @pytest.mark.parametrize("bad, field, message", [
@@ -569,3 +571,25 @@ def test_line_separators_inside_json_strings_do_not_split_a_line(tmp_path, store
     assert load_examples("ls")[0]["messages"][0]["content"] == text
     exs, _, _ = extract_examples(src)
     assert exs[0]["messages"][0]["content"] == text
+
+
+def test_corpus_bfcl_and_predictions_refusals_change_nothing(tmp_path, store, nursery_home):
+    from nursery_core.evaluate import nursery_evaluate
+    test = tmp_path / "t.json"
+    test.write_text(json.dumps({"id": "simple_python_0", "question": [[{"role": "user", "content": "r=5?"}]],
+                                "function": [{"name": "area", "description": "d", "parameters": {
+                                    "type": "dict", "properties": {"r": {"type": "float"}}, "required": ["r"]}}]}) + "\n")
+    answers = tmp_path / "a.json"
+    answers.write_text('{"id": "simple_python_0", "ground_truth": [{"area": {"r": [NaN]}}]}\n')
+    before = _snapshot(nursery_home)
+    with pytest.raises(InvalidInput, match=r"a.json:1, field 'ground_truth\[0\].area.r\[0\]': NaN"):
+        nursery_import_dataset(test, name="b", format="bfcl", answers=answers)
+    assert _snapshot(nursery_home) == before
+    answers.write_text('{"id": "simple_python_0", "ground_truth": [{"area": {"r": [5.0]}}]}\n')
+    nursery_import_dataset(test, name="b", format="bfcl", answers=answers)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text('{"id": "simple_python_0", "output": "x", "output": "y"}\n')
+    before = _snapshot(nursery_home)
+    with pytest.raises(InvalidInput, match=r"p.jsonl:1, field '\(top level\)': duplicate key\(s\) \['output'\]"):
+        nursery_evaluate(dataset="b", split="all", predictions=preds)
+    assert _snapshot(nursery_home) == before
