@@ -129,3 +129,12 @@ def test_a_flat_dict_with_a_parameter_called_type_keeps_it():
     params = tool["function"]["parameters"]
     assert params["properties"]["type"] == {"type": "string", "description": "kind of item"}
     assert params["required"] == ["type"] and params["properties"]["limit"]["default"] == 5
+
+
+def test_guarded_decoding_compiles_such_a_schema():
+    import importlib.util
+    from conftest import require
+    require(importlib.util.find_spec("llguidance") is not None, "llguidance")
+    from nursery_core.guard.grammar import compile_error, tool_grammar
+    grammar, relaxed = tool_grammar([normalise_tool(BOOKING)])
+    assert compile_error(grammar) is None and relaxed == []
