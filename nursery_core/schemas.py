@@ -10,7 +10,8 @@ What is converted (each conversion is named in the returned notes, so imports ca
 - `anyOf`/`oneOf` of one typed schema and `{"type": "null"}` → that schema with a nullable type list
   (`["number", "null"]`), which validates the same values (JSON Schema 2020-12 §6.1.1).
 What is refused, by name: remote or recursive `$ref` (SchemaUnsupported). `unsupported_constructs` lists the
-keywords the generator and the compact rendering cannot follow (validation still honours them).
+keywords the generator cannot follow and `not_rendered` what the compact tool list does not show (validation
+still honours everything).
 """
 from __future__ import annotations
 
@@ -25,12 +26,8 @@ TYPE_ALIASES = {
     "set": "array", "mapping": "object", "sequence": "array",
 }
 JSON_TYPES = ("string", "integer", "number", "boolean", "array", "object", "null")
-# Keywords the generator and the compact v2 rendering follow; anything else that constrains values is named.
-FOLLOWED = {"type", "properties", "required", "items", "enum", "const", "description", "default", "title",
-            "additionalProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
-            "maxLength", "pattern", "format", "minItems", "maxItems", "uniqueItems", "examples", "$schema",
-            "strict", "multipleOf", "$comment", "deprecated", "readOnly", "writeOnly", "contentMediaType"}
-NOT_FOLLOWED = ("allOf", "anyOf", "oneOf", "not", "if", "then", "else", "patternProperties", "propertyNames",
+# The generator picks one branch of anyOf/oneOf (data/values.value_for); these it does not follow at all.
+NOT_FOLLOWED = ("allOf", "not", "if", "then", "else", "patternProperties", "propertyNames",
                 "dependentSchemas", "dependentRequired", "prefixItems", "contains", "unevaluatedProperties",
                 "unevaluatedItems", "minProperties", "maxProperties", "$dynamicRef")
 
@@ -240,7 +237,7 @@ def normalise_parameters(params: dict, field: str = "parameters") -> tuple[dict,
 
 
 def unsupported_constructs(schema: Any, field: str = "parameters") -> list[str]:
-    """'path: keyword' for every keyword the generator and the compact rendering do not follow."""
+    """The path of every keyword the generator does not follow (NOT_FOLLOWED), e.g. 'parameters.properties.x.allOf'."""
     out: list[str] = []
     if isinstance(schema, dict):
         for k, v in schema.items():
@@ -266,5 +263,7 @@ def not_rendered(params: dict) -> list[str]:
         items = p.get("items")
         if isinstance(items, dict) and isinstance(items.get("properties"), dict) and items["properties"]:
             out.append(f"{name}: the fields of its array items ({', '.join(sorted(items['properties']))})")
+        if "type" not in p and "enum" not in p and any(k in p for k in ("anyOf", "oneOf", "allOf")):
+            out.append(f"{name}: its type (written as anyOf/oneOf/allOf, which the list does not spell out)")
         out += [f"{name}: '{path.rsplit('.', 1)[-1]}' ({path})" for path in unsupported_constructs(p, f"properties.{name}")]
     return out

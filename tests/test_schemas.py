@@ -138,3 +138,12 @@ def test_guarded_decoding_compiles_such_a_schema():
     from nursery_core.guard.grammar import compile_error, tool_grammar
     grammar, relaxed = tool_grammar([normalise_tool(BOOKING)])
     assert compile_error(grammar) is None and relaxed == []
+
+
+def test_a_union_the_list_cannot_spell_is_named_and_still_generated():
+    union = {"name": "tag", "description": "Tag", "parameters": {"type": "object", "required": ["v"], "properties": {
+        "v": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 9}, {"type": "string", "enum": ["x", "y"]}]}}}}
+    check = check_tool_schemas(json.dumps(union), "u.json")
+    assert check["constructs"] == {} and check["generated"] == 12
+    assert check["not_rendered"] == {"tag": ["v: its type (written as anyOf/oneOf/allOf, which the list does not "
+                                             "spell out)"]}
