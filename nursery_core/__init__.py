@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _API = {
     "nursery_generate_data": "nursery_core.data.generator:nursery_generate_data",
     "nursery_extract_conversations": "nursery_core.data.importers:nursery_extract_conversations",
+    "nursery_import_hub": "nursery_core.data.hub:nursery_import_hub",
     "nursery_list_datasets": "nursery_core.datasets:nursery_list_datasets",
     "nursery_import_dataset": "nursery_core.datasets:nursery_import_dataset",
     "nursery_estimate_cost": "nursery_core.estimate:nursery_estimate_cost",

@@ -13,11 +13,12 @@ import math
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 from . import paths
 from .data.diversity import diversity_report
 from .errors import AlreadyExists, InvalidInput, NotFound
+from .jsontext import read_text, records as json_records
 from .overlap import request_index
 from .records import CATEGORIES, SCHEMA_VERSION, Where, dumps, normalise_example
 from .store import get_store
@@ -260,31 +261,13 @@ def _write_tmp(target: Path, encoded: list[str]) -> tuple[Path, str]:
 
 # ------------------------------------------------------------------------------------------ importing
 def _read_canonical(path: Path) -> tuple[list[dict], list[int], dict]:
-    """Canonical JSONL (or a JSON array of records); the first bad line stops the import."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[: e.start].count(b"\n") + 1
-        raise InvalidInput("the file is not UTF-8 text", file=str(path), line=line) from None
-    records: list[tuple[int, Any]] = []
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=str(path),
-                               line=e.lineno) from None
-        records = [(i + 1, r) for i, r in enumerate(data)]
-    else:
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append((i, json.loads(line)))
-            except ValueError as e:
-                raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=str(path), line=i) from None
+    """Canonical JSONL (or a JSON array of records); the first bad line stops the import. Strict JSON
+    (jsontext.loads_strict): NaN, Infinity, duplicate keys and lone surrogates are refused with line and field."""
+    records = json_records(read_text(path), str(path))
     if not records:
         raise InvalidInput("the file has no examples (only blank lines)", file=str(path))
     out, lines = [], []
+    changed: dict[str, int] = {}
     for i, rec in records:
         if isinstance(rec, dict) and "messages" not in rec:
             hint = ("flat rows {user_query, tool_name, tool_arguments}" if "user_query" in rec else
@@ -293,9 +276,13 @@ def _read_canonical(path: Path) -> tuple[list[dict], list[int], dict]:
             if hint:
                 raise InvalidInput(f"this looks like {hint}, not the canonical format: use "
                                    "extract-conversations for it", file=str(path), line=i, field="messages")
-        out.append(normalise_example(rec, Where(str(path), i)))
+        earlier = set(((rec.get("meta") or {}).get("fixups") or []) if isinstance(rec, dict) else [])
+        ex = normalise_example(rec, Where(str(path), i))
+        for code in set(ex["meta"].get("fixups", [])) - earlier:  # this import's changes, not an earlier one's
+            changed[code] = changed.get(code, 0) + 1
+        out.append(ex)
         lines.append(i)
-    return out, lines, {"format": "canonical", "records": len(out)}
+    return out, lines, {"format": "canonical", "records": len(out), "transformations": changed}
 
 
 def _read_bfcl(path: Path, answers: Path | None = None) -> tuple[list[dict], list[int], dict]:

@@ -15,9 +15,11 @@ from typing import Any, Callable
 
 from . import paths
 from .errors import InvalidInput, NotFound
+from .jsontext import decode_bytes, lines as text_lines, loads_strict, read_text
 from .evaluation.bfcl import bfcl_examples, read_bfcl  # noqa: F401  (public re-exports)
 from .evaluation.checker import check_calls, possible_answer_from_gold, standardize_string  # noqa: F401
 from .evaluation.metrics import score_example, small_sample_warning, summarise, wilson_interval
+from .evaluation.formats import OUTPUT_FORMATS
 from .evaluation.parser import ParseResult, parse_tool_calls  # noqa: F401
 from .store import get_store, new_id
 
@@ -45,27 +47,19 @@ def _predictions_source(source: Any) -> tuple[str, str]:
     if hasattr(source, "read"):
         data = source.getvalue() if hasattr(source, "getvalue") else source.read()
         name = Path(getattr(source, "name", "upload") or "upload").name
-        try:
-            return name, data.decode("utf-8") if isinstance(data, bytes) else str(data)
-        except UnicodeDecodeError:
-            raise InvalidInput("the predictions file is not UTF-8 text", file=name) from None
+        return name, decode_bytes(data, name) if isinstance(data, bytes) else str(data).lstrip("\ufeff")
     p = Path(source)
     if not p.is_file():
         raise InvalidInput("predictions file not found", file=str(source))
-    return str(p), p.read_text(encoding="utf-8")
+    return str(p), read_text(p)
 
 
 def read_predictions(source: Any) -> dict[str, str]:
     """`{"id", "output"}` per line (a path or an uploaded file) → id → output; errors name file, line, field."""
     p, text = _predictions_source(source)
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise InvalidInput(f"not valid JSON: {e}", file=p, line=n) from None
+    for n, line in text_lines(text):
+        obj = loads_strict(line, file=p, line=n)
         if not isinstance(obj, dict) or "id" not in obj:
             raise InvalidInput("each line must be an object with 'id' and 'output'", file=p, line=n, field="id")
         output = obj.get("output")
@@ -81,9 +75,9 @@ def read_predictions(source: Any) -> dict[str, str]:
     return out
 
 
-def score_outputs(examples: list[dict], outputs: list[str]) -> tuple[list[dict], dict]:
-    """Per-example details and the summary metrics."""
-    details = [score_example(ex, out) for ex, out in zip(examples, outputs)]
+def score_outputs(examples: list[dict], outputs: list[str], output_format: str = "nursery") -> tuple[list[dict], dict]:
+    """Per-example details and the summary metrics (`output_format`: see evaluation/formats.py)."""
+    details = [score_example(ex, out, output_format) for ex, out in zip(examples, outputs)]
     return details, summarise(details)
 
 
@@ -102,8 +96,10 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
                      max_new_tokens: int | None = None, temperature: float | None = None,
                      top_p: float | None = None, seed: int | None = None, batch_size: int | None = None,
                      decoding: str = "both", guarded: bool | None = None, store_result: bool = True,
+                     output_format: str = "auto",
                      created_by: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Runs `model_name` on the dataset's split (batched) — or scores a predictions file without a model — and
+    """Runs `model_name` on the dataset's split (batched) — or scores a predictions file without a model, its
+    outputs read in `output_format` (evaluation/formats.py; "auto" detects each output's form) — and
     stores the result. Returns {id, model, dataset, split, num_examples, settings, metrics, details_path,
     decoding}. `decoding` "both" (the default) runs the model free, then guarded, and stores both: the result is
     the guarded run's, with `runs` = [free result, guarded result]; `guarded` True/False is short for decoding
@@ -138,7 +134,11 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
             raise InvalidInput(f"no prediction matches an example of {dataset!r} ({split} split)",
                                file=pred_name, field="id")
         outputs = [preds[str(ex.get("id"))] for ex in examples]
-        settings.update(source="predictions", predictions_file=pred_name, missing_predictions=missing)
+        if output_format not in OUTPUT_FORMATS:
+            raise InvalidInput(f"output format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}",
+                               field="output_format")
+        settings.update(source="predictions", predictions_file=pred_name, missing_predictions=missing,
+                        output_format=output_format)
         if progress:
             progress(len(examples), len(examples))
         label = model_name or f"predictions:{Path(pred_name).stem}"
@@ -180,8 +180,15 @@ def decoding_of(settings: dict | None) -> str | None:
 
 def _record(model_label: str, dataset: str, split: str, examples: list[dict], outputs: list[str],
             settings: dict, store_result: bool, created_by: str | None) -> dict:
-    """Scores outputs and stores them as one evaluation (details file + row)."""
-    details, metrics = score_outputs(examples, outputs)
+    """Scores outputs and stores them as one evaluation (details file + row). Predictions are parsed in
+    settings' output_format (a model's own outputs strictly, as Hermes); the forms auto found are counted."""
+    details, metrics = score_outputs(examples, outputs, settings.get("output_format") or "nursery")
+    if settings.get("output_format") == "auto":
+        found: dict[str, int] = {}
+        for d in details:
+            key = d.get("output_format") or "plain answer"
+            found[key] = found.get(key, 0) + 1
+        settings = {**settings, "output_formats_found": found}
     result = {"model": model_label, "dataset": dataset, "split": split, "num_examples": len(examples),
               "settings": settings, "decoding": decoding_of(settings), "metrics": metrics}
     if store_result:

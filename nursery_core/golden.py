@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from . import paths
 from .datasets import check_source_file, get_dataset, load_examples, rewrite_dataset, write_dataset
 from .errors import InvalidInput, NotFound, SharedRequest
+from .jsontext import read_text, records as json_records
 from .overlap import example_requests, normal_request
 from .records import (Where, compiled_validator, decode_arguments, decode_json_like, example_calls,
                       normalise_example, normalise_tool, tools_by_name)
@@ -216,34 +217,13 @@ def _csv_records(text: str, label: str) -> list[tuple[int, Any]]:
     return out
 
 
-def _json_records(text: str, label: str) -> list[tuple[int, Any]]:
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=label, line=e.lineno) from None
-        return [(i + 1, r) for i, r in enumerate(data)]
-    out = []
-    for i, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                out.append((i, json.loads(line)))
-            except ValueError as e:
-                raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=label, line=i) from None
-    return out
-
-
 def read_golden_file(path: str | Path) -> list[tuple[int, dict]]:
     """[(line, validated golden row)] from a simple JSONL/JSON, CSV or canonical JSONL file; the first bad row
     raises InvalidInput naming file, line and field."""
     p = check_source_file(path)
     label = str(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise InvalidInput("the file is not UTF-8 text", file=label,
-                           line=p.read_bytes()[: e.start].count(b"\n") + 1) from None
-    records = _csv_records(text, label) if p.suffix.lower() == ".csv" else _json_records(text, label)
+    text = read_text(p, label)
+    records = _csv_records(text, label) if p.suffix.lower() == ".csv" else json_records(text, label)
     if not records:
         raise InvalidInput("the file has no rows", file=label)
     return [(line, _from_record(rec, Where(label, line))) for line, rec in records]

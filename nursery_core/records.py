@@ -8,7 +8,6 @@ turns them into the stored shape or raises InvalidInput naming the line and fiel
 from __future__ import annotations
 
 import ast
-import copy
 import json
 from typing import Any, Iterable
 
@@ -16,17 +15,51 @@ import jsonschema
 from jsonschema import Draft202012Validator
 
 from .errors import InvalidInput
+from .jsontext import problem_in
+from .schemas import SchemaUnsupported, normalise_parameters
 
 CATEGORIES = ("call", "no_call", "parallel", "multi_turn")
 ROLES = ("system", "user", "assistant", "tool")
 SCHEMA_VERSION = 1
 
-# Gorilla/BFCL and Python-ish type names → JSON Schema.
-_TYPE_ALIASES = {
-    "dict": "object", "float": "number", "tuple": "array", "list": "array", "int": "integer",
-    "str": "string", "bool": "boolean", "double": "number", "long": "integer", "map": "object",
+# Every change an import makes to its source, by code (import reports count them; meta.fixups names them).
+TRANSFORMATIONS = {
+    # values repaired
+    "double_encoded_arguments": "arguments encoded twice as a JSON string, decoded",
+    "tool_content_json_encoded": "a tool result that was not text, stored as its JSON",
+    "tool_reply_json_encoded": "a tool reply that was not text, stored as its JSON",
+    "non_string_turn_json_encoded": "a turn whose value was not text, stored as its JSON",
+    "empty_tool_reply_kept": "an empty tool reply, kept as an empty message",
+    # schemas converted or inferred
+    "single_tool_object_listed": "one tool object where a list was meant, read as a one-item list",
+    "xlam_parameters_converted": "xLAM/APIGen flat parameters converted to JSON Schema",
+    "python_type_names_mapped": "Python/Gorilla type names (str, int, dict, 'int, optional') mapped to JSON Schema",
+    "local_refs_inlined": "local $ref/$defs inlined into the tool schema",
+    "nullable_anyof_as_type_list": "anyOf/oneOf [type, null] written as a nullable type list",
+    "tool_schemas_inferred": "tool schemas inferred from the calls (the source gave none)",
+    # weights
+    "weight_0_turn_kept_as_context": "an assistant turn with weight 0, kept as context and not trained on",
+    "weight_on_non_assistant_ignored": "a weight on a non-assistant message, ignored (OpenAI weighs assistant turns)",
+    # messages merged, matched or dropped
+    "consecutive_user_messages_merged": "user messages in a row, merged into one",
+    "consecutive_assistant_messages_merged": "assistant messages in a row, merged into one",
+    "tool_reply_matched_by_order": "a tool reply paired with its call by order (no matching id or name)",
+    "tool_reply_list_split": "one tool message answering several calls, split into one reply per call",
+    "tool_reply_without_call_dropped": "a tool reply that answers no call, dropped",
+    "unanswered_call_before_user": "a tool call without its reply, followed by a user message",
+    "unanswered_call_before_answer": "one of several calls without its reply, followed by the next answer",
+    "late_system_message_dropped": "a system message after the first turn, dropped",
+    "empty_message_dropped": "an empty user message, dropped",
+    "assistant_before_user_dropped": "an assistant message before any user message, dropped",
+    "message_before_first_user_dropped": "a message before the first user message, dropped",
+    "message_after_last_answer_dropped": "a message after the last assistant answer, dropped",
+    "non_text_blocks_dropped": "content blocks that are not text (images, files), dropped",
+    "non_object_message_dropped": "a message that is not an object, dropped",
+    "hermes_tools_prompt_replaced": "a Hermes system prompt listing the tools, replaced by the tool list itself",
+    "call_text_wrapped_as_argument": "a ChatGPT plugin/code call written as text, stored as {code|command: text}",
+    "hidden_message_skipped": "a message the ChatGPT export marks hidden, skipped",
+    "reasoning_message_skipped": "a reasoning/thinking message, skipped",
 }
-
 
 class Where:
     """Location of a record for error messages: file, line (1-based) and a field path prefix."""
@@ -39,49 +72,13 @@ class Where:
 
 
 # -------------------------------------------------------------------------------------------- tools
-def _normalise_schema_types(schema: Any) -> Any:
-    """Maps Gorilla type names (dict, float, tuple, any) onto JSON Schema, recursively, on a copy."""
-    if isinstance(schema, list):
-        return [_normalise_schema_types(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {}
-    for k, v in schema.items():
-        if k == "type" and isinstance(v, str):
-            # xLAM/APIGen write Python-ish types: "int, optional", "List[str]", "Dict[str, Any]".
-            t = v.strip()
-            if t.lower().endswith(", optional"):
-                t = t[: -len(", optional")].strip()
-            low = t.lower()
-            if low in ("any", "object?") or low.startswith("union") or low.startswith("optional["):
-                continue
-            if low.startswith("list[") or low.startswith("tuple[") or low.startswith("set["):
-                t = "array"
-            elif low.startswith("dict[") or low.startswith("mapping["):
-                t = "object"
-            elif low in _TYPE_ALIASES or low in ("string", "integer", "number", "boolean", "array", "object", "null"):
-                t = low
-            out[k] = _TYPE_ALIASES.get(t, t)
-        elif k == "properties" and isinstance(v, dict):
-            out[k] = {pk: _normalise_schema_types(pv) for pk, pv in v.items()}
-        elif k in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "not", "prefixItems"):
-            out[k] = _normalise_schema_types(v)
-        elif k == "optional":  # a Gorilla-only hint; JSON Schema says it through `required`
-            continue
-        else:
-            out[k] = v
-    if out.get("type") == "array" and "items" in out and isinstance(out["items"], dict):
-        out["items"] = _normalise_schema_types(out["items"])
-    return out
-
-
 # Normalising a tool (deepcopy + check_schema) costs far more than validating a call, and a dataset repeats
 # the same few tools on every line: results are cached. `_NORMALISED` holds tools this module returned (by
 # identity, so the generator's shared tool objects skip all work); `_BY_TEXT` maps a raw tool's JSON text to
 # its normalised JSON text, returned as a fresh copy so callers may mutate what they get.
 _CACHE_MAX = 4096
 _NORMALISED: dict[int, dict] = {}
-_BY_TEXT: dict[str, str] = {}
+_BY_TEXT: dict[str, tuple[str, tuple[str, ...]]] = {}
 _VALIDATORS: dict[int, tuple[dict, Draft202012Validator]] = {}
 
 
@@ -96,23 +93,29 @@ def normalise_tool(tool: Any, where: Where | None = None, field: str = "tools") 
     """Accepts OpenAI `{"type": "function", "function": {...}}`, a bare `{name, description, parameters}`
     or a Python-repr/JSON string of either; returns the wrapped form with a valid JSON-Schema object.
     Treat the result as read-only: normalising it again returns the very same object."""
+    return normalise_tool_noted(tool, where, field)[0]
+
+
+def normalise_tool_noted(tool: Any, where: Where | None = None, field: str = "tools") -> tuple[dict, list[str]]:
+    """normalise_tool plus the conversions it made (schemas.normalise_parameters' notes), for import reports."""
     if isinstance(tool, dict) and _NORMALISED.get(id(tool)) is tool:
-        return tool
+        return tool, []
     try:
         key = json.dumps(tool, sort_keys=True, ensure_ascii=False) if isinstance(tool, (dict, str)) else None
     except (TypeError, ValueError):
         key = None
     if key is not None and key in _BY_TEXT:
-        return _remember(json.loads(_BY_TEXT[key]))
-    out = _normalise_tool_uncached(tool, where, field)
+        text, notes = _BY_TEXT[key]
+        return _remember(json.loads(text)), list(notes)
+    out, notes = _normalise_tool_uncached(tool, where, field)
     if key is not None:
         if len(_BY_TEXT) >= _CACHE_MAX:
             _BY_TEXT.clear()
-        _BY_TEXT[key] = json.dumps(out, ensure_ascii=False)
-    return _remember(out)
+        _BY_TEXT[key] = (json.dumps(out, ensure_ascii=False), tuple(notes))
+    return _remember(out), notes
 
 
-def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> dict:
+def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> tuple[dict, list[str]]:
     where = where or Where()
     if isinstance(tool, str):
         tool = decode_json_like(tool, where, field)
@@ -131,7 +134,13 @@ def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> dict
     if not isinstance(params, dict):
         raise where.error(f"tool {name!r}: parameters must be a JSON Schema object",
                           f"{field}.function.parameters")
-    params = _normalise_schema_types(copy.deepcopy(params))
+    bad = problem_in(params)
+    if bad:
+        raise where.error(f"tool {name!r}: {bad[1]}", f"{field}.function.parameters.{bad[0]}")
+    try:
+        params, notes = normalise_parameters(params)
+    except SchemaUnsupported as e:
+        raise where.error(f"tool {name!r}: {e}", f"{field}.function.{e.field}") from None
     if not params:
         params = {"type": "object", "properties": {}}
     params.setdefault("type", "object")
@@ -157,7 +166,7 @@ def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> dict
         raise where.error(f"tool {name!r}: invalid JSON Schema: {e.message}",
                           f"{field}.function.parameters" + (f".{path}" if path else "")) from None
     out_fn = {"name": name, "description": str(fn.get("description") or "").strip(), "parameters": params}
-    return {"type": "function", "function": out_fn}
+    return {"type": "function", "function": out_fn}, notes
 
 
 def tool_name(tool: dict) -> str:
@@ -181,12 +190,19 @@ def compiled_validator(parameters: dict) -> Draft202012Validator:
 
 
 def call_errors(tool: dict, arguments: dict) -> list[str]:
-    """Schema errors of one call's arguments against its tool (empty list when valid)."""
-    validator = compiled_validator(tool["function"]["parameters"])
+    """Schema errors of one call's arguments against its tool (empty list when valid). An argument the tool
+    does not declare is an error when the schema lists its properties and says nothing of
+    `additionalProperties` (JSON Schema would allow it, but a training target must not invent arguments)."""
+    params = tool["function"]["parameters"]
+    validator = compiled_validator(params)
     errs = []
     for e in sorted(validator.iter_errors(arguments), key=lambda e: list(e.path)):
         loc = ".".join(str(p) for p in e.path)
         errs.append(f"{loc + ': ' if loc else ''}{e.message}")
+    props = params.get("properties") or {}
+    if props and "additionalProperties" not in params and isinstance(arguments, dict):
+        errs += [f"{k}: unexpected argument (not among the tool's parameters {sorted(props)})"
+                 for k in arguments if k not in props]
     return errs
 
 
@@ -229,9 +245,16 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
     raw_tools = raw.get("tools") or []
     if isinstance(raw_tools, str):
         raw_tools = decode_json_like(raw_tools, where, "tools")
+    if isinstance(raw_tools, dict):  # one tool object where a list is meant: a one-item list
+        raw_tools = [raw_tools]
+        fixups.append("single_tool_object_listed")
     if not isinstance(raw_tools, list):
         raise where.error("'tools' must be a list", "tools")
-    tools = [normalise_tool(t, where, f"tools[{i}]") for i, t in enumerate(raw_tools)]
+    tools = []
+    for i, t in enumerate(raw_tools):
+        tool, notes = normalise_tool_noted(t, where, f"tools[{i}]")
+        tools.append(tool)
+        fixups += notes
     names = [tool_name(t) for t in tools]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -256,14 +279,30 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
         content = m.get("content")
         if content is None:
             content = ""
-        if isinstance(content, list):  # content blocks: keep the text ones
-            content = "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") in (None, "text"))
+        if isinstance(content, list):  # content blocks: text only; another block would be lost silently
+            for j, b in enumerate(content):
+                if not (isinstance(b, dict) and b.get("type") in (None, "text") and isinstance(b.get("text"), str)):
+                    kind = b.get("type") if isinstance(b, dict) else type(b).__name__
+                    raise where.error(f"content block of type {kind!r} is not text: examples hold text only",
+                                      f"{f}.content[{j}]")
+            content = "".join(b["text"] for b in content)
+        bad = problem_in(content)  # NaN/Infinity or a lone surrogate: not storable as JSON text
+        if bad:
+            raise where.error(bad[1], f"{f}.content" + ("" if bad[0] == "(top level)" else f".{bad[0]}"))
         if not isinstance(content, str):
-            if role == "tool":
-                content = json.dumps(content, ensure_ascii=False)
-            else:
+            if role != "tool":
                 raise where.error("content must be a string", f"{f}.content")
+            content = json.dumps(content, ensure_ascii=False)
+            fixups.append("tool_content_json_encoded")
         msg: dict[str, Any] = {"role": role, "content": content}
+        weight = m.get("weight")
+        if weight is not None:
+            if role != "assistant":
+                raise where.error("a training weight applies to assistant messages only (OpenAI fine-tuning "
+                                  "format)", f"{f}.weight")
+            if isinstance(weight, bool) or weight not in (0, 1):
+                raise where.error(f"weight must be 0 (kept as context, not trained on) or 1, not {weight!r}",
+                                  f"{f}.weight")
         if role == "system" and i != 0:
             raise where.error("a system message may only come first", f"{f}.role")
         if role == "assistant" and m.get("tool_calls"):
@@ -281,13 +320,16 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
                     raise where.error("tool call has no function name", f"{cf}.function.name")
                 args, fx = decode_arguments(fn.get("arguments", fn.get("parameters")), where, f"{cf}.function.arguments")
                 fixups += fx
+                bad = problem_in(args)
+                if bad:
+                    raise where.error(bad[1], f"{cf}.function.arguments.{bad[0]}")
                 if by_name and name not in by_name:
                     raise where.error(f"call to {name!r}, which is not among the example's tools {names}",
                                       f"{cf}.function.name")
                 if validate_calls and name in by_name:
                     errs = call_errors(by_name[name], args)
                     if errs:
-                        raise where.error(f"arguments of {name!r} do not match its schema: {errs[0]}",
+                        raise where.error(f"arguments of {name!r} do not match its schema: {'; '.join(errs[:3])}",
                                           f"{cf}.function.arguments")
                 cid = c.get("id") or f"call_{call_counter}"
                 call_counter += 1
@@ -305,6 +347,8 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
             msg["tool_call_id"] = cid
             msg["name"] = m.get("name") or pending[cid]
             pending.pop(cid)
+        if weight == 0:
+            msg["weight"] = 0
         out_msgs.append(msg)
 
     _check_turn_order(out_msgs, where)
@@ -321,6 +365,9 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
     if category != "no_call" and not n_call_turns:
         raise where.error(f"category {category!r} but the assistant makes no tool call", "meta.category")
     meta = dict(raw.get("meta") or {})
+    bad = problem_in(meta)
+    if bad:
+        raise where.error(bad[1], f"meta.{bad[0]}")
     meta["category"] = category
     if default_source and not meta.get("source"):
         meta["source"] = default_source
@@ -367,7 +414,8 @@ _CANONICAL_KEYS = ["id", "schema_version", "tools", "messages", "meta"]
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # allow_nan=False: a stored line is always JSON (NaN/Infinity are refused before they get here)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _tool_json(tool: dict) -> str:

@@ -5,9 +5,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from nursery_core.data.generator import nursery_generate_data
+from nursery_core.data.generator import check_tool_schemas, nursery_generate_data
+from nursery_core.data.hub import LOCAL_BUILDERS, nursery_import_hub
 from nursery_core.data.importers import FORMATS, nursery_extract_conversations
-from nursery_core.data.tools import DEFAULT_TOOL_NAMES, parse_tool_schemas
+from nursery_core.data.tools import DEFAULT_TOOL_NAMES
 from nursery_core.datasets import (dataset_diversity, delete_dataset, example_lengths, nursery_import_dataset,
                                    nursery_list_datasets, show_dataset)
 from nursery_core.errors import NurseryError
@@ -38,8 +39,11 @@ with tab_gen:
         source_text = upload.getvalue().decode("utf-8", errors="replace") if upload is not None else text
         if source_text and source_text.strip():
             try:
-                custom_tools = parse_tool_schemas(source_text, upload.name if upload is not None else "schema")
-                st.success("Valid: " + ", ".join(f"`{t['function']['name']}`" for t in custom_tools))
+                check = check_tool_schemas(source_text, upload.name if upload is not None else "schema")
+                custom_tools = check["tools"]
+                st.success("Valid: " + ", ".join(f"`{t['function']['name']}`" for t in custom_tools)
+                           + f" (a dry run generated {check['generated']} examples)")
+                widgets.schema_check_notes(check)
             except NurseryError as e:
                 st.error(str(e))
     queries = st.text_area("Example user queries (optional, one per line)", key="gen_queries", height=90,
@@ -70,8 +74,9 @@ with tab_gen:
 # --------------------------------------------------------------------------------------------- import
 with tab_imp:
     st.caption("ChatGPT or Claude exports (conversations.json or the .zip), OpenAI chat JSONL, ShareGPT, "
-               "Hermes, flat rows, or a dataset already in Nursery's canonical JSONL.")
-    up = st.file_uploader("File", type=["json", "jsonl", "zip"], key="imp_file")
+               "Hermes, glaive v2, xLAM/APIGen, flat rows (also as Parquet/Arrow, read by the datasets "
+               "library), or a dataset already in Nursery's canonical JSONL.")
+    up = st.file_uploader("File", type=["json", "jsonl", "zip", "parquet", "arrow"], key="imp_file")
     c1, c2 = st.columns(2)
     fmt = c1.selectbox("Format", ["auto", *FORMATS, "canonical"], key="imp_format",
                        help="auto detects chat exports and tool-call formats; canonical imports a Nursery dataset.")
@@ -87,6 +92,9 @@ with tab_imp:
                 with st.spinner("Importing…"):
                     if fmt == "canonical":
                         row = nursery_import_dataset(path, name=imp_name.strip() or None, created_by=user)
+                    elif path.suffix in LOCAL_BUILDERS and path.suffix not in (".json", ".jsonl"):
+                        row = nursery_import_hub(str(path), format=fmt, name=imp_name.strip() or None,
+                                                 keep_plain=keep_plain, redact=redact, created_by=user)
                     else:
                         row = nursery_extract_conversations(path, format=fmt, name=imp_name.strip() or None,
                                                             keep_plain=keep_plain, redact=redact, created_by=user)

@@ -232,3 +232,29 @@ def test_value_check_for_numbers_and_bools():
     assert ok([t], [call("f", x=2.5, flag=False)], answer)
     assert not ok([t], [call("f", x=2.4)], answer)
     assert not ok([t], [call("f", x=2.5, flag=True)], answer)
+
+
+# ---------------------------------------------------------------- parity with BFCL's ast_checker.type_checker
+MEAN = tool("stats.mean", {"values": {"type": "array", "items": {"type": "float"}},
+                           "weights": {"type": "dict"}, "scale": {"type": "float"}}, ["values"])
+
+
+@pytest.mark.parametrize("values, answer, expected", [
+    ([1.0, 2.0, 4.0], [[1.0, 2.0, 4.0]], True),
+    ([1, 2, 4], [[1.0, 2.0, 4.0]], False),  # no int → float promotion inside an array (BFCL: type_error:nested)
+    ([1, 2.0, 4.0], [[1.0, 2.0, 4.0]], False),
+    ([1, 2, 4], [[1, 2, 4]], True),  # the answer itself is written with ints: BFCL's variable escape
+    ([1, 2, 4], [[1.0, 2.0, 4.0], ""], True),  # "" among the answers does not constrain items (as BFCL)
+])
+def test_array_items_are_typed_strictly_as_bfcl_does(values, answer, expected):
+    r = check_calls([MEAN], [call("stats.mean", values=values)], [{"stats.mean": {"values": answer}}])
+    assert r.valid is expected
+    if not expected:
+        assert r.error_type == "type_error" and "nested type check failed" in r.error
+
+
+def test_top_level_ints_are_promoted_and_dict_values_compared_by_value_as_bfcl_does():
+    answer = [{"stats.mean": {"values": [[1.0]], "scale": [2.0], "weights": [{"a": [1.0]}]}}]
+    assert ok([MEAN], [call("stats.mean", values=[1.0], scale=2, weights={"a": 1})], answer)
+    r = check_calls([MEAN], [call("stats.mean", values=[1.0], scale="2", weights={"a": 1})], answer)
+    assert not r.valid and r.error_type == "type_error"

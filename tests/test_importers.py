@@ -66,7 +66,7 @@ def test_openai_jsonl_decodes_strings_double_encoding_and_legacy_functions():
     exs, rep, label = extract_examples(FIX / "openai_chat.jsonl")
     assert [calls(e)[0]["arguments"] for e in exs] == [{"city": "Paris"}, {"city": "Rome", "unit": "f"},
                                                        {"city": "Lima"}]
-    assert rep["fixups"] == {"double_encoded_arguments": 1}
+    assert rep["transformations"] == {"double_encoded_arguments": 1}
     assert rep["skipped"] == {"a tool call does not match its tool's schema": 1, "not valid JSON (Expecting property "
                               "name enclosed in double quotes)": 1}
     assert sorted(r["ref"] for r in rep["skipped_refs"]) == ["line 4", "line 5"]
@@ -144,7 +144,7 @@ def test_extract_stores_a_dataset_with_report(store):
 
 
 def test_formats_list_matches_cli():
-    assert set(FORMATS) == {"chatgpt", "claude", "openai", "sharegpt", "hermes", "flat"}
+    assert set(FORMATS) == {"chatgpt", "claude", "openai", "sharegpt", "hermes", "flat", "glaive", "xlam"}
 
 
 SAMPLES = [("chatgpt_export/conversations_excerpt.json", "chatgpt", 3),
@@ -166,4 +166,17 @@ def test_real_samples_import_with_sensible_reports(samples_dir, rel, fmt, at_lea
     assert all(isinstance(r, str) and r for r in rep["skipped"])
     all_calls_valid(exs)
     if fmt == "openai" and "drone" in rel:
-        assert rep["fixups"].get("double_encoded_arguments", 0) >= 1
+        assert rep["transformations"].get("double_encoded_arguments", 0) >= 1
+    if fmt in ("hermes", "sharegpt"):  # the samples give their tools: none may be replaced by an inferred one
+        assert rep["inferred_tools"] == [] and "tool_schemas_inferred" not in rep["transformations"]
+        assert all("inferred" not in t["function"]["description"] for ex in exs for t in ex["tools"])
+
+
+def test_flat_rows_keep_a_supplied_schema_given_as_text(tmp_path):
+    schema = {"name": "memory_store", "description": "Store a fact", "parameters": {
+        "type": "object", "properties": {"content": {"type": "string"}}, "required": ["content"]}}
+    p = tmp_path / "flat.jsonl"
+    p.write_text(json.dumps({"user_query": "remember milk", "tool_name": "memory_store",
+                             "tool_arguments": {"content": "milk"}, "tool_schema": json.dumps(schema)}) + "\n")
+    exs, rep, _ = extract_examples(p)
+    assert exs[0]["tools"][0]["function"]["description"] == "Store a fact" and rep["inferred_tools"] == []

@@ -250,3 +250,29 @@ def test_modelfile_rejects_bad_inputs():
         build_modelfile("../x.gguf", "chatml")
     with pytest.raises(InvalidInput, match='"""'):
         build_modelfile("x.gguf", "chatml", system='say """ hi')
+
+
+def test_compact_tool_list_matches_for_refs_nullable_types_integer_enums_and_nested_objects(gotmpl, tokenizer,
+                                                                                           tmp_path):
+    """A strict OpenAI tool ($ref/$defs, anyOf with null, type lists, arrays of objects, an integer enum),
+    normalised as every import stores it: the Go TEMPLATE writes the same tool list as the Jinja one."""
+    from nursery_core.records import normalise_tool
+
+    tool = normalise_tool({"type": "function", "function": {
+        "name": "create_order", "description": "Create an order", "strict": True, "parameters": {
+            "type": "object", "additionalProperties": False, "$defs": {"who": {"type": "object", "properties": {
+                "id": {"type": "string"}, "email": {"type": ["string", "null"]}}, "required": ["id", "email"]}},
+            "properties": {"customer": {"$ref": "#/$defs/who"},
+                           "lines": {"type": "array", "items": {"type": "object", "properties": {
+                               "sku": {"type": "string"}, "qty": {"type": "integer"}}}},
+                           "priority": {"type": "integer", "enum": [1, 2, 3], "description": "1 is urgent"},
+                           "note": {"type": ["string", "null"]},
+                           "discount": {"anyOf": [{"type": "number"}, {"type": "null"}]}},
+            "required": ["customer", "lines", "priority"]}}})
+    msgs = [{"role": "user", "content": "order it"}]
+    want = jinja(tokenizer, "chatml", msgs, [tool], add_generation_prompt=True)
+    got = go_render(gotmpl, go_template("chatml"), msgs, [_ollama_shaped(tool)], tmp_path)
+    assert got["render"] == want
+    for line in ("- customer (object, required)", "- lines (array of object, required)",
+                 "- priority (1|2|3, required): 1 is urgent", "- discount (number|null)", "- note (string|null)"):
+        assert line in want

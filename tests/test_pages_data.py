@@ -79,3 +79,50 @@ def test_delete_with_confirmation(store):
     at.button(key="ds_delete").click().run()
     assert not at.exception
     assert store.count_datasets() == 0
+
+
+def test_the_dataset_view_shows_what_an_import_changed_and_weight_0_turns(store, tmp_path):
+    from nursery_core.data.importers import nursery_extract_conversations
+    tool = {"type": "function", "function": {"name": "lookup_order", "description": "Find an order", "parameters": {
+        "type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}}
+    row = {"tools": tool, "messages": [
+        {"role": "user", "content": "Where is A17?"}, {"role": "assistant", "content": "It shipped.", "weight": 0},
+        {"role": "user", "content": "Use the tool."},
+        {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+            "name": "lookup_order", "arguments": "{\"order_id\": \"A17\"}"}}]}]}
+    src = tmp_path / "ft.jsonl"
+    src.write_text(json.dumps(row) + "\n")
+    nursery_extract_conversations(src, name="weighted")
+    at = run("pages/1_Data_Garden.py")
+    changes = [df.value for df in at.dataframe if "change" in df.value.columns]
+    assert changes, "the import report's transformations are shown"
+    shown = dict(zip(changes[0]["code"], changes[0]["count"]))
+    assert shown == {"weight_0_turn_kept_as_context": 1, "single_tool_object_listed": 1}
+    assert any("weight 0: kept as context, not trained on" in c.value for c in at.caption)
+
+
+def test_schema_check_reports_its_dry_run_and_what_the_tool_list_omits(store):
+    schema = {"name": "create_order", "description": "Create an order", "parameters": {
+        "type": "object", "$defs": {"who": {"type": "object", "properties": {"id": {"type": "string"}},
+                                            "required": ["id"]}},
+        "properties": {"customer": {"$ref": "#/$defs/who"}, "qty": {"type": "integer", "enum": [1, 2]}},
+        "required": ["customer", "qty"]}}
+    at = run("pages/1_Data_Garden.py")
+    at.text_area(key="gen_schema_text").set_value(json.dumps(schema)).run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("create_order" in s.value and "dry run generated 12 examples" in s.value for s in at.success)
+    assert any("fields of a nested object (id)" in c.value for c in at.caption)
+    schema["parameters"]["properties"]["customer"] = {"$ref": "https://example.com/who.json"}
+    at.text_area(key="gen_schema_text").set_value(json.dumps(schema)).run()
+    assert any("is not local" in e.value and "properties.customer.$ref" in e.value for e in at.error)
+
+
+def test_shared_ref_defs_case_is_valid_after_a_dry_run_in_the_schema_check(store):
+    import pytest
+    case = ROOT.parent / "shared" / "cases" / "real-world" / "09_tool_schema_ref_defs.json"
+    if not case.exists():
+        pytest.skip("../shared/cases/real-world is absent")
+    at = run("pages/1_Data_Garden.py")
+    at.text_area(key="gen_schema_text").set_value(case.read_text()).run()
+    assert not at.error, [e.value for e in at.error]
+    assert any("create_order" in s.value and "dry run generated" in s.value for s in at.success)

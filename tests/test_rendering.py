@@ -107,3 +107,44 @@ def test_pool_renders_an_adapter_with_the_template_it_trained_on(tmp_path):
     assert adapter_chat_template(tmp_path) == rendering.TEMPLATES_V1["chatml"]
     (tmp_path / "chat_template.jinja").write_text("{{ messages }}")  # not Nursery's: the base's is used
     assert adapter_chat_template(tmp_path) is None
+
+
+WEIGHTED = {"id": "w", "tools": [MEMORY_TOOL], "messages": [
+    {"role": "user", "content": "Remember the garage code is 4821."},
+    {"role": "assistant", "content": "I cannot remember things.", "weight": 0},
+    {"role": "user", "content": "You can: use the tool."},
+    {"role": "assistant", "tool_calls": [{"id": "c0", "type": "function", "function": {
+        "name": "memory_store", "arguments": {"content": "garage code 4821"}}}]},
+]}
+
+
+def test_a_weight_0_turn_is_rendered_as_context_but_not_trained_on(tokenizer):
+    rendering.prepare_tokenizer(tokenizer, "chatml")
+    enc = rendering.encode_example(tokenizer, WEIGHTED, max_length=2048)
+    ids, labels = enc["input_ids"], enc["labels"]
+    full = tokenizer.decode(ids)
+    kept = tokenizer.decode([t for t, l in zip(ids, labels) if l != -100])
+    assert "I cannot remember things." in full  # the context is kept...
+    assert "I cannot remember things." not in kept  # ...but the loss never sees it
+    assert "memory_store" in kept and kept.count("<|im_end|>") == 1
+    # the same example without the weight trains on both answers: the weight alone makes the difference
+    unweighted = {**WEIGHTED, "messages": [{k: v for k, v in m.items() if k != "weight"} for m in WEIGHTED["messages"]]}
+    enc2 = rendering.encode_example(tokenizer, unweighted, max_length=2048)
+    assert enc2["input_ids"] == ids
+    assert "I cannot remember things." in tokenizer.decode([t for t, l in zip(ids, enc2["labels"]) if l != -100])
+
+
+def test_evaluation_prompts_skip_weight_0_turns():
+    prompt, gold = rendering.eval_prompts(WEIGHTED)
+    assert [m["role"] for m in prompt] == ["user", "assistant", "user"]
+    assert gold == [{"name": "memory_store", "arguments": {"content": "garage code 4821"}}]
+
+
+def test_the_trainer_keeps_weighted_examples_and_drops_those_with_nothing_to_learn(tokenizer):
+    from nursery_core.training.trainer import encode_all
+    rendering.prepare_tokenizer(tokenizer, "chatml")
+    nothing = {**WEIGHTED, "messages": [{**m, "weight": 0} if m["role"] == "assistant" else m
+                                        for m in WEIGHTED["messages"]]}
+    kept, dropped = encode_all(tokenizer, [WEIGHTED, nothing], max_length=2048)
+    assert len(kept) == 1 and dropped == 1
+    assert kept[0] == rendering.encode_example(tokenizer, WEIGHTED, 2048)

@@ -5,6 +5,7 @@ import argparse
 import json
 
 from ..errors import InvalidInput
+from ..evaluation.formats import OUTPUT_FORMATS
 from . import Command, positive_int
 
 
@@ -110,6 +111,9 @@ def _evaluate(args) -> dict:
         raise InvalidInput("give a MODEL to run, or --predictions FILE to score", field="model")
     if args.golden and args.no_golden:
         raise InvalidInput("use either --golden NAME or --no-golden, not both", field="golden")
+    if args.output_format and not args.predictions:
+        raise InvalidInput("--output-format reads a predictions file: a model's own outputs are parsed strictly "
+                           "as Hermes", field="output_format")
     if args.predictions:
         if not args.dataset:
             raise InvalidInput("--predictions needs --dataset (the dataset the predictions answer)", field="dataset")
@@ -117,7 +121,8 @@ def _evaluate(args) -> dict:
             raise InvalidInput("--golden and --with-base run a model; a predictions file answers one dataset",
                                field="predictions")
         r = nursery_evaluate(args.model, args.dataset, split=args.split, limit=args.limit,
-                             predictions=args.predictions, created_by=args.created_by, **_gen(args))
+                             predictions=args.predictions, created_by=args.created_by,
+                             output_format=args.output_format or "auto", **_gen(args))
         return {**r, "runs": [{**r, "is_base": False}]}
     return nursery_evaluate_suite(args.model, args.dataset, split=args.split, limit=args.limit,
                                   golden=[] if args.no_golden else args.golden, with_base=args.with_base,
@@ -227,6 +232,9 @@ def register(sub) -> None:
         .arg("--split", choices=["eval", "train", "all"], default="eval")
         .arg("--limit", type=positive_int, default=None, metavar="N")
         .arg("--predictions", metavar="FILE", help='score {"id", "output"} lines instead of running a model')
+        .arg("--output-format", choices=list(OUTPUT_FORMATS), default=None,
+             help="with --predictions: how the outputs write calls (default auto: Hermes <tool_call>, JSON or a "
+                  "```json block, Llama 3 pythonic [f(a=1)], Mistral [TOOL_CALLS]; nursery: the strict parser)")
         .arg("--batch-size", type=positive_int, default=None, metavar="N")
         .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS)), "both")
     (Command(sub, "leaderboard", "Models ranked by BFCL-style AST accuracy (newest evaluation per model, dataset "

@@ -29,6 +29,10 @@ def _human_meta(row: dict) -> str:
     rep = row.get("report") or {}
     if rep.get("skipped"):
         lines.append("  skipped: " + "; ".join(f"{r} ({n})" for r, n in rep["skipped"].items()))
+    if rep.get("transformations"):
+        from ..records import TRANSFORMATIONS
+        lines.append("  changed: " + "; ".join(f"{TRANSFORMATIONS.get(c, c)} ({n})"
+                                              for c, n in rep["transformations"].items()))
     for note in rep.get("notes") or []:
         lines.append(f"  note: {note}")
     return "\n".join(lines)
@@ -48,7 +52,7 @@ def _generate(args: argparse.Namespace) -> dict:
         p = Path(args.example_queries)
         if not p.is_file():
             raise InvalidInput("example queries file not found", file=args.example_queries)
-        queries = [q.strip() for q in p.read_text(encoding="utf-8").splitlines() if q.strip()]
+        queries = [q.strip() for q in p.read_text(encoding="utf-8-sig").splitlines() if q.strip()]
     return _meta(nursery_generate_data(tools, args.num_examples, args.variation, seed=args.seed, name=args.name,
                                        example_queries=queries, created_by=args.created_by))
 
@@ -58,6 +62,21 @@ def _extract(args: argparse.Namespace) -> dict:
     return _meta(nursery_extract_conversations(args.source, format=args.format, name=args.name,
                                                keep_plain=args.keep_plain, redact=args.redact,
                                                created_by=args.created_by))
+
+
+def _hub(args: argparse.Namespace) -> dict:
+    import sys
+    from ..data.hub import nursery_import_hub
+
+    def progress(p: dict) -> None:
+        if p["stage"] == "reading":
+            print(f"reading: {p['read']} rows", file=sys.stderr)
+        else:
+            print(f"converting: {p['read']}/{p['total']} rows read, {p['kept']} kept, {p['skipped']} skipped",
+                  file=sys.stderr)
+    return _meta(nursery_import_hub(args.dataset, split=args.split, revision=args.revision, limit=args.limit,
+                                    name=args.name, format=args.format, keep_plain=args.keep_plain,
+                                    redact=args.redact, created_by=args.created_by, progress=progress))
 
 
 def _import(args: argparse.Namespace) -> dict:
@@ -98,7 +117,8 @@ def _human_show(row: dict) -> str:
                     parts.append(f"  assistant → {c['function']['name']}"
                                  f"({json.dumps(c['function']['arguments'], ensure_ascii=False)})")
             else:
-                parts.append(f"  {m['role']}: {m['content'][:300]}")
+                weight = " [weight 0: context, not trained on]" if m.get("weight") == 0 else ""
+                parts.append(f"  {m['role']}{weight}: {m['content'][:300]}")
     return "\n".join(parts)
 
 
@@ -122,8 +142,20 @@ def register(sub) -> None:
      .arg("--example-queries", metavar="FILE", help="a text file with example user queries, one per line")
      .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
     (Command(sub, "extract-conversations", "Import chat history (ChatGPT/Claude exports, OpenAI JSONL, "
-             "ShareGPT, Hermes, flat rows) as tool-calling examples.", _extract, _human_meta)
+             "ShareGPT, Hermes, flat rows, glaive v2, xLAM/APIGen) as tool-calling examples.", _extract, _human_meta)
      .arg("source", metavar="SOURCE", help="a file, a folder with conversations.json, or an export .zip")
+     .arg("--format", choices=["auto", *FORMATS], default="auto")
+     .arg("--name", metavar="NAME")
+     .arg("--keep-plain", action="store_true", help="keep conversations without tool calls as no_call examples")
+     .arg("--redact", action="store_true", help="replace e-mail addresses and API-key-like strings")
+     .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
+    (Command(sub, "import-hub", "Import a Hugging Face dataset (or local Parquet/Arrow/JSON files) with the "
+             "datasets library, through the same importers as extract-conversations; progress on stderr.",
+             _hub, _human_meta)
+     .arg("dataset", metavar="DATASET", help="a Hub dataset name (owner/name) or a local file or folder")
+     .arg("--split", default="train", metavar="SPLIT")
+     .arg("--revision", metavar="REV", help="a Hub branch, tag or commit")
+     .arg("--limit", type=positive_int, default=None, metavar="N", help="read the first N rows only")
      .arg("--format", choices=["auto", *FORMATS], default="auto")
      .arg("--name", metavar="NAME")
      .arg("--keep-plain", action="store_true", help="keep conversations without tool calls as no_call examples")

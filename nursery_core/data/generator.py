@@ -616,6 +616,26 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
     return out, report
 
 
+def check_tool_schemas(text: str, source: str = "<pasted schema>", dry_run: int = 12) -> dict:
+    """The Data Garden's schema check: parse the tools (data/tools.parse_tool_schemas), then generate `dry_run`
+    examples without storing them, so "valid" means the generator can serve the schema. Returns {tools,
+    generated, constructs (keywords the generator does not follow, by path), not_rendered (what the compact
+    tool list does not show, per tool)}; raises InvalidInput or InvalidConfig naming what is wrong."""
+    from ..schemas import not_rendered, unsupported_constructs
+    from .tools import parse_tool_schemas
+    tools = parse_tool_schemas(text, source)
+    constructs = {tool_name(t): unsupported_constructs(t["function"]["parameters"]) for t in tools}
+    try:
+        examples, _ = generate_examples(tools, dry_run, "medium", seed=0)
+    except InvalidConfig as e:
+        named = "; ".join(f"{n}: {', '.join(c)}" for n, c in constructs.items() if c)
+        raise InvalidConfig(f"the schema parses, but a dry-run generation failed: {e}"
+                            + (f" (constructs the generator does not follow: {named})" if named else "")) from None
+    return {"tools": tools, "generated": len(examples),
+            "constructs": {n: c for n, c in constructs.items() if c},
+            "not_rendered": {tool_name(t): g for t in tools if (g := not_rendered(t["function"]["parameters"]))}}
+
+
 def default_name(tools: list[dict]) -> str:
     if len(tools) == 1:
         return paths.slugify(tool_name(tools[0]).replace("_", "-")) or "generated"

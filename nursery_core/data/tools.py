@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import InvalidInput, NotFound
+from ..jsontext import read_text
 from ..records import Where, decode_json_like, normalise_tool
 
 
@@ -160,11 +161,7 @@ def load_tool_schemas(path: str | Path) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise InvalidInput("tool schema file not found", file=str(path))
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InvalidInput("the schema file is not UTF-8 text", file=str(path)) from None
-    return parse_tool_schemas(text, str(path))
+    return parse_tool_schemas(read_text(p), str(path))
 
 
 def resolve_tools(spec: Any) -> list[dict]:

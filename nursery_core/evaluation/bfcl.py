@@ -5,11 +5,11 @@ the assistant turn holds one concrete call per expected call (each parameter's f
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from ..errors import InvalidInput
+from ..jsontext import read_text, records
 from ..records import Where, normalise_example, normalise_tool
 from .checker import gold_from_possible_answer
 
@@ -29,28 +29,15 @@ def bfcl_category(entry_id: str) -> str:
 
 
 def read_jsonl(path: Path, what: str) -> list[tuple[int, dict]]:
-    """BFCL's `.json` files are JSON Lines; a plain JSON array is accepted too."""
+    """BFCL's `.json` files are JSON Lines; a plain JSON array is accepted too. A UTF-8 BOM and CRLF line ends
+    are read as every Nursery reader reads them (jsontext); NaN, Infinity and duplicate keys are refused."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"{what} not found", file=str(path))
-    text = path.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        try:
-            data = json.loads(text)
-        except ValueError as e:
-            raise InvalidInput(f"not valid JSON: {e}", file=str(path)) from None
-        return [(i + 1, d) for i, d in enumerate(data)]
-    rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
-            raise InvalidInput(f"not valid JSON: {e}", file=str(path), line=n) from None
+    rows = records(read_text(path), str(path))
+    for n, obj in rows:
         if not isinstance(obj, dict):
             raise InvalidInput("each line must be a JSON object", file=str(path), line=n)
-        rows.append((n, obj))
     return rows
 
 

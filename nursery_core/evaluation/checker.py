@@ -2,7 +2,16 @@
 
 A possible answer is BFCL's shape: a list of `{function_name: {param: [acceptable values]}}`, one per expected
 call; `""` among a parameter's values means it may be omitted. Tools are our canonical JSON-Schema tools, whose
-`number` plays BFCL's `float` (ints are promoted) and whose missing `type` plays `any`.
+`number` plays BFCL's `float` and whose missing `type` plays `any`.
+
+Parity with the official checker (ShishirPatil/gorilla, bfcl_eval/eval_checker/ast_eval/ast_checker.py,
+`type_checker` and `simple_function_checker`): an int is promoted to float for a top-level `float`
+parameter only; array items are type-checked strictly one level deep (`[1, 2]` is not an array of float,
+unless an acceptable answer is itself written with ints: BFCL's "variable" escape); dict values are compared
+by value, not type (BFCL has no nested type check for dicts, so `{"x": 1}` matches `{"x": [1.0]}`).
+Known differences: BFCL maps `any` to `str`, we accept any value for a parameter without a type; JSON Schema
+type lists (`["number", "null"]`), which BFCL does not have, accept a value of any listed type; the Java and
+JavaScript categories' string-typed values are not supported (those categories are not imported).
 """
 from __future__ import annotations
 
@@ -50,6 +59,13 @@ def _declared(schema: dict) -> list[str]:
     if isinstance(t, list):
         return [x for x in t if isinstance(x, str) and x != "null"]
     return []  # "any"
+
+
+def _is_item_type(value: Any, json_type: str) -> bool:
+    """BFCL's nested check: `type(item) == expected` with no promotion, so an int is not a float item."""
+    if json_type == "number":
+        return type(value) is float
+    return _is_type(value, json_type)
 
 
 def _is_type(value: Any, json_type: str) -> bool:
@@ -105,7 +121,7 @@ def _type_check(param: str, value: Any, schema: dict, alternatives: list) -> tup
             if not isinstance(alt, list):
                 return True, is_variable, ""  # BFCL: a non-list alternative (e.g. "") does not constrain items
             alt_type = _answer_type(alt)
-            if all(any(_is_type(v, it) for it in item_types) or (alt_type is not None and type(v) is alt_type)
+            if all(any(_is_item_type(v, it) for it in item_types) or (alt_type is not None and type(v) is alt_type)
                    for v in value):
                 return True, is_variable, ""
         return False, False, (f"nested type check failed for parameter {param!r}: expected array of "

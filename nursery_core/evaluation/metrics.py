@@ -15,7 +15,7 @@ from typing import Any, Iterable
 from ..records import compiled_validator
 from ..training.rendering import eval_prompts
 from .checker import check_calls, check_param, find_tool, possible_answer_from_gold
-from .parser import parse_tool_calls
+from .formats import parse_output
 
 
 def category_of(example: dict) -> str:
@@ -78,12 +78,14 @@ def _arg_counts(tools: list[dict], calls: list[dict], possible: list[dict]) -> t
     return tp, fp, fn
 
 
-def score_example(example: dict, output: str) -> dict:
-    """Everything measured on one example's output (the first assistant turn is the target)."""
+def score_example(example: dict, output: str, output_format: str = "nursery") -> dict:
+    """Everything measured on one example's output (the first trained assistant turn is the target).
+    `output_format` "nursery" is the strict Hermes parser Nursery's models are held to; the others
+    (evaluation/formats.py) read other models' outputs; the form used is kept as `output_format`."""
     _, gold = eval_prompts(example)
     tools = example.get("tools") or []
     possible = possible_answer_of(example, gold)
-    parsed = parse_tool_calls(output)
+    parsed, used = parse_output(output, output_format)
     calls = parsed.calls
     check = check_calls(tools, calls, possible, attempted_call=parsed.attempted_call, format_ok=parsed.format_ok)
     tp, fp, fn = _arg_counts(tools, calls, possible)
@@ -103,7 +105,7 @@ def score_example(example: dict, output: str) -> dict:
             valid_calls += 1
     expected_names = sorted(next(iter(a)) for a in possible)
     return {
-        "id": example.get("id"), "category": category_of(example), "output": output,
+        "id": example.get("id"), "category": category_of(example), "output": output, "output_format": used,
         "calls": calls, "format_ok": parsed.format_ok, "parse_errors": parsed.errors, "gold": gold,
         "ast_ok": check.valid, "ast_error": check.error, "error_type": check.error_type,
         "should_call": bool(possible), "did_call": bool(calls) or parsed.attempted_call,

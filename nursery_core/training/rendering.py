@@ -225,13 +225,19 @@ def format_calls(calls: list[dict]) -> str:
         + json.dumps(c["arguments"], ensure_ascii=False, separators=JSON_SEPARATORS) + CALL_END for c in calls)
 
 
+def trained(message: dict) -> bool:
+    """Whether an assistant turn is a training target: its OpenAI fine-tuning `weight` is not 0."""
+    return message["role"] == "assistant" and message.get("weight", 1) != 0
+
+
 def assistant_spans(tokenizer, example: dict) -> tuple[str, list[tuple[int, int]]]:
-    """The full rendered text and the character spans of every assistant turn (what the loss sees)."""
+    """The full rendered text and the character spans of every trained assistant turn (what the loss sees);
+    a turn with weight 0 is rendered as context but has no span."""
     msgs, tools = example["messages"], example.get("tools")
     full = render(tokenizer, msgs, tools, add_generation_prompt=False)
     spans = []
     for k, m in enumerate(msgs):
-        if m["role"] != "assistant":
+        if not trained(m):
             continue
         before = render(tokenizer, msgs[:k], tools, add_generation_prompt=True)
         upto = render(tokenizer, msgs[:k + 1], tools, add_generation_prompt=False)
@@ -242,7 +248,8 @@ def assistant_spans(tokenizer, example: dict) -> tuple[str, list[tuple[int, int]
 
 
 def encode_example(tokenizer, example: dict, max_length: int) -> dict:
-    """input_ids and labels with the loss on assistant tokens only (prompt, tools and tool replies masked).
+    """input_ids and labels with the loss on trained assistant tokens only (prompt, tools, tool replies and
+    weight-0 assistant turns masked).
 
     Truncated to max_length tokens; no padding (the collator pads per batch)."""
     full, spans = assistant_spans(tokenizer, example)
@@ -256,10 +263,14 @@ def encode_example(tokenizer, example: dict, max_length: int) -> dict:
 
 
 def eval_prompts(example: dict) -> tuple[list[dict], list[dict]]:
-    """(messages before the first assistant turn, that turn's gold calls) — [] gold for no_call."""
+    """(messages before the first trained assistant turn, that turn's gold calls) — [] gold for no_call.
+    A weight-0 turn is context, not a reference answer, so it stays in the prompt."""
     msgs = example["messages"]
+    target = next((k for k, m in enumerate(msgs) if trained(m)), None)
+    if target is None:  # every turn has weight 0: the first answer, as before weights existed
+        target = next((k for k, m in enumerate(msgs) if m["role"] == "assistant"), None)
     for k, m in enumerate(msgs):
-        if m["role"] == "assistant":
+        if k == target:
             gold = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]}
                     for c in m.get("tool_calls") or []]
             return msgs[:k], gold

@@ -28,6 +28,8 @@ def render_example(ex: dict, key: str) -> None:
                 except ValueError:
                     st.code(m["content"], language=None)
                 continue
+            if role == "assistant" and m.get("weight") == 0:
+                st.caption("weight 0: kept as context, not trained on")
             if m.get("content"):
                 st.markdown(m["content"])
             elif role == "assistant" and not m.get("tool_calls"):
@@ -35,6 +37,22 @@ def render_example(ex: dict, key: str) -> None:
             for c in m.get("tool_calls") or ():
                 st.code(json.dumps({"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
                                    ensure_ascii=False, indent=2), language="json")
+
+
+def schema_check_notes(check: dict) -> None:
+    """What a valid schema still loses: keywords the generator does not follow, fields the tool list omits."""
+    for name, paths in (check.get("constructs") or {}).items():
+        st.warning(f"`{name}`: the generator does not follow {', '.join(f'`{p}`' for p in paths)} "
+                   "(validation still checks them)")
+    for name, gaps in (check.get("not_rendered") or {}).items():
+        st.caption(f"`{name}`: the compact tool list (and Ollama) does not show " + "; ".join(gaps))
+
+
+def transformation_rows(counts: dict[str, int]) -> list[dict]:
+    """[{change, count, code}] for an import report's transformation counts, described in words."""
+    from ..records import TRANSFORMATIONS
+    return [{"change": TRANSFORMATIONS.get(code, code), "count": n, "code": code}
+            for code, n in sorted(counts.items(), key=lambda kv: -kv[1])]
 
 
 def datasets_frame(rows: list[dict]) -> pd.DataFrame:
@@ -80,7 +98,12 @@ def report_view(report: dict) -> None:
         st.dataframe(pd.DataFrame([{"reason": r, "count": n} for r, n in report["skipped"].items()]),
                      hide_index=True, width="stretch")
     if report.get("skipped_refs"):
-        st.caption("First skipped: " + "; ".join(f"{x['ref']} ({x['reason']})" for x in report["skipped_refs"][:5]))
+        st.caption("First skipped: " + "; ".join(f"{x['ref']} ({x.get('detail') or x['reason']})"
+                                                 for x in report["skipped_refs"][:5]))
+    if report.get("transformations"):
+        st.markdown("**What the import changed** (counted by reason; nothing else was changed)")
+        st.dataframe(pd.DataFrame(transformation_rows(report["transformations"])), hide_index=True,
+                     width="stretch")
     for note in report.get("notes") or []:
         st.info(note)
     if report.get("inferred_tools"):

@@ -1,63 +1,72 @@
 """Chat history → training examples: nursery_extract_conversations with format detection and a report.
 
-One module per source format (chatgpt, claude, openai, sharegpt incl. Hermes, flat); each turns one record
+One module per source format (chatgpt, claude, openai, sharegpt incl. Hermes, flat, glaive, xlam); each turns one record
 into a rough example or raises Skip with a reason. This module loads the source (file, folder or zip),
 detects the format, infers schemas for calls that come without one, redacts on request, and hands the
 examples to datasets.write_dataset, which validates and stores them.
 """
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ... import paths
 from ...errors import InvalidInput
+from ...jsontext import decode_bytes, lines as text_lines, loads_marked, marked_problem, read_text
 from ...records import Where, decode_arguments, infer_tool_from_calls, normalise_example, normalise_tool
-from . import chatgpt, claude, flat, openai, sharegpt
+from . import chatgpt, claude, flat, glaive, openai, sharegpt, xlam
 from .common import Redactor, Skip
 
-FORMATS = ("chatgpt", "claude", "openai", "sharegpt", "hermes", "flat")
+FORMATS = ("chatgpt", "claude", "openai", "sharegpt", "hermes", "flat", "glaive", "xlam")
 MODULES = {"chatgpt": chatgpt, "claude": claude, "openai": openai, "sharegpt": sharegpt, "hermes": sharegpt,
-           "flat": flat}
+           "flat": flat, "glaive": glaive, "xlam": xlam}
 MAX_REFS = 10
+PROGRESS_EVERY = 500
 
 
 # ------------------------------------------------------------------------------------------- loading
 def _json_records(text: str, label: str) -> list[tuple[str | None, Any]]:
-    """[(line ref or None, record)] from JSON (an array, or one object) or JSON Lines."""
-    stripped = text.lstrip()
+    """[(line ref or None, record)] from JSON (an array, or one object) or JSON Lines. A record holding NaN,
+    Infinity, duplicate keys or lone surrogates becomes a _Bad with the reason and field (skipped, counted)."""
+    stripped = text.lstrip("\ufeff").lstrip()
     if stripped.startswith("["):
         try:
-            data = json.loads(text)
+            data, suspicious = loads_marked(stripped)
         except ValueError as e:
             raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=label, line=e.lineno) from None
-        return [(None, r) for r in data]
+        return [(None, _checked(r) if suspicious else r) for r in data]
     try:
-        data = json.loads(text)
+        data, suspicious = loads_marked(stripped)
     except ValueError:
-        data = None
+        data, suspicious = None, False
     if isinstance(data, dict):
         for key in ("conversations", "data", "examples", "rows"):
             inner = data.get(key)
             if isinstance(inner, list) and inner and isinstance(inner[0], dict) and not any(
                     m.matches(data) for m in (sharegpt,)):
-                return [(None, r) for r in inner]
-        return [(None, data)]
+                return [(None, _checked(r) if suspicious else r) for r in inner]
+        # one line of JSON Lines holding one record: keep its line number for the report
+        one_line = "\n" not in stripped.strip()
+        ref = f"line {text[: text.find(stripped.strip()[:1])].count(chr(10)) + 1}" if one_line else None
+        return [(ref, _checked(data) if suspicious else data)]
     out: list[tuple[str | None, Any]] = []
     bad = 0
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
+    for i, line in text_lines(text):
         try:
-            out.append((f"line {i}", json.loads(line)))
+            rec, suspicious = loads_marked(line)
+            out.append((f"line {i}", _checked(rec) if suspicious else rec))
         except ValueError as e:
             bad += 1
             out.append((f"line {i}", _Bad(f"not valid JSON ({e.msg})")))
     if out and bad == len(out):
         raise InvalidInput("not JSON or JSON Lines", file=label, line=1)
     return out
+
+
+def _checked(rec: Any) -> Any:
+    found = marked_problem(rec)
+    return _Bad(f"{found[1]} (field {found[0]})") if found else rec
 
 
 class _Bad:
@@ -77,7 +86,7 @@ def load_source(source: str | Path) -> tuple[list[tuple[str | None, Any]], str]:
         out = []
         for f in files:
             check_source_file(f)
-            out += _json_records(f.read_text(encoding="utf-8-sig"), str(f))
+            out += _json_records(read_text(f), str(f))
         return out, label
     check_source_file(p)
     if zipfile.is_zipfile(p):
@@ -90,13 +99,9 @@ def load_source(source: str | Path) -> tuple[list[tuple[str | None, Any]], str]:
                                    "(set NURSERY_MAX_IMPORT_MB to raise it)", file=label)
             out = []
             for n in sorted(names):
-                out += _json_records(z.read(n).decode("utf-8-sig"), f"{label}!{n}")
+                out += _json_records(decode_bytes(z.read(n), f"{label}!{n}"), f"{label}!{n}")
             return out, label
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = p.read_bytes()[: e.start].count(b"\n") + 1
-        raise InvalidInput("the file is not UTF-8 text", file=label, line=line) from None
+    text = read_text(p, label)
     if not text.strip():
         raise InvalidInput("the file is empty", file=label)
     return _json_records(text, label), label
@@ -106,6 +111,10 @@ def detect_format(records: list[tuple[str | None, Any]], label: str = "") -> str
     """The format most of the first records match; InvalidInput when none does."""
     votes = {f: 0 for f in FORMATS}
     sample = [r for _, r in records if isinstance(r, dict)][:25]
+    bad = [(ref, r.reason) for ref, r in records if isinstance(r, _Bad)]
+    if not sample and bad:
+        raise InvalidInput(f"no examples could be extracted from {len(records)} record(s): none could be read; "
+                           f"first: {bad[0][0] or 'record 1'}, {bad[0][1]}", file=label)
     for r in sample:
         if chatgpt.matches(r):
             votes["chatgpt"] += 1
@@ -113,6 +122,10 @@ def detect_format(records: list[tuple[str | None, Any]], label: str = "") -> str
             votes["claude"] += 1
         elif flat.matches(r):
             votes["flat"] += 1
+        elif glaive.matches(r):
+            votes["glaive"] += 1
+        elif xlam.matches(r):
+            votes["xlam"] += 1
         elif sharegpt.matches(r):
             votes["hermes" if sharegpt.is_hermes(r) else "sharegpt"] += 1
         elif openai.matches(r):
@@ -151,12 +164,20 @@ class _Report:
     def __init__(self, fmt: str, label: str):
         self.data: dict[str, Any] = {"format": fmt, "source": Path(label).name, "conversations_read": 0,
                                      "examples": 0, "categories": {}, "skipped": {}, "skipped_refs": [],
-                                     "dropped_tool_replies": 0, "inferred_tools": [], "fixups": {}}
+                                     "inferred_tools": [], "transformations": {}}
 
-    def skip(self, ref: str, reason: str) -> None:
+    def count(self, counts: dict[str, int]) -> None:
+        tr = self.data["transformations"]
+        for reason, n in counts.items():
+            tr[reason] = tr.get(reason, 0) + n
+
+    def skip(self, ref: str, reason: str, error: InvalidInput | None = None) -> None:
         self.data["skipped"][reason] = self.data["skipped"].get(reason, 0) + 1
         if len(self.data["skipped_refs"]) < MAX_REFS:
-            self.data["skipped_refs"].append({"ref": ref, "reason": reason})
+            entry = {"ref": ref, "reason": reason}
+            if error is not None:
+                entry["detail"] = (f"field '{error.field}': " if error.field else "") + error.detail
+            self.data["skipped_refs"].append(entry)
 
 
 # ------------------------------------------------------------------------------------------ extraction
@@ -166,13 +187,30 @@ def extract_examples(source: str | Path, format: str = "auto", keep_plain: bool 
     if format != "auto" and format not in FORMATS:
         raise InvalidInput(f"unknown format {format!r}; supported: auto, {', '.join(FORMATS)}", field="format")
     records, label = load_source(source)
+    examples, report = examples_from_records(records, label, format, keep_plain, redact)
+    return examples, report, label
+
+
+Progress = Callable[[dict], None]
+
+
+def examples_from_records(records: list[tuple[str | None, Any]], label: str, format: str = "auto",
+                          keep_plain: bool = False, redact: bool = False,
+                          progress: Progress | None = None) -> tuple[list[dict], dict]:
+    """(normalised examples, report) from already loaded records [(ref or None, record)]; `progress` gets
+    {read, kept, skipped, total} every PROGRESS_EVERY records and once at the end."""
+    if format != "auto" and format not in FORMATS:
+        raise InvalidInput(f"unknown format {format!r}; supported: auto, {', '.join(FORMATS)}", field="format")
     fmt = detect_format(records, label) if format == "auto" else format
     module = MODULES[fmt]
     rep = _Report(fmt, label)
     redactor = Redactor() if redact else None
-    rough: list[tuple[str, dict]] = []
+    rough: list[tuple[str, dict, dict]] = []
     for i, (line_ref, rec) in enumerate(records):
         rep.data["conversations_read"] += 1
+        if progress and i and i % PROGRESS_EVERY == 0:
+            progress({"read": i, "kept": len(rough), "skipped": sum(rep.data["skipped"].values()),
+                      "total": len(records)})
         ref = line_ref or (module.ref(rec, i) if isinstance(rec, dict) else f"record {i + 1}")
         if isinstance(rec, _Bad):
             rep.skip(ref, rec.reason)
@@ -187,7 +225,7 @@ def extract_examples(source: str | Path, format: str = "auto", keep_plain: bool 
             rep.skip(ref, str(e))
             continue
         except InvalidInput as e:
-            rep.skip(ref, _reason(e.detail))
+            rep.skip(ref, _reason(e.detail), e)
             continue
         if not ex["messages"]:
             rep.skip(ref, "no user message followed by an assistant answer")
@@ -198,40 +236,47 @@ def extract_examples(source: str | Path, format: str = "auto", keep_plain: bool 
             continue
         if redactor:
             ex = redactor.example(ex)
+        counts = ex.pop("transformations", None) or {}
         ex["meta"] = {"source": f"import:{fmt}", "source_ref": ref}
-        rough.append((ref, ex))
+        if counts:
+            ex["meta"]["fixups"] = sorted(counts)
+        rough.append((ref, ex, counts))
 
     inferred = _infer_tools(rough)
     out: list[dict] = []
-    for ref, ex in rough:
+    for ref, ex, counts in rough:
+        counts = dict(counts)
         if not ex.get("tools"):
             called = {c["function"]["name"] for m in ex["messages"] for c in m.get("tool_calls") or ()}
             names = sorted(called) if called else (sorted(inferred) if len(inferred) <= 8 else [])
             if names:
                 ex["tools"] = [inferred[n] for n in names if n in inferred]
                 ex["meta"]["inferred_tools"] = [n for n in names if n in inferred]
+                counts["tool_schemas_inferred"] = 1
         line = int(ref.split()[1]) if ref.startswith("line ") else None
         try:
             norm = normalise_example(ex, Where(label, line))
         except InvalidInput as e:
-            rep.skip(ref, _reason(e.detail))
+            rep.skip(ref, _reason(e.detail), e)
             continue
         out.append(norm)
         cat = norm["meta"]["category"]
         rep.data["categories"][cat] = rep.data["categories"].get(cat, 0) + 1
-        for fx in norm["meta"].get("fixups", []):
-            rep.data["fixups"][fx] = rep.data["fixups"].get(fx, 0) + 1
+        rep.count({**{fx: 1 for fx in norm["meta"].get("fixups", []) if fx not in counts}, **counts})
     rep.data["examples"] = len(out)
     rep.data["inferred_tools"] = sorted(inferred)
     if redactor:
         rep.data["redactions"] = redactor.counts
-    return out, rep.data, label
+    if progress:
+        progress({"read": len(records), "kept": len(out), "skipped": sum(rep.data["skipped"].values()),
+                  "total": len(records)})
+    return out, rep.data
 
 
-def _infer_tools(rough: list[tuple[str, dict]]) -> dict[str, dict]:
+def _infer_tools(rough: list[tuple[str, dict, dict]]) -> dict[str, dict]:
     """Schemas for tools that are called in records carrying no tools, from every observed call."""
     seen: dict[str, list[dict]] = {}
-    for _, ex in rough:
+    for _, ex, _ in rough:
         if ex.get("tools"):
             continue
         for m in ex["messages"]:
@@ -256,6 +301,9 @@ def nursery_extract_conversations(source: str | Path, format: str = "auto", name
     examples, report, label = extract_examples(source, format, keep_plain, redact)
     if not examples:
         reasons = "; ".join(f"{r} ({n})" for r, n in report["skipped"].items()) or "nothing to read"
+        first = report["skipped_refs"][0] if report["skipped_refs"] else None
+        if first and first.get("detail"):
+            reasons += f"; first: {first['ref']}, {first['detail']}"
         raise InvalidInput(f"no examples could be extracted from {report['conversations_read']} record(s): "
                            f"{reasons}", file=label)
     if name is None:

@@ -1,6 +1,7 @@
 """Shared pieces of the chat-history importers: a conversation builder, Hermes tag parsing and redaction."""
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -12,102 +13,161 @@ class Skip(Exception):
     """A conversation that yields no example; the message is the reason shown in the report."""
 
 
-def text_of(content: Any) -> str:
-    """Text from a string, a list of typed blocks ({type: text, text|value}) or ChatGPT {parts: [...]}."""
+def text_of(content: Any, b: "Builder | None" = None) -> str:
+    """Text from a string, a list of typed blocks ({type: text, text|value}) or ChatGPT {parts: [...]}.
+    Blocks that are not text (images, files) are left out and counted on `b` when given."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, dict):
         if isinstance(content.get("parts"), list):
-            return "\n".join(p for p in content["parts"] if isinstance(p, str))
+            texts = [p for p in content["parts"] if isinstance(p, str)]
+            if b is not None and len(texts) < len(content["parts"]):
+                b.count("non_text_blocks_dropped", len(content["parts"]) - len(texts))
+            return "\n".join(texts)
         for k in ("text", "value", "result", "content"):
             if isinstance(content.get(k), str):
                 return content[k]
         return ""
     if isinstance(content, list):
         out = []
-        for b in content:
-            if isinstance(b, str):
-                out.append(b)
-            elif isinstance(b, dict) and b.get("type", "text") in ("text", "input_text", "output_text"):
-                t = b.get("text", b.get("value"))
-                if isinstance(t, str):
-                    out.append(t)
+        for blk in content:
+            if isinstance(blk, str):
+                out.append(blk)
+            elif isinstance(blk, dict) and blk.get("type", "text") in ("text", "input_text", "output_text") \
+                    and isinstance(blk.get("text", blk.get("value")), str):
+                out.append(blk.get("text", blk.get("value")))
+            elif b is not None:
+                b.count("non_text_blocks_dropped")
         return "".join(out)
     return ""
 
 
 class Builder:
-    """Turns a stream of turns (user text, assistant text, tool call, tool reply) into canonical messages,
-    merging what chat exports split and dropping what cannot be placed."""
+    """Turns a stream of turns (user text, assistant text, tool call, tool reply) into canonical messages.
+
+    Every change to the source is counted in `counts` by reason (see records.TRANSFORMATIONS): merged turns,
+    dropped messages, replies matched by order. `src` names the source message a piece comes from: calls join
+    one assistant turn (a parallel call) only when they come from the same source message, so a missing reply
+    never turns sequential calls into a parallel one (Skip instead). `weight` 0 marks an assistant turn kept as
+    context but not trained on (OpenAI fine-tuning JSONL)."""
 
     def __init__(self):
         self.msgs: list[dict] = []
         self.pending: list[tuple[str, str]] = []  # (call id, name) not yet answered
         self.n = 0
-        self.dropped_replies = 0
+        self.counts: dict[str, int] = {}
+        self._src: dict[int, Any] = {}  # id(assistant message) -> source of its calls
+
+    def count(self, reason: str, n: int = 1) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + n
 
     def _last(self) -> dict | None:
         return self.msgs[-1] if self.msgs else None
 
     def system(self, text: str) -> None:
-        if text.strip() and not self.msgs:
-            self.msgs.append({"role": "system", "content": text.strip()})
+        if not text.strip():
+            return
+        if self.msgs:
+            self.count("late_system_message_dropped")
+            return
+        self.msgs.append({"role": "system", "content": text.strip()})
 
     def user(self, text: str) -> None:
         text = text.strip()
         if not text:
+            self.count("empty_message_dropped")
             return
         last = self._last()
         if last and last["role"] == "user":
             last["content"] += "\n\n" + text
+            self.count("consecutive_user_messages_merged")
         else:
+            if self.pending:
+                self.count("unanswered_call_before_user")
             self.msgs.append({"role": "user", "content": text})
         self.pending = []
 
-    def assistant(self, text: str) -> None:
+    def _open_assistant(self, src: Any, weight: Any, with_calls: bool) -> dict | None:
+        """The assistant message a new piece joins (or a new one); None when there is nothing to follow."""
+        last = self._last()
+        w = 0 if weight == 0 else None
+        if last and last["role"] == "assistant":
+            same = src is not None and self._src.get(id(last)) == src
+            if last.get("tool_calls") and not same:
+                raise Skip("a tool call whose reply is missing before the next turn (merging them would change "
+                           "the order of calls and answers)")
+            if not same and last.get("weight") != w:
+                raise Skip("assistant turns in a row with different training weights")
+            if not same and (last.get("content") or "").strip():
+                self.count("consecutive_assistant_messages_merged")
+            if src is not None:
+                self._src[id(last)] = src
+            return last
+        if last and last["role"] in ("user", "tool"):
+            if last["role"] == "tool" and self.pending:
+                self.count("unanswered_call_before_answer", len(self.pending))
+                self.pending = []
+            msg: dict[str, Any] = {"role": "assistant", "content": ""}
+            if w == 0:
+                msg["weight"] = 0
+            self.msgs.append(msg)
+            self._src[id(msg)] = src
+            return msg
+        self.count("assistant_before_user_dropped")
+        return None
+
+    def assistant(self, text: str, src: Any = None, weight: Any = None) -> None:
         text = text.strip()
         if not text:
             return
-        last = self._last()
-        if last and last["role"] == "assistant":
-            last["content"] = (last["content"] + "\n\n" + text).strip()
-        elif last and last["role"] in ("user", "tool"):
-            self.msgs.append({"role": "assistant", "content": text})
+        msg = self._open_assistant(src, weight, False)
+        if msg is not None:
+            msg["content"] = (msg["content"] + "\n\n" + text).strip()
 
-    def call(self, name: str, arguments: Any, call_id: str | None = None) -> None:
+    def call(self, name: str, arguments: Any, call_id: str | None = None, src: Any = None,
+             weight: Any = None) -> None:
         if not isinstance(name, str) or not name.strip():
             raise Skip("a tool call without a function name")
-        last = self._last()
+        msg = self._open_assistant(src, weight, True)
+        if msg is None:
+            return
         cid = str(call_id) if call_id else f"call_{self.n}"
         self.n += 1
-        entry = {"id": cid, "type": "function", "function": {"name": name.strip(), "arguments": arguments}}
-        if last and last["role"] == "assistant":
-            last.setdefault("tool_calls", []).append(entry)
-        elif last and last["role"] in ("user", "tool"):
-            self.msgs.append({"role": "assistant", "content": "", "tool_calls": [entry]})
-        else:
-            return
+        msg.setdefault("tool_calls", []).append(
+            {"id": cid, "type": "function", "function": {"name": name.strip(), "arguments": arguments}})
         self.pending.append((cid, name.strip()))
 
     def tool(self, content: Any, call_id: str | None = None, name: str | None = None) -> None:
+        """A tool reply, paired with its call by id, else by name, else with the oldest unanswered call."""
         match = None
         for i, (cid, n) in enumerate(self.pending):
-            if (call_id and cid == str(call_id)) or (not call_id and name and n == name):
+            if call_id and cid == str(call_id):
                 match = i
                 break
-        if match is None and self.pending and not call_id:
+        if match is None and name:
+            same = [i for i, (_, n) in enumerate(self.pending) if n == name]
+            if same:
+                match = same[0]
+                if len(same) > 1:  # several open calls of that tool: the first one, in call order
+                    self.count("tool_reply_matched_by_order")
+        if match is None and self.pending:
+            if call_id and len(self.pending) > 1:
+                raise Skip("a tool reply whose tool_call_id matches none of several open calls (pairing it by "
+                           "guess could give a result to the wrong call)")
             match = 0
-        if match is None and self.pending and call_id:
-            match = 0  # ids differ between exports; answer calls in order
+            if call_id or len(self.pending) > 1:
+                self.count("tool_reply_matched_by_order")
         if match is None:
-            self.dropped_replies += 1
+            self.count("tool_reply_without_call_dropped")
             return
         cid, n = self.pending.pop(match)
         if not isinstance(content, str):
-            import json
             content = json.dumps(content, ensure_ascii=False)
+            self.count("tool_reply_json_encoded")
+        if not content.strip():
+            self.count("empty_tool_reply_kept")
         self.msgs.append({"role": "tool", "tool_call_id": cid, "name": name or n, "content": content})
 
     def messages(self) -> list[dict]:
@@ -116,8 +176,10 @@ class Builder:
         head = [msgs.pop(0)] if msgs and msgs[0]["role"] == "system" else []
         while msgs and msgs[0]["role"] != "user":
             msgs.pop(0)
+            self.count("message_before_first_user_dropped")
         while msgs and msgs[-1]["role"] != "assistant":
             msgs.pop()
+            self.count("message_after_last_answer_dropped")
         if not msgs:
             return []
         return head + msgs
@@ -155,12 +217,38 @@ def tool_responses(text: str) -> list[str]:
     return found or [text.strip()]
 
 
-def tools_in_system(text: str) -> tuple[list | None, str]:
-    """(tools listed inside <tools>…</tools>, the system text without the Hermes tool boilerplate)."""
-    m = _TOOLS.search(text or "")
-    if not m:
-        return None, text
-    body = m.group(1).strip()
+def reply_list(text: str) -> list[dict] | None:
+    """A tool message answering several calls at once, `[{"tool_call_id"?, "name"?, "content"}, ...]`
+    (LLaMA-Factory writes parallel results so), as its replies; None when the text is anything else."""
+    if not text.lstrip().startswith("[{"):
+        return None
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(items, list) and len(items) > 1 and all(
+            isinstance(x, dict) and "content" in x and ("tool_call_id" in x or "name" in x) for x in items):
+        return items
+    return None
+
+
+def response_name(body: str) -> str | None:
+    """The function name a Hermes `<tool_response>` body names ({"name": ..., "content": ...}), if any."""
+    if not body.lstrip().startswith("{"):
+        return None
+    try:
+        obj = decode_json_like(body)
+    except InvalidInput:
+        return None
+    name = obj.get("name") if isinstance(obj, dict) else None
+    return name if isinstance(name, str) and name else None
+
+
+def _tools_body(body: str) -> list | None:
+    """The tools in one <tools> block body: a JSON list, one object, or one object per line; None if not."""
+    body = body.strip()
+    if not body:
+        return None
     try:
         tools = decode_json_like(body)
         tools = tools if isinstance(tools, list) else [tools]
@@ -171,9 +259,45 @@ def tools_in_system(text: str) -> tuple[list | None, str]:
                 try:
                     tools.append(decode_json_like(line.strip()))
                 except InvalidInput:
-                    raise Skip("a <tools> list in the system message that cannot be parsed") from None
-    # The rest of a Hermes system prompt only explains the tag format, which the chat template renders anew.
-    return tools, ""
+                    return None
+    return tools if tools and all(isinstance(t, dict) for t in tools) else None
+
+
+def tools_in_system(text: str) -> tuple[list | None, str]:
+    """(tools listed inside the <tools>…</tools> block that holds them, the system text without the Hermes tool
+    boilerplate). Prompts often name the tag in prose first ("within <tools></tools> XML tags"): the first
+    block whose body parses as tools is used; a block with a body that parses as nothing is a Skip."""
+    bodies = [m.group(1) for m in _TOOLS.finditer(text or "")]
+    if not bodies:
+        return None, text
+    for body in bodies:
+        tools = _tools_body(body)
+        if tools is not None:
+            # The rest of a Hermes system prompt only explains the tag format, which the chat template renders anew.
+            return tools, ""
+    if any(b.strip() for b in bodies):
+        raise Skip("a <tools> list in the system message that cannot be parsed")
+    return None, text
+
+
+def supplied_tools(tools: Any, b: Builder) -> list | None:
+    """A record's own `tools` (a list, one tool object, or a JSON string of either); None when absent.
+    A single object is a one-item list (counted); anything else is a Skip, never a reason to infer schemas."""
+    if isinstance(tools, str):
+        if not tools.strip():
+            return None
+        try:
+            tools = decode_json_like(tools)
+        except InvalidInput:
+            raise Skip("a 'tools' string that is not JSON") from None
+    if tools is None or tools == [] or tools == {}:
+        return None
+    if isinstance(tools, dict):
+        b.count("single_tool_object_listed")
+        return [tools]
+    if isinstance(tools, list):
+        return tools
+    raise Skip(f"'tools' is a {type(tools).__name__}, neither a list of tools nor one tool object")
 
 
 # ------------------------------------------------------------------------------------------ redaction

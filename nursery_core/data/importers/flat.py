@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Skip
+from .common import Builder, Skip, supplied_tools
 
 
 def matches(rec: Any) -> bool:
@@ -24,7 +24,9 @@ def convert(rec: dict) -> dict:
     out = {"messages": [{"role": "user", "content": q.strip()},
                         {"role": "assistant", "content": "", "tool_calls": [
                             {"type": "function", "function": {"name": name.strip(), "arguments": args}}]}]}
-    schema = rec.get("tool_schema") or rec.get("tool")
-    if isinstance(schema, dict):
-        out["tools"] = [schema]
+    b = Builder()
+    tools = supplied_tools(rec.get("tool_schema") or rec.get("tool"), b)
+    if tools:
+        out["tools"] = tools
+    out["transformations"] = b.counts
     return out

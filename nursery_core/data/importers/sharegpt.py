@@ -2,11 +2,12 @@
 string, and Hermes (<tools> in the system turn, <tool_call> blocks with JSON or Python-dict bodies)."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ...errors import InvalidInput
 from ...records import decode_json_like
-from .common import Builder, Skip, split_tool_calls, tool_responses, tools_in_system
+from .common import Builder, Skip, response_name, split_tool_calls, supplied_tools, tool_responses, tools_in_system
 
 USER = {"human", "user"}
 ASSISTANT = {"gpt", "assistant", "model", "chatgpt", "bing", "bard"}
@@ -41,34 +42,37 @@ def ref(rec: dict, i: int) -> str:
 
 def convert(rec: dict) -> dict:
     rec = unwrap(rec)
-    tools = rec.get("tools")
-    if isinstance(tools, str):
-        try:
-            tools = decode_json_like(tools) if tools.strip() else None
-        except InvalidInput:
-            raise Skip("a 'tools' string that is not JSON") from None
     b = Builder()
+    tools = supplied_tools(rec.get("tools"), b)
     if isinstance(rec.get("system"), str):
         found, rest = tools_in_system(rec["system"])
+        if found is not None:
+            b.count("hermes_tools_prompt_replaced")
         tools = tools or found
         b.system(rest if found is not None else rec["system"])
-    for t in rec["conversations"]:
+    for k, t in enumerate(rec["conversations"]):
         if not isinstance(t, dict):
             raise Skip("a turn that is not an object")
         who = str(t.get("from", t.get("role", ""))).lower()
         value = t.get("value", t.get("content", ""))
-        value = value if isinstance(value, str) else str(value)
+        if value is None:
+            value = ""
+        elif not isinstance(value, str):
+            value = json.dumps(value, ensure_ascii=False)  # JSON, never a Python repr
+            b.count("non_string_turn_json_encoded")
         if who == "system":
             found, rest = tools_in_system(value)
+            if found is not None:
+                b.count("hermes_tools_prompt_replaced")
             tools = tools or found
             b.system(rest if found is not None else value)
         elif who in USER:
             b.user(value)
         elif who in ASSISTANT:
             rest, calls = split_tool_calls(value) if "<tool_call>" in value else (value, [])
-            b.assistant(rest)
+            b.assistant(rest, src=k)
             for c in calls:
-                b.call(c["name"], c["arguments"])
+                b.call(c["name"], c["arguments"], src=k)
         elif who in CALL:
             try:
                 obj = decode_json_like(value)
@@ -77,13 +81,13 @@ def convert(rec: dict) -> dict:
             for c in obj if isinstance(obj, list) else [obj]:
                 if not isinstance(c, dict):
                     raise Skip("a function_call turn that is not an object")
-                b.call(c.get("name"), c.get("arguments", c.get("parameters", {})))
+                b.call(c.get("name"), c.get("arguments", c.get("parameters", {})), src=k)
         elif who in REPLY:
             for r in tool_responses(value) if "<tool_response>" in value else [value]:
-                b.tool(r)
+                b.tool(r, name=response_name(r))
         else:
             raise Skip(f"unknown speaker {who!r}")
-    out = {"messages": b.messages()}
-    if isinstance(tools, list) and tools:
+    out = {"messages": b.messages(), "transformations": b.counts}
+    if tools:
         out["tools"] = tools
     return out
