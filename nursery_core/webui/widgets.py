@@ -86,3 +86,19 @@ def report_view(report: dict) -> None:
     if report.get("inferred_tools"):
         st.caption("Schemas inferred from the calls (the source had none): " + ", ".join(report["inferred_tools"]))
 
+
+
+def page_link(page: str, label: str, icon: str | None = None, query_params: dict | None = None, container=None):
+    """st.page_link carrying a selection in the address (?key=value); a plain link where the page is not
+    registered (a page run on its own, as AppTest does)."""
+    from urllib.parse import urlencode
+
+    from streamlit.errors import StreamlitAPIException
+
+    where = container or st
+    try:
+        return where.page_link(page, label=label, icon=icon, query_params=query_params)
+    except StreamlitAPIException:
+        slug = page.rsplit("/", 1)[-1].removesuffix(".py").split("_", 1)[-1]
+        return where.markdown(f"[{icon + ' ' if icon else ''}{label}](/{slug}"
+                              f"{'?' + urlencode(query_params) if query_params else ''})")
