@@ -1,7 +1,6 @@
 """Model Cradle: see what a model does with tools — test it, compare two side by side, and evaluate them."""
 import importlib.util
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -343,14 +342,8 @@ with tab_eval:
                                "examples": r["num_examples"], **{k: r[k] for k in HEADLINE},
                                "AST 95% CI": scores.cell({"ast_accuracy": r["ast_accuracy"], "ci95": r.get("ast_ci95")}),
                                "warning": "⚠ under 30 examples" if r.get("warning") else ""} for r in board])
-        frame["line"] = frame["model"] + (" · " + frame["dataset"] if frame["dataset"].nunique() > 1 else "")
-        chart = alt.Chart(frame).mark_bar().encode(
-            x=alt.X("ast_accuracy:Q", title="BFCL-style AST accuracy", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("line:N", sort="-x", title=None), yOffset=alt.YOffset("decoding:N"),
-            color=alt.Color("decoding:N"),
-            tooltip=["model", "decoding", "dataset", "examples", "ast_accuracy", "format_validity", "arg_f1"])
-        st.altair_chart(chart, width="stretch", key="mc_board_chart")
-        st.dataframe(frame.drop(columns="line"), hide_index=True, width="stretch", key="mc_board_table")
+        st.altair_chart(scores.leaderboard_chart(board), width="stretch", key="mc_board_chart")
+        st.dataframe(frame, hide_index=True, width="stretch", key="mc_board_table")
         st.markdown("**Held-out vs golden sets** (AST accuracy, Wilson 95% interval; ⚠ under 30 examples; the "
                     "newest evaluation of each)")
         st.dataframe(scores.scorecard_frame(nursery_scorecard(sorted({r["model"] for r in board}))),

@@ -48,11 +48,20 @@ def datasets_frame(rows: list[dict]) -> pd.DataFrame:
         for r in rows])
 
 
+BAR_STEP = 26  # px per bar (band), so a chart grows with its categories instead of squeezing them
+
+
 def bar_chart(counts: dict[str, Any], label: str, title: str) -> alt.Chart:
+    """Horizontal bars, one band of BAR_STEP px each, labels in full (up to 240 px) and the count at the bar's
+    end. The height is a Vega-Lite step, not a total: Streamlit fits a fixed total height around title and
+    axes, which left the plot 0 px high."""
     df = pd.DataFrame({label: list(counts), "count": list(counts.values())})
-    return (alt.Chart(df, title=title).mark_bar().encode(
-        x=alt.X("count:Q", title="count"), y=alt.Y(f"{label}:N", sort="-x", title=None),
-        tooltip=[label, "count"]).properties(height=max(120, 28 * len(df))))
+    base = alt.Chart(df, title=title).encode(
+        y=alt.Y(f"{label}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240)),
+        x=alt.X("count:Q", title="count"), tooltip=[label, "count"])
+    bars = base.mark_bar()
+    text = base.mark_text(align="left", dx=3).encode(text="count:Q")
+    return (bars + text).properties(height=alt.Step(BAR_STEP))
 
 
 def length_histogram(lengths: list[dict]) -> alt.Chart:
