@@ -283,8 +283,8 @@ class Store:
         row = {"created_at": now(), "kind": TRAINING, **row}
         with self._atomic():
             if not replace and self._get("datasets", row["name"]) is not None:
-                raise AlreadyExists(f"dataset {row['name']!r} already exists: choose another --name "
-                                    "or delete it first")
+                raise AlreadyExists(f"dataset {row['name']!r} already exists: choose another dataset "
+                                    "name, or delete the existing one first")
             self.db["datasets"].insert(self._encode("datasets", row), replace=True)
             if requests is not None:
                 self._index_requests(row["name"], requests)

@@ -9,7 +9,8 @@ from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nurser
 from nursery_core.cloud.train import nursery_train_cloud
 from nursery_core.settings import effective_training_defaults
 from nursery_core.training.config import TrainConfig, field_help
-from nursery_core.webui import cloud_panel, identity, services
+from nursery_core.training.preview import job_examples, render_example
+from nursery_core.webui import cloud_panel, identity, services, widgets
 from nursery_core.webui import training_widgets as tw
 
 st.set_page_config(page_title="Training Forge · Nursery", page_icon="🔥", layout="wide")
@@ -174,8 +175,8 @@ def jobs_area(was_live: bool) -> None:
 
 jobs_area(bool(ACTIVE_AT_LOAD))
 
+recent = nursery_list_jobs(limit=50)
 with st.expander("Compare loss curves of several jobs"):
-    recent = nursery_list_jobs(limit=50)
     picked = st.multiselect("Jobs", [j["id"] for j in recent], key="tf_overlay",
                             format_func=lambda i: next(f"{j['output_name']} ({i})" for j in recent if j["id"] == i))
     if picked:
@@ -184,6 +185,21 @@ with st.expander("Compare loss curves of several jobs"):
             st.caption("No loss recorded for these jobs yet.")
         else:
             st.altair_chart(chart, width="stretch", key="tf_overlay_chart")
+
+with st.expander("What the model sees: a job's training data, rendered"):
+    seen_job = st.selectbox("Job", [j["id"] for j in recent], key="tf_seen_job",
+                            format_func=lambda i: next(f"{j['output_name']} ({i})" for j in recent if j["id"] == i))
+    if seen_job:
+        try:
+            rows, job_cfg = job_examples(seen_job, "train", limit=50)
+            if rows:
+                k = st.number_input(f"Example (of the first {len(rows)} trained on)", 1, len(rows), 1,
+                                    key="tf_seen_index")
+                widgets.rendered_prompt(render_example(rows[int(k) - 1], job_cfg), key="tf_seen")
+            else:
+                st.caption("This job has no training examples on disk.")
+        except NurseryError as e:
+            st.error(str(e))
 
 with st.expander("Rented machines: find and destroy orphans", expanded=False):
     cloud_panel.render_reaper_panel("tf_reaper")

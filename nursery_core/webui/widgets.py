@@ -1,6 +1,7 @@
 """Render helpers shared by pages: examples as chat bubbles, dataset tables and charts."""
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -80,7 +81,7 @@ def report_view(report: dict) -> None:
         cols[1].metric("Read", report.get("conversations_read", 0))
         cols[2].metric("Examples", report.get("examples", 0))
         cols[3].metric("Skipped", sum((report.get("skipped") or {}).values()))
-    else:
+    elif "delivered" in report:  # a generation report (an import of canonical JSONL has none of these)
         cols[0].metric("Delivered", report.get("delivered", 0))
         cols[1].metric("Variation", report.get("variation", "?"))
         cols[2].metric("Duplicates dropped", report.get("near_duplicates_dropped", 0))
@@ -111,3 +112,34 @@ def page_link(page: str, label: str, icon: str | None = None, query_params: dict
         slug = page.rsplit("/", 1)[-1].removesuffix(".py").split("_", 1)[-1]
         return where.markdown(f"[{icon + ' ' if icon else ''}{label}](/{slug}"
                               f"{'?' + urlencode(query_params) if query_params else ''})")
+
+
+TRAINED_STYLE = "background:#c8ecd4;border-bottom:2px solid #2e7d4f"
+
+
+def rendered_prompt(view: dict, key: str) -> None:
+    """training.preview.render_example's result: the exact text, trained tokens highlighted (green, underlined)
+    and the counts. Each trained stretch is a <mark class="nursery-trained"> (what tests and screen readers see)."""
+    parts = []
+    for seg in view["segments"]:
+        text = html.escape(seg["text"])
+        parts.append(f'<mark class="nursery-trained" style="{TRAINED_STYLE}">{text}</mark>' if seg["trained"]
+                     else f"<span>{text}</span>")
+    if view.get("truncated"):
+        parts.append(f'<span style="color:#9e9e9e;text-decoration:line-through" title="cut by max length">'
+                     f'{html.escape(view["cut_text"])}</span>')
+    st.caption(f"**{view['num_tokens']:,} tokens**, of which **{view['trained_tokens']:,}** are trained on "
+               f"(highlighted: the assistant's answers) · rendered for {view['base_model']} · max length "
+               f"{view['max_length']:,}" + (" · ⚠ cut at the max length (struck-through text is not seen)"
+                                             if view.get("truncated") else ""))
+    st.html(f'<div class="nursery-rendered" data-key="{html.escape(key)}" style="white-space:pre-wrap;'
+            f'font-family:monospace;font-size:0.8rem;line-height:1.45;border:1px solid #dfe5e1;border-radius:6px;'
+            f'padding:8px;max-height:420px;overflow:auto">{"".join(parts)}</div>')
+
+
+def shown_paths(message: str, names: dict[str, str]) -> str:
+    """A message with server paths replaced by the names the user knows (an upload's own file name)."""
+    for server, shown in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        if server:
+            message = message.replace(server, shown)
+    return message
