@@ -10,6 +10,7 @@ import gc
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -203,6 +204,25 @@ class ModelPool:
                 hit = entry.adapters.pop(model_name, None)
                 if hit is not None:
                     entry.model.delete_adapter(hit[0])
+
+    def is_loaded(self, model_name: str) -> bool:
+        """True when a call on `model_name` starts generating at once (its base, and adapter, are in memory)."""
+        ref = resolve_model(model_name)
+        with self._lock:
+            entry = self._bases.get(str(ref.base_dir))
+        if entry is None:
+            return False
+        if ref.kind != "adapter":
+            return True
+        hit = entry.adapters.get(ref.name)
+        return hit is not None and tuple(hit[1:]) == (str(ref.adapter_path), _adapter_mtime(ref.adapter_path))
+
+    def warm(self, model_name: str) -> float:
+        """Loads `model_name` (base and adapter) without generating; returns the seconds it took."""
+        start = time.monotonic()
+        with self._active(model_name):
+            pass
+        return time.monotonic() - start
 
     def _base(self, ref: ModelRef) -> _Base:
         from .base_models import load_base

@@ -55,6 +55,31 @@ def warn_small(runs: list[dict]) -> None:
                        + (f" ({r['decoding']})" if r.get("decoding") else "") + f": {w}")
 
 
+def _one(x: dict) -> str:
+    m = x.get("metrics") or {}
+    ci = (m.get("ci95") or {}).get("ast_accuracy")
+    return (f"{100 * (m.get('ast_accuracy') or 0):.1f}%"
+            + (f" [{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%]" if ci else "")
+            + (f" {x['decoding']}" if x.get("decoding") else ""))
+
+
+def summary_line(r: dict) -> str:
+    """An evaluation in one line: AST accuracy with its Wilson 95 % interval per decoding, the number of
+    examples, the bare base model's score on the same data when it was run, and a small-sample warning."""
+    runs = r.get("runs") or [r]
+    mine = [x for x in runs if x["dataset"] == r["dataset"] and not x.get("is_base")]
+    base = [x for x in runs if x["dataset"] == r["dataset"] and x.get("is_base")]
+    text = (f"AST accuracy {' · '.join(_one(x) for x in mine)} on {r['num_examples']} examples of "
+            f"{r['dataset']}")
+    if base:
+        text += f"; base model without the adapter: {' · '.join(_one(x) for x in base)}"
+    else:
+        text += " (score the base model too for a baseline)"
+    if any((x.get("metrics") or {}).get("warning") for x in mine):
+        text += " — ⚠ under 30 examples: the interval is wide"
+    return text
+
+
 BAR_STEP = 20  # px per bar
 
 

@@ -143,3 +143,39 @@ def shown_paths(message: str, names: dict[str, str]) -> str:
         if server:
             message = message.replace(server, shown)
     return message
+
+
+def _raise_flag(flag: str) -> None:
+    st.session_state[flag] = True
+
+
+def action_button(label: str, key: str, *, disabled: bool = False, where=None, **kw) -> bool:
+    """A button drawn disabled from its click until the action it starts ends (Streamlit discards clicks on a
+    disabled widget, so a double click starts one action). True in the run that must do the action; the page
+    calls action_done(key) when it is over, then st.rerun() to draw the button enabled again."""
+    flag = f"{key}__busy"
+    busy = bool(st.session_state.get(flag))
+    (where or st).button(label, key=key, disabled=disabled or busy, on_click=_raise_flag, args=(flag,), **kw)
+    return busy
+
+
+def action_done(key: str) -> None:
+    st.session_state[f"{key}__busy"] = False
+
+
+def loading_status(model: str) -> None:
+    """A visible "Loading model …" status while a model's weights are read (the first use in this dashboard
+    process: seconds to a minute on a CPU); nothing when it is already in memory."""
+    import time
+
+    from ..inference import get_pool
+
+    pool = get_pool()
+    if pool.is_loaded(model):
+        return
+    with st.status(f"Loading model {model}… (first use since the dashboard started: reading its weights)",
+                   expanded=False) as box:
+        start = time.monotonic()
+        pool.warm(model)
+        box.update(label=f"Model {model} loaded in {time.monotonic() - start:.0f} s; it stays in memory for the "
+                         "next calls", state="complete")
