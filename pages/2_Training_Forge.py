@@ -38,9 +38,9 @@ with tab_est:
     e1, e2 = st.columns([1, 3])
     epochs_est = e1.number_input("Epochs", min_value=0.1, max_value=100.0, value=float(DEFAULTS.epochs), step=1.0,
                                  key="tf_est_epochs")
-    probe = e1.checkbox("Measure this machine (a few real steps, cached)", value=False, key="tf_est_probe",
-                        help="Times a few real training steps on this CPU once per machine and base model; "
-                             "later estimates reuse the measurement.")
+    probe = e1.checkbox("Time a few steps here", value=False, key="tf_est_probe",
+                        help="Measures this machine: times a few real training steps once per machine and "
+                             "base model; later estimates reuse the measurement.")
     if e1.button("Estimate", key="tf_est_go", disabled=not dataset):
         try:
             with st.spinner("Counting tokens, then timing a few training steps on this machine…" if probe
@@ -187,7 +187,8 @@ with st.expander("Compare loss curves of several jobs"):
             st.altair_chart(chart, width="stretch", key="tf_overlay_chart")
 
 with st.expander("What the model sees: a job's training data, rendered"):
-    seen_job = st.selectbox("Job", [j["id"] for j in recent], key="tf_seen_job",
+    seen_job = st.selectbox("Job", [j["id"] for j in recent], key="tf_seen_job", index=None,
+                            placeholder="choose a job to render its training examples",
                             format_func=lambda i: next(f"{j['output_name']} ({i})" for j in recent if j["id"] == i))
     if seen_job:
         try:
