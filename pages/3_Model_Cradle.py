@@ -355,7 +355,7 @@ with tab_eval:
     b1, b2 = st.columns(2)
     board_ds = b1.selectbox("Dataset", [""] + DATASETS, key="mc_board_dataset",
                             format_func=lambda d: d or "all datasets")
-    board_dec = b2.selectbox("Decoding", ["", "guarded", "free"], key="mc_board_decoding",
+    board_dec = b2.selectbox("Show decoding", ["", "guarded", "free"], key="mc_board_decoding",
                              format_func=lambda d: d or "all decodings")
     board = nursery_leaderboard(board_ds or None, board_dec or None)
     if not board:
