@@ -174,14 +174,9 @@ def cached_probe(base_model: str) -> dict | None:
     return data.get(f"{machine_key()}|{base_model}")
 
 
-PROBE_MAX_LENGTH = 256  # tokens per probe example: a 135M model's step time is linear in tokens at these lengths
-
-
-def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = 2, batch_size: int = 2,
-                      max_length: int = PROBE_MAX_LENGTH) -> dict:
-    """Times a few real LoRA forward/backward steps of the base on this CPU (after one warm-up step) on the
-    dataset's examples cut to `max_length` tokens, so it takes seconds (it took minutes at full length); caches
-    real tokens/s per machine and model in NURSERY_HOME/cache, so it runs once per machine."""
+def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = 3, batch_size: int = 4) -> dict:
+    """Times a few real LoRA forward/backward steps of the base on this CPU (after one warm-up step) at the
+    dataset's real sequence lengths; caches real tokens/s per machine and model in NURSERY_HOME/cache."""
     import torch
 
     from .training import trainer
@@ -192,7 +187,7 @@ def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = 2, bat
     model, tok, _ = trainer.load_model_and_tokenizer(cfg, torch.float32)
     model, _ = trainer.add_lora(model, cfg)
     model.train()
-    enc, _ = trainer.encode_all(tok, examples[: batch_size * (steps + 1)], min(max_length, cfg.max_length))
+    enc, _ = trainer.encode_all(tok, examples[: batch_size * (steps + 1)], cfg.max_length)
     if not enc:
         raise InvalidConfig("no example to probe with")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -210,7 +205,6 @@ def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = 2, bat
             elapsed += time.perf_counter() - t0
             tokens += int(mask.sum())
     result = {"tokens_per_s": round(tokens / max(elapsed, 1e-9), 2), "tokens": tokens, "seconds": round(elapsed, 3),
-              "steps": steps, "batch_size": batch_size, "max_length": max_length,
               "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_key()}
     cache = _probe_cache()
     try:
