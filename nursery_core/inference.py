@@ -421,6 +421,26 @@ class StopAfterCalls:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class RowProgress:
+    """Never stops anything: reports how many rows of a batch have ended (an end-of-turn token), each time that
+    number grows, so a batch of answers shows progress answer by answer."""
+
+    def __init__(self, prompt_len: int, stop_ids: list[int], report: Callable[[int], None]):
+        self.prompt_len, self.stop_ids, self.report = prompt_len, stop_ids, report
+        self.finished = 0
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.prompt_len:]
+        ended = int(torch.isin(new, torch.tensor(self.stop_ids, device=new.device)).any(dim=1).sum()) \
+            if self.stop_ids and new.shape[1] else 0
+        if ended > self.finished:
+            self.finished = ended
+            self.report(ended)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
 def _is_peft(model) -> bool:
     from peft import PeftModel
 
@@ -562,6 +582,12 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
             enc = {k: v.to(device) for k, v in enc.items()}
             guard, processors = _guard(tokenizer, [plans[i].grammar for i in idx], s)
             stops = _stops(tokenizer, enc["input_ids"].shape[1], s)
+            if progress and len(idx) > 1:  # per answer inside a batch, not only per batch
+                from transformers import StoppingCriteriaList
+
+                stops = StoppingCriteriaList([*(stops or []), RowProgress(
+                    enc["input_ids"].shape[1], _stop_ids(tokenizer),
+                    lambda finished, base=done: progress(base + finished, len(texts)))])
             with torch.inference_mode():
                 gen = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors,
                                      stopping_criteria=stops)

@@ -161,3 +161,29 @@ def test_warm_tells_loaded_models_apart(tiny_model_dir):
     pool = get_pool()
     assert not pool.is_loaded("ada")
     assert pool.warm("ada") > 0 and pool.is_loaded("ada") and pool.is_loaded(str(tiny_model_dir))
+
+
+def test_batch_progress_is_reported_answer_by_answer(tiny_model_dir):
+    """Rows of one batch that end early are reported before the batch is over (the Compare bar moves per
+    answer); the last report is the total."""
+    from nursery_core.inference import generate_batch
+
+    seen = []
+    generate_batch(str(tiny_model_dir), PROMPTS, max_new_tokens=24, batch_size=4,
+                   progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (4, 4)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # never goes back
+
+
+def test_row_progress_counts_rows_that_ended():
+    import torch
+
+    from nursery_core.inference import RowProgress
+
+    seen = []
+    rp = RowProgress(2, [9], seen.append)
+    ids = torch.tensor([[1, 1, 5, 9], [1, 1, 5, 6], [1, 1, 9, 0]])
+    assert not rp(ids, None).any()
+    assert seen == [2]
+    rp(ids, None)
+    assert seen == [2]  # reported once per change
