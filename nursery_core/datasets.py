@@ -147,11 +147,11 @@ def _refuse_existing(name: str) -> Path:
     paths.check_name(name, "dataset name")
     target = paths.dataset_path(name)
     if get_store().has_dataset(name):
-        raise AlreadyExists(f"dataset {name!r} already exists: choose another --name or delete it first "
-                            f"(delete-dataset {name})")
+        raise AlreadyExists(f"dataset {name!r} already exists: choose another dataset name, or delete "
+                            "the existing one first")
     if target.exists():
         raise AlreadyExists(f"a file {target} already exists but is not a registered dataset: move it away "
-                            "or choose another --name")
+                            "or choose another dataset name")
     return target
 
 
@@ -189,10 +189,10 @@ def write_dataset(name: str, examples: list[dict], *, source: str, description: 
         try:
             os.link(tmp, target)  # fails if the target appeared meanwhile: never overwrites
         except FileExistsError:
-            raise AlreadyExists(f"dataset file {target.name} appeared while writing: choose another --name") from None
+            raise AlreadyExists(f"dataset file {target.name} appeared while writing: choose another dataset name") from None
         except OSError:
             if target.exists():
-                raise AlreadyExists(f"dataset file {target.name} already exists: choose another --name") from None
+                raise AlreadyExists(f"dataset file {target.name} already exists: choose another dataset name") from None
             os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

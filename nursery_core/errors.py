@@ -31,6 +31,15 @@ class AlreadyExists(NurseryError):
     """Refusing to overwrite something that is already stored."""
 
 
+class DuplicateRun(AlreadyExists):
+    """A run would write what an active or queued run already writes; `other` names that run (its id, kind,
+    status and who started it), so a caller can point at it instead of starting a second one."""
+
+    def __init__(self, message: str, *, other: dict):
+        self.other = other
+        super().__init__(message)
+
+
 class InvalidConfig(NurseryError):
     """A training/generation setting is out of range or inconsistent."""
 

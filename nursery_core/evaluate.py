@@ -104,8 +104,6 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
     decoding}. `decoding` "both" (the default) runs the model free, then guarded, and stores both: the result is
     the guarded run's, with `runs` = [free result, guarded result]; `guarded` True/False is short for decoding
     "guarded"/"free". Predictions files have decoding None."""
-    from .inference import GenerationSettings, generate_batch
-
     if guarded is not None:
         decoding = "guarded" if guarded else "free"
     if decoding not in DECODINGS:
@@ -144,6 +142,17 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
         label = model_name or f"predictions:{Path(pred_name).stem}"
         return _record(label, dataset, split, examples, outputs, settings, store_result, created_by)
 
+    from .jobs.inflight import exclusive_run, run_key
+
+    with exclusive_run("evaluate", run_key("evaluate", model_name, dataset, split),
+                       f"the evaluation of {model_name} on {dataset}", created_by):
+        return _evaluate_model(model_name, dataset, split, examples, settings, decoding, max_new_tokens,
+                               temperature, top_p, seed, batch_size, store_result, created_by, progress)
+
+
+def _evaluate_model(model_name, dataset, split, examples, settings, decoding, max_new_tokens, temperature, top_p,
+                    seed, batch_size, store_result, created_by, progress) -> dict:
+    from .inference import GenerationSettings, generate_batch
     from .training.rendering import eval_prompts
 
     prompts = []
@@ -324,6 +333,15 @@ def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: s
             raise InvalidInput(f"{model_name!r} is a base model already: with_base scores a trained model's base",
                                field="with_base")
         models.append((ref.base_ref, True))
+    from .jobs.inflight import exclusive_run, run_key
+
+    with exclusive_run("evaluate", run_key("evaluate", model_name), f"the evaluation of {model_name}", created_by):
+        runs = _run_suite(models, plan, limit, created_by, progress, generation)
+    top = next((x for x in runs if x.get("decoding") == "guarded"), runs[0])
+    return {**top, "runs": runs}
+
+
+def _run_suite(models, plan, limit, created_by, progress, generation) -> list[dict]:
     runs = []
     for label, is_base in models:
         for step in plan:
@@ -333,8 +351,7 @@ def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: s
                                  else None, **generation)
             for one in r.get("runs") or [r]:  # free and guarded, by default: one run each
                 runs.append({**one, "dataset_kind": step["dataset_kind"] or "training", "is_base": is_base})
-    top = next((x for x in runs if x.get("decoding") == "guarded"), runs[0])
-    return {**top, "runs": runs}
+    return runs
 
 
 def import_bfcl(test_file: str | Path, answers_file: str | Path | None, name: str | None = None,

@@ -31,3 +31,22 @@ def score(accuracy, ci95=None, n=None, warning=None) -> str:
     if warning:
         text += " ⚠ small sample"
     return text
+
+
+def when(ts: str | None, missing: str = "–") -> str:
+    """A stored UTC ISO timestamp as 'YYYY-MM-DD HH:MM UTC' (minutes are what people read)."""
+    if not ts:
+        return missing
+    return ts[:16].replace("T", " ") + " UTC"
+
+
+def count(n, missing: str = "–") -> str:
+    """A large count as '135M', '1.2B', '42k' (parameter counts, token totals)."""
+    if n is None:
+        return missing
+    n = float(n)
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.0f}{unit}" if v >= 10 else f"{v:.1f}{unit}"
+    return f"{n:.0f}"

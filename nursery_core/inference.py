@@ -10,6 +10,7 @@ import gc
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class GenerationSettings:
     seed: int | None = 0
     batch_size: int = DEFAULT_BATCH_SIZE
     guarded: bool = True
+    # interactive calls (test, compare) stop a row once its tool calls are complete and anything else starts,
+    # instead of writing on to max_new_tokens; evaluation keeps the whole completion
+    stop_after_calls: bool = False
 
     def validate(self) -> "GenerationSettings":
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
@@ -49,6 +53,8 @@ class GenerationSettings:
             raise InvalidConfig(f"batch_size must be an integer from 1 to 512, not {self.batch_size!r}")
         if not isinstance(self.guarded, bool):
             raise InvalidConfig(f"guarded must be true or false, not {self.guarded!r}")
+        if not isinstance(self.stop_after_calls, bool):
+            raise InvalidConfig(f"stop_after_calls must be true or false, not {self.stop_after_calls!r}")
         return self
 
     @property
@@ -57,7 +63,8 @@ class GenerationSettings:
 
     def to_dict(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
-                "seed": self.seed, "batch_size": self.batch_size, "greedy": self.greedy, "guarded": self.guarded}
+                "seed": self.seed, "batch_size": self.batch_size, "greedy": self.greedy, "guarded": self.guarded,
+                "stop_after_calls": self.stop_after_calls}
 
     @classmethod
     def of(cls, settings: "GenerationSettings | dict | None" = None, **overrides: Any) -> "GenerationSettings":
@@ -140,6 +147,8 @@ class _Base:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # model name → (peft adapter name, adapter dir, files' mtime): a changed dir or mtime means reload
     adapters: "OrderedDict[str, tuple[str, str, float]]" = field(default_factory=OrderedDict)
+    # model name → PrefixCache: the KV of prompt prefixes (system turn with the tools) already computed
+    prefixes: dict = field(default_factory=dict)
 
 
 def _adapter_mtime(path: Path) -> float:
@@ -201,8 +210,28 @@ class ModelPool:
         for entry in entries:
             with entry.lock:
                 hit = entry.adapters.pop(model_name, None)
+                entry.prefixes.pop(model_name, None)
                 if hit is not None:
                     entry.model.delete_adapter(hit[0])
+
+    def is_loaded(self, model_name: str) -> bool:
+        """True when a call on `model_name` starts generating at once (its base, and adapter, are in memory)."""
+        ref = resolve_model(model_name)
+        with self._lock:
+            entry = self._bases.get(str(ref.base_dir))
+        if entry is None:
+            return False
+        if ref.kind != "adapter":
+            return True
+        hit = entry.adapters.get(ref.name)
+        return hit is not None and tuple(hit[1:]) == (str(ref.adapter_path), _adapter_mtime(ref.adapter_path))
+
+    def warm(self, model_name: str) -> float:
+        """Loads `model_name` (base and adapter) without generating; returns the seconds it took."""
+        start = time.monotonic()
+        with self._active(model_name):
+            pass
+        return time.monotonic() - start
 
     def _base(self, ref: ModelRef) -> _Base:
         from .base_models import load_base
@@ -234,6 +263,7 @@ class ModelPool:
         if hit is not None and hit[1:] != stamp:  # retrained, or another home's model of that name
             entry.model.delete_adapter(hit[0])
             entry.adapters.pop(ref.name)
+            entry.prefixes.pop(ref.name, None)
             hit = None
         if hit is None:
             pname = _peft_name(ref.name, {h[0] for h in entry.adapters.values()})
@@ -276,10 +306,139 @@ class ModelPool:
         with self._active(model_name) as (model, tokenizer):
             return fn(model, tokenizer)
 
-    def stream(self, model_name: str, fn: Callable[[Any, Any], Iterator[str]]) -> Iterator[str]:
-        """Like run, for a generator: the base stays locked until the stream ends or is closed."""
+    def stream(self, model_name: str, fn: Callable[..., Iterator[str]]) -> Iterator[str]:
+        """Like run, for a generator: the base stays locked until the stream ends or is closed. fn gets
+        (model, tokenizer, prefix cache of this model)."""
         with self._active(model_name) as (model, tokenizer):
-            yield from fn(model, tokenizer)
+            yield from fn(model, tokenizer, self.prefix_cache(model_name))
+
+    def prefix_cache(self, model_name: str) -> "PrefixCache":
+        """The prompt-prefix KV cache of a loaded model (dropped with its adapter or base)."""
+        ref = resolve_model(model_name)
+        with self._lock:
+            entry = self._bases.get(str(ref.base_dir))
+        if entry is None:
+            return PrefixCache()
+        return entry.prefixes.setdefault(model_name, PrefixCache())
+
+
+class PrefixCache:
+    """The KV cache of a few prompt prefixes of one model: the system turn with the tools is the same from one
+    call to the next, so a warm model only runs the new user turn before its first token (LRU, `size`)."""
+
+    def __init__(self, size: int = 4):
+        self.size = size
+        self._items: "OrderedDict[str, tuple[list[int], Any]]" = OrderedDict()
+        self.hits = self.misses = 0
+
+    def past_for(self, model, tokenizer, prompt: Prompt, ids: list[int]):
+        """A copy of the cached KV for the longest cached prefix of `ids` (computed and kept on a miss), or None
+        when the prompt has no reusable prefix (a rendered string, no earlier turns, a tokenizer boundary)."""
+        import copy
+
+        import torch
+
+        prefix_text = _prefix_text(tokenizer, prompt)
+        if not prefix_text:
+            return None
+        hit = self._items.get(prefix_text)
+        if hit is None:
+            pids = tokenizer(prefix_text, add_special_tokens=False)["input_ids"]
+            if len(pids) < 8 or len(pids) >= len(ids) or ids[:len(pids)] != pids:
+                return None
+            device = next(model.parameters()).device
+            with torch.inference_mode():
+                out = model(input_ids=torch.tensor([pids], device=device), use_cache=True)
+            hit = (pids, out.past_key_values)
+            self._items[prefix_text] = hit
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+            self.misses += 1
+        else:
+            if ids[:len(hit[0])] != hit[0]:
+                return None
+            self._items.move_to_end(prefix_text)
+            self.hits += 1
+        return copy.deepcopy(hit[1])  # generate() extends the cache it is given
+
+
+_SENTINEL = "\x00nursery-prefix\x00"
+
+
+def _prefix_text(tokenizer, prompt: Prompt) -> str | None:
+    """The rendered text before the last user message's own words: the system turn with the tools, earlier
+    turns and the last user turn's header (found by rendering a sentinel in place of that message)."""
+    from .training.rendering import render
+
+    if isinstance(prompt, str):
+        return None
+    messages, tools = (prompt["messages"], prompt.get("tools")) if isinstance(prompt, dict) else prompt
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
+    if last_user is None:
+        return None
+    probe = [*messages[:last_user], {"role": "user", "content": _SENTINEL}]
+    try:
+        text = render(tokenizer, probe, tools, add_generation_prompt=False)
+    except Exception:  # a template that refuses the probe: no reusable prefix
+        return None
+    at = text.find(_SENTINEL)
+    before = text[:at] if at > 0 else ""
+    return before if before and _render(tokenizer, prompt).startswith(before) else None
+
+
+class StopAfterCalls:
+    """A stopping criterion per row: once a row's answer holds complete <tool_call> blocks and the text after
+    the last one is neither blank nor the start of another block, that row is done (a small model that keeps
+    writing after its calls is not waited for). `cut` drops that trailing start from the decoded answer."""
+
+    def __init__(self, tokenizer, prompt_len: int):
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+
+    @staticmethod
+    def finished(text: str) -> bool:
+        from .training.rendering import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+
+        at = text.rfind(TOOL_CALL_CLOSE)
+        if at < 0 or text.count(TOOL_CALL_OPEN) > text.count(TOOL_CALL_CLOSE):
+            return False
+        rest = text[at + len(TOOL_CALL_CLOSE):].lstrip()
+        return bool(rest) and not (TOOL_CALL_OPEN.startswith(rest) or rest.startswith(TOOL_CALL_OPEN))
+
+    @staticmethod
+    def cut(text: str) -> str:
+        from .training.rendering import TOOL_CALL_CLOSE
+
+        if StopAfterCalls.finished(text):
+            return text[:text.rfind(TOOL_CALL_CLOSE) + len(TOOL_CALL_CLOSE)]
+        return text
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.prompt_len:]
+        done = [self.finished(self.tokenizer.decode(row, skip_special_tokens=True)) for row in new]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class RowProgress:
+    """Never stops anything: reports how many rows of a batch have ended (an end-of-turn token), each time that
+    number grows, so a batch of answers shows progress answer by answer."""
+
+    def __init__(self, prompt_len: int, stop_ids: list[int], report: Callable[[int], None]):
+        self.prompt_len, self.stop_ids, self.report = prompt_len, stop_ids, report
+        self.finished = 0
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.prompt_len:]
+        ended = int(torch.isin(new, torch.tensor(self.stop_ids, device=new.device)).any(dim=1).sum()) \
+            if self.stop_ids and new.shape[1] else 0
+        if ended > self.finished:
+            self.finished = ended
+            self.report(ended)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def _is_peft(model) -> bool:
@@ -417,7 +576,7 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out: list[str] = [""] * len(texts)
     usage: list[dict] = [{} for _ in texts]
-    stops = set(_stop_ids(tokenizer))
+    stop_ids = set(_stop_ids(tokenizer))
     gen_cfg = _gen_config(tokenizer, s)
     device = next(model.parameters()).device
     side = tokenizer.padding_side
@@ -431,13 +590,23 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
             guard, processors = _guard(tokenizer, [plans[i].grammar for i in idx], s)
+            stops = _stops(tokenizer, enc["input_ids"].shape[1], s)
+            if progress and len(idx) > 1:  # per answer inside a batch, not only per batch
+                from transformers import StoppingCriteriaList
+
+                stops = StoppingCriteriaList([*(stops or []), RowProgress(
+                    enc["input_ids"].shape[1], _stop_ids(tokenizer),
+                    lambda finished, base=done: progress(base + finished, len(texts)))])
             with torch.inference_mode():
-                gen = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors)
+                gen = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors,
+                                     stopping_criteria=stops)
             new = gen[:, enc["input_ids"].shape[1]:]
             for row, i in enumerate(idx):
                 out[i] = _cut(tokenizer, tokenizer.decode(new[row], skip_special_tokens=False))
+                if s.stop_after_calls:
+                    out[i] = StopAfterCalls.cut(out[i])
                 ids = new[row].tolist()
-                end = next((k + 1 for k, t in enumerate(ids) if t in stops), None)
+                end = next((k + 1 for k, t in enumerate(ids) if t in stop_ids), None)
                 usage[i] = {"prompt_tokens": int(enc["attention_mask"][row].sum()),
                             "completion_tokens": end if end is not None else len(ids), "stopped": end is not None}
                 if guard is not None and row in guard.errors:
@@ -454,10 +623,20 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
     return result
 
 
+def _stops(tokenizer, prompt_len: int, s: GenerationSettings):
+    if not s.stop_after_calls:
+        return None
+    from transformers import StoppingCriteriaList
+
+    return StoppingCriteriaList([StopAfterCalls(tokenizer, prompt_len)])
+
+
 def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings | dict | None = None,
-                report: dict | None = None, **overrides: Any) -> Iterator[str]:
+                report: dict | None = None, prefix_cache: PrefixCache | None = None,
+                **overrides: Any) -> Iterator[str]:
     """Text chunks of one completion as they are generated (for st.write_stream); `report`, when given, is
-    updated with what ran (the decoding summary) once the stream ends."""
+    updated with what ran (the decoding summary) once the stream ends. With `prefix_cache` the prompt's
+    prefix (system turn and tools) is not run again when the cache holds it."""
     import torch
     from transformers import TextIteratorStreamer
 
@@ -470,6 +649,12 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
     enc = tokenizer([text], return_tensors="pt", add_special_tokens=False)
     device = next(model.parameters()).device
     enc = {k: v.to(device) for k, v in enc.items()}
+    extra: dict[str, Any] = {}
+    if prefix_cache is not None:
+        past = prefix_cache.past_for(model, tokenizer, prompt, enc["input_ids"][0].tolist())
+        if past is not None:
+            extra["past_key_values"] = past
+    stops = _stops(tokenizer, enc["input_ids"].shape[1], s)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     if s.seed is not None:
         torch.manual_seed(int(s.seed))
@@ -479,7 +664,7 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
         try:
             with torch.inference_mode():
                 model.generate(**enc, generation_config=_gen_config(tokenizer, s), streamer=streamer,
-                               logits_processor=processors)
+                               logits_processor=processors, stopping_criteria=stops, **extra)
         except BaseException as e:  # surfaced to the reader below
             errors.append(e)
             streamer.end()
@@ -509,7 +694,8 @@ def generate_batch(model_name: str, prompts: Sequence[Prompt], settings: Generat
 def stream_generate(model_name: str, prompt: Prompt, settings: GenerationSettings | dict | None = None,
                     report: dict | None = None, **overrides: Any) -> Iterator[str]:
     s = GenerationSettings.of(settings, **overrides)
-    return get_pool().stream(model_name, lambda m, t: stream_with(m, t, prompt, s, report=report))
+    return get_pool().stream(model_name, lambda m, t, cache: stream_with(m, t, prompt, s, report=report,
+                                                                         prefix_cache=cache))
 
 
 # ------------------------------------------------------------------------------------------- tools
@@ -565,7 +751,7 @@ def nursery_test_model(model_name: str, prompt: str, tools: Any = None, tools_fr
     """One prompt through a model with its tools: raw completion, parsed calls, JSON and schema validity, and
     `decoding` ("guarded" by default, "free" when turned off or when the tools' schemas cannot be guarded; the
     reason is in `decoding_notes`)."""
-    s = GenerationSettings.of(settings, **generation)
+    s = GenerationSettings.of(settings, **{"stop_after_calls": True, **generation})
     tool_list, source = resolve_tools(model_name, tools, tools_from)
     messages = build_messages(prompt, system)
     out = generate_batch(model_name, [{"messages": messages, "tools": tool_list}], s)
@@ -591,7 +777,7 @@ def stream_test_model(model_name: str, prompt: str, tools: list[dict], system: s
     """The streamed counterpart of nursery_test_model (tools already resolved); pair with analyse_completion."""
     from .guard.grammar import decoding_summary
 
-    s = GenerationSettings.of(settings, **generation)
+    s = GenerationSettings.of(settings, **{"stop_after_calls": True, **generation})
     item = {"messages": build_messages(prompt, system), "tools": tools}
     return TextStream(lambda report: stream_generate(model_name, item, s, report=report),
                       decoding_summary(s.guarded, _guard_plans([item], s)))

@@ -79,3 +79,23 @@ def get_model(name: str) -> dict:
 
 
 __all__ = ["nursery_list_models", "delete_model", "get_model", "NotFound"]
+
+
+def adapter_zip(name: str) -> bytes:
+    """A trained adapter's directory as a zip (`<name>/adapter_config.json`, weights, tokenizer files, run
+    config): what PEFT's `PeftModel.from_pretrained` loads after unzipping. NotFound / InvalidInput otherwise."""
+    import io
+    import zipfile
+
+    row = get_store().get_model(name)
+    folder = Path(row.get("path") or "")
+    if not (folder / "adapter_config.json").exists():
+        raise NotFound(f"model {name!r} has no adapter files on this machine ({folder.name or 'no path'})")
+    if not paths.inside_home(folder):
+        raise InvalidInput(f"model {name!r} lives outside the data directory", field="path")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                zf.write(f, arcname=f"{name}/{f.relative_to(folder)}")
+    return buf.getvalue()

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import sqlite_utils
 
 from . import paths
-from .errors import AlreadyExists, InvalidInput, NotFound, SharedRequest
+from .errors import AlreadyExists, DuplicateRun, InvalidInput, NotFound, SharedRequest
 from .overlap import example_requests, normal_request
 from .status import ACTIVE, JobStatus
 
@@ -35,7 +35,7 @@ JSON_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 PRIMARY_KEYS = {"datasets": "name", "jobs": "id", "job_events": "id", "models": "name", "evaluations": "id",
-                "deployments": "id", "instances": "id", "settings": "key"}
+                "deployments": "id", "instances": "id", "settings": "key", "inflight_runs": "key"}
 
 
 def now() -> str:
@@ -138,11 +138,19 @@ def _index_file(db: sqlite_utils.Database, name: str, path: Path) -> None:
                         [(name, k, v) for k, v in seen.items() if k])
 
 
+def _m005_inflight_runs(db: sqlite_utils.Database) -> None:
+    # Runs that execute in the caller's process (deployments, evaluations): one row per run in flight, keyed
+    # by what it writes, so a second identical run is refused while the first one lives.
+    db["inflight_runs"].create({"key": str, "kind": str, "label": str, "owner": str, "pid": int,
+                                "pid_start": str, "host": str, "created_by": str, "started_at": str}, pk="key")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("m001_initial", _m001_initial),
     ("m002_settings", _m002_settings),
     ("m003_overview_indexes", _m003_overview_indexes),
     ("m004_golden_sets", _m004_golden_sets),
+    ("m005_inflight_runs", _m005_inflight_runs),
 ]
 
 GOLDEN = "golden"
@@ -275,8 +283,8 @@ class Store:
         row = {"created_at": now(), "kind": TRAINING, **row}
         with self._atomic():
             if not replace and self._get("datasets", row["name"]) is not None:
-                raise AlreadyExists(f"dataset {row['name']!r} already exists: choose another --name "
-                                    "or delete it first")
+                raise AlreadyExists(f"dataset {row['name']!r} already exists: choose another dataset "
+                                    "name, or delete the existing one first")
             self.db["datasets"].insert(self._encode("datasets", row), replace=True)
             if requests is not None:
                 self._index_requests(row["name"], requests)
@@ -395,11 +403,27 @@ class Store:
 
     # ---------------------------------------------------------------------------------------- jobs
     def create_job(self, row: dict) -> dict:
-        """Inserts a job (status queued unless given) and returns it."""
+        """Inserts a job (status queued unless given) and returns it. Raises DuplicateRun when an active job
+        already writes the same output name: the check and the insert share one write transaction (BEGIN
+        IMMEDIATE), so two submits racing from two threads or processes cannot both pass it."""
         row = {"id": new_id("j"), "status": JobStatus.QUEUED.value, "created_at": now(), **row}
         with self._atomic():
+            if row.get("output_name") and row["status"] in ACTIVE:
+                other = self.active_job_for_output(row["output_name"])
+                if other is not None:
+                    raise DuplicateRun(
+                        f"job {other['id']} ({other['status']}"
+                        + (f", started by {other['created_by']}" if other.get("created_by") else "")
+                        + f") already trains model {row['output_name']!r}: follow that job, or choose another "
+                        "output name", other={k: other.get(k) for k in ("id", "kind", "status", "created_by")})
             self.db["jobs"].insert(self._encode("jobs", row))
         return self.get_job(row["id"])
+
+    def active_job_for_output(self, output_name: str) -> dict | None:
+        """The oldest queued or running job that writes `output_name`, or None."""
+        rows = self._select("jobs", f"output_name = ? and status in ({', '.join('?' for _ in ACTIVE)})",
+                            [output_name, *ACTIVE], order_by="created_at", limit=1)
+        return rows[0] if rows else None
 
     def get_job(self, job_id: str) -> dict:
         row = self._get("jobs", job_id)
@@ -634,6 +658,33 @@ class Store:
             if len(out[r["model"]]) < per_model:
                 out[r["model"]].append(r)
         return out
+
+    # --------------------------------------------------------------------------------- inflight runs
+    def claim_inflight(self, row: dict, is_stale: Callable[[dict], bool]) -> dict:
+        """Records a run in flight under row["key"]; raises DuplicateRun naming the holder when a live run
+        holds that key. A holder that `is_stale` (its process is gone) is replaced. Check and insert share
+        one write transaction."""
+        row = {"started_at": now(), **row}
+        with self._atomic():
+            held = self._get("inflight_runs", row["key"])
+            if held is not None and not is_stale(held):
+                raise DuplicateRun(
+                    f"{held['label']} is already running (since {held['started_at'][11:19]} UTC"
+                    + (f", started by {held['created_by']}" if held.get("created_by") else "")
+                    + "): wait for it to finish", other={k: held.get(k) for k in ("key", "kind", "label",
+                                                                                 "created_by", "started_at")})
+            self.db["inflight_runs"].insert(row, replace=True)
+        return row
+
+    def release_inflight(self, key: str, owner: str) -> None:
+        """Removes the in-flight row if this owner still holds it."""
+        with self._atomic():
+            self.db.execute("delete from inflight_runs where key = ? and owner = ?", [key, owner])
+
+    def list_inflight(self, kind: str | None = None) -> list[dict]:
+        if kind:
+            return self._select("inflight_runs", "kind = ?", [kind], order_by="started_at")
+        return self._select("inflight_runs", order_by="started_at")
 
     # ----------------------------------------------------------------------------------- instances
     def record_instance(self, row: dict) -> dict:

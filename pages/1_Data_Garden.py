@@ -11,7 +11,11 @@ from nursery_core.data.importers import FORMATS, nursery_extract_conversations
 from nursery_core.data.tools import DEFAULT_TOOL_NAMES
 from nursery_core.datasets import (dataset_diversity, delete_dataset, example_lengths, nursery_import_dataset,
                                    nursery_list_datasets, show_dataset)
+from nursery_core.base_models import REGISTRY
 from nursery_core.errors import NurseryError
+from nursery_core.settings import effective_training_defaults
+from nursery_core.training.config import TrainConfig
+from nursery_core.training.preview import render_example
 from nursery_core.webui import identity, services, widgets
 from nursery_core.webui.golden_panel import render_golden_panel
 
@@ -20,6 +24,7 @@ user = identity.sidebar_identity()
 st.title("🌿 Data Garden")
 st.caption("Grow tool-calling training data: generate it from tool schemas, or import real conversations.")
 PAGE_SIZE = 20
+TRAINING_FORGE = "pages/2_Training_Forge.py"
 
 tab_gen, tab_imp, tab_ds, tab_gold = st.tabs(["Generate", "Import", "Datasets", "Golden sets"])
 
@@ -67,6 +72,7 @@ with tab_gen:
             st.session_state["dg_selected"] = row["name"]
             st.success(f"Dataset **{row['name']}** with {row['num_examples']} examples is ready: see the "
                        "Datasets tab.")
+            widgets.page_link(TRAINING_FORGE, "Train on this dataset", "🔥", {"tf_dataset": row["name"]})
             widgets.report_view(row["report"])
         except NurseryError as e:
             st.error(str(e))
@@ -85,11 +91,11 @@ with tab_imp:
     redact = st.checkbox("Redact e-mail addresses and API keys", key="imp_redact")
     if st.button("Import", type="primary", key="imp_go", disabled=up is None):
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", up.name) or "upload.json"
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / safe
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / safe
+            try:
                 path.write_bytes(up.getvalue())
-                with st.spinner("Importing…"):
+                with st.spinner(f"Importing {up.name}…"):
                     if fmt == "canonical":
                         row = nursery_import_dataset(path, name=imp_name.strip() or None, created_by=user)
                     elif path.suffix in LOCAL_BUILDERS and path.suffix not in (".json", ".jsonl"):
@@ -98,11 +104,14 @@ with tab_imp:
                     else:
                         row = nursery_extract_conversations(path, format=fmt, name=imp_name.strip() or None,
                                                             keep_plain=keep_plain, redact=redact, created_by=user)
-            st.session_state["dg_selected"] = row["name"]
-            st.success(f"Dataset **{row['name']}** with {row['num_examples']} examples imported.")
-            widgets.report_view(row.get("report") or {})
-        except NurseryError as e:
-            st.error(str(e))
+                st.session_state["dg_selected"] = row["name"]
+                st.success(f"Dataset **{row['name']}** with {row['num_examples']} examples imported from "
+                           f"{up.name}.")
+                widgets.page_link(TRAINING_FORGE, "Train on this dataset", "🔥", {"tf_dataset": row["name"]})
+                widgets.report_view(row.get("report") or {})
+            except NurseryError as e:
+                # the file is named as the user knows it, not by the server's temporary copy
+                st.error(widgets.shown_paths(str(e), {str(path): up.name, str(tmp) + "/": ""}))
 
 # ------------------------------------------------------------------------------------------- datasets
 with tab_ds:
@@ -115,11 +124,15 @@ with tab_ds:
         rows = nursery_list_datasets(limit=PAGE_SIZE, offset=(int(page) - 1) * PAGE_SIZE)
         st.dataframe(widgets.datasets_frame(rows), hide_index=True, width="stretch")
         names = [r["name"] for r in rows]
-        wanted = st.session_state.get("dg_selected")
-        if wanted and wanted not in names:
-            names = [wanted] + names
-        pick = st.selectbox("Open dataset", names, index=names.index(wanted) if wanted in names else 0,
-                            key="ds_pick")
+        wanted = st.session_state.pop("dg_selected", None)  # just generated or imported: open it
+        for extra in (wanted, st.query_params.get("ds_pick")):  # the address may name one on another page
+            if extra and extra not in names and services.store().has_dataset(extra):
+                names = [extra] + names
+        if wanted in names:
+            st.session_state["ds_pick"] = wanted
+        pick = st.selectbox("Open dataset", names, key="ds_pick", bind="query-params",
+                            help="Kept in the page address: a reload or a shared link opens the same dataset.")
+        widgets.page_link(TRAINING_FORGE, "Train on this dataset", "🔥", {"tf_dataset": pick})
         try:
             n_show = st.slider("Examples to show", 1, 50, 5, key="ds_show")
             ds = show_dataset(pick, limit=n_show)
@@ -152,9 +165,20 @@ with tab_ds:
                 with st.expander("Report"):
                     widgets.report_view(ds["report"])
             st.subheader("Examples")
+            v1, v2 = st.columns([2, 1])
+            seen = v1.toggle("Show what the model sees", key="ds_rendered",
+                             help="Each example as the chat template renders it for training: tools in the system "
+                                  "turn, <tool_call> blocks in the answers, the token count, and the tokens the "
+                                  "loss is computed on highlighted.")
+            view_base = v2.selectbox("Rendered for", list(REGISTRY), key="ds_rendered_base", disabled=not seen)
             for i, ex in enumerate(ds["examples"]):
                 with st.container(border=True):
-                    widgets.render_example(ex, key=f"ex_{i}")
+                    if seen:
+                        widgets.rendered_prompt(render_example(ex, TrainConfig(
+                            **{**effective_training_defaults(services.store()), "base_model": view_base})),
+                            key=f"ds_rendered_{i}")
+                    else:
+                        widgets.render_example(ex, key=f"ex_{i}")
             with st.expander("Delete this dataset"):
                 sure = st.checkbox(f"Yes, delete {pick} and its file", key="ds_delete_confirm")
                 if st.button("Delete", key="ds_delete", disabled=not sure):

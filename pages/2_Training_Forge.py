@@ -2,13 +2,15 @@
 import streamlit as st
 
 from nursery_core.base_models import REGISTRY
-from nursery_core.errors import NurseryError
+from nursery_core.cli.training import train_command
+from nursery_core.errors import DuplicateRun, NurseryError
 from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
 from nursery_core.cloud.train import nursery_train_cloud
 from nursery_core.settings import effective_training_defaults
 from nursery_core.training.config import TrainConfig, field_help
-from nursery_core.webui import cloud_panel, identity, services
+from nursery_core.training.preview import job_examples, render_example
+from nursery_core.webui import cloud_panel, identity, services, widgets
 from nursery_core.webui import training_widgets as tw
 
 st.set_page_config(page_title="Training Forge · Nursery", page_icon="🔥", layout="wide")
@@ -24,7 +26,8 @@ datasets = services.store().dataset_names(kind="training")  # golden sets are ne
 if not datasets:
     st.info("No datasets yet: create one in the Data Garden first.")
 c1, c2 = st.columns(2)
-dataset = c1.selectbox("Dataset", datasets, key="tf_dataset")
+dataset = c1.selectbox("Dataset", datasets, key="tf_dataset", bind="query-params",
+                       help="Kept in the page address: a reload or a shared link opens the same dataset.")
 base_alias = c2.selectbox("Base model", list(REGISTRY), key="tf_base",
                           help="smollm2-135m ships with Nursery; others need the hub or a local copy.")
 base_path = c2.text_input("…or a local model directory", key="tf_base_path", placeholder="/path/to/hf-model")
@@ -35,10 +38,13 @@ with tab_est:
     e1, e2 = st.columns([1, 3])
     epochs_est = e1.number_input("Epochs", min_value=0.1, max_value=100.0, value=float(DEFAULTS.epochs), step=1.0,
                                  key="tf_est_epochs")
-    probe = e1.checkbox("Measure this machine (a few real steps, cached)", value=False, key="tf_est_probe")
+    probe = e1.checkbox("Time a few steps here", value=False, key="tf_est_probe",
+                        help="Measures this machine: times a few real training steps once per machine and "
+                             "base model; later estimates reuse the measurement.")
     if e1.button("Estimate", key="tf_est_go", disabled=not dataset):
         try:
-            with st.spinner("Counting tokens…"):
+            with st.spinner("Counting tokens, then timing a few training steps on this machine…" if probe
+                            else "Counting tokens…"):
                 st.session_state["tf_estimate"] = nursery_estimate_cost(dataset, base_model, epochs_est, probe=probe)
         except NurseryError as e:
             st.error(str(e))
@@ -83,58 +89,118 @@ with tab_launch:
             mix_ds = r2.selectbox("Mix in dataset", mix_choices, key="tf_mix_dataset", help=HELP["mix_dataset"]["help"])
             mix_fraction = r3.number_input("Mix fraction", 0.0, 10.0, float(DEFAULTS.mix_fraction), 0.1,
                                            key="tf_mix_fraction", help=HELP["mix_fraction"]["help"])
-        go = st.form_submit_button("Start training", type="primary", disabled=not dataset)
-    if go:
+        st.form_submit_button("Start training", type="primary",
+                                   disabled=not dataset or st.session_state.get("tf_submitting", False),
+                                   on_click=tw.mark_submitting, args=("tf_submitting",))
+    hyper = dict(epochs=epochs, max_steps=int(max_steps), learning_rate=lr, batch_size=int(batch), r=int(r),
+                 alpha=alpha, lora_layers=int(lora_layers), max_length=int(max_len), seed=int(seed),
+                 function_masking=float(masking), mix_dataset="" if mix_ds == "(none)" else mix_ds,
+                 mix_fraction=float(mix_fraction))
+    with st.expander("Copy as command line"):
+        st.code(train_command(dataset or "DATASET", base_model, output.strip() or None, hyper, DEFAULTS.to_dict(),
+                              where="train-local" if cloud is None else "train-cloud", extra=cloud),
+                language="bash", wrap_lines=True)
+        st.caption("The same run from a terminal (the dashboard's runner picks it up; add --wait to run and "
+                   "follow it there instead).")
+    if st.session_state.get("tf_submitting"):
+        # One submit at a time: the click's callback raised the flag, so this run draws the button disabled
+        # (Streamlit then discards clicks on it) and submits once; the core refuses a second job writing the
+        # same model (a click that still got through, another tab, the CLI).
         try:
-            hyper = dict(epochs=epochs, max_steps=int(max_steps), learning_rate=lr, batch_size=int(batch), r=int(r),
-                         alpha=alpha, lora_layers=int(lora_layers), max_length=int(max_len), seed=int(seed),
-                         function_masking=float(masking), mix_dataset="" if mix_ds == "(none)" else mix_ds,
-                         mix_fraction=float(mix_fraction))
             if cloud is None:
                 started = nursery_train_local(dataset, base_model, output.strip() or None, created_by=user, **hyper)
             else:
                 started = nursery_train_cloud(dataset, base_model, output.strip() or None, created_by=user,
                                               **cloud, **hyper)
             st.session_state["tf_selected"] = started["id"]
-            st.success(f"Job {started['id']} queued → model **{started['output_name']}**")
+            st.session_state["tf_flash"] = ("success", f"Job {started['id']} queued → model "
+                                                       f"**{started['output_name']}**")
+        except DuplicateRun as e:
+            st.session_state["tf_selected"] = e.other["id"]
+            st.session_state["tf_flash"] = ("warning", f"Not started again: {e}")
         except NurseryError as e:
-            st.error(str(e))
+            st.session_state["tf_flash"] = ("error", str(e))
+        finally:
+            st.session_state["tf_submitting"] = False
+        st.rerun()  # re-enables the button
+    flash = st.session_state.pop("tf_flash", None)
+    if flash:
+        getattr(st, flash[0])(flash[1])
 
 st.divider()
 st.subheader("Jobs")
-jobs_total = services.store().count_jobs()
-page = st.number_input("Page", 1, max(1, -(-jobs_total // PAGE_SIZE)), 1, key="tf_jobs_page") if jobs_total > \
-    PAGE_SIZE else 1
-jobs = nursery_list_jobs(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-if jobs:
+ACTIVE_AT_LOAD = services.store().count_jobs(status=["queued", "running"])
+
+
+@st.fragment(run_every=2 if ACTIVE_AT_LOAD else None)
+def jobs_area(was_live: bool) -> None:
+    """The jobs table and the selected job's panel, refreshed together every 2 s while anything is queued or
+    running (the table is never older than the panel)."""
+    jobs_total = services.store().count_jobs()
+    page = st.number_input("Page", 1, max(1, -(-jobs_total // PAGE_SIZE)), 1, key="tf_jobs_page") if \
+        jobs_total > PAGE_SIZE else 1
+    jobs = nursery_list_jobs(limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    if not jobs:
+        st.caption("No jobs yet.")
+        return
     st.dataframe(tw.jobs_frame(jobs), hide_index=True, key="tf_jobs_table", column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
     ids = [j["id"] for j in jobs]
     if st.session_state.get("tf_selected") not in ids:
         st.session_state["tf_selected"] = ids[0]
     selected = st.selectbox("Job", ids, key="tf_selected",
-                            format_func=lambda i: next(f"{i} · {j['status']} · {j['output_name']}" for j in jobs
-                                                       if j["id"] == i))
-    live = next(j for j in jobs if j["id"] == selected)["status"] in ("queued", "running")
+                            format_func=lambda i: next(f"{i} · {tw.status_label(j['status'])} · {j['output_name']}"
+                                                       for j in jobs if j["id"] == i))
+    status = nursery_job_status(selected)
+    tw.job_detail(status)
+    if status.get("kind") in ("vast", "ssh"):
+        cloud_panel.render_instance_state(services.store().get_job(selected))
+    b1, b2 = st.columns([1, 3])
+    if status["active"] and b1.button("Cancel job", key="tf_cancel"):
+        try:
+            nursery_cancel_job(selected)
+            st.toast(f"Cancelling {selected}…")
+        except NurseryError as e:
+            st.error(str(e))
+    if not status["active"]:
+        b1.button("Retrain with these settings", key="tf_retrain", on_click=tw.load_job_settings,
+                  args=(status,), help="Fills the launch form above with this job's dataset and settings.")
+    if status.get("model_name"):
+        with b2:
+            tw.model_handoffs(status["model_name"], "tf")
+    live_now = any(j["status"] in ("queued", "running") for j in jobs)
+    if was_live and not live_now:
+        st.rerun()  # the last run finished: refresh the whole page once and stop polling
 
-    @st.fragment(run_every=2 if live else None)
-    def detail(job_id: str, was_live: bool) -> None:
-        status = nursery_job_status(job_id)
-        tw.job_detail(status)
-        if status.get("kind") in ("vast", "ssh"):
-            cloud_panel.render_instance_state(services.store().get_job(job_id))
-        if status["active"] and st.button("Cancel job", key="tf_cancel"):
-            try:
-                nursery_cancel_job(job_id)
-                st.toast(f"Cancelling {job_id}…")
-            except NurseryError as e:
-                st.error(str(e))
-        if was_live and not status["active"]:
-            st.rerun()  # the run finished: refresh the whole page once and stop polling
 
-    detail(selected, live)
-else:
-    st.caption("No jobs yet.")
+jobs_area(bool(ACTIVE_AT_LOAD))
+
+recent = nursery_list_jobs(limit=50)
+with st.expander("Compare loss curves of several jobs"):
+    picked = st.multiselect("Jobs", [j["id"] for j in recent], key="tf_overlay",
+                            format_func=lambda i: next(f"{j['output_name']} ({i})" for j in recent if j["id"] == i))
+    if picked:
+        chart = tw.loss_overlay([nursery_job_status(i) for i in picked])
+        if chart is None:
+            st.caption("No loss recorded for these jobs yet.")
+        else:
+            st.altair_chart(chart, width="stretch", key="tf_overlay_chart")
+
+with st.expander("What the model sees: a job's training data, rendered"):
+    seen_job = st.selectbox("Job", [j["id"] for j in recent], key="tf_seen_job", index=None,
+                            placeholder="choose a job to render its training examples",
+                            format_func=lambda i: next(f"{j['output_name']} ({i})" for j in recent if j["id"] == i))
+    if seen_job:
+        try:
+            rows, job_cfg = job_examples(seen_job, "train", limit=50)
+            if rows:
+                k = st.number_input(f"Example (of the first {len(rows)} trained on)", 1, len(rows), 1,
+                                    key="tf_seen_index")
+                widgets.rendered_prompt(render_example(rows[int(k) - 1], job_cfg), key="tf_seen")
+            else:
+                st.caption("This job has no training examples on disk.")
+        except NurseryError as e:
+            st.error(str(e))
 
 with st.expander("Rented machines: find and destroy orphans", expanded=False):
     cloud_panel.render_reaper_panel("tf_reaper")

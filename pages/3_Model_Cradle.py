@@ -1,18 +1,18 @@
 """Model Cradle: see what a model does with tools — test it, compare two side by side, and evaluate them."""
 import importlib.util
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
 from nursery_core.compare import OUTCOMES, nursery_compare_models
 from nursery_core.datasets import load_examples
 from nursery_core.errors import NurseryError
+from nursery_core.formatting import count, when
 from nursery_core.evaluate import (HEADLINE, decoding_of, evaluation_details, list_evaluations, nursery_evaluate,
                                    nursery_evaluate_suite, nursery_leaderboard, nursery_scorecard)
 from nursery_core.inference import analyse_completion, resolve_tools, stream_test_model
 from nursery_core.registry import delete_model, nursery_list_models
-from nursery_core.webui import identity, scores, services
+from nursery_core.webui import identity, scores, services, widgets
 
 st.set_page_config(page_title="Model Cradle · Nursery", page_icon="🧪", layout="wide")
 user = identity.sidebar_identity()
@@ -36,13 +36,16 @@ bases = [m for m in models if m.get("kind") == "base" and m.get("local")]
 MODEL_NAMES = ADAPTER_NAMES + [b["name"] for b in bases]
 DATASETS = services.store().dataset_names()
 GOLDEN_SETS = services.store().dataset_names(kind="golden")
-STATUS_COLOURS = {"same": "#e6f4ea", "different": "#fde7c8", "only_a": "#fbd3d0", "only_b": "#d6e4fb"}
+STATUS_COLOURS = {"same": "#e6f4ea", "different": "#fde7c8", "only in A": "#fbd3d0", "only in B": "#d6e4fb"}
+STATUS_WORDS = {"only_a": "only in A", "only_b": "only in B"}  # the diff's codes, as people read them
 
 
-def pick_model(label: str, key: str, index: int = 0) -> str:
-    """A model from the list, or a local base model directory typed in."""
+def pick_model(label: str, key: str, index: int = 0, remember: bool = False) -> str:
+    """A model from the list, or a local base model directory typed in; `remember` keeps the choice in the page
+    address (reloads and hand-off links such as "Test this model" open it)."""
     c1, c2 = st.columns([2, 1])
-    name = c1.selectbox(label, MODEL_NAMES, index=min(index, max(0, len(MODEL_NAMES) - 1)), key=key)
+    name = c1.selectbox(label, MODEL_NAMES, index=min(index, max(0, len(MODEL_NAMES) - 1)), key=key,
+                        bind="query-params" if remember else None)
     path = c2.text_input("…or a local model directory", key=f"{key}_path", placeholder="/path/to/hf-model")
     return path.strip() or name
 
@@ -55,7 +58,9 @@ DECODING_CHOICES = {"Free and guarded": "both", "Guarded": "guarded", "Free": "f
 def generation_settings(prefix: str, batch: bool = False, guard: bool = True) -> dict:
     c = st.columns(5 if batch else 4)
     s = {"max_new_tokens": int(c[0].number_input("Max new tokens", 1, 4096, 256, key=f"{prefix}_max_new"))}
-    mode = c[1].radio("Decoding", ["greedy", "sample"], horizontal=True, key=f"{prefix}_decoding")
+    mode = c[1].radio("Sampling", ["greedy", "sample"], horizontal=True, key=f"{prefix}_decoding",
+                      help="Greedy always picks the most likely token (repeatable); sample draws with the "
+                           "temperature and top-p beside it.")
     s["temperature"] = float(c[2].slider("Temperature", 0.05, 2.0, 0.7, key=f"{prefix}_temp",
                                          disabled=mode == "greedy")) if mode == "sample" else 0.0
     s["top_p"] = float(c[3].slider("Top-p", 0.05, 1.0, 0.95, key=f"{prefix}_top_p", disabled=mode == "greedy"))
@@ -76,10 +81,11 @@ def diff_frame(diff: list[dict]) -> pd.DataFrame:
     rows = []
     for d in diff:
         if not d["arguments"]:
-            rows.append({"tool": d["tool"], "argument": "", "A": "", "B": "", "status": d["status"]})
+            rows.append({"tool": d["tool"], "argument": "", "A": "", "B": "",
+                         "status": STATUS_WORDS.get(d["status"], d["status"])})
         for a in d["arguments"]:
             rows.append({"tool": d["tool"], "argument": a["argument"], "A": _show(a["a"]), "B": _show(a["b"]),
-                         "status": a["status"] if d["status"] not in ("only_a", "only_b") else d["status"]})
+                         "status": STATUS_WORDS.get(d["status"], a["status"])})
     return pd.DataFrame(rows, columns=["tool", "argument", "A", "B", "status"])
 
 
@@ -116,8 +122,10 @@ def show_calls(result: dict, key: str) -> None:
             st.caption("; ".join(c["schema_errors"]))
 
 
+TABS = ["Models", "Test", "Compare", "Evaluate", "Deploy", "Serve"]
+# hand-off links ("Test this model", …) open a tab through ?tab=
 tab_models, tab_test, tab_compare, tab_eval, tab_deploy, tab_serve = st.tabs(
-    ["Models", "Test", "Compare", "Evaluate", "Deploy", "Serve"])
+    TABS, default=st.query_params.get("tab") if st.query_params.get("tab") in TABS else None)
 
 # -------------------------------------------------------------------------------------------- models
 with tab_models:
@@ -127,7 +135,7 @@ with tab_models:
         st.number_input(f"Page (of {n_pages}, {len(ADAPTER_NAMES)} adapters)", 1, n_pages, key="mc_models_page")
     card = nursery_scorecard([m["name"] for m in adapters])
     rows = [{"name": m["name"], "base model": m.get("base_model"), "dataset": m.get("dataset"),
-             "job": m.get("job_id"), "created": m.get("created_at"), "by": m.get("created_by"),
+             "job": m.get("job_id"), "created": when(m.get("created_at")), "by": m.get("created_by"),
              "final loss": m.get("final_loss"), "eval loss": m.get("eval_loss"),
              "AST accuracy": ((card[m["name"]]["held_out"] or {}).get("ast_accuracy")
                               if card[m["name"]]["held_out"] else (m.get("evaluation") or {}).get("ast_accuracy")),
@@ -140,8 +148,9 @@ with tab_models:
     if rows:
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="mc_models_table")
     st.markdown("**Base models**")
-    st.dataframe(pd.DataFrame([{"name": b["name"], "hub id": b.get("hf_id"), "parameters": b.get("params"),
-                                "family": b.get("family"), "on this machine": b.get("local")}
+    st.dataframe(pd.DataFrame([{"name": b["name"], "hub id": b.get("hf_id"), "parameters": count(b.get("params")),
+                                "family": b.get("family"),
+                                "on this machine": "✓ yes" if b.get("local") else "✗ no (from the hub)"}
                                for b in models if b.get("kind") == "base"]),
                  hide_index=True, width="stretch", key="mc_bases_table")
     if ADAPTER_NAMES:
@@ -162,7 +171,7 @@ with tab_models:
 with tab_test:
     if not MODEL_NAMES:
         st.info("No model available yet.")
-    model = pick_model("Model", "mc_test_model")
+    model = pick_model("Model", "mc_test_model", remember=True)
     prompt = st.text_area("Prompt", key="mc_test_prompt", placeholder="What's the weather in Lisbon tomorrow?")
     source = st.radio("Tools", ["The model's training tools", "A dataset's tools", "Paste tools"],
                       horizontal=True, key="mc_test_tools_source")
@@ -174,10 +183,11 @@ with tab_test:
                                   placeholder='[{"name": "get_weather", "description": "…", "parameters": {…}}]')
     system = st.text_input("System message (optional)", key="mc_test_system")
     settings = generation_settings("mc_test")
-    if st.button("Run", key="mc_test_go", type="primary", disabled=not model):
+    if widgets.action_button("Run", key="mc_test_go", type="primary", disabled=not model):
         try:
             tools, where = resolve_tools(model, tools_text, tools_from)
             st.caption(f"Tools: {', '.join(t['function']['name'] for t in tools) or 'none'} ({where})")
+            widgets.loading_status(model)  # "Loading model …" until its weights are in memory, then streams
             with st.container(border=True):
                 stream = stream_test_model(model, prompt, tools, system or None, **settings)
                 text = st.write_stream(stream)
@@ -186,7 +196,12 @@ with tab_test:
                 "decoding_notes": stream.decoding["notes"],
                 **analyse_completion(text if isinstance(text, str) else "", tools)}
         except NurseryError as e:
-            st.error(str(e))
+            st.session_state["mc_test_error"] = str(e)
+        finally:
+            widgets.action_done("mc_test_go")
+        st.rerun()
+    if st.session_state.get("mc_test_error"):
+        st.error(st.session_state.pop("mc_test_error"))
     result = st.session_state.get("mc_test_result")
     if result:
         st.markdown(f"**Result of {result['model']}**")
@@ -221,17 +236,23 @@ with tab_compare:
         kwargs["split"] = c2.selectbox("Split", ["eval", "all", "train"], key="mc_cmp_split")
         kwargs["limit"] = int(c3.number_input("At most", 1, 10000, 50, key="mc_cmp_limit"))
     settings = generation_settings("mc_cmp", batch=True)
-    if st.button("Compare", key="mc_cmp_go", type="primary", disabled=not (a and b)):
-        bar = st.progress(0.0, text="Generating…")
+    if widgets.action_button("Compare", key="mc_cmp_go", type="primary", disabled=not (a and b)):
         try:
+            for m in dict.fromkeys((a, b)):
+                widgets.loading_status(m)
+            bar = st.progress(0.0, text="Generating…")
             st.session_state["mc_cmp_result"] = nursery_compare_models(
                 a, b, **kwargs, **settings,
                 progress=lambda which, done, total: bar.progress(
-                    (done / total) * 0.5 + (0.5 if which == "B" else 0.0), text=f"Model {which}: {done}/{total}"))
-            bar.empty()
+                    (done / total) * 0.5 + (0.5 if which == "B" else 0.0),
+                    text=f"Model {which}: {done}/{total} answers"))
         except NurseryError as e:
-            bar.empty()
-            st.error(str(e))
+            st.session_state["mc_cmp_error"] = str(e)
+        finally:
+            widgets.action_done("mc_cmp_go")
+        st.rerun()
+    if st.session_state.get("mc_cmp_error"):
+        st.error(st.session_state.pop("mc_cmp_error"))
     res = st.session_state.get("mc_cmp_result")
     if res:
         decoding_caption(res)
@@ -283,27 +304,29 @@ with tab_eval:
     upload = None
     golden_pick, no_golden, with_base = [], False, False
     if source == "A model":
-        ev_model = pick_model("Model", "mc_eval_model")
-        g1, g2, g3 = st.columns([3, 1, 1])
+        ev_model = pick_model("Model", "mc_eval_model", remember=True)
+        g1, g2, g3 = st.columns([2, 1, 1.3])
         golden_pick = g1.multiselect("Golden sets", GOLDEN_SETS, key="mc_eval_golden",
                                      placeholder="every golden set whose tools the model was trained on")
         no_golden = g2.checkbox("Held-out only", key="mc_eval_no_golden")
-        with_base = g3.checkbox("Also score the bare base model", key="mc_eval_with_base",
-                                help="The same data through the base model without the adapter, for comparison.")
+        with_base = g3.checkbox("Score the base model too", key="mc_eval_with_base",
+                                help="The same data through the bare base model (without the adapter): the "
+                                     "baseline the adapter is compared with.")
         settings = generation_settings("mc_eval", batch=True, guard=False)
         settings["decoding"] = DECODING_CHOICES[st.radio(
-            "Decoding", list(DECODING_CHOICES), horizontal=True, key="mc_eval_guard",
+            "Guarded decoding", list(DECODING_CHOICES), horizontal=True, key="mc_eval_guard",
             help="Free and guarded stores one evaluation each. " + GUARD_HELP)]
     else:
         upload = st.file_uploader('Predictions: one {"id", "output"} per line', type=["jsonl", "json"],
                                   key="mc_eval_upload")
         ev_model = st.text_input("Name for these predictions", key="mc_eval_label", placeholder="my-external-model")
         settings = {}
-    if st.button("Evaluate", key="mc_eval_go", type="primary", disabled=not ev_dataset):
+    if widgets.action_button("Evaluate", key="mc_eval_go", type="primary", disabled=not ev_dataset):
         with st.status("Evaluating…", expanded=True) as status:
             bar = st.progress(0.0)
             try:
                 if source == "A model":
+                    widgets.loading_status(ev_model)
                     r = nursery_evaluate_suite(
                         ev_model, ev_dataset, split=ev_split, limit=ev_limit, created_by=user,
                         golden=[] if no_golden else (golden_pick or None), with_base=with_base, **settings,
@@ -314,14 +337,15 @@ with tab_eval:
                                          progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total}"))
                 st.session_state["mc_eval_last"] = r["id"]
                 st.session_state["mc_eval_runs"] = r.get("runs") or [r]
-                summary = " · ".join(f"{100 * (x['metrics']['ast_accuracy'] or 0):.1f}%"
-                                     + (f" {x['decoding']}" if x.get("decoding") else "")
-                                     for x in r.get("runs") or [r] if x["dataset"] == r["dataset"]
-                                     and x.get("is_base") == r.get("is_base"))
-                status.update(label=f"AST accuracy {summary} on {r['num_examples']} examples", state="complete")
+                st.session_state["mc_eval_summary"] = ("success", scores.summary_line(r))
             except NurseryError as e:
-                status.update(label="Evaluation failed", state="error")
-                st.error(str(e))
+                st.session_state["mc_eval_summary"] = ("error", f"Evaluation failed: {e}")
+            finally:
+                widgets.action_done("mc_eval_go")
+        st.rerun()
+    if st.session_state.get("mc_eval_summary"):
+        kind, text = st.session_state["mc_eval_summary"]
+        getattr(st, kind)(text)
     runs = st.session_state.get("mc_eval_runs")
     if runs:
         st.dataframe(scores.runs_frame(runs), hide_index=True, width="stretch", key="mc_eval_runs_table")
@@ -331,7 +355,7 @@ with tab_eval:
     b1, b2 = st.columns(2)
     board_ds = b1.selectbox("Dataset", [""] + DATASETS, key="mc_board_dataset",
                             format_func=lambda d: d or "all datasets")
-    board_dec = b2.selectbox("Decoding", ["", "guarded", "free"], key="mc_board_decoding",
+    board_dec = b2.selectbox("Show decoding", ["", "guarded", "free"], key="mc_board_decoding",
                              format_func=lambda d: d or "all decodings")
     board = nursery_leaderboard(board_ds or None, board_dec or None)
     if not board:
@@ -343,14 +367,8 @@ with tab_eval:
                                "examples": r["num_examples"], **{k: r[k] for k in HEADLINE},
                                "AST 95% CI": scores.cell({"ast_accuracy": r["ast_accuracy"], "ci95": r.get("ast_ci95")}),
                                "warning": "⚠ under 30 examples" if r.get("warning") else ""} for r in board])
-        frame["line"] = frame["model"] + (" · " + frame["dataset"] if frame["dataset"].nunique() > 1 else "")
-        chart = alt.Chart(frame).mark_bar().encode(
-            x=alt.X("ast_accuracy:Q", title="BFCL-style AST accuracy", scale=alt.Scale(domain=[0, 1])),
-            y=alt.Y("line:N", sort="-x", title=None), yOffset=alt.YOffset("decoding:N"),
-            color=alt.Color("decoding:N"),
-            tooltip=["model", "decoding", "dataset", "examples", "ast_accuracy", "format_validity", "arg_f1"])
-        st.altair_chart(chart, width="stretch", key="mc_board_chart")
-        st.dataframe(frame.drop(columns="line"), hide_index=True, width="stretch", key="mc_board_table")
+        st.altair_chart(scores.leaderboard_chart(board), width="stretch", key="mc_board_chart")
+        st.dataframe(frame, hide_index=True, width="stretch", key="mc_board_table")
         st.markdown("**Held-out vs golden sets** (AST accuracy, Wilson 95% interval; ⚠ under 30 examples; the "
                     "newest evaluation of each)")
         st.dataframe(scores.scorecard_frame(nursery_scorecard(sorted({r["model"] for r in board}))),
@@ -405,7 +423,7 @@ with tab_deploy:
     else:
         from nursery_core.webui.deploy_panel import render_deploy_panel
 
-        dep_model = st.selectbox("Model", ADAPTER_NAMES, key="mc_deploy_model")
+        dep_model = st.selectbox("Model", ADAPTER_NAMES, key="mc_deploy_model", bind="query-params")
         if dep_model:
             render_deploy_panel(dep_model)
         else:

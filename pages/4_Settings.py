@@ -50,7 +50,8 @@ with tab_env:
         st.session_state["settings_device_checked"] = True
         st.rerun()
     st.markdown("**Components**")
-    st.dataframe([{"component": k, "ready": "✅" if v["ok"] else "❌", "how to install": "" if v["ok"] else v["fix"]}
+    st.dataframe([{"component": k.replace("_", " "), "ready": "✅ ready" if v["ok"] else "❌ missing",
+                   "how to install": "" if v["ok"] else v["fix"]}
                   for k, v in report["components"].items()], hide_index=True, width="stretch")
     st.markdown("**Packages**")
     st.dataframe([{"package": k, "version": v or "not installed"} for k, v in report["packages"].items()],

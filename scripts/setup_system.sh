@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the OS-level parts the real test layers use, when missing: OpenSSH's sshd and Debian's chromium.
+# Installs the OS-level parts the real test layers use, when missing: OpenSSH's sshd, Debian's chromium, Go.
+# (llama.cpp's converter is not an OS package: `make setup` fetches it, for `make run` and `make test` alike.)
 # Under CI=true a failure here is fatal (no test may skip for a missing component).
 set -uo pipefail
 PY="${PY:-.venv/bin/python}"
@@ -15,8 +16,5 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "[setup] could not install ${need[*]}" >&2
     [ "${CI:-}" = "true" ] && exit 1
   fi
-fi
-if [ -f scripts/setup_llamacpp.sh ]; then
-  PY="$PY" bash scripts/setup_llamacpp.sh || { [ "${CI:-}" = "true" ] && exit 1; }
 fi
 exit 0

@@ -100,8 +100,8 @@ def main(page):
 
 
 def progress_of(page):
-    """The job-detail progress bar of the Training Forge (the last st.progress on the page)."""
-    return page.locator("[data-testid='stProgress']").last
+    """The job-detail progress bar of the Training Forge (coloured by the job's status)."""
+    return page.locator(".nursery-progress").last
 
 
 def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home):
@@ -148,7 +148,8 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     wait_for_text(page, "Model weather-tiny is ready", TRAIN_TIMEOUT)
     bar = progress_of(page)
     expect(bar).to_contain_text("succeeded · step 4/4", timeout=30_000)
-    expect(bar.locator("[role='progressbar']")).to_have_attribute("aria-valuenow", "100")
+    expect(bar).to_have_attribute("aria-valuenow", "100")
+    expect(bar).to_have_attribute("data-status", "succeeded")
     pages.shot("ada", "trained", focus=bar)
     job = get_store().list_jobs(limit=1)[0]
     assert (job["status"], job["created_by"], job["model_name"]) == ("succeeded", "Ada", "weather-tiny")

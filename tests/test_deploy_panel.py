@@ -68,6 +68,7 @@ def test_deploy_button_runs_with_status_and_reports_errors(deployed, monkeypatch
 
     monkeypatch.delenv("OLLAMA_HOST", raising=False)
     monkeypatch.setattr(deploy, "nursery_deploy_ollama", fake_deploy)
+    _tools_present(monkeypatch, True)
     at = AppTest.from_function(_app, default_timeout=60).run()
     at.selectbox(key="deploy_outtype_tiny-tools").select("f16").run()
     at.selectbox(key="deploy_quant_tiny-tools").select("q4_K_M").run()
@@ -77,3 +78,41 @@ def test_deploy_button_runs_with_status_and_reports_errors(deployed, monkeypatch
                                      "force": False, "fallback": True, "quantize": "q4_K_M",
                                      "ollama_host": None, "created_by": None})]
     assert any("run `make setup`" in e.value for e in at.error)
+
+
+def _tools_present(monkeypatch, present: bool) -> None:
+    from nursery_core.export import gguf, verify
+
+    monkeypatch.setattr(gguf, "converter_available", lambda: present)
+    monkeypatch.setattr(verify, "bindings_available", lambda: present)
+
+
+def test_missing_converter_is_named_and_fetched_with_one_click(deployed, monkeypatch):
+    """Right after `make run` on a machine where the fetch failed (or an old checkout), the Deploy tab says what
+    is missing and the button runs the same set-up script `make setup` runs."""
+    from nursery_core.export import gguf
+
+    _tools_present(monkeypatch, False)
+    fetched = []
+    monkeypatch.setattr(gguf, "install_converter", lambda: fetched.append(1) or {"ok": True, "seconds": 3.0})
+    at = AppTest.from_function(_app, default_timeout=60).run()
+    assert not at.exception
+    assert any("llama.cpp's GGUF converter" in w.value and "make setup" in w.value for w in at.warning)
+    assert at.button(key="deploy_go_tiny-tools").disabled
+    at.button(key="deploy_fetch_tools").click().run()
+    assert fetched == [1] and not at.exception
+
+
+def test_make_run_fetches_the_converter_like_make_test():
+    """`make run` depends on `setup`, which runs scripts/setup_llamacpp.sh (no root needed): deploy works after
+    the README's first command, and every hint that says `make setup` is true."""
+    import shutil
+    import subprocess
+
+    from conftest import require
+
+    require(shutil.which("make") is not None, "make")
+    root = paths.PROJECT_ROOT
+    for target in ("run", "test", "setup"):
+        out = subprocess.run(["make", "-n", "-B", target], cwd=root, capture_output=True, text=True, timeout=60)
+        assert "scripts/setup_llamacpp.sh" in out.stdout, (target, out.stdout, out.stderr)

@@ -121,3 +121,69 @@ def test_unknown_model_and_bad_settings_are_clear_errors(tiny_model_dir):
         generate_batch("ghost", PROMPTS)
     with pytest.raises(InvalidConfig, match="top_p"):
         nursery_test_model(str(tiny_model_dir), "hi", top_p=0)
+
+
+def test_prefix_cache_gives_the_same_stream_and_is_used(tiny_model_dir):
+    """A warm model does not run the system turn with the tools again: the stream is the same with the cached
+    prefix KV, and the second prompt with the same tools is a cache hit."""
+    from nursery_core.inference import GenerationSettings, get_pool, stream_with
+
+    make_adapter("ada", tiny_model_dir, seed=1)
+    pool = get_pool()
+    s = GenerationSettings.of(None, max_new_tokens=16, guarded=False)
+    with pool._active("ada") as (m, tok):
+        cold = ["".join(stream_with(m, tok, p, s)) for p in PROMPTS[:3]]
+        cache = pool.prefix_cache("ada")
+        warm = ["".join(stream_with(m, tok, p, s, prefix_cache=cache)) for p in PROMPTS[:3]]
+    assert warm == cold
+    assert (cache.misses, cache.hits) == (1, 2)
+    pool.forget("ada")  # a deleted or retrained adapter takes its cached prefixes with it
+    assert pool.prefix_cache("ada").hits == 0
+
+
+def test_stop_after_calls_cuts_what_follows_complete_calls():
+    from nursery_core.inference import StopAfterCalls
+
+    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    assert not StopAfterCalls.finished(call)                      # another call may follow
+    assert not StopAfterCalls.finished(call + "\n<tool")          # …and is starting
+    assert not StopAfterCalls.finished(call + "\n<tool_call>\n{")  # an open block is never cut
+    assert not StopAfterCalls.finished("Sure, here is the weather")  # plain answers run to their end
+    assert StopAfterCalls.finished(call + "\nThe weather in Oslo")
+    assert StopAfterCalls.cut(call + "\nThe weather in Oslo") == call
+    assert StopAfterCalls.cut(call + "\n" + call) == call + "\n" + call
+
+
+def test_warm_tells_loaded_models_apart(tiny_model_dir):
+    from nursery_core.inference import get_pool
+
+    make_adapter("ada", tiny_model_dir, seed=1)
+    pool = get_pool()
+    assert not pool.is_loaded("ada")
+    assert pool.warm("ada") > 0 and pool.is_loaded("ada") and pool.is_loaded(str(tiny_model_dir))
+
+
+def test_batch_progress_is_reported_answer_by_answer(tiny_model_dir):
+    """Rows of one batch that end early are reported before the batch is over (the Compare bar moves per
+    answer); the last report is the total."""
+    from nursery_core.inference import generate_batch
+
+    seen = []
+    generate_batch(str(tiny_model_dir), PROMPTS, max_new_tokens=24, batch_size=4,
+                   progress=lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (4, 4)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)  # never goes back
+
+
+def test_row_progress_counts_rows_that_ended():
+    import torch
+
+    from nursery_core.inference import RowProgress
+
+    seen = []
+    rp = RowProgress(2, [9], seen.append)
+    ids = torch.tensor([[1, 1, 5, 9], [1, 1, 5, 6], [1, 1, 9, 0]])
+    assert not rp(ids, None).any()
+    assert seen == [2]
+    rp(ids, None)
+    assert seen == [2]  # reported once per change

@@ -185,3 +185,25 @@ def register(sub) -> None:
     Command(sub, "delete-model", "delete a trained model (its directory and its row)",
             lambda a: _registry().delete_model(a.name)).arg("name")
 
+
+
+def train_command(dataset: str, base_model: str, output_name: str | None, hyper: dict,
+                  defaults: dict | None = None, where: str = "train-local", extra: dict | None = None) -> str:
+    """The command line that launches the same run (the dashboard's "copy as CLI"): every setting that differs
+    from `defaults` (TrainConfig's defaults when None) as --set KEY=VALUE, `extra` as --option value."""
+    import shlex
+
+    from ..training.config import TrainConfig
+
+    base = defaults if defaults is not None else TrainConfig().to_dict()
+    argv = ["python", "-m", "nursery_core", where, dataset, "--base-model", base_model]
+    if output_name:
+        argv += ["--output", output_name]
+    for k, v in (extra or {}).items():
+        if v not in (None, "", False):
+            argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
+    for k, v in sorted(hyper.items()):
+        if k in base and base[k] == v:
+            continue
+        argv += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+    return shlex.join(argv)

@@ -654,8 +654,8 @@ def nursery_generate_data(tool_name: Any, num_examples: int = 100, variation_lev
     if name is None:
         name = default_name(tools)
         if get_store().has_dataset(name) or paths.dataset_path(name).exists():
-            raise AlreadyExists(f"dataset {name!r} already exists: pass --name to choose another name "
-                                f"(or delete it first with delete-dataset {name})")
+            raise AlreadyExists(f"dataset {name!r} already exists: choose another dataset name, or delete "
+                                "the existing one first")
     else:
         paths.check_name(name, "dataset name")
     if isinstance(paraphraser, dict):

@@ -142,124 +142,129 @@ def nursery_deploy_ollama(model_name: str, outtype: str = "auto", name: str | No
     if not bindings_available():
         raise BackendError("llama.cpp's Python bindings (xllamacpp) are missing, so the GGUF cannot be verified: "
                            "run `make setup`")
-    info = adapter_info(adapter_dir)
-    store = get_store()
-    folder = _free_export_dir(paths.slugify(ollama_name.replace(":", "-")) or "export")
-    dep = store.add_deployment({"model": model_name, "status": "running", "path": str(folder),
-                                "outtype": outtype, "ollama_name": ollama_name, "ollama_host": host,
-                                "registered": 0, "created_by": created_by})
-    started = time.monotonic()
-    result: dict[str, Any] = {"id": dep["id"], "model": model_name, "ollama_name": ollama_name,
-                              "path": str(folder), "requested_outtype": requested_outtype, "attempts": [],
-                              "decoding": DECODING, "notes": [DECODING_NOTE]}
-    try:
-        # 1. merge
-        _emit(progress, "merge", "running", f"merging {model_name} into its base")
-        merged = folder / "merged"
-        m = merge_adapter(adapter_dir, merged, fallback_base=row.get("base_model"))
-        family = m["family"]
-        if family not in supported_families():
-            raise InvalidInput(f"no Ollama template for chat family {family!r}: Nursery writes Modelfiles for "
-                               f"{', '.join(supported_families())}", field="family")
-        _emit(progress, "merge", "done", f"merged ({family} family) from {Path(m['base_dir']).name}")
-        prompts, source = eval_prompt_set(row.get("dataset"), limit or DEFAULT_LIMIT)
-        result["prompt_source"] = source
-        stem = paths.slugify(ollama_name.replace(":", "-")) or "model"
-        mnt = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-        thr = DEFAULT_THRESHOLD if threshold is None else threshold
-        # 2-4. convert + verify (q8_0 falls back to f16 when it fails and fallback is allowed)
-        chosen_type = outtype
-        att = _export_gguf(merged, folder, stem, outtype, prompts, progress, mnt, thr)
-        result["attempts"].append({"outtype": outtype, "score": att["verification"]["score"],
-                                   "passed": att["verification"]["passed"],
-                                   "tokenization_ok": att["verification"]["tokenization_ok"],
-                                   "gguf_size": att["convert"]["size"]})
-        if not att["verification"]["passed"] and outtype == "q8_0" and fallback:
-            result["notes"].append(f"q8_0 failed verification ({att['verification']['score']:.0%} same calls): "
-                                   "re-exported as f16, which small models need")
-            first = att
-            att = _export_gguf(merged, folder, stem, "f16", prompts, progress, mnt, thr)
-            result["attempts"].append({"outtype": "f16", "score": att["verification"]["score"],
+    from ..jobs.inflight import exclusive_run, run_key
+
+    # one deployment per Ollama name at a time: a double click or a second tab is refused, naming the first
+    with exclusive_run("deploy", run_key("deploy", ollama_name), f"the deployment of {model_name} as {ollama_name}",
+                       created_by):
+        info = adapter_info(adapter_dir)
+        store = get_store()
+        folder = _free_export_dir(paths.slugify(ollama_name.replace(":", "-")) or "export")
+        dep = store.add_deployment({"model": model_name, "status": "running", "path": str(folder),
+                                    "outtype": outtype, "ollama_name": ollama_name, "ollama_host": host,
+                                    "registered": 0, "created_by": created_by})
+        started = time.monotonic()
+        result: dict[str, Any] = {"id": dep["id"], "model": model_name, "ollama_name": ollama_name,
+                                  "path": str(folder), "requested_outtype": requested_outtype, "attempts": [],
+                                  "decoding": DECODING, "notes": [DECODING_NOTE]}
+        try:
+            # 1. merge
+            _emit(progress, "merge", "running", f"merging {model_name} into its base")
+            merged = folder / "merged"
+            m = merge_adapter(adapter_dir, merged, fallback_base=row.get("base_model"))
+            family = m["family"]
+            if family not in supported_families():
+                raise InvalidInput(f"no Ollama template for chat family {family!r}: Nursery writes Modelfiles for "
+                                   f"{', '.join(supported_families())}", field="family")
+            _emit(progress, "merge", "done", f"merged ({family} family) from {Path(m['base_dir']).name}")
+            prompts, source = eval_prompt_set(row.get("dataset"), limit or DEFAULT_LIMIT)
+            result["prompt_source"] = source
+            stem = paths.slugify(ollama_name.replace(":", "-")) or "model"
+            mnt = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+            thr = DEFAULT_THRESHOLD if threshold is None else threshold
+            # 2-4. convert + verify (q8_0 falls back to f16 when it fails and fallback is allowed)
+            chosen_type = outtype
+            att = _export_gguf(merged, folder, stem, outtype, prompts, progress, mnt, thr)
+            result["attempts"].append({"outtype": outtype, "score": att["verification"]["score"],
                                        "passed": att["verification"]["passed"],
                                        "tokenization_ok": att["verification"]["tokenization_ok"],
                                        "gguf_size": att["convert"]["size"]})
-            if att["verification"]["passed"]:
-                chosen_type = "f16"
-                Path(first["convert"]["path"]).unlink(missing_ok=True)
+            if not att["verification"]["passed"] and outtype == "q8_0" and fallback:
+                result["notes"].append(f"q8_0 failed verification ({att['verification']['score']:.0%} same calls): "
+                                       "re-exported as f16, which small models need")
+                first = att
+                att = _export_gguf(merged, folder, stem, "f16", prompts, progress, mnt, thr)
+                result["attempts"].append({"outtype": "f16", "score": att["verification"]["score"],
+                                           "passed": att["verification"]["passed"],
+                                           "tokenization_ok": att["verification"]["tokenization_ok"],
+                                           "gguf_size": att["convert"]["size"]})
+                if att["verification"]["passed"]:
+                    chosen_type = "f16"
+                    Path(first["convert"]["path"]).unlink(missing_ok=True)
+                else:
+                    Path(att["convert"]["path"]).unlink(missing_ok=True)
+                    att = first
+            ver = att["verification"]
+            gguf_path = Path(att["convert"]["path"])
+            (folder / "verification.json").write_text(json.dumps(ver, indent=2, ensure_ascii=False) + "\n")
+            if not ver["with_calls"]:
+                result["notes"].append("neither model made a tool call on these prompts, so the agreement says "
+                                       "nothing about tool calls")
+            # 3. Modelfile (written after the type is settled, so FROM names the file that passed)
+            _emit(progress, "modelfile", "running", "writing the Modelfile")
+            from transformers import AutoTokenizer
+
+            from ..training.rendering import RENDERING_VERSION, installed_version
+
+            merged_tok = AutoTokenizer.from_pretrained(str(merged))
+            version = installed_version(merged_tok.chat_template) or RENDERING_VERSION
+            modelfile = build_modelfile(gguf_path.name, family, system=_model_system(info), eos_token=merged_tok.eos_token,
+                                        rendering=version)
+            (folder / "Modelfile").write_text(modelfile)
+            _emit(progress, "modelfile", "done", f"Modelfile for the {family} template")
+            if not keep_merged:
+                shutil.rmtree(merged, ignore_errors=True)
+            command = f"ollama create {ollama_name} -f {folder / 'Modelfile'}" + (
+                f" --quantize {quantize}" if quantize else "")
+            result.update({"outtype": chosen_type, "family": family, "gguf": str(gguf_path),
+                           "gguf_size": gguf_path.stat().st_size, "score": ver["score"], "passed": ver["passed"],
+                           "tokenization_ok": ver["tokenization_ok"], "verification": ver, "modelfile": modelfile,
+                           "command": command, "quantize": quantize})
+            status = "verified" if ver["passed"] else "failed_verification"
+            # 5. register
+            registration = None
+            if register and (ver["passed"] or force):
+                from .ollama_client import register_modelfile
+
+                _emit(progress, "register", "running", f"registering {ollama_name} with {host}")
+                registration = register_modelfile(folder / "Modelfile", ollama_name, host, quantize=quantize,
+                                                  progress=lambda line: _emit(progress, "register", "running",
+                                                                              line.get("status", ""), detail=line))
+                status = "registered" if ver["passed"] else "registered_unverified"
+                _emit(progress, "register", "done", f"{ollama_name} created on {registration['host']}")
+            elif register:
+                result["notes"].append("not registered: verification failed (use force to register anyway)")
+                _emit(progress, "register", "skipped", "verification failed: not registered (force to override)")
             else:
-                Path(att["convert"]["path"]).unlink(missing_ok=True)
-                att = first
-        ver = att["verification"]
-        gguf_path = Path(att["convert"]["path"])
-        (folder / "verification.json").write_text(json.dumps(ver, indent=2, ensure_ascii=False) + "\n")
-        if not ver["with_calls"]:
-            result["notes"].append("neither model made a tool call on these prompts, so the agreement says "
-                                   "nothing about tool calls")
-        # 3. Modelfile (written after the type is settled, so FROM names the file that passed)
-        _emit(progress, "modelfile", "running", "writing the Modelfile")
-        from transformers import AutoTokenizer
-
-        from ..training.rendering import RENDERING_VERSION, installed_version
-
-        merged_tok = AutoTokenizer.from_pretrained(str(merged))
-        version = installed_version(merged_tok.chat_template) or RENDERING_VERSION
-        modelfile = build_modelfile(gguf_path.name, family, system=_model_system(info), eos_token=merged_tok.eos_token,
-                                    rendering=version)
-        (folder / "Modelfile").write_text(modelfile)
-        _emit(progress, "modelfile", "done", f"Modelfile for the {family} template")
-        if not keep_merged:
-            shutil.rmtree(merged, ignore_errors=True)
-        command = f"ollama create {ollama_name} -f {folder / 'Modelfile'}" + (
-            f" --quantize {quantize}" if quantize else "")
-        result.update({"outtype": chosen_type, "family": family, "gguf": str(gguf_path),
-                       "gguf_size": gguf_path.stat().st_size, "score": ver["score"], "passed": ver["passed"],
-                       "tokenization_ok": ver["tokenization_ok"], "verification": ver, "modelfile": modelfile,
-                       "command": command, "quantize": quantize})
-        status = "verified" if ver["passed"] else "failed_verification"
-        # 5. register
-        registration = None
-        if register and (ver["passed"] or force):
-            from .ollama_client import register_modelfile
-
-            _emit(progress, "register", "running", f"registering {ollama_name} with {host}")
-            registration = register_modelfile(folder / "Modelfile", ollama_name, host, quantize=quantize,
-                                              progress=lambda line: _emit(progress, "register", "running",
-                                                                          line.get("status", ""), detail=line))
-            status = "registered" if ver["passed"] else "registered_unverified"
-            _emit(progress, "register", "done", f"{ollama_name} created on {registration['host']}")
-        elif register:
-            result["notes"].append("not registered: verification failed (use force to register anyway)")
-            _emit(progress, "register", "skipped", "verification failed: not registered (force to override)")
-        else:
-            why = "skipped on request" if skip_register else "no Ollama host configured (OLLAMA_HOST)"
-            _emit(progress, "register", "skipped", f"{why}; run: {command}")
-        if quantize:
-            result["notes"].append(f"{quantize} is applied by Ollama after verification; the verified file is "
-                                   f"the {chosen_type} GGUF")
-        result["registration"] = registration
-        result["status"] = status
-        # 6. record
-        files = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
-        result["files"] = files
-        result["seconds"] = round(time.monotonic() - started, 1)
-        (folder / "deployment.json").write_text(json.dumps(
-            {k: v for k, v in result.items() if k not in ("verification", "modelfile")}, indent=2,
-            ensure_ascii=False, default=str) + "\n")
-        result["files"] = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
-        store.update_deployment(dep["id"], status=status, gguf_path=str(gguf_path), gguf_size=result["gguf_size"],
-                                outtype=chosen_type, score=ver["score"], verification=ver,
-                                registered=int(registration is not None), files=result["files"],
-                                ollama_host=registration["host"] if registration else host)
-        _emit(progress, "record", "done", f"deployment {dep['id']} recorded ({status})")
-        return result
-    except NurseryError as e:
-        store.update_deployment(dep["id"], status="error", error=str(e))
-        _emit(progress, "record", "failed", str(e))
-        raise
-    except Exception as e:
-        store.update_deployment(dep["id"], status="error", error=f"{type(e).__name__}: {e}")
-        _emit(progress, "record", "failed", str(e))
-        raise
+                why = "skipped on request" if skip_register else "no Ollama host configured (OLLAMA_HOST)"
+                _emit(progress, "register", "skipped", f"{why}; run: {command}")
+            if quantize:
+                result["notes"].append(f"{quantize} is applied by Ollama after verification; the verified file is "
+                                       f"the {chosen_type} GGUF")
+            result["registration"] = registration
+            result["status"] = status
+            # 6. record
+            files = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
+            result["files"] = files
+            result["seconds"] = round(time.monotonic() - started, 1)
+            (folder / "deployment.json").write_text(json.dumps(
+                {k: v for k, v in result.items() if k not in ("verification", "modelfile")}, indent=2,
+                ensure_ascii=False, default=str) + "\n")
+            result["files"] = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
+            store.update_deployment(dep["id"], status=status, gguf_path=str(gguf_path), gguf_size=result["gguf_size"],
+                                    outtype=chosen_type, score=ver["score"], verification=ver,
+                                    registered=int(registration is not None), files=result["files"],
+                                    ollama_host=registration["host"] if registration else host)
+            _emit(progress, "record", "done", f"deployment {dep['id']} recorded ({status})")
+            return result
+        except NurseryError as e:
+            store.update_deployment(dep["id"], status="error", error=str(e))
+            _emit(progress, "record", "failed", str(e))
+            raise
+        except Exception as e:
+            store.update_deployment(dep["id"], status="error", error=f"{type(e).__name__}: {e}")
+            _emit(progress, "record", "failed", str(e))
+            raise
 
 
 def list_deployments(model_name: str | None = None) -> list[dict]:

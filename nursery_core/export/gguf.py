@@ -34,10 +34,33 @@ def converter_available() -> bool:
     return converter_script().is_file() and (d / "gguf-py" / "gguf" / "__init__.py").is_file()
 
 
+SETUP_SCRIPT = paths.PROJECT_ROOT / "scripts" / "setup_llamacpp.sh"
+
+
+def install_converter(timeout: float = 900) -> dict:
+    """Runs scripts/setup_llamacpp.sh (what `make setup` runs) with this interpreter: fetches the converter and
+    the llama.cpp bindings when missing. Returns {"ok", "seconds", "log"}; BackendError with the script's last
+    line when it fails (no network, say)."""
+    if not SETUP_SCRIPT.is_file():
+        raise BackendError(f"{SETUP_SCRIPT.name} is missing from this installation")
+    start = time.monotonic()
+    env = {**os.environ, "PY": sys.executable}
+    try:
+        proc = subprocess.run(["bash", str(SETUP_SCRIPT)], cwd=str(paths.PROJECT_ROOT), env=env,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BackendError(f"fetching llama.cpp's converter took longer than {timeout:.0f} s") from None
+    log = (proc.stdout or "") + (proc.stderr or "")
+    if proc.returncode != 0 or not converter_available():
+        last = [ln for ln in log.strip().splitlines() if ln.strip()][-1:] or ["(no output)"]
+        raise BackendError(f"fetching llama.cpp's converter failed: {last[0]}")
+    return {"ok": True, "seconds": round(time.monotonic() - start, 1), "log": log[-4000:]}
+
+
 def require_converter() -> Path:
     if not converter_available():
         raise BackendError(f"llama.cpp's GGUF converter is missing from {tools_dir()}: run `make setup` "
-                           f"(or `bash scripts/setup_llamacpp.sh`) to fetch it")
+                           f"(or the Deploy tab's button) to fetch it")
     return converter_script()
 
 

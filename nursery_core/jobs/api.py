@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import paths
-from ..errors import AlreadyExists, BackendError, InvalidConfig, InvalidInput, NotFound
+from ..errors import AlreadyExists, BackendError, DuplicateRun, InvalidConfig, InvalidInput, NotFound
 from ..status import ACTIVE, JobStatus
 from ..store import get_store, new_id, now
 from ..training.config import TrainConfig
@@ -73,25 +73,33 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 # ---------------------------------------------------------------------------------------------- jobs
 def check_output_name(output_name: str) -> str:
-    """A free model name: not an existing model (row or directory) nor an active job's output."""
+    """A free model name: not an existing model (row or directory); DuplicateRun when an active or queued job
+    already writes it (Store.create_job checks that again atomically, for submits racing each other)."""
     store = get_store()
     paths.check_name(output_name, "output name")
     if store.has_model(output_name) or (paths.models_dir() / output_name).exists():
-        raise AlreadyExists(f"a model named {output_name!r} already exists: choose another --output name")
-    for job in store.list_jobs(status=ACTIVE):
-        if job.get("output_name") == output_name:
-            raise AlreadyExists(f"job {job['id']} ({job['status']}) already writes model {output_name!r}: choose "
-                                "another --output name")
+        raise AlreadyExists(f"a model named {output_name!r} already exists: choose another output name")
+    other = store.active_job_for_output(output_name)
+    if other is not None:
+        raise DuplicateRun(f"job {other['id']} ({other['status']}"
+                           + (f", started by {other['created_by']}" if other.get("created_by") else "")
+                           + f") already trains model {output_name!r}: follow that job, or choose another output "
+                           "name", other={k: other.get(k) for k in ("id", "kind", "status", "created_by")})
     return output_name
 
 
 def default_output_name(dataset: str, base_alias: str) -> str:
+    """`<dataset>-<base>`, or -2, -3 ... past existing models. Deterministic on purpose: submitting the same
+    run twice (a double click, a retried script) names the same model, so the second is refused as a duplicate
+    (DuplicateRun) instead of training twice."""
     stem = paths.slugify(f"{dataset}-{paths.slugify(base_alias)}")[:50] or "model"
-    for _ in range(20):
-        name = f"{stem}-{new_id()[:6]}"
-        if not get_store().has_model(name) and not (paths.models_dir() / name).exists():
-            return name
-    raise AlreadyExists("could not find a free output name; pass --output")
+    store = get_store()
+    for k in range(1, 1000):
+        name = stem if k == 1 else f"{stem}-{k}"
+        if store.has_model(name) or (paths.models_dir() / name).exists():
+            continue
+        return check_output_name(name)
+    raise AlreadyExists(f"models {stem!r} to {stem}-999 all exist: choose an output name")
 
 
 def build_config(base_model: str, hyper: dict) -> TrainConfig:
@@ -239,7 +247,20 @@ def nursery_job_status(job_id: str, log_lines: int = 20) -> dict:
         "cancel_requested": bool(job.get("cancel_requested")), "job_dir": str(jd),
         "active": JobStatus(job["status"]).is_active,
     })
+    if job["status"] == JobStatus.QUEUED.value:
+        status["queue"] = queue_position(job)
     return status
+
+
+def queue_position(job: dict) -> dict:
+    """Where a queued job waits: {position (1 = next), ahead: [queued ids before it], running: [running ids of
+    its kind]} — the runner claims the oldest queued job of a kind once fewer than its limit run."""
+    store = get_store()
+    queued = [j["id"] for j in store.list_jobs(status=JobStatus.QUEUED.value, kind=job["kind"],
+                                               order="created_at, rowid")]
+    ahead = queued[:queued.index(job["id"])] if job["id"] in queued else queued
+    running = [j["id"] for j in store.list_jobs(status=JobStatus.RUNNING.value, kind=job["kind"])]
+    return {"position": len(ahead) + 1, "ahead": ahead, "running": running}
 
 
 def nursery_list_jobs(status: str | list[str] | None = None, kind: str | None = None, limit: int | None = 50,

@@ -247,11 +247,12 @@ def assistant_spans(tokenizer, example: dict) -> tuple[str, list[tuple[int, int]
     return full, spans
 
 
-def encode_example(tokenizer, example: dict, max_length: int) -> dict:
+def encode_example(tokenizer, example: dict, max_length: int, with_text: bool = False) -> dict:
     """input_ids and labels with the loss on trained assistant tokens only (prompt, tools, tool replies and
     weight-0 assistant turns masked).
 
-    Truncated to max_length tokens; no padding (the collator pads per batch)."""
+    Truncated to max_length tokens; no padding (the collator pads per batch). `with_text` adds the rendered
+    `text` and each token's character `offsets` in it (the rendered-prompt view shows these)."""
     full, spans = assistant_spans(tokenizer, example)
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
                     max_length=max_length)
@@ -259,7 +260,10 @@ def encode_example(tokenizer, example: dict, max_length: int) -> dict:
     for tok_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
         inside = any(s <= start < e for s, e in spans) and end > start
         labels.append(tok_id if inside else -100)
-    return {"input_ids": list(enc["input_ids"]), "labels": labels}
+    out = {"input_ids": list(enc["input_ids"]), "labels": labels}
+    if with_text:
+        out.update(text=full, offsets=[tuple(o) for o in enc["offset_mapping"]])
+    return out
 
 
 def eval_prompts(example: dict) -> tuple[list[dict], list[dict]]:

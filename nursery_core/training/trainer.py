@@ -154,9 +154,10 @@ def resolve_device(config: TrainConfig):
     return torch.device("cuda"), torch.bfloat16, torch.bfloat16
 
 
-def load_model_and_tokenizer(config: TrainConfig, load_dtype):
-    """The base model and its tool-ready tokenizer from base_model_dir (a local dir or a hub id)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(config: TrainConfig):
+    """(tool-ready tokenizer, chat family, source dir or hub id): exactly what training renders and labels with
+    (the rendered-prompt view uses it too, so it shows what the trainer sees)."""
+    from transformers import AutoTokenizer
 
     from ..base_models import REGISTRY, ensure_local, family_of_template, resolve
     from .rendering import prepare_tokenizer
@@ -170,6 +171,14 @@ def load_model_and_tokenizer(config: TrainConfig, load_dtype):
     except Exception:
         family = family_of_template(tok.chat_template)
     prepare_tokenizer(tok, family)
+    return tok, family, src
+
+
+def load_model_and_tokenizer(config: TrainConfig, load_dtype):
+    """The base model and its tool-ready tokenizer from base_model_dir (a local dir or a hub id)."""
+    from transformers import AutoModelForCausalLM
+
+    tok, family, src = load_tokenizer(config)
     try:
         model = AutoModelForCausalLM.from_pretrained(src, dtype=load_dtype, attn_implementation="sdpa")
     except (ValueError, ImportError):  # an architecture without SDPA support

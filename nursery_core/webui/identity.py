@@ -63,7 +63,11 @@ def _write_cookie(name: str) -> None:
 
 
 def sidebar_identity() -> str | None:
-    """Renders the 'you are' box in the sidebar; asks for a name once."""
+    """Renders the 'you are' box in the sidebar; asks for a name once. Every page calls it, so it also starts
+    the finished-job toasts (notify.job_toasts)."""
+    from .notify import job_toasts
+
+    job_toasts()
     name = current_user()
     with st.sidebar:
         pending = st.session_state.get(_PENDING)

@@ -2,6 +2,7 @@
 each with its Wilson 95 % interval and a visible mark under 30 examples (evaluate.ast_score's shape)."""
 from __future__ import annotations
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -52,3 +53,56 @@ def warn_small(runs: list[dict]) -> None:
         if w:
             st.warning(f"{'base ' if r.get('is_base') else ''}{r.get('model')} on {r.get('dataset')}"
                        + (f" ({r['decoding']})" if r.get("decoding") else "") + f": {w}")
+
+
+def _one(x: dict) -> str:
+    m = x.get("metrics") or {}
+    ci = (m.get("ci95") or {}).get("ast_accuracy")
+    return (f"{100 * (m.get('ast_accuracy') or 0):.1f}%"
+            + (f" [{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%]" if ci else "")
+            + (f" {x['decoding']}" if x.get("decoding") else ""))
+
+
+def summary_line(r: dict) -> str:
+    """An evaluation in one line: AST accuracy with its Wilson 95 % interval per decoding, the number of
+    examples, the bare base model's score on the same data when it was run, and a small-sample warning."""
+    runs = r.get("runs") or [r]
+    mine = [x for x in runs if x["dataset"] == r["dataset"] and not x.get("is_base")]
+    base = [x for x in runs if x["dataset"] == r["dataset"] and x.get("is_base")]
+    text = (f"AST accuracy {' · '.join(_one(x) for x in mine)} on {r['num_examples']} examples of "
+            f"{r['dataset']}")
+    if base:
+        text += f"; base model without the adapter: {' · '.join(_one(x) for x in base)}"
+    else:
+        text += " (score the base model too for a baseline)"
+    if any((x.get("metrics") or {}).get("warning") for x in mine):
+        text += " — ⚠ under 30 examples: the interval is wide"
+    return text
+
+
+BAR_STEP = 20  # px per bar
+
+
+def leaderboard_chart(board: list[dict]) -> alt.Chart:
+    """Horizontal bars of AST accuracy, one line per model (and dataset when several), one bar per decoding,
+    each BAR_STEP px high, with its Wilson 95 % interval drawn as a black rule. The height is a Vega-Lite step:
+    a fixed total height let Streamlit squeeze the plot to nothing."""
+    several = len({r["dataset"] for r in board}) > 1
+    rows = [{"line": r["model"] + (f" · {r['dataset']}" if several else ""), "model": r["model"],
+             "dataset": r["dataset"], "decoding": r.get("decoding") or "file", "examples": r["num_examples"],
+             "ast_accuracy": r["ast_accuracy"] or 0.0,
+             "low": (r.get("ast_ci95") or [None, None])[0], "high": (r.get("ast_ci95") or [None, None])[1]}
+            for r in board]
+    df = pd.DataFrame(rows)
+    y = alt.Y("line:N", sort=alt.EncodingSortField("ast_accuracy", op="max", order="descending"), title=None,
+              axis=alt.Axis(labelLimit=320))
+    base = alt.Chart(df).encode(y=y, yOffset=alt.YOffset("decoding:N"))
+    bars = base.mark_bar().encode(
+        x=alt.X("ast_accuracy:Q", title="BFCL-style AST accuracy (bar) and 95% interval (line)",
+                scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+        color=alt.Color("decoding:N", legend=alt.Legend(orient="bottom")),
+        tooltip=["model", "decoding", "dataset", "examples", alt.Tooltip("ast_accuracy:Q", format=".1%"),
+                 alt.Tooltip("low:Q", format=".1%", title="95% low"),
+                 alt.Tooltip("high:Q", format=".1%", title="95% high")])
+    ci = base.mark_rule(color="black").encode(x="low:Q", x2="high:Q")
+    return (bars + ci).properties(height=alt.Step(BAR_STEP, **{"for": "offset"}))

@@ -1,6 +1,7 @@
 """Render helpers shared by pages: examples as chat bubbles, dataset tables and charts."""
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -66,11 +67,20 @@ def datasets_frame(rows: list[dict]) -> pd.DataFrame:
         for r in rows])
 
 
+BAR_STEP = 26  # px per bar (band), so a chart grows with its categories instead of squeezing them
+
+
 def bar_chart(counts: dict[str, Any], label: str, title: str) -> alt.Chart:
+    """Horizontal bars, one band of BAR_STEP px each, labels in full (up to 240 px) and the count at the bar's
+    end. The height is a Vega-Lite step, not a total: Streamlit fits a fixed total height around title and
+    axes, which left the plot 0 px high."""
     df = pd.DataFrame({label: list(counts), "count": list(counts.values())})
-    return (alt.Chart(df, title=title).mark_bar().encode(
-        x=alt.X("count:Q", title="count"), y=alt.Y(f"{label}:N", sort="-x", title=None),
-        tooltip=[label, "count"]).properties(height=max(120, 28 * len(df))))
+    base = alt.Chart(df, title=title).encode(
+        y=alt.Y(f"{label}:N", sort="-x", title=None, axis=alt.Axis(labelLimit=240)),
+        x=alt.X("count:Q", title="count"), tooltip=[label, "count"])
+    bars = base.mark_bar()
+    text = base.mark_text(align="left", dx=3).encode(text="count:Q")
+    return (bars + text).properties(height=alt.Step(BAR_STEP))
 
 
 def length_histogram(lengths: list[dict]) -> alt.Chart:
@@ -89,7 +99,7 @@ def report_view(report: dict) -> None:
         cols[1].metric("Read", report.get("conversations_read", 0))
         cols[2].metric("Examples", report.get("examples", 0))
         cols[3].metric("Skipped", sum((report.get("skipped") or {}).values()))
-    else:
+    elif "delivered" in report:  # a generation report (an import of canonical JSONL has none of these)
         cols[0].metric("Delivered", report.get("delivered", 0))
         cols[1].metric("Variation", report.get("variation", "?"))
         cols[2].metric("Duplicates dropped", report.get("near_duplicates_dropped", 0))
@@ -109,3 +119,86 @@ def report_view(report: dict) -> None:
     if report.get("inferred_tools"):
         st.caption("Schemas inferred from the calls (the source had none): " + ", ".join(report["inferred_tools"]))
 
+
+
+def page_link(page: str, label: str, icon: str | None = None, query_params: dict | None = None, container=None):
+    """st.page_link carrying a selection in the address (?key=value); a plain link where the page is not
+    registered (a page run on its own, as AppTest does)."""
+    from urllib.parse import urlencode
+
+    from streamlit.errors import StreamlitAPIException
+
+    where = container or st
+    try:
+        return where.page_link(page, label=label, icon=icon, query_params=query_params)
+    except StreamlitAPIException:
+        slug = page.rsplit("/", 1)[-1].removesuffix(".py").split("_", 1)[-1]
+        return where.markdown(f"[{icon + ' ' if icon else ''}{label}](/{slug}"
+                              f"{'?' + urlencode(query_params) if query_params else ''})")
+
+
+TRAINED_STYLE = "background:#c8ecd4;border-bottom:2px solid #2e7d4f"
+
+
+def rendered_prompt(view: dict, key: str) -> None:
+    """training.preview.render_example's result: the exact text, trained tokens highlighted (green, underlined)
+    and the counts. Each trained stretch is a <mark class="nursery-trained"> (what tests and screen readers see)."""
+    parts = []
+    for seg in view["segments"]:
+        text = html.escape(seg["text"])
+        parts.append(f'<mark class="nursery-trained" style="{TRAINED_STYLE}">{text}</mark>' if seg["trained"]
+                     else f"<span>{text}</span>")
+    if view.get("truncated"):
+        parts.append(f'<span style="color:#9e9e9e;text-decoration:line-through" title="cut by max length">'
+                     f'{html.escape(view["cut_text"])}</span>')
+    st.caption(f"**{view['num_tokens']:,} tokens**, of which **{view['trained_tokens']:,}** are trained on "
+               f"(highlighted: the assistant's answers) · rendered for {view['base_model']} · max length "
+               f"{view['max_length']:,}" + (" · ⚠ cut at the max length (struck-through text is not seen)"
+                                             if view.get("truncated") else ""))
+    st.html(f'<div class="nursery-rendered" data-key="{html.escape(key)}" style="white-space:pre-wrap;'
+            f'font-family:monospace;font-size:0.8rem;line-height:1.45;border:1px solid #dfe5e1;border-radius:6px;'
+            f'padding:8px;max-height:420px;overflow:auto">{"".join(parts)}</div>')
+
+
+def shown_paths(message: str, names: dict[str, str]) -> str:
+    """A message with server paths replaced by the names the user knows (an upload's own file name)."""
+    for server, shown in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        if server:
+            message = message.replace(server, shown)
+    return message
+
+
+def _raise_flag(flag: str) -> None:
+    st.session_state[flag] = True
+
+
+def action_button(label: str, key: str, *, disabled: bool = False, where=None, **kw) -> bool:
+    """A button drawn disabled from its click until the action it starts ends (Streamlit discards clicks on a
+    disabled widget, so a double click starts one action). True in the run that must do the action; the page
+    calls action_done(key) when it is over, then st.rerun() to draw the button enabled again."""
+    flag = f"{key}__busy"
+    busy = bool(st.session_state.get(flag))
+    (where or st).button(label, key=key, disabled=disabled or busy, on_click=_raise_flag, args=(flag,), **kw)
+    return busy
+
+
+def action_done(key: str) -> None:
+    st.session_state[f"{key}__busy"] = False
+
+
+def loading_status(model: str) -> None:
+    """A visible "Loading model …" status while a model's weights are read (the first use in this dashboard
+    process: seconds to a minute on a CPU); nothing when it is already in memory."""
+    import time
+
+    from ..inference import get_pool
+
+    pool = get_pool()
+    if pool.is_loaded(model):
+        return
+    with st.status(f"Loading model {model}… (first use since the dashboard started: reading its weights)",
+                   expanded=False) as box:
+        start = time.monotonic()
+        pool.warm(model)
+        box.update(label=f"Model {model} loaded in {time.monotonic() - start:.0f} s; it stays in memory for the "
+                         "next calls", state="complete")

@@ -1,0 +1,163 @@
+"""Interactive inference latency as the Model Cradle sees it, before and after, in one run on this machine:
+time to the first streamed token (cold: a fresh pool loads the model; warm: the model is in the pool), decode
+tokens/s, and a 2-prompt compare (adapter vs its bare base, the UI's defaults: guarded, greedy, 256 new tokens).
+
+"before" is the code path the dashboard used until now, reproduced with today's functions: no prompt-prefix KV
+cache (every call runs the whole system turn with the tools again) and no stop after the tool calls (a row
+writes on until end of turn or max_new_tokens). "after" is the default now: the pool keeps each model's prefix
+KV (PrefixCache) and interactive calls stop once their calls are complete (StopAfterCalls). Both sides run the
+same prompts on the same warm model, and the bench checks that they give the same calls.
+
+    python bench/ui_latency.py [--adapter DIR] [--repeats 3]
+
+--adapter: a trained LoRA adapter directory (adapter_config.json, weights, tokenizer files) to test; without it a
+LoRA with small random weights over the embedded SmolLM2 is made on the fly (it answers like the base: text).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PROMPTS = ["What's the weather in Oslo tomorrow?", "Remember that the garage code is 4821.",
+           "What is 17 times 23?", "Search the web for the latest Python release."]
+COMPARE_PROMPTS = PROMPTS[:2]
+
+
+def _random_adapter(base_dir: Path, out: Path) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+    pm = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                          task_type="CAUSAL_LM", init_lora_weights=False))
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.mul_(0.01)
+    pm.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(base_dir)).save_pretrained(str(out))
+    return out
+
+
+def _stream(model: str, prompt: str, tools: list[dict], after: bool) -> dict:
+    """One streamed answer through the pool, as the Test tab runs it; before = no prefix cache, no stop."""
+    from nursery_core.inference import (GenerationSettings, analyse_completion, build_messages, get_pool,
+                                        stream_with)
+
+    s = GenerationSettings.of(None, max_new_tokens=256, guarded=True, stop_after_calls=after)
+    item = {"messages": build_messages(prompt), "tools": tools}
+    pool = get_pool()
+    start = time.perf_counter()
+    first, chunks = None, []
+    with pool._active(model) as (m, tok):  # noqa: SLF001  (the same lock and adapter switch as the UI)
+        cache = pool.prefix_cache(model) if after else None
+        for chunk in stream_with(m, tok, item, s, prefix_cache=cache):
+            if first is None:
+                first = time.perf_counter() - start
+            chunks.append(chunk)
+        total = time.perf_counter() - start
+        text = "".join(chunks)
+        n_tokens = len(tok(text, add_special_tokens=False)["input_ids"])
+    calls = analyse_completion(text, tools)["calls"]
+    return {"ttft": first or total, "total": total, "tokens": n_tokens, "text": text,
+            "calls": [(c["name"], c["arguments"]) for c in calls],
+            "tok_s": (n_tokens - 1) / (total - first) if first and total > first and n_tokens > 1 else None}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--adapter", default=None, help="a trained adapter directory to test (default: a random LoRA)")
+    ap.add_argument("--repeats", type=int, default=3, help="warm calls per side (the median is reported)")
+    ap.add_argument("--base-cache", default=os.environ.get("NURSERY_BENCH_BASE",
+                                                           str(Path.home() / ".cache" / "nursery-bench")))
+    args = ap.parse_args(argv)
+    home = Path(tempfile.mkdtemp(prefix="nursery-ui-latency-"))
+    os.environ["NURSERY_HOME"] = str(home)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from nursery_core.base_models import EMBEDDED_ALIAS
+    from nursery_core.compare import nursery_compare_models
+    from nursery_core.data.tools import DEFAULT_TOOLS
+    from nursery_core.inference import ModelPool, get_pool
+    from nursery_core import inference, paths
+    from nursery_core.store import get_store
+    from nursery_core.testing import link_embedded_base
+
+    base_dir = link_embedded_base(home, args.base_cache)
+    name = "bench-adapter"
+    dest = paths.model_dir(name)
+    if args.adapter:
+        shutil.copytree(args.adapter, dest)
+        source = f"adapter {args.adapter}"
+    else:
+        _random_adapter(base_dir, dest)
+        source = "a random LoRA (answers like the base)"
+    get_store().add_model({"name": name, "kind": "adapter", "path": str(dest), "base_model": EMBEDDED_ALIAS})
+    tools = [t for t in DEFAULT_TOOLS if t["function"]["name"] in
+             ("get_weather", "memory_store", "calculator", "web_search")]
+    import torch
+    print(f"# ui_latency: SmolLM2-135M + {source}; torch threads {torch.get_num_threads()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    # cold: a fresh pool (what the first Test click of a dashboard process pays), each side
+    cold = {}
+    for side, after in (("before", False), ("after", True)):
+        inference._POOL = ModelPool()  # noqa: SLF001
+        start = time.perf_counter()
+        r = _stream(name, PROMPTS[0], tools, after)
+        cold[side] = time.perf_counter() - start - (r["total"] - r["ttft"])
+    print(f"first token, cold (load + first token): before {cold['before']:.1f} s, after {cold['after']:.1f} s")
+
+    # warm: the model is in the pool; the after side's first call fills the prefix cache (counted: one miss)
+    pool = get_pool()
+    pool.warm(name)
+    warm = {"before": [], "after": []}
+    same_calls = True
+    for k in range(args.repeats):
+        for prompt in PROMPTS:
+            b = _stream(name, prompt, tools, after=False)
+            a = _stream(name, prompt, tools, after=True)
+            warm["before"].append(b)
+            warm["after"].append(a)
+            same_calls &= b["calls"] == a["calls"]
+    med = {side: statistics.median(r["ttft"] for r in rs) for side, rs in warm.items()}
+    tps = {side: statistics.median(r["tok_s"] for r in rs if r["tok_s"]) for side, rs in warm.items()}
+    tok = {side: statistics.median(r["tokens"] for r in rs) for side, rs in warm.items()}
+    print(f"first token, warm (median of {len(warm['before'])}): before {med['before']:.2f} s, after "
+          f"{med['after']:.2f} s -> {med['before'] / med['after']:.1f}x")
+    for side in ("before", "after"):
+        print(f"  {side}: " + ", ".join(f"{r['ttft']:.2f}" for r in warm[side]) + " s")
+    print(f"decode: before {tps['before']:.1f} tok/s, after {tps['after']:.1f} tok/s; answer length (median) "
+          f"before {tok['before']:.0f}, after {tok['after']:.0f} tokens")
+    print(f"same tool calls before and after on every prompt: {same_calls}")
+
+    # compare: 2 prompts, adapter vs its bare base, as the Compare tab runs it (the pool warm on both sides)
+    pool.warm(EMBEDDED_ALIAS)
+    times, results = {}, {}
+    for side, after in (("before", False), ("after", True)):
+        start = time.perf_counter()
+        results[side] = nursery_compare_models(name, EMBEDDED_ALIAS, COMPARE_PROMPTS, tools=tools,
+                                               max_new_tokens=256, stop_after_calls=after)
+        times[side] = time.perf_counter() - start
+    same = all(ra["a"]["calls"] == rb["a"]["calls"] and ra["b"]["calls"] == rb["b"]["calls"]
+               for ra, rb in zip(results["before"]["rows"], results["after"]["rows"]))
+    print(f"compare, 2 prompts, adapter vs base: before {times['before']:.1f} s, after {times['after']:.1f} s -> "
+          f"{times['before'] / times['after']:.1f}x (same calls: {same})")
+    cache = pool.prefix_cache(name)
+    print(f"prefix cache of the adapter: {cache.hits} hits, {cache.misses} misses")
+    shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
