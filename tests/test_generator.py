@@ -323,7 +323,7 @@ def test_default_recipe_is_diverse():
 def test_stored_dataset_and_name_rules(store):
     row = nursery_generate_data("memory_store", 30, seed=1)
     assert row["name"] == "memory-store" and row["num_examples"] == 30
-    with pytest.raises(AlreadyExists, match="--name"):
+    with pytest.raises(AlreadyExists, match="already exists: choose another dataset name"):
         nursery_generate_data("memory_store", 30)
     assert nursery_generate_data(["get_weather", "calculator"], 10)["name"] == "combined-tools"
     assert store.count_datasets() == 2

@@ -80,7 +80,7 @@ def test_raw_glaive_v2_rows_are_detected_and_read(tmp_path):
     src.write_text("".join(json.dumps(r) + "\n" for r in [glaive_row(1), glaive_row(2, plain=True), glaive_row(3)]))
     exs, rep, _ = extract_examples(src)
     assert rep["format"] == "glaive" and rep["examples"] == 2
-    assert rep["skipped"] == {"plain conversation without tool calls (use --keep-plain to keep it)": 1}
+    assert rep["skipped"] == {"plain conversation without tool calls (skipped unless plain conversations are kept)": 1}
     ex = exs[0]
     assert [m["role"] for m in ex["messages"]] == ["user", "assistant", "tool", "assistant"]
     assert ex["messages"][0]["content"] == "What's AB1 trading at? It's urgent"

@@ -39,7 +39,7 @@ def test_format_is_detected(file, fmt):
 def test_chatgpt_follows_current_node_and_infers_the_plugin_schema():
     exs, rep, _ = extract_examples(FIX / "chatgpt_conversations.json")
     assert rep["conversations_read"] == 2 and rep["examples"] == 1
-    assert rep["skipped"] == {"plain conversation without tool calls (keep plain conversations to keep it)": 1}
+    assert rep["skipped"] == {"plain conversation without tool calls (skipped unless plain conversations are kept)": 1}
     ex = exs[0]
     text = json.dumps(ex)
     assert "ABANDONED BRANCH" not in text
@@ -125,7 +125,7 @@ def test_errors_name_the_file_and_store_nothing(tmp_path, store):
     plain = FIX / "claude_conversations.json"
     only_plain = tmp_path / "plain.json"
     only_plain.write_text(json.dumps([json.loads(plain.read_text())[1]]))
-    with pytest.raises(InvalidInput, match="no examples could be extracted .*keep plain conversations"):
+    with pytest.raises(InvalidInput, match="no examples could be extracted .*unless plain conversations are kept"):
         nursery_extract_conversations(only_plain)
     empty = tmp_path / "empty.json"
     empty.write_text("")

@@ -232,7 +232,7 @@ def examples_from_records(records: list[tuple[str | None, Any]], label: str, for
             continue
         has_calls = any(m.get("tool_calls") for m in ex["messages"])
         if not has_calls and not keep_plain:
-            rep.skip(ref, "plain conversation without tool calls (keep plain conversations to keep it)")
+            rep.skip(ref, "plain conversation without tool calls (skipped unless plain conversations are kept)")
             continue
         if redactor:
             ex = redactor.example(ex)
