@@ -278,7 +278,7 @@ def test_optional_arguments_the_request_mentions_are_in_the_call(level):
 def test_no_call_data_asks_for_what_the_offered_tools_cannot_do():
     exs, rep = generate_examples(DEFAULT_TOOL_NAMES, 400, "low", seed=0)
     no_call = [e for e in exs if e["meta"]["category"] == "no_call"]
-    assert 0.17 <= len(no_call) / len(exs) <= 0.23
+    assert 0.10 <= len(no_call) / len(exs) <= 0.15
     absent = [e for e in no_call if e["meta"]["no_call_kind"] == "absent_tool"]
     assert len(absent) > len(no_call) / 2 and rep["no_call_kinds"]["absent_tool"] == len(absent)
     requested = set()
@@ -317,7 +317,7 @@ def test_default_recipe_is_diverse():
     exs, _ = generate_examples(DEFAULT_TOOL_NAMES, 200, "low", seed=0)
     d = diversity_report(exs)
     assert d["skeletons_per_100_requests"] > 90 and d["trigrams_per_call"] > 4
-    assert 0.35 < d["optional_arg_share"] < 0.65 and 0.15 <= d["no_call_share"] <= 0.25
+    assert 0.35 < d["optional_arg_share"] < 0.65 and 0.1 <= d["no_call_share"] <= 0.15
 
 
 def test_stored_dataset_and_name_rules(store):
