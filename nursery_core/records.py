@@ -336,8 +336,9 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
                 pending[cid] = name
                 out_calls.append({"id": cid, "type": "function", "function": {"name": name, "arguments": args}})
             msg["tool_calls"] = out_calls
-            n_call_turns += 1
-            n_calls_max = max(n_calls_max, len(out_calls))
+            if weight != 0:  # the category says what the trained turns teach (a weight-0 turn is context)
+                n_call_turns += 1
+                n_calls_max = max(n_calls_max, len(out_calls))
         if role == "tool":
             cid = m.get("tool_call_id")
             if not cid and len(pending) >= 1:
@@ -352,6 +353,10 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
         out_msgs.append(msg)
 
     _check_turn_order(out_msgs, where)
+    answers = [i for i, m in enumerate(out_msgs) if m["role"] == "assistant"]
+    if answers and all(out_msgs[i].get("weight") == 0 for i in answers):
+        raise where.error("every assistant turn has weight 0: nothing is left to train on or to score",
+                          f"messages[{answers[-1]}].weight")
     category = (raw.get("meta") or {}).get("category") or raw.get("category")
     inferred = ("multi_turn" if n_call_turns > 1 or sum(m["role"] == "user" for m in out_msgs) > 1 and n_call_turns
                 else "parallel" if n_calls_max > 1 else "call" if n_call_turns else "no_call")

@@ -63,8 +63,14 @@ def test_predictions_leaderboard_and_errors(nursery_home, tmp_path):
     assert json.loads(r.stdout)["metrics"]["ast_accuracy"] == 1.0
     r = cli("evaluate", "--predictions", str(preds), "--dataset", "weather", "--split", "all", home=nursery_home)
     assert r.returncode == 0 and "ast_accuracy" in r.stdout and "1.000" in r.stdout
+    assert "no prediction" not in r.stdout
     r = cli("leaderboard", "--json", home=nursery_home)
     assert [row["model"] for row in json.loads(r.stdout)] == ["predictions:preds"]
+    # a file that covers only part of the split says so beside its (perfect) score
+    part = tmp_path / "part.jsonl"
+    part.write_text("\n".join(preds.read_text().splitlines()[:3]))
+    r = cli("evaluate", "--predictions", str(part), "--dataset", "weather", "--split", "all", home=nursery_home)
+    assert r.returncode == 0 and "warning: 5 example(s) of the all split have no prediction" in r.stdout, r.stdout
     # errors: one line on stderr, non-zero exit
     r = cli("evaluate", "--dataset", "weather", home=nursery_home)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "predictions" in r.stderr

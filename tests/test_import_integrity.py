@@ -122,6 +122,24 @@ def test_openai_weight_0_turn_stays_as_context_and_is_stored_and_reported(tmp_pa
     assert [trained(m) for m in stored[0]["messages"] if m["role"] == "assistant"].count(False) <= 1
 
 
+def test_weight_0_everywhere_is_skipped_and_the_category_follows_the_trained_turns(tmp_path):
+    """An example whose every answer has weight 0 teaches nothing and has no reference answer: skipped with the
+    reason. With only the call turn at weight 0, the trained (and scored) turn is the text answer: no_call."""
+    all_zero = openai_row()
+    all_zero["messages"][-1]["weight"] = 0
+    call_zero = {"tools": [LOOKUP], "messages": [
+        {"role": "user", "content": "Where is order A17?"},
+        {"role": "assistant", "tool_calls": [{"id": "k1", "type": "function", "function": {
+            "name": "lookup_order", "arguments": json.dumps({"order_id": "A17"})}}], "weight": 0},
+        {"role": "tool", "tool_call_id": "k1", "content": "shipped"},
+        {"role": "assistant", "content": "It shipped.", "weight": 1}]}
+    exs, rep, _ = extract_examples(write(tmp_path, "ft.jsonl", [all_zero, call_zero]))
+    assert list(rep["skipped"]) == ["every assistant turn has weight 0: nothing is left to train on or to score"]
+    assert len(exs) == 1 and exs[0]["meta"]["category"] == "no_call"
+    from nursery_core.training.rendering import eval_prompts
+    assert eval_prompts(exs[0])[1] == []
+
+
 def test_openai_weights_other_than_0_or_1_and_on_users_are_reported(tmp_path):
     exs, rep, _ = extract_examples(write(tmp_path, "ft.jsonl", [openai_row(weight_of_first=0.5),
                                                                 openai_row(weight_of_first=1, user_weight=0)]))

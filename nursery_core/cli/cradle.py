@@ -154,6 +154,10 @@ def _human_eval(r: dict) -> str:
     ids = ", ".join(x["id"] for x in same if x.get("id"))
     lines.append(f"{r['model']} on {r['dataset']} ({r['split']}, {r['num_examples']} examples)"
                  + (f"  [evaluation {ids}]" if ids else ""))
+    missing = (r.get("settings") or {}).get("missing_predictions")
+    if missing:
+        lines.append(f"  warning: {missing} example(s) of the {r['split']} split have no prediction in the file "
+                     f"and are not scored; the scores cover the {r['num_examples']} that have one")
     if len(same) > 1:
         lines.append(f"  {'':<24} " + "".join(f"{x.get('decoding') or '':<24}" for x in same))
     for k in HEADLINE:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+\.[\w.-]+")  # starts only where a run starts: linear time
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|'[^']{3,}'(?!\w)")
 _NUMBER = re.compile(r"(?<![a-z<])\d+(?:[.:,/-]\d+)*(?:st|nd|rd|th|am|pm)?")
