@@ -385,3 +385,21 @@ def test_paraphraser_from_env(monkeypatch):
     p = Paraphraser.from_env()
     assert p.base_url == "http://127.0.0.1:9/v1" and p.model == "qwen"
     assert set(LEVELS) == {"low", "medium", "high"}
+
+
+def test_a_quoted_value_is_never_two_calls():
+    """'recipes for "a and b"' quotes one literal: two calls with a and b would be a wrong label."""
+    tool = {"name": "search_recipes", "description": "Search recipes",
+            "parameters": {"type": "object", "properties": {"query": {"type": "string", "description": "Search terms"},
+                                                            "limit": {"type": "integer"}}, "required": ["query"]}}
+    parallel = 0
+    for seed in range(4):
+        exs, _ = generate_examples([tool], 200, "medium", seed=seed)
+        for e in exs:
+            calls = calls_of([e])
+            if e["meta"]["category"] != "parallel" or len(calls) != 2:
+                continue
+            parallel += 1
+            a, b = (re.escape(c["arguments"]["query"]) for c in calls)
+            assert not re.search(r"[\"“'`][^\"”'`]*" + a + r"[^\"”'`]*" + b + r"[\"”'`]", user_text(e)), user_text(e)
+    assert parallel >= 20

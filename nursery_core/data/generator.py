@@ -245,10 +245,16 @@ class _Generator:
                 second = dict(args)
                 second[p] = self._value(plan, p, [args[p]])
                 if second[p] != args[p]:
-                    said[p] = said[p] + [("t", self.rng.choice([" and ", " and ", " and also ", ", and ",
-                                                                 " as well as "]))] + \
-                        M.say(second[p], plan.params[p], self.rng, self.level.spoken, plan.intent.spoken.get(p))
-                    calls.append(second)
+                    joiner = self.rng.choice([" and ", " and ", " and also ", ", and ", " as well as "])
+                    second_said = M.say(second[p], plan.params[p], self.rng, self.level.spoken,
+                                        plan.intent.spoken.get(p))
+                    both = dict(said)
+                    both[p] = said[p] + [("t", joiner)] + second_said
+                    segs = plan.composer.compose(kind, template, args, both)
+                    # A mention that quotes its value would quote both as one literal ('"a and b"'), which
+                    # reads as one argument: then the request asks once.
+                    if not _one_quoted_span(P.render(segs), P.render(said[p]), P.render(second_said)):
+                        return segs, [args, second], kind
         return plan.composer.compose(kind, template, args, said), calls, kind
 
     def _finish(self, segs: list[P.Seg], kind: str = "", opener: bool = True, closer: bool = True,
@@ -508,6 +514,19 @@ class _Generator:
 
 
 _NORM = re.compile(r"[^a-z0-9]+")
+
+
+_OPEN_QUOTES, _CLOSE_QUOTES = "\"'“‘«`", "\"'”’»`"
+
+
+def _one_quoted_span(text: str, first: str, second: str) -> bool:
+    """Whether `first … second` sit inside one pair of quotes in `text` (so they read as one value)."""
+    i = text.find(first)
+    j = text.find(second, i + len(first)) if i >= 0 else -1
+    if i <= 0 or j < 0:
+        return False
+    end = j + len(second)
+    return text[i - 1] in _OPEN_QUOTES and end < len(text) and text[end] in _CLOSE_QUOTES
 
 
 def _requests(msgs: list[dict]) -> list[str]:
