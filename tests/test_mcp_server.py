@@ -118,6 +118,8 @@ def test_bad_input_is_a_tool_error_and_stores_nothing(nursery_home):
             assert "outside the data directory" in model_dir and "base_model" in model_dir
             no_cap = error_text(await s.call_tool("nursery_train_cloud", {"dataset_name": "anything"}))
             assert "max_cost" in no_cap and "required" in no_cap.lower()
+            assert no_cap == "nursery_train_cloud: max_cost: required"  # the CLI's words, no library text
+            assert typo == "nursery_generate_data: num_exampels: unknown parameter"
             # the core's own message, as the CLI prints it
             core = error_text(await s.call_tool("nursery_train_local", {"dataset_name": "nope"}))
             assert "no dataset named 'nope'" in core

@@ -357,7 +357,8 @@ class NurseryMCP:
             return_annotation=ret)
         call.__annotations__ = {"ctx": Context, **{p.name: p.annotation for p in params}, "return": ret}
         call.__name__ = spec.name
-        tool = Tool.from_function(call, name=spec.name, description=_description(spec, fn), structured_output=True)
+        tool = _clear_errors_tool(Tool).from_function(call, name=spec.name, description=_description(spec, fn),
+                                                      structured_output=True)
         base = tool.fn_metadata.arg_model
         strict = type(base.__name__, (base,), {"model_config": ConfigDict(**base.model_config, extra="forbid"),
                                                "__module__": base.__module__})
@@ -508,3 +509,32 @@ def serve(http_port: int | None = None, host: str = "127.0.0.1") -> None:
 
 __all__ = ["TOOLS", "TOOL_NAMES", "ToolSpec", "NurseryMCP", "build_server", "serve", "check_inside_home",
            "tool_parameters", "mcp_client_config"]
+
+
+def argument_errors(exc: Any) -> str:
+    """A pydantic ValidationError of a tool's arguments in the CLI's words: 'max_cost: required', one per field,
+    joined with '; ' (the input schema's field names, no library links)."""
+    words = {"missing": "required", "extra_forbidden": "unknown parameter"}
+    out = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc") or ()) or "arguments"
+        out.append(f"{where}: {words.get(err.get('type'), err.get('msg', 'invalid'))}")
+    return "; ".join(out)
+
+
+@functools.cache
+def _clear_errors_tool(base: type) -> type:
+    """The mcp Tool class whose argument-validation errors read like the CLI's (field: what is wrong)."""
+    from mcp.server.mcpserver.exceptions import ToolError
+    from pydantic import ValidationError
+
+    class ClearErrorsTool(base):  # type: ignore[misc, valid-type]
+        async def run(self, arguments, context, convert_result=False):
+            try:
+                return await super().run(arguments, context, convert_result)
+            except ToolError as e:
+                if isinstance(e.__cause__, ValidationError):
+                    raise ToolError(f"{self.name}: {argument_errors(e.__cause__)}") from None
+                raise
+
+    return ClearErrorsTool
