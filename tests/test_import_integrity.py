@@ -611,3 +611,18 @@ def test_corpus_bfcl_and_predictions_refusals_change_nothing(tmp_path, store, nu
     with pytest.raises(InvalidInput, match=r"p.jsonl:1, field '\(top level\)': duplicate key\(s\) \['output'\]"):
         nursery_evaluate(dataset="b", split="all", predictions=preds)
     assert _snapshot(nursery_home) == before
+
+
+def test_canonical_rows_are_not_read_as_openai_rows(tmp_path, store):
+    """extract-conversations on a canonical file would drop ids, meta and no-call rows: it says where it belongs."""
+    from nursery_core.data.generator import generate_examples
+
+    exs, _ = generate_examples(["get_weather"], 6, "low", seed=0)
+    exs = [{**e, "id": f"mine-{i}"} for i, e in enumerate(exs)]
+    src = tmp_path / "canonical.jsonl"
+    src.write_text("".join(json.dumps(e) + "\n" for e in exs))
+    with pytest.raises(InvalidInput, match="canonical format: import it as a canonical dataset"):
+        nursery_extract_conversations(src, name="c")
+    assert not store.has_dataset("c")
+    row = nursery_import_dataset(src, name="c")
+    assert [e["id"] for e in load_examples("c", "all")] == [e["id"] for e in exs] and row["num_examples"] == 6

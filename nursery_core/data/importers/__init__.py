@@ -115,6 +115,10 @@ def detect_format(records: list[tuple[str | None, Any]], label: str = "") -> str
     if not sample and bad:
         raise InvalidInput(f"no examples could be extracted from {len(records)} record(s): none could be read; "
                            f"first: {bad[0][0] or 'record 1'}, {bad[0][1]}", file=label)
+    if sample and all("schema_version" in r and "messages" in r for r in sample):
+        # Read as OpenAI rows, canonical ones would lose their ids and meta, and no-call rows would be skipped.
+        raise InvalidInput("this file is in Nursery's canonical format: import it as a canonical dataset instead, "
+                           "which keeps its ids, meta and no-call examples", file=label, field="format")
     for r in sample:
         if chatgpt.matches(r):
             votes["chatgpt"] += 1
