@@ -44,6 +44,7 @@ TRANSFORMATIONS = {
     "consecutive_user_messages_merged": "user messages in a row, merged into one",
     "consecutive_assistant_messages_merged": "assistant messages in a row, merged into one",
     "tool_reply_matched_by_order": "a tool reply paired with its call by order (no matching id or name)",
+    "call_id_assigned": "a tool call without an id, given one (call_N) so its reply can name it",
     "tool_reply_list_split": "one tool message answering several calls, split into one reply per call",
     "tool_reply_without_call_dropped": "a tool reply that answers no call, dropped",
     "unanswered_call_before_user": "a tool call without its reply, followed by a user message",

@@ -488,7 +488,7 @@ def test_corpus_every_transformation_is_counted_with_its_reason(tmp_path, store,
     row = nursery_extract_conversations(src, name="t")
     changes = row["report"]["transformations"]
     if code is None:  # turns kept as they are: only the call's representation and the inferred schema
-        assert set(changes) == {"tool_schemas_inferred", "call_text_wrapped_as_argument"}
+        assert set(changes) == {"tool_schemas_inferred", "call_text_wrapped_as_argument", "call_id_assigned"}
     else:
         assert changes.get(code, 0) >= 1, changes
     assert all(c in TRANSFORMATIONS for c in changes)

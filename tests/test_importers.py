@@ -66,7 +66,7 @@ def test_openai_jsonl_decodes_strings_double_encoding_and_legacy_functions():
     exs, rep, label = extract_examples(FIX / "openai_chat.jsonl")
     assert [calls(e)[0]["arguments"] for e in exs] == [{"city": "Paris"}, {"city": "Rome", "unit": "f"},
                                                        {"city": "Lima"}]
-    assert rep["transformations"] == {"double_encoded_arguments": 1}
+    assert rep["transformations"] == {"double_encoded_arguments": 1, "call_id_assigned": 1}  # the legacy function_call has no id
     assert rep["skipped"] == {"a tool call does not match its tool's schema": 1, "not valid JSON (Expecting property "
                               "name enclosed in double quotes)": 1}
     assert sorted(r["ref"] for r in rep["skipped_refs"]) == ["line 4", "line 5"]

@@ -134,6 +134,8 @@ class Builder:
         if msg is None:
             return
         cid = str(call_id) if call_id else f"call_{self.n}"
+        if not call_id:
+            self.count("call_id_assigned")
         self.n += 1
         msg.setdefault("tool_calls", []).append(
             {"id": cid, "type": "function", "function": {"name": name.strip(), "arguments": arguments}})
