@@ -97,7 +97,7 @@ def test_the_dataset_view_shows_what_an_import_changed_and_weight_0_turns(store,
     changes = [df.value for df in at.dataframe if "change" in df.value.columns]
     assert changes, "the import report's transformations are shown"
     shown = dict(zip(changes[0]["code"], changes[0]["count"]))
-    assert shown == {"weight_0_turn_kept_as_context": 1, "single_tool_object_listed": 1}
+    assert shown == {"weight_0_turn_kept_as_context": 1, "single_tool_object_listed": 1, "call_id_assigned": 1}
     assert any("weight 0: kept as context, not trained on" in c.value for c in at.caption)
 
 

@@ -103,7 +103,7 @@ def get_default_tool(name: str) -> dict:
     tool = _BY_NAME.get(str(name).strip())
     if tool is None:
         raise NotFound(f"no built-in tool named {name!r}; built-in tools: {', '.join(DEFAULT_TOOL_NAMES)} "
-                       "(or pass your own schema with --tool-schema)")
+                       "(or give your own tool as a JSON Schema)")
     return tool
 
 
