@@ -17,11 +17,12 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from nursery_core.testing import add_bench_arguments, bench_home  # noqa: E402
 
 
 def _load() -> str:
@@ -59,14 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=2, help="fp32/bf16 pairs, alternated")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig field")
-    ap.add_argument("--base-cache", default=os.environ.get("NURSERY_BENCH_BASE",
-                                                           str(Path.home() / ".cache" / "nursery-bench")))
-    ap.add_argument("--json", action="store_true")
+    add_bench_arguments(ap)
     args = ap.parse_args(argv)
 
-    home = Path(tempfile.mkdtemp(prefix="nursery-precision-"))
-    os.environ["NURSERY_HOME"] = str(home)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    home = bench_home(args.home, "nursery-precision-")
     from nursery_core.base_models import EMBEDDED_ALIAS
     from nursery_core.cli.training import parse_setting
     from nursery_core.data.generator import generate_examples

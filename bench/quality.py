@@ -17,12 +17,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from nursery_core.testing import add_bench_arguments, bench_home  # noqa: E402
 
 
 def _load() -> str:
@@ -84,16 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoding", default="free,guarded",
                     help="comma-separated decodings to score: free, guarded")
     ap.add_argument("--skip-base", action="store_true", help="do not evaluate the bare base model")
-    ap.add_argument("--base-cache", default=os.environ.get("NURSERY_BENCH_BASE",
-                                                           str(Path.home() / ".cache" / "nursery-bench")),
-                    help="where the materialised SmolLM2 is kept between runs")
-    ap.add_argument("--home", default=None, help="NURSERY_HOME to use (default: a temporary directory)")
-    ap.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    add_bench_arguments(ap)
     args = ap.parse_args(argv)
 
-    home = Path(args.home or tempfile.mkdtemp(prefix="nursery-quality-"))
-    os.environ["NURSERY_HOME"] = str(home)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    home = bench_home(args.home, "nursery-quality-")
 
     from nursery_core.base_models import EMBEDDED_ALIAS
     from nursery_core.testing import link_embedded_base

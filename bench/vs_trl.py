@@ -20,12 +20,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from nursery_core.testing import add_bench_arguments, bench_home  # noqa: E402
 
 DATASET = "vs-trl"
 GOLDEN_FILE = ROOT / "bench" / "golden" / "default_tools.jsonl"
@@ -227,16 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=160, help="generation cap in the evaluation")
     ap.add_argument("--golden", default=str(GOLDEN_FILE), help="golden set file (skipped when missing)")
     ap.add_argument("--seed", type=int, default=0, help="data generator seed")
-    ap.add_argument("--base-cache", default=os.environ.get("NURSERY_BENCH_BASE",
-                                                           str(Path.home() / ".cache" / "nursery-bench")),
-                    help="where the materialised SmolLM2 is kept between runs")
-    ap.add_argument("--home", default=None, help="NURSERY_HOME to use (default: a temporary directory)")
-    ap.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    add_bench_arguments(ap)
     args = ap.parse_args(argv)
 
-    home = Path(args.home or tempfile.mkdtemp(prefix="nursery-vs-trl-"))
-    os.environ["NURSERY_HOME"] = str(home)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    home = bench_home(args.home, "nursery-vs-trl-")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
     import peft

@@ -45,3 +45,27 @@ def link_embedded_base(home: Path | str, cache: Path | str) -> Path:
     if not link.exists():
         link.symlink_to(cached, target_is_directory=True)
     return cached
+
+
+def add_bench_arguments(ap) -> None:
+    """The options every benchmark shares: --base-cache (where the materialised SmolLM2 is kept between runs),
+    --home (the NURSERY_HOME to use) and --json (one JSON document at the end)."""
+    import os
+
+    ap.add_argument("--base-cache", default=os.environ.get("NURSERY_BENCH_BASE",
+                                                           str(Path.home() / ".cache" / "nursery-bench")),
+                    help="where the materialised SmolLM2 is kept between runs")
+    ap.add_argument("--home", default=None, help="NURSERY_HOME to use (default: a temporary directory)")
+    ap.add_argument("--json", action="store_true", help="print one JSON document at the end")
+
+
+def bench_home(home: str | None, prefix: str) -> Path:
+    """Points NURSERY_HOME at `home` (or a new temporary directory named `prefix`…) with the hub offline;
+    returns the home. A benchmark then links the embedded base into it with link_embedded_base."""
+    import os
+    import tempfile
+
+    path = Path(home or tempfile.mkdtemp(prefix=prefix))
+    os.environ["NURSERY_HOME"] = str(path)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return path
