@@ -172,3 +172,40 @@ def test_cpu_precision_is_fp32_unless_bf16_is_asked_for():
     assert trainer.resolve_device(cpu.with_overrides(dtype="bfloat16"))[1:] == (torch.bfloat16, torch.float32)
     with pytest.raises(InvalidConfig, match="float16 needs a GPU"):
         cpu.with_overrides(dtype="float16").validate()
+
+
+def test_decision_weight_scales_only_the_first_token_of_each_trained_answer(tiny_model_dir):
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nursery_core.training.rendering import prepare_tokenizer
+
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(str(tiny_model_dir)), "chatml")
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
+    peft_model, _ = trainer.add_lora(model, TrainConfig(r=4))
+    enc, _ = trainer.encode_all(tok, examples(3), 512)
+    for e in enc:  # each decision is the first label of a run of labels, and every run starts with one
+        starts = [p for p, t in enumerate(e["labels"]) if t != -100 and (p == 0 or e["labels"][p - 1] == -100)]
+        assert e["decisions"] == starts and starts
+    ids, mask, labels = trainer.collate(enc, tok.pad_token_id, torch.device("cpu"))
+    assert trainer.decision_weights(enc, ids.shape[1], 1.0, torch.device("cpu")) is None
+    w = trainer.decision_weights(enc, ids.shape[1], 5.0, torch.device("cpu"))
+    assert int((w == 5.0).sum()) == sum(len(e["decisions"]) for e in enc) and int((w != 1.0).sum()) == int((w == 5.0).sum())
+    peft_model.eval()
+    with torch.no_grad():
+        plain, n = trainer.LossFn(peft_model)(ids, mask, labels)
+        weighted, n2 = trainer.LossFn(peft_model)(ids, mask, labels, None, w)
+        logits = peft_model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        per = F.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100, reduction="none")
+        at_decisions = float((per * (w[:, 1:] == 5.0)).sum())
+    assert n == n2
+    assert float(weighted) == pytest.approx(float(plain) + 4.0 * at_decisions, rel=1e-4)
+
+
+def test_decision_weight_is_a_validated_recipe_setting():
+    from nursery_core.errors import InvalidConfig
+
+    assert TrainConfig().decision_weight == 1.0
+    with pytest.raises(InvalidConfig, match="decision_weight"):
+        TrainConfig(decision_weight=-1.0).validate()

@@ -249,18 +249,21 @@ def assistant_spans(tokenizer, example: dict) -> tuple[str, list[tuple[int, int]
 
 def encode_example(tokenizer, example: dict, max_length: int, with_text: bool = False) -> dict:
     """input_ids and labels with the loss on trained assistant tokens only (prompt, tools, tool replies and
-    weight-0 assistant turns masked).
+    weight-0 assistant turns masked), and `decisions`: the positions of each trained turn's first token, where
+    the model decides between a tool call and a plain answer (TrainConfig.decision_weight weighs them).
 
     Truncated to max_length tokens; no padding (the collator pads per batch). `with_text` adds the rendered
     `text` and each token's character `offsets` in it (the rendered-prompt view shows these)."""
     full, spans = assistant_spans(tokenizer, example)
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
                     max_length=max_length)
-    labels = []
-    for tok_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
+    labels, decisions = [], []
+    for pos, (tok_id, (start, end)) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
         inside = any(s <= start < e for s, e in spans) and end > start
+        if inside and (not labels or labels[-1] == -100):
+            decisions.append(pos)  # the first token of a trained turn: call (`<tool_call>`) or answer in words
         labels.append(tok_id if inside else -100)
-    out = {"input_ids": list(enc["input_ids"]), "labels": labels}
+    out = {"input_ids": list(enc["input_ids"]), "labels": labels, "decisions": decisions}
     if with_text:
         out.update(text=full, offsets=[tuple(o) for o in enc["offset_mapping"]])
     return out

@@ -130,6 +130,25 @@ def collate(encoded: list[dict], pad_id: int, device):
     return ids.to(device), mask.to(device), labels.to(device)
 
 
+def decision_weights(encoded: list[dict], width: int, weight: float, device):
+    """Per-position loss weights for one collated batch, shape (batch, width): `weight` at each trained turn's
+    first token (the call-or-answer decision, see rendering.encode_example), 1 elsewhere; None when weight is 1.
+
+    One token in ~40 of an answer decides whether the model calls at all, so with plain token-mean loss a
+    wrong decision costs as little as one wrong quote mark; weighting it is the decision-token lever measured
+    in bench/QUALITY.md (session 6)."""
+    import torch
+
+    if weight == 1.0:
+        return None
+    w = torch.ones((len(encoded), width), dtype=torch.float32)
+    for row, e in enumerate(encoded):
+        for pos in e.get("decisions") or []:
+            if pos < width:
+                w[row, pos] = weight
+    return w.to(device)
+
+
 # ------------------------------------------------------------------------------------------ model
 def resolve_device(config: TrainConfig):
     """(device, autocast dtype or None, load dtype). On a CPU the weights load in fp32 and `auto` stays fp32:
@@ -248,8 +267,9 @@ class LossFn:
                      and not getattr(cfg, "final_logit_softcapping", None)
                      and getattr(cfg, "logit_scale", None) in (None, 1, 1.0))
 
-    def __call__(self, ids, mask, labels, keys: list | None = None):
-        """keys name the batch's examples for the trunk cache (None: no caching)."""
+    def __call__(self, ids, mask, labels, keys: list | None = None, weights=None):
+        """keys name the batch's examples for the trunk cache (None: no caching); weights (batch, T) scale each
+        label position's loss (decision_weights; None: all 1). Returns (weighted loss sum, label tokens)."""
         import torch.nn.functional as F
 
         cached = self.fast and self.trunk is not None and keys is not None and mask is not None
@@ -270,7 +290,10 @@ class LossFn:
         else:
             logits = self.peft_model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][sel]
             logits = logits.float()
-        return F.cross_entropy(logits, shift[sel], reduction="sum"), n
+        if weights is None:
+            return F.cross_entropy(logits, shift[sel], reduction="sum"), n
+        per_token = F.cross_entropy(logits, shift[sel], reduction="none")
+        return (per_token * weights[:, 1:][sel]).sum(), n
 
 
 def lr_lambda(config: TrainConfig, total_steps: int) -> Callable[[int], float]:
@@ -395,9 +418,11 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
                 for b in group:
                     if should_stop():
                         raise Stopped()
-                    ids, mask, labels = collate([train_enc[i] for i in b], pad_id, device)
+                    rows = [train_enc[i] for i in b]
+                    ids, mask, labels = collate(rows, pad_id, device)
+                    weights = decision_weights(rows, ids.shape[1], config.decision_weight, device)
                     with autocast():
-                        s, n = loss_fn(ids, mask, labels, [f"t{i}" for i in b])
+                        s, n = loss_fn(ids, mask, labels, [f"t{i}" for i in b], weights)
                     loss = s / max(1, group_labels)  # token-mean over the whole accumulated step
                     (scaler.scale(loss) if scaler else loss).backward()
                     step_loss += float(s.detach())
