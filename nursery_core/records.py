@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 from .errors import InvalidInput
 from .jsontext import problem_in
-from .schemas import SchemaUnsupported, normalise_parameters
+from .schemas import SchemaUnsupported, close_nested_objects, normalise_parameters
 
 CATEGORIES = ("call", "no_call", "parallel", "multi_turn")
 ROLES = ("system", "user", "assistant", "tool")
@@ -179,13 +179,15 @@ def tools_by_name(tools: Iterable[dict]) -> dict[str, dict]:
 
 
 def compiled_validator(parameters: dict) -> Draft202012Validator:
-    """One compiled validator per parameters object (kept alive in the cache, so its id stays unique)."""
+    """One compiled validator per parameters object (kept alive in the cache, so its id stays unique). Nested
+    objects that list their properties are validated as closed (schemas.close_nested_objects), as the checker
+    and the guard read them."""
     hit = _VALIDATORS.get(id(parameters))
     if hit is not None and hit[0] is parameters:
         return hit[1]
     if len(_VALIDATORS) >= _CACHE_MAX:
         _VALIDATORS.clear()
-    validator = Draft202012Validator(parameters)
+    validator = Draft202012Validator(close_nested_objects(parameters))
     _VALIDATORS[id(parameters)] = (parameters, validator)
     return validator
 

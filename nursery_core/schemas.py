@@ -236,6 +236,35 @@ def normalise_parameters(params: dict, field: str = "parameters") -> tuple[dict,
     return params, sorted(notes)
 
 
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+
+
+def close_nested_objects(schema: Any, depth: int = 0) -> Any:
+    """A copy of `schema` in which every nested object schema that lists `properties` and says nothing of
+    `additionalProperties` (or `patternProperties`) is closed (`additionalProperties: false`), as the checker
+    and the guard treat them (guard/grammar.py). The top level is left as it is: callers report undeclared
+    top-level arguments in their own words. JSON Schema alone would accept any extra key at any depth."""
+    if isinstance(schema, list):
+        return [close_nested_objects(s, depth + 1) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict = {}
+    for k, v in schema.items():
+        if k in _SUBSCHEMA_MAPS and isinstance(v, dict):
+            out[k] = {name: close_nested_objects(sub, depth + 1) for name, sub in v.items()}
+        elif k in _SUBSCHEMA_LISTS and isinstance(v, list):
+            out[k] = [close_nested_objects(sub, depth + 1) for sub in v]
+        elif k in ("items", "additionalProperties", "not", "if", "then", "else", "contains") and isinstance(v, dict):
+            out[k] = close_nested_objects(v, depth + 1)
+        else:
+            out[k] = v
+    if depth and isinstance(schema.get("properties"), dict) and "additionalProperties" not in schema \
+            and "patternProperties" not in schema:
+        out["additionalProperties"] = False
+    return out
+
+
 def unsupported_constructs(schema: Any, field: str = "parameters") -> list[str]:
     """The path of every keyword the generator does not follow (NOT_FOLLOWED), e.g. 'parameters.properties.x.allOf'."""
     out: list[str] = []

@@ -147,3 +147,27 @@ def test_a_union_the_list_cannot_spell_is_named_and_still_generated():
     assert check["constructs"] == {} and check["generated"] == 12
     assert check["not_rendered"] == {"tag": ["v: its type (written as anyOf/oneOf/allOf, which the list does not "
                                              "spell out)"]}
+
+
+def test_nested_objects_that_list_their_fields_are_closed_as_the_checker_and_guard_read_them():
+    from nursery_core.records import call_errors
+    from nursery_core.schemas import close_nested_objects
+
+    params = {"type": "object", "properties": {
+        "address": {"type": "object", "properties": {"city": {"type": "string"}}},
+        "tags": {"type": "array", "items": {"type": "object", "properties": {"k": {"type": "string"}}}},
+        "extra": {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": True},
+        "free": {"type": "object"}}}
+    tool = {"type": "function", "function": {"name": "save", "parameters": params}}
+    closed = close_nested_objects(params)
+    assert "additionalProperties" not in closed  # the top level is the caller's to word
+    assert closed["properties"]["address"]["additionalProperties"] is False
+    assert closed["properties"]["tags"]["items"]["additionalProperties"] is False
+    assert closed["properties"]["extra"]["additionalProperties"] is True and "additionalProperties" not in closed["properties"]["free"]
+    assert "additionalProperties" not in params["properties"]["address"]  # the stored schema is not changed
+    errs = call_errors(tool, {"address": {"city": "Oslo", "zip": "0150"}, "tags": [{"k": "a", "v": 1}],
+                              "extra": {"b": 1}, "free": {"anything": 1}})
+    assert len(errs) == 2, errs
+    assert errs[0].startswith("address: ") and "'zip'" in errs[0]
+    assert errs[1].startswith("tags.0: ") and "'v'" in errs[1]
+    assert call_errors(tool, {"address": {"city": "Oslo"}, "tags": [{"k": "a"}]}) == []
