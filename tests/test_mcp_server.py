@@ -76,6 +76,10 @@ def test_lists_the_thirteen_tools_with_schemas_from_the_core(nursery_home, trans
             gen = tools["nursery_generate_data"].input_schema
             assert gen["required"] == ["tool_name"]
             assert {"tool_name", "num_examples", "variation_level"} <= set(gen["properties"])
+            # the generator's own levels and bounds, so an agent sees them before it calls
+            assert gen["properties"]["variation_level"]["enum"] == ["low", "medium", "high"]
+            assert gen["properties"]["num_examples"]["minimum"] == 1
+            assert gen["properties"]["num_examples"]["maximum"] == 200_000
             assert tools["nursery_generate_data"].description.startswith("Generates a tool-calling dataset")
             cloud = tools["nursery_train_cloud"].input_schema
             assert set(cloud["required"]) == {"dataset_name", "max_cost"}

@@ -29,6 +29,7 @@ from pydantic import Field
 
 from .. import paths
 from ..cloud.settings import DEFAULT_MAX_DPH, DEFAULT_MAX_HOURS
+from ..data.generator import LEVELS as GENERATION_LEVELS, MAX_EXAMPLES
 from ..errors import InvalidInput, NurseryError
 from ..status import JobStatus
 from .tasks import Tasks
@@ -161,7 +162,9 @@ ToolList = str | list[dict[str, Any]] | None
 
 TOOLS: list[ToolSpec] = [
     ToolSpec("nursery_generate_data", "nursery_core.data.generator:nursery_generate_data",
-             hide=("paraphraser", "eval_fraction"), types={"tool_name": ToolNames}),
+             hide=("paraphraser", "eval_fraction"),
+             types={"tool_name": ToolNames, "variation_level": Literal[tuple(GENERATION_LEVELS)],  # type: ignore[valid-type]
+                    "num_examples": Annotated[int, Field(ge=1, le=MAX_EXAMPLES)]}),
     ToolSpec("nursery_extract_conversations", "nursery_core.data.importers:nursery_extract_conversations",
              paths=("source",)),
     ToolSpec("nursery_list_datasets", "nursery_core.datasets:nursery_list_datasets"),
