@@ -27,7 +27,7 @@ from .errors import InvalidInput, NotFound, SharedRequest
 from .jsontext import read_text, records as json_records
 from .overlap import example_requests, normal_request
 from .records import (Where, compiled_validator, decode_arguments, decode_json_like, example_calls,
-                      normalise_example, normalise_tool, tools_by_name)
+                      normalise_example, normalise_tool_noted, tools_by_name)
 from .store import GOLDEN, get_store
 
 SIMPLE_KEYS = ("request", "tools", "calls", "note", "id")
@@ -36,7 +36,7 @@ SOURCE = "golden"
 
 
 # ---------------------------------------------------------------------------------------------- rows
-def _resolve_tools(tools: Any, calls: Any, where: Where) -> list[dict]:
+def _resolve_tools(tools: Any, calls: Any, where: Where, conversions: dict[str, list[str]] | None = None) -> list[dict]:
     """Built-in names, schemas (dicts or JSON text) → normalised tools; none given: the called built-ins."""
     from .data.tools import DEFAULT_TOOL_NAMES, get_default_tool
 
@@ -60,7 +60,10 @@ def _resolve_tools(tools: Any, calls: Any, where: Where) -> list[dict]:
                 raise where.error(f"unknown tool {t.strip()!r}: not a built-in tool ({', '.join(DEFAULT_TOOL_NAMES)}); "
                                   "give its full schema instead", f) from None
         else:
-            out.append(normalise_tool(t, where, f))
+            tool, notes = normalise_tool_noted(t, where, f)
+            if notes and conversions is not None:
+                conversions[tool["function"]["name"]] = list(notes)
+            out.append(tool)
     names = [t["function"]["name"] for t in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -134,7 +137,8 @@ def build_row(request: Any, tools: Any, calls: Any, note: str | None = None, *, 
     if isinstance(calls_list, list):  # calls given as JSON text each (CLI --call, the form's JSON boxes)
         calls_list = [decode_json_like(c, where, f"calls[{j}]") if isinstance(c, str) else c
                       for j, c in enumerate(calls_list)]
-    tool_list = _resolve_tools(tools, calls_list if isinstance(calls_list, list) else [], where)
+    conversions: dict[str, list[str]] = {}
+    tool_list = _resolve_tools(tools, calls_list if isinstance(calls_list, list) else [], where, conversions)
     expected = _resolve_calls(calls_list, tools_by_name(tool_list), where)
     if note is not None and not isinstance(note, str):
         raise where.error("'note' must be text", "note")
@@ -146,6 +150,8 @@ def build_row(request: Any, tools: Any, calls: Any, note: str | None = None, *, 
     meta: dict[str, Any] = {"source": SOURCE, "split": "eval"}
     if note and note.strip():
         meta["note"] = note.strip()
+    if conversions:  # kept with the row, so an import can report them (records.TRANSFORMATIONS reasons)
+        meta["schema_conversions"] = conversions
     ex = normalise_example({"id": row_id or "", "tools": tool_list, "messages": msgs, "meta": meta}, where)
     ex["meta"]["split"] = "eval"
     return ex
@@ -325,6 +331,10 @@ def nursery_golden_import(file: str | Path, name: str | None = None, created_by:
     out = _meta(_store_rows(name, rows, created_by=created_by, file=str(file),
                             description=f"golden set imported from {p.name}"))
     out["imported"] = len(rows)
+    conversions: dict[str, list[str]] = {}
+    for _line, r in rows:
+        conversions.update((r.get("meta") or {}).get("schema_conversions") or {})
+    out["schema_conversions"] = conversions  # each converted tool schema, never silently
     return out
 
 

@@ -78,15 +78,16 @@ class Where:
 # identity, so the generator's shared tool objects skip all work); `_BY_TEXT` maps a raw tool's JSON text to
 # its normalised JSON text, returned as a fresh copy so callers may mutate what they get.
 _CACHE_MAX = 4096
-_NORMALISED: dict[int, dict] = {}
+_NORMALISED: dict[int, tuple[dict, tuple[str, ...]]] = {}
 _BY_TEXT: dict[str, tuple[str, tuple[str, ...]]] = {}
 _VALIDATORS: dict[int, tuple[dict, Draft202012Validator]] = {}
 
 
-def _remember(out: dict) -> dict:
+def _remember(out: dict, notes: list[str]) -> dict:
+    """Keeps a normalised tool with the conversions that made it, so normalising it again returns both."""
     if len(_NORMALISED) >= _CACHE_MAX:
         _NORMALISED.clear()
-    _NORMALISED[id(out)] = out
+    _NORMALISED[id(out)] = (out, tuple(notes))
     return out
 
 
@@ -99,21 +100,22 @@ def normalise_tool(tool: Any, where: Where | None = None, field: str = "tools") 
 
 def normalise_tool_noted(tool: Any, where: Where | None = None, field: str = "tools") -> tuple[dict, list[str]]:
     """normalise_tool plus the conversions it made (schemas.normalise_parameters' notes), for import reports."""
-    if isinstance(tool, dict) and _NORMALISED.get(id(tool)) is tool:
-        return tool, []
+    hit = _NORMALISED.get(id(tool)) if isinstance(tool, dict) else None
+    if hit is not None and hit[0] is tool:
+        return tool, list(hit[1])
     try:
         key = json.dumps(tool, sort_keys=True, ensure_ascii=False) if isinstance(tool, (dict, str)) else None
     except (TypeError, ValueError):
         key = None
     if key is not None and key in _BY_TEXT:
         text, notes = _BY_TEXT[key]
-        return _remember(json.loads(text)), list(notes)
+        return _remember(json.loads(text), list(notes)), list(notes)
     out, notes = _normalise_tool_uncached(tool, where, field)
     if key is not None:
         if len(_BY_TEXT) >= _CACHE_MAX:
             _BY_TEXT.clear()
         _BY_TEXT[key] = (json.dumps(out, ensure_ascii=False), tuple(notes))
-    return _remember(out), notes
+    return _remember(out, notes), notes
 
 
 def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> tuple[dict, list[str]]:
@@ -167,6 +169,8 @@ def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> tupl
         raise where.error(f"tool {name!r}: invalid JSON Schema: {e.message}",
                           f"{field}.function.parameters" + (f".{path}" if path else "")) from None
     out_fn = {"name": name, "description": str(fn.get("description") or "").strip(), "parameters": params}
+    if isinstance(fn.get("strict"), bool):  # OpenAI's structured-outputs flag: kept, as the tool's author wrote it
+        out_fn["strict"] = fn["strict"]
     return {"type": "function", "function": out_fn}, notes
 
 
@@ -441,7 +445,7 @@ def dumps(example: dict) -> str:
     """One stored line. Tool schemas repeat on every line, so a normalised tool object is encoded once."""
     if list(example) == _CANONICAL_KEYS and isinstance(example["tools"], list):
         return (f'{{"id":{_json(example["id"])},"schema_version":{_json(example["schema_version"])},"tools":['
-                + ",".join(_tool_json(t) if _NORMALISED.get(id(t)) is t else _json(t) for t in example["tools"])
+                + ",".join(_tool_json(t) if _NORMALISED.get(id(t), (None,))[0] is t else _json(t) for t in example["tools"])
                 + f'],"messages":{_json(example["messages"])},"meta":{_json(example["meta"])}}}')
     return _json(example)
 

@@ -171,3 +171,31 @@ def test_nested_objects_that_list_their_fields_are_closed_as_the_checker_and_gua
     assert errs[0].startswith("address: ") and "'zip'" in errs[0]
     assert errs[1].startswith("tags.0: ") and "'v'" in errs[1]
     assert call_errors(tool, {"address": {"city": "Oslo"}, "tags": [{"k": "a"}]}) == []
+
+
+def test_schema_conversions_are_reported_by_generation_and_golden_import_and_strict_is_kept(nursery_home, tmp_path):
+    import json
+
+    from nursery_core.data.generator import nursery_generate_data
+    from nursery_core.data.tools import load_tool_schemas
+    from nursery_core.golden import nursery_golden_import
+
+    tool = {"type": "function", "function": {"name": "book_room", "description": "Book a meeting room.", "strict": True,
+            "parameters": {"type": "object", "$defs": {"Room": {"type": "string", "enum": ["oak", "pine"]}},
+                           "properties": {"room": {"$ref": "#/$defs/Room"},
+                                          "note": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+                           "required": ["room"]}}}
+    schema_file = tmp_path / "tool.json"
+    schema_file.write_text(json.dumps(tool))
+    tools = load_tool_schemas(schema_file)  # the CLI's path: tools normalised first, then handed on
+    assert tools[0]["function"]["strict"] is True
+    ds = nursery_generate_data(tools, 12, "low", name="conv")
+    assert ds["report"]["schema_conversions"] == {"book_room": ["local_refs_inlined", "nullable_anyof_as_type_list"]}
+    assert any("book_room" in n and "$ref" in n for n in ds["report"]["notes"])
+    golden = tmp_path / "g.jsonl"
+    golden.write_text(json.dumps({"request": "book the oak room please", "tools": [tool],
+                                  "calls": [{"name": "book_room", "arguments": {"room": "oak"}}]}) + "\n")
+    out = nursery_golden_import(golden, name="gconv")
+    assert out["schema_conversions"] == {"book_room": ["local_refs_inlined", "nullable_anyof_as_type_list"]}
+    plain = nursery_generate_data(["calculator"], 12, "low", name="plain")
+    assert plain["report"]["schema_conversions"] == {}

@@ -46,7 +46,10 @@ def _import(args: argparse.Namespace) -> dict:
 
 
 def _human_import(r: dict) -> str:
-    return f"golden set {r['name']}: {r['imported']} row(s) imported, {r['num_examples']} in all ({r['path']})"
+    from ..data.tools import conversion_notes
+
+    return "\n".join([f"golden set {r['name']}: {r['imported']} row(s) imported, {r['num_examples']} in all "
+                      f"({r['path']})"] + [f"  changed: {n}" for n in conversion_notes(r.get("schema_conversions") or {})])
 
 
 def _list(args: argparse.Namespace) -> list[dict]:

@@ -26,7 +26,7 @@ from . import values as V
 from .intents import BUILTIN, Intent, derive, opposite_vps
 from .results import tool_result, tool_result_text
 from .steering import templatise
-from .tools import DEFAULT_TOOLS, resolve_tools
+from .tools import DEFAULT_TOOLS, conversion_notes, resolve_tools
 
 MAX_EXAMPLES = 200_000
 
@@ -669,7 +669,8 @@ def nursery_generate_data(tool_name: Any, num_examples: int = 100, variation_lev
     its metadata (name, path, num_examples, tools, categories, split, stats, report)."""
     from ..datasets import write_dataset
     from ..store import get_store
-    tools = resolve_tools(tool_name)
+    conversions: dict[str, list[str]] = {}
+    tools = resolve_tools(tool_name, conversions)
     if name is None:
         name = default_name(tools)
         if get_store().has_dataset(name) or paths.dataset_path(name).exists():
@@ -683,6 +684,8 @@ def nursery_generate_data(tool_name: Any, num_examples: int = 100, variation_lev
         paraphraser = Paraphraser.from_env()
     examples, report = generate_examples(tools, num_examples, variation_level, seed, example_queries, paraphraser,
                                          avoid=get_store().golden_request_norms())
+    report["schema_conversions"] = conversions  # the supplied schemas as converted, never silently
+    report["notes"] = conversion_notes(conversions) + report["notes"]
     names = [t["function"]["name"] for t in tools]
     return write_dataset(name, examples, source="synthetic", created_by=created_by, report=report,
                          description=f"synthetic {variation_level}-variation data for {', '.join(names)}",

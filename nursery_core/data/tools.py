@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 from ..errors import InvalidInput, NotFound
 from ..jsontext import read_text
-from ..records import Where, decode_json_like, normalise_tool
+from ..records import TRANSFORMATIONS, Where, decode_json_like, normalise_tool, normalise_tool_noted
 
 
 def _tool(name: str, description: str, properties: dict, required: list[str]) -> dict:
@@ -107,9 +107,12 @@ def get_default_tool(name: str) -> dict:
     return tool
 
 
-def parse_tool_schemas(text: str, source: str = "<pasted schema>") -> list[dict]:
+def parse_tool_schemas(text: str, source: str = "<pasted schema>",
+                       conversions: dict[str, list[str]] | None = None) -> list[dict]:
     """Tools from pasted text: one tool (OpenAI function format or a bare {name, description, parameters}),
-    a list of them, or {"tools": [...]}; JSON or a Python literal. Errors name the source and field."""
+    a list of them, or {"tools": [...]}; JSON or a Python literal. Errors name the source and field.
+    `conversions`, when given, receives {tool name: [records.TRANSFORMATIONS reasons]} for each tool whose schema
+    was converted ($ref inlined, anyOf-null folded, xLAM parameters...)."""
     where = Where(file=source)
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("the tool schema is empty: paste a JSON object with name, description and "
@@ -122,11 +125,11 @@ def parse_tool_schemas(text: str, source: str = "<pasted schema>") -> list[dict]
         except InvalidInput:
             raise InvalidInput(f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})",
                                file=source, line=e.lineno) from None
-    return tools_from_data(data, source)
+    return tools_from_data(data, source, conversions)
 
 
-def tools_from_data(data: Any, source: str = "<schema>") -> list[dict]:
-    """Normalises already-parsed schema data (see parse_tool_schemas) into wrapped tools."""
+def tools_from_data(data: Any, source: str = "<schema>", conversions: dict[str, list[str]] | None = None) -> list[dict]:
+    """Normalises already-parsed schema data (see parse_tool_schemas, also for `conversions`) into wrapped tools."""
     where = Where(file=source)
     if isinstance(data, dict) and isinstance(data.get("tools"), list):
         items, field = data["tools"], "tools"
@@ -148,7 +151,10 @@ def tools_from_data(data: Any, source: str = "<schema>") -> list[dict]:
             if "parameters" not in fn and "input_schema" not in fn and "name" in fn:
                 raise InvalidInput(f"tool {fn.get('name')!r} has no 'parameters' (a JSON Schema object with "
                                    "type, properties and required)", file=source, field=f"{f}.parameters")
-        tools.append(normalise_tool(item, where, f))
+        tool, notes = normalise_tool_noted(item, where, f)
+        if notes and conversions is not None:
+            conversions[tool["function"]["name"]] = list(notes)
+        tools.append(tool)
     names = [t["function"]["name"] for t in tools]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -164,8 +170,9 @@ def load_tool_schemas(path: str | Path) -> list[dict]:
     return parse_tool_schemas(read_text(p), str(path))
 
 
-def resolve_tools(spec: Any) -> list[dict]:
-    """Built-in names, wrapped/bare tool dicts, schema text or a list mixing them → normalised tools."""
+def resolve_tools(spec: Any, conversions: dict[str, list[str]] | None = None) -> list[dict]:
+    """Built-in names, wrapped/bare tool dicts, schema text or a list mixing them → normalised tools
+    (`conversions`: see parse_tool_schemas)."""
     if isinstance(spec, (str, dict)):
         spec = [spec]
     if not isinstance(spec, Iterable) or isinstance(spec, (bytes, bytearray)):
@@ -175,9 +182,9 @@ def resolve_tools(spec: Any) -> list[dict]:
         if isinstance(item, str) and not item.lstrip().startswith(("{", "[")):
             out.append(get_default_tool(item))
         elif isinstance(item, str):
-            out.extend(parse_tool_schemas(item))
+            out.extend(parse_tool_schemas(item, conversions=conversions))
         else:
-            out.extend(tools_from_data(item))
+            out.extend(tools_from_data(item, conversions=conversions))
     if not out:
         raise InvalidInput("no tools given: pick at least one built-in tool or pass a schema", field="tool")
     names = [t["function"]["name"] for t in out]
@@ -185,3 +192,9 @@ def resolve_tools(spec: Any) -> list[dict]:
     if dupes:
         raise InvalidInput(f"tool(s) {dupes} given more than once", field="tool")
     return out
+
+
+def conversion_notes(conversions: dict[str, list[str]]) -> list[str]:
+    """One readable line per converted tool schema, for a report's notes."""
+    return [f"tool {name!r}: " + "; ".join(TRANSFORMATIONS.get(r, r) for r in reasons)
+            for name, reasons in conversions.items()]
