@@ -73,7 +73,7 @@ def test_estimate_for_a_dataset_counts_tokens_and_uses_past_runs_for_the_cpu(tin
     e4 = estimate.nursery_estimate_cost("lockers", base_model=str(tiny_model_dir), epochs=2, probe=False,
                                         num_gpus=4)
     assert e4["assumptions"]["num_gpus"] == 4 and all(r["num_gpus"] == 4 for r in e4["gpus"])
-    assert all(a["seconds"] < b["seconds"] for a, b in zip(e4["gpus"], e["gpus"]))
+    assert all(a["seconds"] <= b["seconds"] for a, b in zip(e4["gpus"], e["gpus"]))  # tiny: start-up dominates
     assert e["tokens"]["train_total"] == pytest.approx(2 * e["tokens"]["total"], abs=1)
     assert len(e["gpus"]) == 6 and e["local_cpu"]["method"].startswith("assumed")
     # a finished local run calibrates the CPU estimate and reports its error
