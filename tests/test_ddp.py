@@ -12,7 +12,8 @@ import pytest
 from nursery_core.errors import InvalidConfig
 from nursery_core.training import trainer
 from nursery_core.training.config import TrainConfig
-from nursery_core.training.distributed import WORKER_MODULE, Rank, launch_command
+from nursery_core.training.distributed import Rank
+from nursery_core.training.launch import WORKER_MODULE, launch_command, torchrun_command, worker_exit_code
 from training_helpers import examples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,11 +43,38 @@ def test_rank_from_env_and_launch_command(monkeypatch):
     with pytest.raises(InvalidConfig, match="RANK=4 WORLD_SIZE=4"):
         Rank.from_env()
     assert launch_command("/j", 1, python="py") == ["py", "-m", WORKER_MODULE, "/j"]
-    cmd = launch_command("/j", 2, python="py", worker_args=["--no-stdout"])
+    assert launch_command("/j", 2, python="py", worker_args=["--no-stdout"]) == [
+        "py", "-m", "nursery_core.training.launch", "--nproc", "2", "/j", "--no-stdout"]
+    cmd = torchrun_command("/j", 2, python="py", worker_args=["--no-stdout"])
     assert cmd[:3] == ["py", "-m", "torch.distributed.run"] and "--nproc-per-node=2" in cmd
     assert cmd[-4:] == ["-m", WORKER_MODULE, "/j", "--no-stdout"]
     with pytest.raises(InvalidConfig, match="nproc"):
         launch_command("/j", 0)
+
+
+def test_worker_exit_code_behind_torchrun():
+    ev = lambda *kinds: "".join(json.dumps({"kind": k, "seq": i}) + "\n" for i, k in enumerate(kinds)).encode()  # noqa: E731
+    assert worker_exit_code(ev("start", "progress", "done"), 0) == 0
+    assert worker_exit_code(ev("start", "cancelled"), 1) == 3  # torchrun says 1 for the worker's 3
+    assert worker_exit_code(ev("start", "error"), 1) == 1
+    assert worker_exit_code(b"", 1) == 1 and worker_exit_code(b"", 0) == 0
+    assert worker_exit_code(ev("start") + b"{not json\n", 1) == 1
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
+
+
+@pytest.mark.slow
+def test_a_stop_before_training_cancels_every_rank_with_exit_code_3(tiny_model_dir, tmp_path):
+    d = job(tmp_path, "stopped", tiny_model_dir)
+    (d / "STOP").touch()
+    proc = subprocess.run(launch_command(str(d), 2, worker_args=["--no-stdout"]), env=_env(), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    kinds = [json.loads(line)["kind"] for line in (d / "events.jsonl").read_text().splitlines()]
+    assert kinds == ["cancelled"] and not (d / "output").exists()
 
 
 @pytest.mark.slow
@@ -60,9 +88,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tiny_mode
     ddp = job(tmp_path, "ddp", tiny_model_dir, grad_accum=1)
     one = trainer.train(TrainConfig.load(single / "config.json"), single)
 
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-           "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run(launch_command(str(ddp), 2, worker_args=["--no-stdout"]), env=env, cwd=tmp_path,
+    proc = subprocess.run(launch_command(str(ddp), 2, worker_args=["--no-stdout"]), env=_env(), cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
 

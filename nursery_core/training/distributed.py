@@ -1,10 +1,8 @@
-"""Data-parallel training across the GPUs of one box with torch.distributed (DDP), launched by torchrun.
+"""Rank-awareness for data-parallel training across the GPUs of one box with torch.distributed (DDP).
 
-`launch_command(job_dir, nproc)` is the one command line a backend runs: the plain worker for one process, else
-`python -m torch.distributed.run --standalone --nproc-per-node N -m nursery_core.training.worker JOB_DIR`.
-torchrun sets RANK / WORLD_SIZE / LOCAL_RANK in every process; `Rank.from_env()` reads them and `init()`
-joins the process group: nccl on CUDA (one GPU per process, cuda:LOCAL_RANK), gloo on CPU (what the tests use).
-Rank 0 alone writes events, logs and the adapter; the others only compute.
+torchrun (see training/launch.py) sets RANK / WORLD_SIZE / LOCAL_RANK in every process; `Rank.from_env()` reads
+them and `init()` joins the process group: nccl on CUDA (one GPU per process, cuda:LOCAL_RANK), gloo on CPU
+(what the tests use). Rank 0 alone writes events, logs and the adapter; the others only compute.
 """
 from __future__ import annotations
 
@@ -13,8 +11,6 @@ import sys
 from dataclasses import dataclass
 
 from ..errors import InvalidConfig
-
-WORKER_MODULE = "nursery_core.training.worker"
 
 
 @dataclass(frozen=True)
@@ -81,24 +77,7 @@ def all_sum(values: list[float], device) -> list[float]:
 
 
 def finish() -> None:
-    """Leaves the process group (every rank, after its last collective)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    """Leaves the process group (every rank, after its last collective); nothing when torch was never loaded."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def launch_command(job_dir: str, nproc: int = 1, *, python: str | None = None,
-                   worker_args: list[str] | None = None) -> list[str]:
-    """The argv that trains `job_dir` on `nproc` processes of this machine (one per GPU).
-
-    nproc 1 runs the worker directly; more go through torchrun (`torch.distributed.run`, standalone rendezvous
-    on localhost). Raises InvalidConfig for nproc < 1."""
-    if int(nproc) < 1:
-        raise InvalidConfig(f"nproc must be at least 1, got {nproc}")
-    py = python or sys.executable
-    tail = ["-m", WORKER_MODULE, str(job_dir), *(worker_args or [])]
-    if int(nproc) == 1:
-        return [py, *tail]
-    return [py, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", f"--nproc-per-node={int(nproc)}",
-            "--max-restarts=0", *tail]

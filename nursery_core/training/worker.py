@@ -3,6 +3,7 @@
 Events go as JSON lines to stdout and JOB_DIR/events.jsonl (each with a `seq`, so a supervisor that
 re-attaches can skip what it already recorded); logs go to JOB_DIR/train.log. A JOB_DIR/STOP file or
 SIGTERM stops the run gracefully (the adapter so far is saved). Exit codes: 0 done, 3 cancelled, 1 error.
+Under torchrun (training/launch.py) every process runs this; rank 0 alone writes events, train.log and stdout.
 """
 from __future__ import annotations
 
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("training failed: %s\n%s", e, tb)
         emit({"kind": "error", "message": f"{type(e).__name__}: {e}", "traceback": tb[-4000:]})
         return EXIT_ERROR
+    finally:
+        from .distributed import finish
+        finish()  # a run that stopped or failed early leaves the process group too
 
 
 if __name__ == "__main__":
