@@ -3,62 +3,16 @@ reason. A fake `nvidia-smi` (and a fake `python` for the torch probe, since no G
 healthy box, one whose GPU shows ERR!, one where nvidia-smi prints nothing, and so on; locally and over SSH."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 
+from gpu_helpers import ERR_ROW, HEALTHY_2, FakeBox
 from nursery_core.gpu_check import QUERY_FIELDS, check_gpus, parse_probe, probe_script
 
-HEALTHY_2 = ("0, NVIDIA GeForce RTX 3090, 24576, 1, 31, 0, 0\n"
-             "1, NVIDIA GeForce RTX 3090, 24576, 1, 29, 0, 0\n")
-ERR_ROW = ("0, NVIDIA GeForce RTX 3090, 24576, 1, 31, 0, 0\n"
-           "1, NVIDIA GeForce RTX 3090, ERR!, ERR!, ERR!, ERR!, ERR!\n")
-
-
-class FakeBox:
-    """A bin directory with a fake nvidia-smi (output and exit code set per test) and a fake python whose
-    torch probe reports what the test says; `path` goes first on PATH."""
-
-    def __init__(self, root: Path):
-        self.path = root / "bin"
-        self.path.mkdir(parents=True)
-        self.state = root / "state"
-        self.state.mkdir()
-        smi = self.path / "nvidia-smi"
-        smi.write_text(f"""#!/bin/sh
-echo "$@" > {self.state}/args
-cat {self.state}/smi.out
-exit $(cat {self.state}/smi.code)
-""")
-        py = self.path / "fakepython"
-        py.write_text(f"""#!/bin/sh
-cat {self.state}/torch.out
-exit $(cat {self.state}/torch.code)
-""")
-        for f in (smi, py):
-            f.chmod(0o755)
-        self.smi(HEALTHY_2)
-        self.torch(count=2)
-
-    @property
-    def python(self) -> str:
-        return str(self.path / "fakepython")
-
-    def smi(self, out: str, code: int = 0) -> None:
-        (self.state / "smi.out").write_text(out)
-        (self.state / "smi.code").write_text(str(code))
-
-    def torch(self, count: int = 2, memory_mb: int = 24576, errors: list | None = None, raw: str | None = None,
-              code: int = 0) -> None:
-        text = raw if raw is not None else "NURSERY_TORCH " + json.dumps(
-            {"available": count > 0, "count": count, "memory_mb": [memory_mb] * count, "errors": errors or []})
-        (self.state / "torch.out").write_text(text + "\n")
-        (self.state / "torch.code").write_text(str(code))
-
+class Box(FakeBox):
     def check(self, **kw):
         kw.setdefault("expected_gpus", 2)
         kw.setdefault("min_memory_mb", 24000)
@@ -67,7 +21,7 @@ exit $(cat {self.state}/torch.code)
 
 @pytest.fixture
 def box(tmp_path):
-    return FakeBox(tmp_path)
+    return Box(tmp_path)
 
 
 def test_healthy_box_is_ok_and_nvidia_smi_gets_the_csv_query(box):
@@ -75,8 +29,7 @@ def test_healthy_box_is_ok_and_nvidia_smi_gets_the_csv_query(box):
     assert v.ok and v.status == "ok" and v.torch_count == 2, v.reason
     assert [(g.index, g.name, g.memory_total_mb) for g in v.gpus] == [(0, "NVIDIA GeForce RTX 3090", 24576),
                                                                     (1, "NVIDIA GeForce RTX 3090", 24576)]
-    args = (box.state / "args").read_text().split()
-    assert args == [f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv,noheader,nounits"]
+    assert box.args() == [[f"--query-gpu={','.join(QUERY_FIELDS)}", "--format=csv,noheader,nounits"]]
     assert v.to_dict()["status"] == "ok" and "24576 MiB" in v.reason
 
 
@@ -128,6 +81,12 @@ def test_torch_probe_must_see_and_use_every_gpu(box):
     assert v.ok and v.torch_count is None and "torch not installed yet" in v.reason
 
 
+def test_a_sequence_plays_a_box_that_breaks_between_checks(box):
+    box.smi_sequence([HEALTHY_2, ERR_ROW])
+    assert box.check().ok and not box.check().ok and not box.check().ok  # the last answer repeats
+    assert box.calls() == 3
+
+
 def test_the_real_torch_probe_runs_here_and_sees_no_gpu(box):
     # this machine's own torch (CPU build): the probe code itself runs and reports 0 GPUs
     v = check_gpus(python=sys.executable, extra_path=str(box.path), expected_gpus=2, min_memory_mb=24000)
@@ -161,3 +120,35 @@ def test_check_over_ssh_on_the_sshd_fixture(box, sshd, tmp_path):
     assert ok.ok and ok.torch_count == 2, ok.reason
     assert not bad.ok and "reports ERR! in memory.total" in bad.reason
     assert not empty.ok and empty.reason == "nvidia-smi found no GPU (exit 0)"
+
+
+@pytest.mark.ssh
+def test_runpod_pieces_compose_a_broken_gpu_pod_is_terminated_and_stops_billing(box, sshd_factory, tmp_path):
+    """What the provider loop will do (the lead wires it): rent, check the GPU over SSH, terminate on a fault,
+    rent again. Here the pieces alone: the faulty pod bills nothing after its terminate, the second one is ok."""
+    from nursery_core.cloud.runpod import RunPodClient
+    from nursery_core.cloud.ssh import SSHSession, generate_keypair
+    from nursery_core.emulators.runpod import RunPodEmulator
+
+    server = sshd_factory()
+    key_path, pub = generate_keypair(tmp_path / "keys", "nursery-gpu")
+    box.smi_sequence([ERR_ROW, HEALTHY_2])
+    with RunPodEmulator("k", ssh_port=server.port, authorized_keys=server.authorized_keys) as emu:
+        c = RunPodClient("k", emu.url, wait=0.0, poll_interval=0.0)
+        verdicts = []
+        for attempt in range(3):
+            pid = c.create_pod(name=f"nursery-gpu-{attempt}", image="img", gpu_type_id="NVIDIA GeForce RTX 3090",
+                               gpu_count=2, public_key=pub)["pod_id"]
+            host, port, _ = c.wait_ssh(pid)
+            with SSHSession(host, port, server.user, key_path, tmp_path / f"kh{attempt}") as s:
+                v = box.check(runner=s, expected_gpus=2, min_memory_mb=24000)
+            verdicts.append(v)
+            if v.ok:
+                break
+            c.terminate_pod(pid)
+        bills = {b["name"]: b for b in emu.billing()}
+        assert [v.ok for v in verdicts] == [False, True] and "ERR!" in verdicts[0].reason
+        assert bills["nursery-gpu-0"]["billing"] is False and bills["nursery-gpu-1"]["billing"] is True
+        assert [p["name"] for p in emu.live_pods()] == ["nursery-gpu-1"]
+        c.terminate_pod(pid)
+        assert emu.live_pods() == []
