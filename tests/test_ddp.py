@@ -34,6 +34,11 @@ def test_rank_from_env_and_launch_command(monkeypatch):
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(k, raising=False)
     assert Rank.from_env() == Rank(0, 1, 0) and not Rank.from_env().distributed
+    monkeypatch.setenv("RANK", "3")  # left over from another launcher, with no world: a single process
+    assert Rank.from_env() == Rank(0, 1, 0)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(InvalidConfig, match="integers"):
+        Rank.from_env()
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "1")

@@ -3,8 +3,8 @@ Nursery's transport client: GPU types, create, pod polling with delayed port map
 errors, injected 429/5xx faults, and billing that ends only at terminate."""
 from __future__ import annotations
 
+import json
 import logging
-import socket
 import subprocess
 import sys
 
@@ -14,6 +14,7 @@ import pytest
 from nursery_core.cloud.runpod import (RunPodAPIError, RunPodAuthError, RunPodClient, RunPodNotFound,
                                        gql_string)
 from nursery_core.emulators.runpod import NO_INSTANCES, RunPodEmulator
+from sshd_fixture import _free_port
 
 KEY = "rp-test-key-5678-secret"
 GPU = "NVIDIA GeForce RTX 4090"
@@ -87,6 +88,7 @@ def test_sdk_runs_every_call_nursery_makes(emu, sdk):
     assert seen[2]["machine"] == {"gpuDisplayName": "RTX 4090"}
     assert [p["id"] for p in sdk.get_pods()] == [pod["id"]]
     assert PUB in emu.authorized_keys.read_text()  # the pod's key reaches the sshd behind it
+    assert json.loads(json.dumps(emu.live_pods()))[0]["gpuTypeId"] == GPU  # plain data for tests and /_emulator
 
     assert sdk.stop_pod(pod["id"]) == {"id": pod["id"], "desiredStatus": "EXITED"}
     assert sdk.get_pod(pod["id"])["runtime"] is None and PUB not in emu.authorized_keys.read_text()
@@ -256,10 +258,7 @@ def test_pod_is_the_local_sshd_once_mapped(sshd_factory, tmp_path):
 
 # ------------------------------------------------------------------------------------------ standalone
 def test_standalone_module_serves(tmp_path):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
+    port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "nursery_core.emulators.runpod", "--port", str(port),
                              "--api-key", KEY, "--boot-polls", "0"], stdout=subprocess.PIPE, text=True)
     try:

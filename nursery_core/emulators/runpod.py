@@ -265,7 +265,7 @@ class RunPodEmulator:
     def live_pods(self) -> list[dict]:
         """Pods not terminated (running or stopped): each still bills something."""
         with self._lock:
-            return [self._public(p) for p in self.pods.values() if p["desiredStatus"] != "TERMINATED"]
+            return [self._public(p, internal=True) for p in self.pods.values() if p["desiredStatus"] != "TERMINATED"]
 
     def billing(self) -> list[dict]:
         """Per pod: running and stopped seconds, compute (GPU) and disk cost in USD, total `cost`, `billing`

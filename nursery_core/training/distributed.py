@@ -32,9 +32,11 @@ class Rank:
     @classmethod
     def from_env(cls) -> "Rank":
         """Reads torchrun's RANK / WORLD_SIZE / LOCAL_RANK; raises InvalidConfig on values that do not fit."""
+        if os.environ.get("WORLD_SIZE", "1").strip() in ("", "1"):
+            return cls()  # a stray RANK without a world (another launcher's shell) does not matter alone
         try:
             rank = int(os.environ.get("RANK", "0"))
-            world = int(os.environ.get("WORLD_SIZE", "1"))
+            world = int(os.environ["WORLD_SIZE"])
             local = int(os.environ.get("LOCAL_RANK", str(rank)))
         except ValueError as e:
             raise InvalidConfig(f"RANK/WORLD_SIZE/LOCAL_RANK must be integers: {e}") from None
