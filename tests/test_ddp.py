@@ -22,10 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 def job(tmp_path, name, model_dir, **kw) -> Path:
     d = tmp_path / name
     (d / "data").mkdir(parents=True)
-    (d / "data" / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples(12)))
+    (d / "data" / "train.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples(10)))
     (d / "data" / "eval.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples(3)))
+    # 10 examples in micro-batches of 2: 5 per epoch, so with 2 per step the third step of each epoch has one
+    # batch and the second process joins it with a zero gradient; 2 epochs also turn the trunk cache on
     cfg = TrainConfig(base_model=str(model_dir), base_model_dir=str(model_dir), max_length=512, batch_size=2,
-                      max_steps=4, learning_rate=5e-3, warmup_ratio=0.0, num_threads=1, **kw)
+                      epochs=2, learning_rate=5e-3, warmup_ratio=0.0, num_threads=1, **kw)
     cfg.save(d / "config.json")
     return d
 
@@ -102,9 +104,9 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tiny_mode
     # rank 0 alone reported: one start, each step once, one done
     assert kinds.count("start") == 1 and kinds.count("done") == 1 and "error" not in kinds
     start = next(e for e in events if e["kind"] == "start")
-    assert start["world_size"] == 2 and start["total_steps"] == 4
+    assert start["world_size"] == 2 and start["total_steps"] == 6
     ddp_losses = [e["loss"] for e in events if e["kind"] == "progress"]
-    assert [e["step"] for e in events if e["kind"] == "progress"] == [1, 2, 3, 4]
+    assert [e["step"] for e in events if e["kind"] == "progress"] == [1, 2, 3, 4, 5, 6]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
     one_losses = [round(h["loss"], 6) for h in one["history"]]
@@ -123,5 +125,5 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tiny_mode
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
     assert worst < 1e-4, worst
     metrics = json.loads((ddp / "output" / "metrics.json").read_text())
-    assert metrics["world_size"] == 2 and metrics["steps"] == 4
+    assert metrics["world_size"] == 2 and metrics["steps"] == 6 and one["steps"] == 6
     assert (ddp / "train.log").exists() and "rank 1" not in proc.stderr

@@ -410,19 +410,21 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
                 group_labels = sum(sum(1 for t in train_enc[i]["labels"][1:] if t != -100)
                                    for b in group for i in b)
                 mine = group[rank.rank::rank.world_size]
+                work = mine or group[:1]  # a process with no batch left still joins the all-reduce
                 step_loss, step_tokens = 0.0, 0
-                for k, b in enumerate(mine or group[:1]):
+                for k, b in enumerate(work):
                     if not rank.distributed and should_stop():
                         raise Stopped()
                     ids, mask, labels = collate([train_enc[i] for i in b], pad_id, device)
-                    sync = (contextlib.nullcontext() if not rank.distributed or k == len(mine or group[:1]) - 1
+                    # gradients are all-reduced once per step, at the last micro-batch
+                    sync = (contextlib.nullcontext() if not rank.distributed or k == len(work) - 1
                             else step_fn.no_sync())
                     with sync:
                         with autocast():
                             s, n = step_fn(ids, mask, labels, [f"t{i}" for i in b])
                         # DDP averages gradients over the processes; scaling by world_size makes that average
-                        # the token-mean over the whole global step, what one process would compute. A process
-                        # with no batch left in this step still joins the all-reduce, with a zero gradient.
+                        # the token-mean over the whole global step, what one process would compute. A stand-in
+                        # batch (no batch of its own left) adds a zero gradient.
                         loss = s * rank.world_size / max(1, group_labels) if mine else s * 0.0
                         (scaler.scale(loss) if scaler else loss).backward()
                     if mine:
