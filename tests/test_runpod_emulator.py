@@ -138,6 +138,23 @@ def test_client_retries_429_then_succeeds_and_never_logs_the_key(emu, caplog):
     assert "retrying" in caplog.text and KEY not in caplog.text
 
 
+def test_offers_filter_by_count_memory_price_and_stock_cheapest_first(emu):
+    c = client(emu)
+    big = c.offers(gpu_count=2, min_memory_gb=48, cloud_type="SECURE")
+    assert [o["gpu_name"] for o in big] == ["L40S", "A100 PCIe", "H100 SXM"]
+    assert big[0] == {"gpu_type_id": "NVIDIA L40S", "gpu_name": "L40S", "memory_gb": 48, "gpu_count": 2,
+                      "usd_per_gpu_hour": 0.86, "usd_per_hour": 1.72}
+    assert [o["gpu_name"] for o in c.offers(gpu_count=2, min_memory_gb=48, max_usd_per_hour=3.3)] == ["L40S",
+                                                                                                     "A100 PCIe"]
+    cheap = c.offers(cloud_type="ALL")
+    assert cheap[0]["gpu_name"] == "RTX A5000" and cheap[0]["usd_per_hour"] == 0.16
+    emu.gpu_types["NVIDIA H100 80GB HBM3"]["stock"] = 1  # one H100 free: a box of 2 is not on offer
+    assert "H100 SXM" not in {o["gpu_name"] for o in c.offers(gpu_count=2)}
+    assert "H100 SXM" in {o["gpu_name"] for o in c.offers(gpu_count=1)}
+    with pytest.raises(ValueError, match="cloud_type"):
+        c.offers(cloud_type="SPOT")
+
+
 def test_client_gives_up_after_its_attempts_with_a_clear_error(emu):
     emu.add_fault("gpuTypes", 503, count=10)
     with pytest.raises(RunPodAPIError, match="503") as err:

@@ -174,6 +174,32 @@ class RunPodClient:
             raise RunPodNotFound(f"RunPod has no GPU type {gpu_type_id!r}")
         return rows[0]
 
+    def offers(self, *, gpu_count: int = 1, min_memory_gb: float = 0.0, max_usd_per_hour: float | None = None,
+               cloud_type: str = "SECURE") -> list[dict]:
+        """GPU types that can be rented now as a box of `gpu_count`, cheapest first: {'gpu_type_id', 'gpu_name',
+        'memory_gb' (per GPU), 'gpu_count', 'usd_per_gpu_hour', 'usd_per_hour' (the box, disk excluded)}.
+
+        RunPod's API has no server-side filter, so the filter runs here. A type whose `lowestPrice` for that
+        many GPUs is null has none free (the web console shows it as unavailable), and is left out."""
+        price_field = {"SECURE": ("securePrice",), "COMMUNITY": ("communityPrice",),
+                       "ALL": ("securePrice", "communityPrice")}.get(cloud_type)
+        if price_field is None:
+            raise ValueError(f"cloud_type must be ALL, SECURE or COMMUNITY, not {cloud_type!r}")
+        out = []
+        for g in self.gpu_types(gpu_count):
+            prices = [g.get(f) for f in price_field if g.get(f)]
+            if not prices or not (g.get("lowestPrice") or {}).get("uninterruptablePrice"):
+                continue
+            if int(g.get("maxGpuCount") or 0) < gpu_count or float(g.get("memoryInGb") or 0) < min_memory_gb:
+                continue
+            per_gpu = float(min(prices))
+            if max_usd_per_hour is not None and per_gpu * gpu_count > max_usd_per_hour:
+                continue
+            out.append({"gpu_type_id": g["id"], "gpu_name": g.get("displayName") or g["id"],
+                        "memory_gb": g.get("memoryInGb"), "gpu_count": int(gpu_count),
+                        "usd_per_gpu_hour": per_gpu, "usd_per_hour": round(per_gpu * gpu_count, 4)})
+        return sorted(out, key=lambda o: (o["usd_per_hour"], o["gpu_type_id"]))
+
     # ----------------------------------------------------------------------------------------- pods
     @staticmethod
     def create_document(*, name: str, image: str, gpu_type_id: str, gpu_count: int = 1, public_key: str = "",
