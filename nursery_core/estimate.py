@@ -11,6 +11,10 @@ s = sequence length):
   recomputation) + logits b·s·V·6 bytes + 1 GB of CUDA context.
 - GPU time = FLOPs / (peak dense bf16 TFLOP/s × MFU) + start-up; MFU (model FLOP utilisation) grows with model
   size: small models cannot fill a GPU (≈10 % at 135M, 20 % at 1B, 30 % at 7B, at most 40 %).
+- N GPUs of one box (DDP, training/distributed.py): each holds the whole model and its own micro-batch, so the
+  memory per GPU is unchanged; the compute splits N ways at an assumed 90 % scaling efficiency per extra GPU
+  (an assumption: LoRA gradients are < 1 % of the weights, so the all-reduce traffic is small, but small models
+  are launch-bound); start-up does not shrink, and the box costs N times the per-GPU price.
 - $/hour: typical Vast.ai on-demand market ranges (low = cheap interruptible/community hosts, high = verified
   datacenter hosts), checked by hand; prices move, so the table shows a range.
 - Characters per token when no tokenizer is local: 3.6 for tool-calling JSON-heavy chat (measured on
@@ -35,6 +39,7 @@ from .store import get_store
 CHARS_PER_TOKEN = 3.6
 TOKEN_SAMPLE = 2000          # examples tokenised exactly; the rest are extrapolated
 GPU_STARTUP_S = 60.0         # image pull cached, base download excluded: load + compile-free start
+DDP_EFFICIENCY = 0.9         # assumed throughput per extra GPU of one box under DDP (see the module docstring)
 CPU_FALLBACK_FLOPS = 15e9    # effective FLOP/s of LoRA training on a 2-core CPU when nothing was measured
 
 # name, memory GB, peak dense bf16 tensor TFLOP/s (fp32 accumulate, vendor sheets), typical Vast.ai $/h range
@@ -84,15 +89,26 @@ def memory_gb(spec, vocab: int, batch: int, seq_len: int, r: int, bytes_per_para
             "batch_size": batch, "seq_len": seq_len}
 
 
-def gpu_table(flops: float, mem_total_gb: float, params: int) -> list[dict]:
+def ddp_speedup(num_gpus: int) -> float:
+    """How many single-GPU equivalents N GPUs of one box give under DDP: 1 + (N - 1) × DDP_EFFICIENCY."""
+    if int(num_gpus) < 1:
+        raise InvalidConfig(f"num_gpus must be at least 1, got {num_gpus}")
+    return 1.0 + (int(num_gpus) - 1) * DDP_EFFICIENCY
+
+
+def gpu_table(flops: float, mem_total_gb: float, params: int, num_gpus: int = 1) -> list[dict]:
+    """Per GPU tier, for a box of `num_gpus` of them: fits (memory per GPU, GB), seconds, $/hour of the box
+    and the run's $ range. Raises InvalidConfig for num_gpus < 1."""
     rows = []
     u = mfu(params)
+    speedup = ddp_speedup(num_gpus)
+    n = int(num_gpus)
     for g in GPU_TIERS:
-        secs = flops / (g["tflops"] * 1e12 * u) + GPU_STARTUP_S
-        lo, hi = g["usd_per_hour"]
-        rows.append({"gpu": g["gpu"], "memory_gb": g["memory_gb"], "fits": mem_total_gb <= 0.9 * g["memory_gb"],
-                     "seconds": round(secs, 1), "usd_per_hour": [lo, hi],
-                     "usd": [round(secs / 3600 * lo, 4), round(secs / 3600 * hi, 4)],
+        secs = flops / (g["tflops"] * 1e12 * u * speedup) + GPU_STARTUP_S
+        lo, hi = g["usd_per_hour"][0] * n, g["usd_per_hour"][1] * n
+        rows.append({"gpu": g["gpu"], "num_gpus": n, "memory_gb": g["memory_gb"],
+                     "fits": mem_total_gb <= 0.9 * g["memory_gb"], "seconds": round(secs, 1),
+                     "usd_per_hour": [lo, hi], "usd": [round(secs / 3600 * lo, 4), round(secs / 3600 * hi, 4)],
                      "assumed_tflops": g["tflops"], "assumed_mfu": round(u, 3)})
     return rows
 
@@ -259,9 +275,9 @@ def _vocab(spec) -> int:
 
 
 def nursery_estimate_cost(dataset_name: str, base_model: str = "smollm2-135m", epochs: float | None = None,
-                          probe: bool = True, config=None) -> dict:
-    """Tokens, LoRA FLOPs, memory, and per-GPU-tier fit/time/$ of training a dataset; plus this machine's CPU
-    time (measured probe, cached) and the error of past estimates."""
+                          probe: bool = True, config=None, num_gpus: int = 1) -> dict:
+    """Tokens, LoRA FLOPs, memory, and per-GPU-tier fit/time/$ of training a dataset on boxes of `num_gpus` GPUs
+    (DDP); plus this machine's CPU time (measured probe, cached) and the error of past estimates."""
     from .base_models import resolve
     from .datasets import load_examples
     from .training.config import TrainConfig
@@ -283,11 +299,12 @@ def nursery_estimate_cost(dataset_name: str, base_model: str = "smollm2-135m", e
     local["memory_gb"] = round(cpu_mem["total_gb"], 2)
     return {"dataset": dataset_name, "base_model": spec.alias, "params": spec.params, "epochs": epochs,
             "tokens": {**tok_info, "train_total": tokens}, "flops": flops, "memory": mem,
-            "gpus": gpu_table(flops["lora_total"], mem["total_gb"], spec.params), "local_cpu": local,
+            "gpus": gpu_table(flops["lora_total"], mem["total_gb"], spec.params, num_gpus), "local_cpu": local,
             "accuracy": estimate_accuracy(), "assumptions": {
                 "lora_flops": "4·N·T + 4·L·s·d·T", "full_finetune_flops": "6·N·T + 6·L·s·d·T",
                 "mfu": round(mfu(spec.params), 3), "chars_per_token": CHARS_PER_TOKEN,
-                "gpu_startup_s": GPU_STARTUP_S, "prices": "typical Vast.ai market $/h ranges"}}
+                "gpu_startup_s": GPU_STARTUP_S, "prices": "typical Vast.ai market $/h ranges",
+                "num_gpus": int(num_gpus), "ddp_efficiency": DDP_EFFICIENCY}}
 
 
 def quick_local_estimate(dataset_name: str, base_model: str, config) -> dict | None:

@@ -5,6 +5,7 @@ import pytest
 
 from nursery_core import estimate
 from nursery_core.base_models import REGISTRY
+from nursery_core.errors import InvalidConfig
 from training_helpers import store_dataset
 
 
@@ -39,6 +40,21 @@ def test_gpu_table_has_every_tier_and_fit_follows_memory():
     assert rows[0]["seconds"] > rows[-1]["seconds"]
 
 
+def test_n_gpus_split_the_compute_not_the_startup_and_cost_n_times_per_hour():
+    one = {r["gpu"]: r for r in estimate.gpu_table(flops=1e17, mem_total_gb=20.0, params=int(1e9))}
+    four = {r["gpu"]: r for r in estimate.gpu_table(flops=1e17, mem_total_gb=20.0, params=int(1e9), num_gpus=4)}
+    speedup = 1 + 3 * estimate.DDP_EFFICIENCY
+    for gpu, r in one.items():
+        compute = r["seconds"] - estimate.GPU_STARTUP_S
+        assert four[gpu]["seconds"] == pytest.approx(compute / speedup + estimate.GPU_STARTUP_S, abs=0.1)
+        assert four[gpu]["usd_per_hour"] == [4 * p for p in r["usd_per_hour"]] and four[gpu]["num_gpus"] == 4
+        assert four[gpu]["fits"] == r["fits"]  # DDP keeps a whole model copy on every GPU
+        # faster but not cheaper: the scaling loss and the start-up are paid on every GPU
+        assert four[gpu]["seconds"] < r["seconds"] and four[gpu]["usd"][0] > r["usd"][0]
+    with pytest.raises(InvalidConfig, match="num_gpus"):
+        estimate.gpu_table(1e15, 1.0, int(1e9), num_gpus=0)
+
+
 def test_a_13b_model_does_not_fit_a_12gb_card():
     spec = REGISTRY["llama-2-13b"]
     mem = estimate.memory_gb(spec, 32000, batch=8, seq_len=512, r=16)
@@ -54,6 +70,10 @@ def test_estimate_for_a_dataset_counts_tokens_and_uses_past_runs_for_the_cpu(tin
     store_dataset("lockers", n=10, eval_fraction=0.2)
     e = estimate.nursery_estimate_cost("lockers", base_model=str(tiny_model_dir), epochs=2, probe=False)
     assert e["tokens"]["method"] == "tokenizer" and e["tokens"]["examples"] == 8
+    e4 = estimate.nursery_estimate_cost("lockers", base_model=str(tiny_model_dir), epochs=2, probe=False,
+                                        num_gpus=4)
+    assert e4["assumptions"]["num_gpus"] == 4 and all(r["num_gpus"] == 4 for r in e4["gpus"])
+    assert all(a["seconds"] <= b["seconds"] for a, b in zip(e4["gpus"], e["gpus"]))  # tiny: start-up dominates
     assert e["tokens"]["train_total"] == pytest.approx(2 * e["tokens"]["total"], abs=1)
     assert len(e["gpus"]) == 6 and e["local_cpu"]["method"].startswith("assumed")
     # a finished local run calibrates the CPU estimate and reports its error

@@ -7,6 +7,7 @@ and the softmax over the vocabulary.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import InvalidConfig, InvalidInput
+from . import distributed
 from .config import TrainConfig
 
 log = logging.getLogger("nursery.train")
@@ -325,13 +327,25 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
     config.validate()
     job_dir = Path(job_dir)
     out_dir = job_dir / config.output_dir
-    torch.set_num_threads(config.num_threads or cpu_count())
+    rank = distributed.Rank.from_env()
+    if not rank.is_main:
+        emit = lambda e: None  # noqa: E731 — rank 0 alone reports
+    # Processes sharing a CPU split its cores between them.
+    torch.set_num_threads(config.num_threads or max(1, cpu_count() // rank.world_size))
     random.seed(config.seed)
     torch.manual_seed(config.seed)
 
     device, amp_dtype, load_dtype = resolve_device(config)
+    if rank.distributed:
+        device = distributed.init(rank, device.type)
+
+    def stop_agreed() -> bool:
+        """Whether any process was asked to stop (every process must take the same branch)."""
+        flag = 1.0 if should_stop() else 0.0
+        return (distributed.all_sum([flag], device)[0] if rank.distributed else flag) > 0
+
     train_ex, eval_ex = split_examples(config, job_dir)
-    if should_stop():
+    if stop_agreed():
         raise Stopped()
     model, tok, family = load_model_and_tokenizer(config, load_dtype)
     train_enc, dropped = encode_all(tok, train_ex, config.max_length)
@@ -349,14 +363,17 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
     n_trainable = sum(p.numel() for p in trainable)
     from .trunk_cache import TrunkCache
 
-    passes = (config.max_steps * config.grad_accum * config.batch_size / len(train_enc) if config.max_steps
+    # One optimizer step takes grad_accum micro-batches on each of the world_size processes.
+    micro_per_step = config.grad_accum * rank.world_size
+    passes = (config.max_steps * micro_per_step * config.batch_size / len(train_enc) if config.max_steps
               else config.epochs)
     trunk = TrunkCache.build(model, config.lora_layers, device) if passes > 1 else None
     loss_fn = LossFn(model, trunk)
+    step_fn = _data_parallel(model, loss_fn, device) if rank.distributed else loss_fn
 
     lengths = [len(e["input_ids"]) for e in train_enc]
     micro_per_epoch = math.ceil(len(train_enc) / config.batch_size)
-    steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
+    steps_per_epoch = math.ceil(micro_per_epoch / micro_per_step)
     total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
     eval_every = config.eval_every or min(steps_per_epoch, max(1, math.ceil(total_steps / 2)))
     opt = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
@@ -397,7 +414,7 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
     emit({"kind": "start", "total_steps": total_steps, "device": str(device) + (
         f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
         "num_examples": len(train_enc), "num_eval_examples": len(eval_enc), "trainable_params": n_trainable,
-        "target_modules": targets, "family": family, "ts": _ts()})
+        "target_modules": targets, "family": family, "world_size": rank.world_size, "ts": _ts()})
 
     history: list[dict] = []
     eval_history: list[dict] = []
@@ -408,25 +425,39 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
     try:
         while step < total_steps:
             batches = batch_order(lengths, config.batch_size, config.seed, epoch, config.group_by_length)
-            for g in range(0, len(batches), config.grad_accum):
+            for g in range(0, len(batches), micro_per_step):
                 if step >= total_steps:
                     break
-                group = batches[g:g + config.grad_accum]
+                group = batches[g:g + micro_per_step]
+                # every process sees the whole step's batches, so it knows the global label count unasked
                 group_labels = sum(sum(1 for t in train_enc[i]["labels"][1:] if t != -100)
                                    for b in group for i in b)
-                step_loss = 0.0
-                for b in group:
-                    if should_stop():
+                mine = group[rank.rank::rank.world_size]
+                work = mine or group[:1]  # a process with no batch left still joins the all-reduce
+                step_loss, step_tokens = 0.0, 0
+                for k, b in enumerate(work):
+                    if not rank.distributed and should_stop():
                         raise Stopped()
                     rows = [train_enc[i] for i in b]
                     ids, mask, labels = collate(rows, pad_id, device)
                     weights = decision_weights(rows, ids.shape[1], config.decision_weight, device)
-                    with autocast():
-                        s, n = loss_fn(ids, mask, labels, [f"t{i}" for i in b], weights)
-                    loss = s / max(1, group_labels)  # token-mean over the whole accumulated step
-                    (scaler.scale(loss) if scaler else loss).backward()
-                    step_loss += float(s.detach())
-                    real_tokens += int(mask.sum())
+                    # gradients are all-reduced once per step, at the last micro-batch
+                    sync = (contextlib.nullcontext() if not rank.distributed or k == len(work) - 1
+                            else step_fn.no_sync())
+                    with sync:
+                        with autocast():
+                            s, n = step_fn(ids, mask, labels, [f"t{i}" for i in b], weights)
+                        # DDP averages gradients over the processes; scaling by world_size makes that average
+                        # the token-mean over the whole global step, what one process would compute. A stand-in
+                        # batch (no batch of its own left) adds a zero gradient.
+                        loss = s * rank.world_size / max(1, group_labels) if mine else s * 0.0
+                        (scaler.scale(loss) if scaler else loss).backward()
+                    if mine:
+                        step_loss += float(s.detach())
+                        step_tokens += int(mask.sum())
+                if rank.distributed:
+                    step_loss, step_tokens = distributed.all_sum([step_loss, float(step_tokens)], device)
+                real_tokens += int(step_tokens)
                 if scaler:
                     scaler.unscale_(opt)
                 if config.max_grad_norm:
@@ -447,18 +478,22 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
                       "lr": lr, "tokens_per_s": round(real_tokens / max(elapsed, 1e-9), 2),
                       "eta_s": round(elapsed / step * (total_steps - step), 2),
                       "epoch": round(step / steps_per_epoch, 4), "ts": _ts()})
-                if step % eval_every == 0 and step < total_steps:
+                if step % eval_every == 0 and step < total_steps and rank.is_main:
                     ev = evaluate()
                     if ev is not None:
                         eval_history.append({"step": step, "eval_loss": ev})
                         emit({"kind": "eval", "step": step, "eval_loss": round(ev, 6), "ts": _ts()})
-                if should_stop():
+                if stop_agreed():
                     raise Stopped()
             epoch += 1
     except Stopped:
         stopped = True
     train_seconds = time.perf_counter() - started - eval_seconds
     eval_loss = None
+    if not rank.is_main:  # rank 0 scores and saves; the others are done
+        distributed.finish()
+        return {"final_loss": None if math.isnan(loss_val) else loss_val, "steps": step, "stopped": stopped,
+                "rank": rank.rank, "world_size": rank.world_size}
     if not stopped:
         eval_loss = evaluate(final=True)
         if eval_loss is not None:
@@ -471,12 +506,31 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
         "eval_seconds": round(eval_seconds, 3),
         "real_tokens": real_tokens, "tokens_per_s": round(real_tokens / max(train_seconds, 1e-9), 2),
         "trainable_params": n_trainable, "device": str(device), "threads": torch.get_num_threads(),
+        "world_size": rank.world_size,
         "history": history, "eval_history": eval_history, "stopped": stopped, "family": family,
         "trunk_cache": None if trunk is None else {"frozen_layers": trunk.split, "cached_examples": len(trunk.store),
                                                    "bytes": trunk.used, "hits": trunk.hits, "misses": trunk.misses},
     }
     save_outputs(model, tok, config, metrics, out_dir)
+    distributed.finish()
     return metrics
+
+
+def _data_parallel(model, loss_fn: LossFn, device):
+    """The loss as a DistributedDataParallel module: DDP all-reduces the LoRA gradients during backward, which it
+    does only for forwards that went through its own wrapper (the frozen base has no gradients to sync)."""
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    class LossModule(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model  # registers the parameters DDP syncs
+
+        def forward(self, ids, mask, labels, keys=None, weights=None):
+            return loss_fn(ids, mask, labels, keys, weights)
+
+    return DistributedDataParallel(LossModule(), device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def save_outputs(model, tok, config: TrainConfig, metrics: dict, out_dir: Path) -> None:

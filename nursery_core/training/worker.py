@@ -3,6 +3,7 @@
 Events go as JSON lines to stdout and JOB_DIR/events.jsonl (each with a `seq`, so a supervisor that
 re-attaches can skip what it already recorded); logs go to JOB_DIR/train.log. A JOB_DIR/STOP file or
 SIGTERM stops the run gracefully (the adapter so far is saved). Exit codes: 0 done, 3 cancelled, 1 error.
+Under torchrun (training/launch.py) every process runs this; rank 0 alone writes events, train.log and stdout.
 """
 from __future__ import annotations
 
@@ -56,6 +57,18 @@ class EventWriter:
             logging.getLogger("nursery.train").info("%s", json.dumps(event, default=str))
 
 
+class _SecondaryRank:
+    """The emit of a rank other than 0: its failure goes to stderr (torchrun shows it), nothing else anywhere."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+
+    def __call__(self, event: dict) -> None:
+        if event.get("kind") == "error":
+            sys.stderr.write(f"rank {self.rank}: {event.get('message')}\n{event.get('traceback', '')}\n")
+            sys.stderr.flush()
+
+
 def _setup_logging(job_dir: Path) -> None:
     root = logging.getLogger()
     root.setLevel(logging.INFO)
@@ -83,11 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop_flag.set())
     signal.signal(signal.SIGINT, lambda *_: stop_flag.set())
 
-    _setup_logging(job_dir)
+    from .distributed import Rank
+    try:
+        rank = Rank.from_env()
+    except Exception as e:  # noqa: BLE001 — reported like a missing config, before anything is written
+        print(json.dumps({"kind": "error", "message": str(e), "traceback": ""}))
+        return EXIT_ERROR
     # Progress bars are noise in train.log; the events carry the progress.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    emit = EventWriter(job_dir / "events.jsonl", echo=not args.no_stdout)
+    if rank.is_main:
+        _setup_logging(job_dir)
+        emit = EventWriter(job_dir / "events.jsonl", echo=not args.no_stdout)
+    else:  # under torchrun, rank 0 owns events.jsonl, train.log and stdout; the others only report failures
+        emit = _SecondaryRank(rank.rank)
 
     def should_stop() -> bool:
         return stop_flag.is_set() or (job_dir / "STOP").exists()
@@ -111,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         except Stopped:
             emit({"kind": "cancelled", "step": 0})
             return EXIT_CANCELLED
+        if not rank.is_main:
+            return EXIT_CANCELLED if metrics.get("stopped") else EXIT_DONE
         if metrics.get("stopped"):
             emit({"kind": "cancelled", "step": metrics["steps"], "output_dir": str(job_dir / config.output_dir)})
             return EXIT_CANCELLED
@@ -123,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         log.error("training failed: %s\n%s", e, tb)
         emit({"kind": "error", "message": f"{type(e).__name__}: {e}", "traceback": tb[-4000:]})
         return EXIT_ERROR
+    finally:
+        from .distributed import finish
+        finish()  # a run that stopped or failed early leaves the process group too
 
 
 if __name__ == "__main__":
