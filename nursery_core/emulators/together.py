@@ -204,7 +204,8 @@ class TogetherEmulator(EmulatorServer):
         kind = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found",
                 409: "conflict", 429: "rate_limit_exceeded"}.get(status, "server_error")
         headers = {"x-should-retry": "false"} if status == 409 else None  # a deliberate conflict
-        return Reply(status, {"error": {"message": message, "type": kind, "code": status, **extra}},
+        # extra fields (409's file_id) sit at the top level, where the SDK reads them
+        return Reply(status, {"error": {"message": message, "type": kind, "code": status}, **extra},
                      headers=headers)
 
     def route(self, endpoint: str, method: str, params: dict, query: dict, request) -> Reply:
