@@ -124,19 +124,21 @@ class JsonApiClient:
         raise ProviderAPIError(f"{self.label} API {method} {path} answered {r.status_code}: {msg}",
                                r.status_code, body)
 
-    def put_presigned(self, url: str, data: bytes, what: str) -> None:
-        """PUTs `data` to a presigned URL (it authenticates itself: the API key is not sent there), with
-        the same retries; anything but 200 is a ProviderAPIError."""
+    def unauthenticated(self, method: str, url: str, what: str, **kw: Any) -> httpx.Response:
+        """A call to a signed URL (presigned upload, weights delivery): it authenticates itself, so the API
+        key is not sent there. Same retries; anything but 200 is a ProviderAPIError naming `what`."""
         for attempt in self.retrying():
             with attempt:
                 try:
-                    with httpx.Client(timeout=self._timeout, transport=self._transport) as c:
-                        r = c.put(url, content=data)
+                    with httpx.Client(timeout=self._timeout, transport=self._transport,
+                                      follow_redirects=method == "GET") as c:
+                        r = c.request(method, url, **kw)
                 except httpx.TransportError as e:
-                    raise ProviderAPIError(f"upload of {what} failed: {type(e).__name__}") from None
+                    raise ProviderAPIError(f"{what} failed: {type(e).__name__}") from None
                 if r.status_code != 200:
-                    raise ProviderAPIError(f"upload of {what} answered {r.status_code}: {r.text[:200]}",
-                                           r.status_code)
+                    raise ProviderAPIError(f"{what} answered {r.status_code}: {r.text[:200]}", r.status_code)
+                return r
+        raise AssertionError("unreachable")
 
     def retrying(self, attempts: int | None = None) -> Retrying:
         def before_sleep(state: RetryCallState) -> None:

@@ -50,7 +50,7 @@ class TogetherClient(JsonApiClient):
             location, fid = r.headers.get("Location"), r.headers.get("X-Together-File-Id")
             if not location or not fid:
                 raise ProviderAPIError("Together's upload answer lacks Location or X-Together-File-Id", r.status_code)
-            self.put_presigned(location, data, path.name)
+            self.unauthenticated("PUT", location, f"upload of {path.name}", content=data)
             info = self.json("POST", f"/v1/files/{fid}/preprocess")
         report = info.get("validation_report") or {}
         if info.get("processing_status") == "INVALID_FORMAT" or report.get("valid") is False:
