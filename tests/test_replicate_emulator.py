@@ -220,6 +220,25 @@ def test_nursery_client_cancel_mid_run_and_failed_weights(emu, trainer, text_fil
     assert emu.live_trainings() == []
 
 
+def test_a_crash_mid_training_fails_it_and_stops_billing(emu, trainer, text_file):
+    import httpx
+    name, version = trainer
+    with client(emu) as rc:
+        rc.ensure_model(OWNER, "m6")
+        f = rc.upload_file(text_file)
+        t = rc.create_training(name, version, destination=f"{OWNER}/m6", input={"train_data": f["urls"]["get"]})
+        rc.get_training(t["id"])
+        assert rc.get_training(t["id"])["status"] == "processing"
+        assert httpx.post(f"{emu.url}/_emulator/trainings/{t['id']}/fail",
+                          json={"error": "CUDA out of memory"}).status_code == 200
+        done = rc.get_training(t["id"])
+        assert done["status"] == "failed" and done["error"] == "CUDA out of memory"
+        billed = emu.billing()[0]["cost"]
+        time.sleep(0.05)
+        assert emu.billing()[0]["cost"] == billed and emu.live_trainings() == []
+        emu.wait_built(t["id"])
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -244,6 +263,14 @@ def test_emulator_starts_standalone_and_answers_the_sdk():
                     raise
                 time.sleep(0.2)
         assert model.latest_version.id
+        import httpx
+        base = f"http://127.0.0.1:{port}"
+        httpx.post(f"{base}/_emulator/faults", json=[{"endpoint": "list", "status": 500}])
+        with pytest.raises(ReplicateError) as ei:
+            c.trainings.list()
+        assert ei.value.status == 500
+        state = httpx.get(f"{base}/_emulator/state").json()
+        assert state["live"] == [] and state["faults"] == [] and DEFAULT_TRAINER in state["trainers"]
         with pytest.raises(ReplicateError):
             replicate.Client(api_token="nope", base_url=f"http://127.0.0.1:{port}").trainings.list()
     finally:

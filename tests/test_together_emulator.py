@@ -99,6 +99,12 @@ def test_sdk_uploads_creates_polls_lists_events_and_downloads_a_loadable_adapter
     assert blob[:4] == b"\x28\xb5\x2f\xfd"  # zstd, as Together ships it
     names = unpack_archive(blob, tmp_path / "adapter")
     assert {"adapter_config.json", "adapter_model.safetensors"} <= set(names)
+    # the SDK's own downloader (the CLI's): a 2-byte Range request for the size, then the body
+    from together.lib.resources.files import DownloadManager
+    path, size = DownloadManager(c).download(f"/v1/finetune/download?ft_id={job.id}&checkpoint=adapter",
+                                             output=tmp_path / "dl.tar.zst", fetch_metadata=True)
+    assert size == len(blob) and (tmp_path / "dl.tar.zst").read_bytes() == blob
+    assert [r["status"] for r in emu.calls("download")][-2:] == [206, 200]
 
     import torch
     from peft import PeftModel
@@ -206,6 +212,8 @@ def test_nursery_client_flow_retries_adopts_and_never_logs_the_key(emu, train_fi
         job = tc.create_fine_tune(body)
         assert len(emu.jobs) == 1 and job["id"] in emu.jobs   # adopted, not created twice
         emu.add_fault("retrieve", 503, count=2)
+        emu.add_fault("events", 0)                  # a dropped connection: retried like a 5xx
+        assert tc.events(job["id"])[0]["type"] == "JOB_PENDING"
         assert poll_until(emu, tc.retrieve, job["id"], {"completed"})[-1] == "completed"
         assert "JOB_COMPLETE" in [e["type"] for e in tc.events(job["id"])]
         names = tc.download_adapter(job["id"], tmp_path / "models" / "t1")
@@ -235,6 +243,25 @@ def test_nursery_client_cancel_mid_run_and_gives_up_on_persistent_5xx(emu, train
     assert emu.live_jobs() == []
 
 
+def test_a_crash_mid_training_errors_the_job_and_stops_billing(emu, train_file):
+    import httpx
+    with client(emu) as tc:
+        fid = tc.upload_file(train_file)["id"]
+        job = tc.create_fine_tune(tc.lora_request(model=TINY, training_file=fid, suffix="crash", n_epochs=2,
+                                                  learning_rate=1e-4, batch_size=1, lora_r=4, lora_alpha=8))
+        poll_until(emu, tc.retrieve, job["id"], {"running"})
+        tc.retrieve(job["id"])
+        assert httpx.post(f"{emu.url}/_emulator/jobs/{job['id']}/fail",
+                          json={"status": "error", "message": "NCCL timeout"}).status_code == 200
+        billed = emu.billing()[0]["tokens"]
+        assert tc.retrieve(job["id"])["status"] == "error" and billed > 0
+        assert emu.billing()[0]["tokens"] == billed and emu.live_jobs() == []
+        last = tc.events(job["id"])[-1]
+        assert last["type"] == "JOB_ERROR" and last["message"] == "NCCL timeout" and last["level"] == "error"
+        with pytest.raises(ProviderAPIError, match="is error: there is no output"):
+            tc.download_adapter(job["id"], emu.work_dir / "never")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -259,6 +286,13 @@ def test_emulator_starts_standalone_and_answers_the_sdk():
                     raise
                 time.sleep(0.2)
         assert limits.lora_training.max_rank == 64 and limits.supports_tools
+        import httpx
+        base = f"http://127.0.0.1:{port}"
+        httpx.post(f"{base}/_emulator/faults", json={"endpoint": "list", "status": 500, "count": 1})
+        with pytest.raises(together.InternalServerError):
+            together.Together(api_key=KEY, base_url=base, max_retries=0).fine_tuning.list()
+        state = httpx.get(f"{base}/_emulator/state").json()
+        assert state["live"] == [] and state["faults"] == [] and state["requests"][-1]["status"] == 500
         with pytest.raises(together.AuthenticationError):
             together.Together(api_key="nope", base_url=f"http://127.0.0.1:{port}").fine_tuning.list()
     finally:

@@ -24,6 +24,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import tempfile
 import threading
@@ -214,7 +215,7 @@ class TogetherEmulator(EmulatorServer):
         if endpoint == "files_put":
             return self._upload_put(params["token"], request.raw)
         if endpoint == "download":
-            return self._download(query)
+            return self._download(query, request.headers.get("Range"))
         body = request.json_body() if method == "POST" and endpoint != "files_preprocess" else {}
         with self._lock:
             if endpoint in ("files_preprocess", "files_get", "files_delete"):
@@ -395,7 +396,7 @@ class TogetherEmulator(EmulatorServer):
             "token_count": self._tokens(train) * n_epochs, "param_count": None, "total_price": 0,
             "total_steps": total_steps, "steps_completed": 0, "epochs_completed": 0, "evals_completed": 0,
             "queue_depth": 0, "wandb_url": None, "TrainingFileNumLines": nlines, "TrainingFileSize": train["bytes"],
-            "_polls": 0, "_events": [], "_checkpoints": [], "_billed_tokens": 0, "_archive": None,
+            "_polls": 0, "_events": [], "_checkpoints": [], "_billed_tokens": 0, "_archive": None, "_packed": {},
             "_builder": None, "_build_error": None, "_seed": int(body.get("random_seed") or 0),
         }
         self.jobs[jid] = job
@@ -490,7 +491,7 @@ class TogetherEmulator(EmulatorServer):
         if t is not None:
             t.join(timeout)
 
-    def _download(self, query: dict) -> Reply:
+    def _download(self, query: dict, range_header: str | None) -> Reply:
         jid = query_value(query, "ft_id") or ""
         checkpoint = query_value(query, "checkpoint") or "merged"
         with self._lock:
@@ -505,10 +506,25 @@ class TogetherEmulator(EmulatorServer):
                 raise ApiError(400, f"this emulator keeps only the LoRA adapter of {jid}; ask checkpoint=adapter")
             src = job["_archive"]
         gz = query_value(query, "format") == "gz"
-        data = lora_artifact.pack_tar(src, "gz" if gz else "zst")
+        with self._lock:
+            data = job["_packed"].get(gz)
+        if data is None:
+            data = lora_artifact.pack_tar(src, "gz" if gz else "zst")
+            with self._lock:
+                job["_packed"][gz] = data
         name = job["model_output_name"].split("/")[-1] + ("-adapter.tar.gz" if gz else "-adapter.tar.zst")
-        return Reply(200, data, "application/x-tar" if gz else "application/octet-stream",
-                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        headers = {"Content-Disposition": f'attachment; filename="{name}"', "Accept-Ranges": "bytes"}
+        ctype = "application/x-tar" if gz else "application/octet-stream"
+        rng = re.fullmatch(r"bytes=(\d+)-(\d*)", (range_header or "").strip())
+        if rng:  # the SDK's downloader reads the size from a 2-byte range, then resumes with ranges
+            start = int(rng.group(1))
+            end = min(int(rng.group(2)) if rng.group(2) else len(data) - 1, len(data) - 1)
+            if start >= len(data) or end < start:
+                raise ApiError(416, f"range {range_header!r} is outside the {len(data)}-byte archive",
+                               headers={"Content-Range": f"bytes */{len(data)}"})
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+            return Reply(206, data[start:end + 1], ctype, headers=headers)
+        return Reply(200, data, ctype, headers=headers)
 
     def _job_public(self, job: dict, truncated: bool = False) -> dict:
         row = {k: v for k, v in job.items() if not k.startswith("_")}
