@@ -298,3 +298,31 @@ def test_emulator_starts_standalone_and_answers_the_sdk():
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+@pytest.mark.slow
+def test_a_smollm2_adapter_from_the_emulator_is_listed_and_tested_by_nursery(smollm2_home, train_file, tmp_path,
+                                                                             monkeypatch):
+    """The default base end to end: Together 'trains' SmolLM2-135M, the client unpacks the adapter into
+    models/NAME/, and Nursery's own list-models and test-model work on it (the lead wires the row later)."""
+    from nursery_core import inference, paths
+    from nursery_core.registry import nursery_list_models
+    from nursery_core.store import get_store
+    from training_helpers import MEMORY_TOOL
+
+    monkeypatch.setattr(inference, "_POOL", None)
+    with TogetherEmulator(KEY, work_dir=tmp_path / "emu") as e, client(e) as tc:
+        fid = tc.upload_file(train_file)["id"]
+        assert tc.model_limits(SMOL)["supports_tools"]
+        job = tc.create_fine_tune(tc.lora_request(model=SMOL, training_file=fid, suffix="smol", n_epochs=1,
+                                                  learning_rate=2e-4, batch_size=4, lora_r=8, lora_alpha=16,
+                                                  lora_trainable_modules="q_proj,v_proj,o_proj"))
+        poll_until(e, tc.retrieve, job["id"], {"completed"})
+        dest = paths.model_dir("tg-smol")
+        tc.download_adapter(job["id"], dest)
+    get_store().add_model({"name": "tg-smol", "path": str(dest), "base_model": "smollm2-135m",
+                           "tools": [MEMORY_TOOL]})
+    assert "tg-smol" in [m["name"] for m in nursery_list_models()]
+    r = inference.nursery_test_model("tg-smol", "Remember that the garage code is 4821.", max_new_tokens=8)
+    assert r["model"] == "tg-smol" and r["tools"] == ["memory_store"] and r["completion"]
+    assert r["decoding"] == "guarded" and all(c["name"] == "memory_store" for c in r["calls"])
