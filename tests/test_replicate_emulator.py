@@ -276,3 +276,42 @@ def test_emulator_starts_standalone_and_answers_the_sdk():
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_clients_read_keys_and_base_urls_from_env_or_secrets_and_never_show_them(emu, tmp_path, monkeypatch):
+    from nursery_core.cloud.together import TogetherClient
+    from nursery_core.errors import InvalidConfig
+
+    for var in ("REPLICATE_API_TOKEN", "TOGETHER_API_KEY", "REPLICATE_BASE_URL", "TOGETHER_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NURSERY_SECRETS_FILE", str(tmp_path / "absent.toml"))
+    with pytest.raises(InvalidConfig, match="REPLICATE_API_TOKEN"):
+        ReplicateClient()
+    with pytest.raises(InvalidConfig, match="TOGETHER_API_KEY"):
+        TogetherClient()
+    secrets_toml = tmp_path / "secrets.toml"
+    secrets_toml.write_text(f'[replicate]\napi_token = "{KEY}"\n')
+    monkeypatch.setenv("NURSERY_SECRETS_FILE", str(secrets_toml))
+    monkeypatch.setenv("REPLICATE_BASE_URL", emu.url)   # the SDK's own override, honoured too
+    with ReplicateClient(wait=0.01) as rc:
+        assert rc.list_trainings() == [] and KEY not in repr(rc) and emu.url in repr(rc)
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "from-env-wins")
+    with pytest.raises(ProviderAuthError):
+        ReplicateClient(wait=0.01).list_trainings()
+    assert TogetherClient("k").base_url == "https://api.together.ai"
+
+
+def test_the_llama2_trainer_is_offered_and_gives_a_llama2_shaped_adapter(emu, text_file, tmp_path):
+    from nursery_core.emulators.replicate import LLAMA2_TRAINER
+
+    assert emu.trainers()[LLAMA2_TRAINER]["base"] == "meta-llama/Llama-2-7b-hf"
+    with client(emu) as rc:
+        rc.ensure_model(OWNER, "l2")
+        f = rc.upload_file(text_file)
+        t = rc.create_training(LLAMA2_TRAINER, rc.trainer_version(LLAMA2_TRAINER), destination=f"{OWNER}/l2",
+                               input={"train_data": f["urls"]["get"], "lora_rank": 2})
+        _, done = poll(emu, rc.get_training, t["id"])
+        rc.download_weights(done, tmp_path / "l2")
+    cfg = json.loads((tmp_path / "l2" / "adapter_config.json").read_text())
+    assert cfg["base_model_name_or_path"] == "meta-llama/Llama-2-7b-hf"
+    assert sorted(cfg["target_modules"]) == ["q_proj", "v_proj"]   # the cog trainer's default

@@ -21,8 +21,13 @@ SMOLLM2_135M = {"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, 
                 "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
                 "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "tie_word_embeddings": True,
                 "rope_theta": 100000.0}
+# meta-llama/Llama-2-7b-hf's config.json: the base of Replicate's LLM trainers (which Nursery may refuse).
+LLAMA2_7B = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008,
+             "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
+             "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
 SHAPES: dict[str, dict] = {"HuggingFaceTB/SmolLM2-135M-Instruct": SMOLLM2_135M,
-                           "HuggingFaceTB/SmolLM2-135M": SMOLLM2_135M}
+                           "HuggingFaceTB/SmolLM2-135M": SMOLLM2_135M,
+                           "meta-llama/Llama-2-7b-hf": LLAMA2_7B}
 
 
 class UnknownBase(ValueError):

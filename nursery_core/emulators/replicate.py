@@ -38,6 +38,7 @@ TERMINAL = {"succeeded", "failed", "canceled"}
 PRICE_PER_SECOND = 0.000975   # USD: Replicate's L40S hardware rate, billed per second of training
 SMOL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_TRAINER = "replicate-emulator/smollm2-135m-lora"
+LLAMA2_TRAINER = "meta/llama-2-7b"
 
 
 def _iso(ts: float | None) -> str | None:
@@ -74,8 +75,9 @@ def read_train_rows(data: bytes) -> tuple[int, str | None]:
 
 
 class ReplicateEmulator(EmulatorServer):
-    """The emulated API. Trainers: `DEFAULT_TRAINER` (SmolLM2-135M) plus one per `local_bases` entry,
-    named `replicate-emulator/<NAME's last part>-lora`; `trainers()` lists them with their version ids."""
+    """The emulated API. Trainers: `DEFAULT_TRAINER` (SmolLM2-135M), `LLAMA2_TRAINER` (meta/llama-2-7b, as
+    Replicate offers) plus one per `local_bases` entry, named `replicate-emulator/<NAME's last part>-lora`;
+    `trainers()` lists them with their version ids and bases."""
 
     name = "replicate"
     routes = [
@@ -113,6 +115,8 @@ class ReplicateEmulator(EmulatorServer):
         for base in [SMOL, *self.local_bases]:
             name = DEFAULT_TRAINER if base == SMOL else f"replicate-emulator/{base.split('/')[-1].lower()}-lora"
             self._trainers[name] = {"version": _version_id(name), "base": base}
+        # Replicate's own LLM trainer: a base Nursery does not ship (a provider may refuse it)
+        self._trainers[LLAMA2_TRAINER] = {"version": _version_id(LLAMA2_TRAINER), "base": "meta-llama/Llama-2-7b-hf"}
         self._weights: dict[str, str] = {}         # delivery token -> training id
 
     def stop(self) -> None:
