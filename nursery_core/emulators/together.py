@@ -151,11 +151,10 @@ class TogetherEmulator(EmulatorServer):
 
     def stop(self) -> None:
         super().stop()
-        with self._lock:
-            for job in self.jobs.values():
-                t = job.get("_builder")
-                if t is not None:
-                    t.join(timeout=60)
+        with self._lock:  # joined outside the lock: a finishing builder takes it to store its result
+            builders = [j["_builder"] for j in self.jobs.values() if j.get("_builder")]
+        for b in builders:
+            b.join(timeout=60)
         if self._tmp is not None:
             self._tmp.cleanup()
 
