@@ -326,3 +326,24 @@ def test_a_smollm2_adapter_from_the_emulator_is_listed_and_tested_by_nursery(smo
     r = inference.nursery_test_model("tg-smol", "Remember that the garage code is 4821.", max_new_tokens=8)
     assert r["model"] == "tg-smol" and r["tools"] == ["memory_store"] and r["completion"]
     assert r["decoding"] == "guarded" and all(c["name"] == "memory_store" for c in r["calls"])
+
+
+def test_canonical_examples_become_together_tool_rows_and_raw_ones_are_refused(emu, tmp_path):
+    from nursery_core.cloud.together import write_training_file
+    from training_helpers import examples
+
+    exs = examples(5)
+    raw = tmp_path / "canonical.jsonl"
+    raw.write_text("".join(json.dumps(e) + "\n" for e in exs))   # arguments as objects, ids, meta
+    with client(emu) as tc:
+        with pytest.raises(ProviderAPIError, match=r"line 1: message 1 tool_calls\[0\].function.arguments"):
+            tc.upload_file(raw)
+        counts = write_training_file(exs, tmp_path / "together.jsonl")
+        assert counts == {"rows": 5, "arguments_encoded": 5, "tools_rows": 5}
+        info = tc.upload_file(tmp_path / "together.jsonl")
+    assert info["validation_report"]["dataset_has_tools"] and info["validation_report"]["nlines"] == 5
+    row = json.loads((tmp_path / "together.jsonl").read_text().splitlines()[0])
+    assert set(row) == {"messages", "tools"}
+    call = row["messages"][1]["tool_calls"][0]
+    assert json.loads(call["function"]["arguments"]) == exs[0]["messages"][1]["tool_calls"][0]["function"]["arguments"]
+    assert exs[0]["messages"][1]["tool_calls"][0]["function"]["arguments"] == {"content": "locker 0 has code 0"}

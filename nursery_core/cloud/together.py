@@ -9,6 +9,7 @@ TOGETHER_API_KEY or secrets.toml `[together] api_key`.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,36 @@ from .http_api import JsonApiClient, ProviderAPIError, unpack_archive
 
 TERMINAL_STATUSES = {"completed", "cancelled", "error", "user_error"}  # the SDK's COMPLETED_STATUSES
 FAILED_STATUSES = {"cancelled", "error", "user_error"}
+
+
+def write_training_file(examples: list[dict], path: Path | str) -> dict:
+    """Writes canonical examples as Together's conversational tool-calling JSONL (`messages` + `tools` per
+    line; docs.together.ai/docs/fine-tuning-function-calling): tool-call arguments become JSON strings, `id`
+    and `meta` are left out. Returns the counts {"rows", "arguments_encoded", "tools_rows"}."""
+    counts = {"rows": 0, "arguments_encoded": 0, "tools_rows": 0}
+    lines = []
+    for ex in examples:
+        messages = []
+        for m in ex["messages"]:
+            m = dict(m)
+            if m.get("tool_calls"):
+                calls = []
+                for c in m["tool_calls"]:
+                    fn = dict(c["function"])
+                    if not isinstance(fn.get("arguments"), str):
+                        fn["arguments"] = json.dumps(fn.get("arguments") or {}, ensure_ascii=False)
+                        counts["arguments_encoded"] += 1
+                    calls.append({**c, "function": fn})
+                m["tool_calls"] = calls
+            messages.append(m)
+        row: dict[str, Any] = {"messages": messages}
+        if ex.get("tools"):
+            row["tools"] = ex["tools"]
+            counts["tools_rows"] += 1
+        lines.append(json.dumps(row, ensure_ascii=False))
+        counts["rows"] += 1
+    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return counts
 
 
 class TogetherClient(JsonApiClient):

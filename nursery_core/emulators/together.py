@@ -76,6 +76,16 @@ def validate_dataset(data: bytes) -> dict:
                     return {**report, "error": f"line {i}: message {j} has no valid role "
                                                "(system, user, assistant, tool)", "error_type": "INVALID_FORMAT"}
                 calls = m.get("tool_calls") or []
+                for k, call in enumerate(calls):
+                    args = (call.get("function") or {}).get("arguments") if isinstance(call, dict) else None
+                    try:
+                        ok = isinstance(args, str) and isinstance(json.loads(args), dict)
+                    except ValueError:
+                        ok = False
+                    if not ok:  # Together's format: arguments as a JSON-encoded object (docs: function-calling)
+                        return {**report, "error": f"line {i}: message {j} tool_calls[{k}].function.arguments "
+                                                   "must be a JSON object encoded as a string",
+                                "error_type": "INVALID_FORMAT"}
                 if calls:
                     report["dataset_has_tools"] = True
                     report["dataset_has_parallel_tool_calls"] |= len(calls) > 1
