@@ -17,7 +17,7 @@ from nursery_core.errors import InvalidInput
 from nursery_core.training.config import TrainConfig
 from training_helpers import examples
 
-modal = pytest.importorskip("modal")  # a test requirement (requirements.txt, test-only block)
+import modal  # a test requirement (requirements.txt, test-only block)
 
 
 def load_module(path):

@@ -16,8 +16,8 @@ from nursery_core.cloud.http_api import ProviderAPIError, ProviderAuthError, unp
 from nursery_core.cloud.replicate import ReplicateClient
 from nursery_core.emulators.replicate import DEFAULT_TRAINER, ReplicateEmulator
 
-replicate = pytest.importorskip("replicate")  # a test requirement (requirements.txt, test-only block)
-from replicate.exceptions import ReplicateError  # noqa: E402
+import replicate  # a test requirement (requirements.txt, test-only block)
+from replicate.exceptions import ReplicateError
 
 KEY = "r8_test_token_0123456789"
 TINY = "nursery/tiny-llama"

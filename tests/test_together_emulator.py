@@ -16,7 +16,7 @@ from nursery_core.cloud.http_api import ProviderAPIError, ProviderAuthError, unp
 from nursery_core.cloud.together import TogetherClient
 from nursery_core.emulators.together import TogetherEmulator
 
-together = pytest.importorskip("together")  # a test requirement (requirements.txt, test-only block)
+import together  # a test requirement (requirements.txt, test-only block)
 
 KEY = "tg-test-key-0123456789"
 TINY = "nursery/tiny-llama"
