@@ -196,6 +196,8 @@ def test_nursery_client_flow_retries_adopts_and_never_logs_the_key(emu, trainer,
         cfg = json.loads((tmp_path / "models" / "r1" / "adapter_config.json").read_text())
         assert cfg["r"] == 4 and cfg["base_model_name_or_path"] == TINY
         assert rc.cancel_training(t["id"])["status"] == "succeeded"   # harmless after the end
+        assert rc.delete_file(f["id"]) is True and rc.delete_file(f["id"]) is False
+        assert emu.files == {}
         with pytest.raises(ProviderAPIError, match="unknown/x does not exist|could not be found"):
             rc.trainer_version("unknown/x")
     with pytest.raises(ProviderAuthError, match="REPLICATE_API_TOKEN") as ei:

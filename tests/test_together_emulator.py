@@ -221,6 +221,8 @@ def test_nursery_client_flow_retries_adopts_and_never_logs_the_key(emu, train_fi
         assert tc.cancel(job["id"])["status"] == "completed"   # cancelling a finished job is harmless
         with pytest.raises(ProviderAPIError, match="already exists"):
             tc.download_adapter(job["id"], tmp_path / "models" / "t1")
+        assert tc.delete_file(info["id"]) is True and tc.delete_file(info["id"]) is False
+        assert emu.files == {}
     with pytest.raises(ProviderAuthError, match="TOGETHER_API_KEY") as ei:
         TogetherClient("bad-key-secret-999", emu.url, wait=0.01).list_jobs()
     assert "bad-key-secret-999" not in str(ei.value)

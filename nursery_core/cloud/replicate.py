@@ -43,6 +43,16 @@ class ReplicateClient(JsonApiClient):
             files["metadata"] = (None, json.dumps(metadata), "application/json")
         return self.json("POST", "/v1/files", files=files)
 
+    def delete_file(self, file_id: str) -> bool:
+        """Deletes an uploaded file (Replicate keeps them 24 h otherwise); False when it is already gone."""
+        try:
+            self.request("DELETE", f"/v1/files/{file_id}")
+            return True
+        except ProviderAPIError as e:
+            if e.status == 404:
+                return False
+            raise
+
     def ensure_model(self, owner: str, name: str, *, visibility: str = "private", hardware: str = "cpu",
                      description: str | None = None) -> dict:
         """The destination model `owner/name`, created when it does not exist yet."""

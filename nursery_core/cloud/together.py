@@ -88,6 +88,16 @@ class TogetherClient(JsonApiClient):
             raise ProviderAPIError(f"Together rejected {path.name}: {report.get('error') or 'invalid format'}")
         return info
 
+    def delete_file(self, file_id: str) -> bool:
+        """Deletes an uploaded file (the training data need not stay with Together after the run); False
+        when Together no longer has it."""
+        try:
+            return bool(self.json("DELETE", f"/v1/files/{file_id}").get("deleted", True))
+        except ProviderAPIError as e:
+            if e.status == 404:
+                return False
+            raise
+
     # ------------------------------------------------------------------------------------ fine-tunes
     def model_limits(self, model: str) -> dict:
         """FinetuneModelLimits for `model` (lora_training.max_rank, supports_tools, ...)."""
