@@ -165,6 +165,16 @@ class JsonApiClient:
             raise ProviderAPIError(f"{self.label} API {method} {path} answered {r.status_code} with a body that "
                                    f"is not JSON ({r.headers.get('content-type')})", r.status_code) from None
 
+    def delete(self, path: str) -> bool:
+        """DELETE with retries; True when deleted, False when the API says it is already gone (404)."""
+        try:
+            self.request("DELETE", path)
+            return True
+        except ProviderAPIError as e:
+            if e.status == 404:
+                return False
+            raise
+
     def create_once(self, create: Callable[[], Any], find: Callable[[], Any | None]) -> Any:
         """Runs `create` until it succeeds; after a transient failure (the create may have happened although
         the answer was lost) `find()` is asked first and what it finds is adopted instead of a second one."""
@@ -187,10 +197,11 @@ def _safe_name(name: str) -> str:
     return str(p)
 
 
-def unpack_archive(data: bytes, dest: Path | str) -> list[str]:
+def unpack_archive(data: bytes, dest: Path | str, *, require: str | None = None, what: str = "the archive") -> list[str]:
     """Unpacks a zstd/gzip/plain tar or a zip (detected by its magic bytes) into `dest`, which must not
-    exist yet; returns the file names. Refuses absolute or `..` paths and links (nothing is written then).
-    When every file sits under one top folder, that folder's content is what lands in `dest`."""
+    exist yet; returns the file names. Refuses absolute or `..` paths, links, and an archive without the
+    file `require` (nothing is written then). When every file sits under one top folder, that folder's
+    content is what lands in `dest`."""
     dest = Path(dest)
     if dest.exists():
         raise ProviderAPIError(f"{dest} already exists; the adapter was not unpacked over it")
@@ -220,6 +231,9 @@ def unpack_archive(data: bytes, dest: Path | str) -> list[str]:
     tops = {Path(n).parts[0] for n, _ in members}
     if len(tops) == 1 and all(len(Path(n).parts) > 1 for n, _ in members):
         members = [(str(Path(*Path(n).parts[1:])), b) for n, b in members]
+    if require and require not in {n for n, _ in members}:
+        raise ProviderAPIError(f"{what} holds no {require} ({sorted(n for n, _ in members)[:5]}); nothing was "
+                               "unpacked")
     tmp = dest.with_name(dest.name + ".partial")
     if tmp.exists():
         shutil.rmtree(tmp)

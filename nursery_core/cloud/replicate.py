@@ -45,13 +45,7 @@ class ReplicateClient(JsonApiClient):
 
     def delete_file(self, file_id: str) -> bool:
         """Deletes an uploaded file (Replicate keeps them 24 h otherwise); False when it is already gone."""
-        try:
-            self.request("DELETE", f"/v1/files/{file_id}")
-            return True
-        except ProviderAPIError as e:
-            if e.status == 404:
-                return False
-            raise
+        return self.delete(f"/v1/files/{file_id}")
 
     def ensure_model(self, owner: str, name: str, *, visibility: str = "private", hardware: str = "cpu",
                      description: str | None = None) -> dict:
@@ -116,7 +110,5 @@ class ReplicateClient(JsonApiClient):
         if training.get("status") != "succeeded" or not url:
             raise ProviderAPIError(f"training {training.get('id')} is {training.get('status')}: it has no weights")
         data = self.unauthenticated("GET", url, f"download of the weights of {training['id']}").content
-        names = unpack_archive(data, dest)
-        if "adapter_config.json" not in names:
-            raise ProviderAPIError(f"the weights of {training['id']} hold no adapter_config.json ({names[:5]})")
-        return names
+        return unpack_archive(data, dest, require="adapter_config.json",
+                              what=f"the weights of {training['id']}")

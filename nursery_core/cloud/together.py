@@ -91,12 +91,7 @@ class TogetherClient(JsonApiClient):
     def delete_file(self, file_id: str) -> bool:
         """Deletes an uploaded file (the training data need not stay with Together after the run); False
         when Together no longer has it."""
-        try:
-            return bool(self.json("DELETE", f"/v1/files/{file_id}").get("deleted", True))
-        except ProviderAPIError as e:
-            if e.status == 404:
-                return False
-            raise
+        return self.delete(f"/v1/files/{file_id}")
 
     # ------------------------------------------------------------------------------------ fine-tunes
     def model_limits(self, model: str) -> dict:
@@ -172,7 +167,4 @@ class TogetherClient(JsonApiClient):
         unpacks it into `dest` (which must not exist); returns the file names."""
         r = self.request("GET", "/v1/finetune/download", params={"ft_id": job_id, "checkpoint": "adapter"},
                          headers={"Accept": "application/octet-stream"})
-        names = unpack_archive(r.content, dest)
-        if "adapter_config.json" not in names:
-            raise ProviderAPIError(f"the archive of {job_id} holds no adapter_config.json ({names[:5]})")
-        return names
+        return unpack_archive(r.content, dest, require="adapter_config.json", what=f"the archive of {job_id}")
