@@ -19,12 +19,10 @@ import gc
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from nursery_core.testing import add_bench_arguments, bench_home  # noqa: E402
 

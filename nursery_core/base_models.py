@@ -216,7 +216,7 @@ def ensure_local(ref: str | None) -> Path:
 
         snapshot_download(spec.hf_id, local_dir=str(target),
                           allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
-    except Exception as e:  # offline, gated, or missing: one actionable message
+    except Exception as e:  # noqa: BLE001 — re-raised as BackendError: offline, gated, or missing
         shutil.rmtree(target, ignore_errors=True)
         raise BackendError(
             f"base model {spec.alias!r} ({spec.hf_id}) is not on this machine and could not be downloaded from "

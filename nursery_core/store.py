@@ -771,6 +771,6 @@ def close_all() -> None:
         for st in _stores.values():
             try:
                 st.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 — at shutdown one broken connection must not keep the others open
                 pass
         _stores.clear()

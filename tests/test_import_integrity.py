@@ -13,7 +13,7 @@ from nursery_core import paths
 from nursery_core.data.importers import extract_examples, nursery_extract_conversations
 from nursery_core.datasets import load_examples, nursery_import_dataset
 from nursery_core.errors import InvalidInput
-from nursery_core.records import TRANSFORMATIONS, call_errors, tools_by_name
+from nursery_core.records import TRANSFORMATIONS
 
 SHARED_CASES = Path(__file__).resolve().parent.parent.parent / "shared" / "cases" / "real-world"
 

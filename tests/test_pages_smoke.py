@@ -142,7 +142,7 @@ def test_overview_shows_who_is_running_what():
     store = get_store()
     # One local run at a time: the running row (its runner looks alive: a fresh heartbeat) keeps the queued
     # one waiting, so the overview's own runner leaves both alone while the page renders.
-    running = store.create_job({"kind": "local", "dataset": "mixed", "base_model": "smollm2-135m",
+    store.create_job({"kind": "local", "dataset": "mixed", "base_model": "smollm2-135m",
                                 "output_name": "grace-run", "created_by": "grace", "status": "running",
                                 "step": 3, "total_steps": 10, "progress": 0.3, "last_loss": 0.9,
                                 "runner_id": "elsewhere", "heartbeat_at": "2999-01-01T00:00:00.000Z"})

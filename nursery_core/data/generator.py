@@ -90,7 +90,7 @@ class Paraphraser:
             r = self._client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
             r.raise_for_status()
             out = r.json()["choices"][0]["message"]["content"]
-        except Exception as e:  # any transport, HTTP or shape problem: the caller falls back to templates
+        except Exception as e:  # noqa: BLE001 — any transport, HTTP or shape problem: the caller falls back to templates
             raise BackendError(f"paraphrase endpoint {self.base_url} failed: {type(e).__name__}: {e}") from None
         if not isinstance(out, str):
             raise BackendError(f"paraphrase endpoint {self.base_url} returned no text")
@@ -123,7 +123,7 @@ class _Plan:
     def repeatable(self) -> list[str]:
         """Parameters a request can ask about twice ("weather in Paris and Oslo": two calls)."""
         return [p for p, info in self.params.items() if info.role in _REPEATABLE and
-                M._type(info.schema) in ("string", "integer") and not info.schema.get("const")]
+                M.schema_type(info.schema) in ("string", "integer") and not info.schema.get("const")]
 
 
 def _plan(tool: dict, rng: random.Random) -> _Plan:
@@ -143,7 +143,7 @@ def _plan(tool: dict, rng: random.Random) -> _Plan:
 def _tool_words(tools: Iterable[dict]) -> set[str]:
     out: set[str] = set()
     for t in tools:
-        out |= V._words(t["function"]["name"], t["function"].get("description", ""))
+        out |= V.word_set(t["function"]["name"], t["function"].get("description", ""))
     return out
 
 
@@ -151,8 +151,8 @@ def _distractor_pool(selected: list[dict]) -> list[dict]:
     """Built-in tools unrelated to the selected ones (no shared name word), so a distractor is never a
     plausible answer."""
     names = {tool_name(t) for t in selected}
-    words = {w for t in selected for w in V._words(tool_name(t)) if len(w) > 3}
-    return [t for t in DEFAULT_TOOLS if tool_name(t) not in names and not (V._words(tool_name(t)) & words)]
+    words = {w for t in selected for w in V.word_set(tool_name(t)) if len(w) > 3}
+    return [t for t in DEFAULT_TOOLS if tool_name(t) not in names and not (V.word_set(tool_name(t)) & words)]
 
 
 _CATALOGUE: list[tuple[dict, set[str]]] | None = None
@@ -378,7 +378,7 @@ class _Generator:
                      if not any(self._serves(p.name, avoid, t) for t in offered_tools)
                      and not (answers_questions and p.intent.family == "retrieve")]
             opposite = [(p, vp) for p in offered for vp in opposite_vps(p.name)
-                        if not any(vp.split()[0] in V._words(q.name) for q in offered)]
+                        if not any(vp.split()[0] in V.word_set(q.name) for q in offered)]
             hit = self.absent_options[names] = (own, other, opposite)
         own, other, opposite = hit
         choices = [(w, kind) for w, kind in ((0.5, "own"), (0.3, "other"), (0.2, "opposite"))
@@ -422,7 +422,7 @@ class _Generator:
             return True
         if plan.builtin and all(p.builtin for p in offered):
             return False
-        mine = set(plan.intent.obj.split()) - N._STOP
+        mine = set(plan.intent.obj.split()) - N.STOP_WORDS
         return any(mine & set(p.intent.obj.split()) for p in offered)
 
     # ---- conversations

@@ -58,7 +58,7 @@ def load_rows(dataset: str, split: str = "train", revision: str | None = None, l
                 progress({"stage": "reading", "read": i + 1})
     except InvalidInput:
         raise
-    except Exception as e:  # the datasets library raises many types (FileNotFoundError, ConnectionError, …)
+    except Exception as e:  # noqa: BLE001 — re-raised as InvalidInput; the datasets library raises many types (FileNotFoundError, ConnectionError, …)
         raise InvalidInput(f"cannot load {dataset!r} (split {split!r}"
                            + (f", revision {revision!r}" if revision else "")
                            + f") with the datasets library: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",

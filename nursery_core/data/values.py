@@ -158,7 +158,8 @@ def humanise(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _words(*texts: str) -> frozenset[str]:
+def word_set(*texts: str) -> frozenset[str]:
+    """The lower-case words of the texts, humanised first (camelCase and snake_case split)."""
     out: set[str] = set()
     for t in texts:
         out.update(w for w in re.split(r"[^a-z0-9]+", humanise(t or "")) if w)
@@ -180,8 +181,8 @@ def person(rng):
 
 
 def email(rng):
-    f, l = rng.choice(FIRST).lower(), rng.choice(LAST).lower()
-    local = rng.choice([f"{f}.{l}", f"{f}{l[0]}", f"{f[0]}{l}", f"{f}_{l}", f"{f}{rng.randint(1, 99)}"])
+    f, s = rng.choice(FIRST).lower(), rng.choice(LAST).lower()
+    local = rng.choice([f"{f}.{s}", f"{f}{s[0]}", f"{f[0]}{s}", f"{f}_{s}", f"{f}{rng.randint(1, 99)}"])
     return f"{local}@{rng.choice(DOMAINS)}"
 
 
@@ -404,8 +405,8 @@ def string_for(name: str, schema: dict, rng: random.Random, hint: str = "") -> s
     for pattern, gen in _DESC_RULES:
         if pattern.search(description):
             return gen(rng)
-    name_words = _words(name, hint)
-    desc_words = _words(description)
+    name_words = word_set(name, hint)
+    desc_words = word_set(description)
     if "sql" in name_words or "sql" in desc_words:
         return sql(rng)
     # The head noun (last word: departure_*date*, destination_*city*) decides first, then any name word.
@@ -426,7 +427,7 @@ def string_for(name: str, schema: dict, rng: random.Random, hint: str = "") -> s
 
 
 def number_range(name: str, schema: dict) -> tuple[float, float]:
-    words = _words(name)
+    words = word_set(name)
     lo, hi = 1, 100
     for keys, rng_ in _RANGE_RULES:
         if keys & words:
@@ -532,7 +533,7 @@ def value_for(name: str, schema: dict, rng: random.Random, override: Callable | 
                 v = max(lo_i, (v // mult) * mult) if v >= mult else mult
             return v
         # People say 21, 21.5 or 19.99 far more often than 16.96; money keeps its cents now and then.
-        money = bool(_words(name) & {"amount", "price", "budget", "cost", "total", "salary", "balance", "fee"})
+        money = bool(word_set(name) & {"amount", "price", "budget", "cost", "total", "salary", "balance", "fee"})
         r = rng.random()
         if r < 0.5 and int(hi) >= int(lo) + 1:
             v = float(rng.randint(int(math.ceil(lo)), int(hi)))

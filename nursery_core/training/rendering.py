@@ -147,7 +147,7 @@ def _probe_renders_tool_calls(tokenizer) -> bool:
                 {"type": "function", "function": {"name": "probe_fn", "arguments": {}}}]}]
     try:
         text = tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False)
-    except Exception:
+    except Exception:  # noqa: BLE001 — a template that cannot render a tool call does not support tool calls
         return False
     return "probe_fn" in text.split(TOOL_CALL_OPEN)[0] and TOOL_CALL_OPEN in text
 

@@ -168,7 +168,7 @@ def load_tokenizer(config: TrainConfig):
         spec = resolve(config.base_model)
         family = spec.family if spec.alias in REGISTRY and not spec.local_dir else family_of_template(
             tok.chat_template)
-    except Exception:
+    except Exception:  # noqa: BLE001 — a base the registry cannot resolve (hub id, bare directory): its template decides
         family = family_of_template(tok.chat_template)
     prepare_tokenizer(tok, family)
     return tok, family, src

@@ -27,7 +27,7 @@ def valid_name(name: str | None) -> bool:
 def _cookie_name() -> str | None:
     try:
         raw = st.context.cookies.get(COOKIE)
-    except Exception:  # AppTest and old clients have no cookies
+    except Exception:  # noqa: BLE001 — AppTest and old clients have no cookies
         return None
     if not isinstance(raw, str):  # AppTest hands back a mock, old clients nothing
         return None
