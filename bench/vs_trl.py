@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     from nursery_core.data.generator import nursery_generate_data
     from nursery_core.data.tools import DEFAULT_TOOL_NAMES
     from nursery_core.datasets import load_examples
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
     from nursery_core.training.config import TrainConfig
     from nursery_core.training.trainer import cpu_count
 

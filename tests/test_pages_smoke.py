@@ -75,7 +75,7 @@ def seed_small_store() -> None:
                      "job_id": done["id"], "created_by": "ada", "final_loss": 0.25, "eval_loss": 0.4,
                      "tools": ["get_weather", "calculator"], "metrics": {"train_seconds": 3.0, "steps": 4}})
     from nursery_core.datasets import load_examples
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
 
     preds = paths.home() / "preds.jsonl"  # scored without running a model: a predictions file
     preds.write_text("".join(json.dumps({"id": ex["id"], "output": "I cannot help with that."}) + "\n"

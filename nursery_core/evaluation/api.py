@@ -13,15 +13,15 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from . import paths
-from .errors import InvalidInput, NotFound
-from .jsontext import decode_bytes, lines as text_lines, loads_strict, read_text
-from .evaluation.bfcl import bfcl_examples, read_bfcl  # noqa: F401  (public re-exports)
-from .evaluation.checker import check_calls, possible_answer_from_gold, standardize_string  # noqa: F401
-from .evaluation.metrics import score_example, small_sample_warning, summarise, wilson_interval
-from .evaluation.formats import OUTPUT_FORMATS
-from .evaluation.parser import ParseResult, parse_tool_calls  # noqa: F401
-from .store import get_store, new_id
+from .. import paths
+from ..errors import InvalidInput, NotFound
+from ..jsontext import decode_bytes, lines as text_lines, loads_strict, read_text
+from .bfcl import bfcl_examples, read_bfcl  # noqa: F401  (public re-exports)
+from .checker import check_calls, possible_answer_from_gold, standardize_string  # noqa: F401
+from .metrics import score_example, small_sample_warning, summarise, wilson_interval
+from .formats import OUTPUT_FORMATS
+from .parser import ParseResult, parse_tool_calls  # noqa: F401
+from ..store import get_store, new_id
 
 # The headline numbers, in the order tables and the CLI show them.
 HEADLINE = ["ast_accuracy", "format_validity", "call_precision", "call_recall", "no_call_precision",
@@ -31,7 +31,7 @@ DECODINGS = ("both", "guarded", "free")
 
 
 def load_eval_examples(dataset: str, split: str = "eval", limit: int | None = None) -> list[dict]:
-    from .datasets import load_examples
+    from ..datasets import load_examples
 
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise InvalidInput(f"limit must be a positive whole number, not {limit!r}", field="limit")
@@ -142,7 +142,7 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
         label = model_name or f"predictions:{Path(pred_name).stem}"
         return _record(label, dataset, split, examples, outputs, settings, store_result, created_by)
 
-    from .jobs.inflight import exclusive_run, run_key
+    from ..jobs.inflight import exclusive_run, run_key
 
     with exclusive_run("evaluate", run_key("evaluate", model_name, dataset, split),
                        f"the evaluation of {model_name} on {dataset}", created_by):
@@ -152,8 +152,8 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
 
 def _evaluate_model(model_name, dataset, split, examples, settings, decoding, max_new_tokens, temperature, top_p,
                     seed, batch_size, store_result, created_by, progress) -> dict:
-    from .inference import GenerationSettings, generate_batch
-    from .training.rendering import eval_prompts
+    from ..inference import GenerationSettings, generate_batch
+    from ..training.rendering import eval_prompts
 
     prompts = []
     for ex in examples:
@@ -290,7 +290,7 @@ def evaluation_plan(model_name: str, dataset: str | None = None, split: str = "e
     """What nursery_evaluate_suite runs for a model: [{dataset, split, dataset_kind}], held-out first. The
     held-out dataset is `dataset`, else the model's training dataset; golden sets are `golden` when given
     ([] for none), else every golden set whose tools the model was trained on (all of them for a bare model)."""
-    from .golden import golden_set, golden_sets_for
+    from ..golden import golden_set, golden_sets_for
 
     store = get_store()
     if dataset:
@@ -326,14 +326,14 @@ def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: s
     plan = evaluation_plan(model_name, dataset, split, golden)
     models = [(model_name, False)]
     if with_base:
-        from .inference import resolve_model
+        from ..inference import resolve_model
 
         ref = resolve_model(model_name)
         if ref.kind == "base":
             raise InvalidInput(f"{model_name!r} is a base model already: with_base scores a trained model's base",
                                field="with_base")
         models.append((ref.base_ref, True))
-    from .jobs.inflight import exclusive_run, run_key
+    from ..jobs.inflight import exclusive_run, run_key
 
     with exclusive_run("evaluate", run_key("evaluate", model_name), f"the evaluation of {model_name}", created_by):
         runs = _run_suite(models, plan, limit, created_by, progress, generation)
@@ -357,6 +357,6 @@ def _run_suite(models, plan, limit, created_by, progress, generation) -> list[di
 def import_bfcl(test_file: str | Path, answers_file: str | Path | None, name: str | None = None,
                 description: str | None = None) -> dict:
     """A BFCL test file (+ possible answers) stored as an evaluation dataset (all examples in 'eval')."""
-    from .datasets import nursery_import_dataset
+    from ..datasets import nursery_import_dataset
 
     return nursery_import_dataset(test_file, name, format="bfcl", answers=answers_file, description=description)
