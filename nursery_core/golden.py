@@ -101,7 +101,7 @@ def _resolve_calls(calls: Any, by_name: dict[str, dict], where: Where) -> list[d
             c = decode_json_like(c, where, f)
         if not isinstance(c, dict):
             raise where.error("a call must be an object with 'name' and 'arguments'", f)
-        fn = c.get("function") if isinstance(c.get("function"), dict) else c
+        fn = c["function"] if isinstance(c.get("function"), dict) else c
         name = fn.get("name")
         if not isinstance(name, str) or not name.strip():
             raise where.error("the call has no tool name", f"{f}.name")

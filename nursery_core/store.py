@@ -223,9 +223,7 @@ class Store:
             else:
                 conn.execute("COMMIT")
 
-    def _decode(self, table: str, row: dict | None) -> dict | None:
-        if row is None:
-            return None
+    def _decode(self, table: str, row: dict) -> dict:
         row = dict(row)
         for col in JSON_COLUMNS.get(table, ()):
             v = row.get(col)
@@ -246,6 +244,14 @@ class Store:
     def _get(self, table: str, pk: Any) -> dict | None:
         rows = self._rows(f"select * from [{table}] where [{PRIMARY_KEYS[table]}] = ? limit 1", [pk])
         return self._decode(table, rows[0]) if rows else None
+
+    def _written(self, table: str, pk: Any) -> dict:
+        """The row just inserted or updated; a row that vanished meanwhile (deleted by another process) is a
+        LookupError naming it."""
+        row = self._get(table, pk)
+        if row is None:
+            raise LookupError(f"{table} row {pk!r} disappeared while it was being written")
+        return row
 
     def _select(self, table: str, where: str | None = None, args: Iterable = (), order_by: str | None = None,
                 limit: int | None = None, offset: int | None = None, select: str = "*") -> list[dict]:
@@ -587,7 +593,7 @@ class Store:
         row = {"id": new_id("e"), "created_at": now(), **row}
         with self._atomic():
             self.db.table("evaluations").insert(self._encode("evaluations", row))
-        return self._get("evaluations", row["id"])
+        return self._written("evaluations", row["id"])
 
     def get_evaluation(self, eval_id: str) -> dict:
         row = self._get("evaluations", eval_id)
@@ -634,12 +640,12 @@ class Store:
         row = {"id": new_id("d"), "created_at": now(), **row}
         with self._atomic():
             self.db.table("deployments").insert(self._encode("deployments", row))
-        return self._get("deployments", row["id"])
+        return self._written("deployments", row["id"])
 
     def update_deployment(self, dep_id: str, **values: Any) -> dict:
         with self._atomic():
             self.db.table("deployments").update(dep_id, self._encode("deployments", values))
-        return self._get("deployments", dep_id)
+        return self._written("deployments", dep_id)
 
     def list_deployments(self, model: str | None = None, limit: int | None = None) -> list[dict]:
         if model:
@@ -691,12 +697,12 @@ class Store:
         row = {"created_at": now(), **row}
         with self._atomic():
             self.db.table("instances").insert(self._encode("instances", row), replace=True)
-        return self._get("instances", row["id"])
+        return self._written("instances", row["id"])
 
     def update_instance(self, instance_id: str, **values: Any) -> dict:
         with self._atomic():
             self.db.table("instances").update(instance_id, self._encode("instances", values))
-        return self._get("instances", instance_id)
+        return self._written("instances", instance_id)
 
     def list_instances(self, live_only: bool = False, job_id: str | None = None) -> list[dict]:
         clauses, args = [], []
@@ -713,7 +719,7 @@ class Store:
         if table not in JSON_COLUMNS and table != "settings":
             raise ValueError(f"unknown table {table!r}")
         with self._atomic():
-            self.db[table].insert_all((self._encode(table, r) for r in rows), batch_size=batch_size)
+            self.db.table(table).insert_all((self._encode(table, r) for r in rows), batch_size=batch_size)
 
     # ------------------------------------------------------------------------------------ settings
     def get_setting(self, key: str, default: Any = None) -> Any:

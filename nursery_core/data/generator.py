@@ -63,7 +63,7 @@ class Paraphraser:
                  timeout: float = 20.0, temperature: float = 0.8):
         self.base_url, self.model, self.api_key = base_url.rstrip("/"), model, api_key
         self.timeout, self.temperature = timeout, temperature
-        self._client = None
+        self._client: Any = None  # an httpx.Client, made on first use (httpx loads only when paraphrasing)
 
     @classmethod
     def from_env(cls) -> "Paraphraser | None":
@@ -134,7 +134,7 @@ def _plan(tool: dict, rng: random.Random) -> _Plan:
     spec = BUILTIN.get(fn["name"])
     # A built-in's phrasing only fits when the schema is still the built-in one.
     builtin = spec is not None and any(t is tool or t == tool for t in DEFAULT_TOOLS)
-    intent = spec["intent"] if builtin else derive(fn["name"], fn.get("description") or "")
+    intent = spec["intent"] if builtin and spec is not None else derive(fn["name"], fn.get("description") or "")
     info = {p: M.param_info(p, s, p in required) for p, s in props.items()}
     return _Plan(tool, fn["name"], props, required, info, intent, spec.get("values", {}) if builtin else {},
                  builtin, P.Composer(intent, info, rng))
@@ -181,7 +181,8 @@ class _Generator:
         self.absent_plans = [(_plan(t, self.rng), avoid) for t, avoid in unrelated]
         self.serves: dict[tuple[str, str], bool] = {}
         self.paraphraser = paraphraser
-        self.llm = {"used": 0, "rejected": 0, "failed": False, "note": None} if paraphraser else None
+        self.llm: dict[str, Any] | None = ({"used": 0, "rejected": 0, "failed": False, "note": None}
+                                           if paraphraser else None)
         self.style = {"lower": 0.0, "nopunct": 0.0}
         self.steering = {"example_queries": 0, "templates": 0, "style_only": 0}
         if example_queries:
@@ -216,7 +217,8 @@ class _Generator:
         return v
 
     def _args(self, plan: _Plan, forced: set[str]) -> dict:
-        rng, out = self.rng, {}
+        rng = self.rng
+        out: dict = {}
         chosen = {p for p in plan.props if p in plan.required or p in forced}
         optional = [p for p in plan.props if p not in chosen]
         if optional and not (forced - set(plan.required)) and rng.random() < self.level.optional:
@@ -495,7 +497,7 @@ class _Generator:
 
     def _llm(self, segs: list[P.Seg]) -> tuple[str, str | None]:
         text = P.render(segs)
-        if self.paraphraser is None or self.llm["failed"]:
+        if self.paraphraser is None or self.llm is None or self.llm["failed"]:
             return text, None
         if self.rng.random() >= self.level.llm:
             return text, None
@@ -625,7 +627,7 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
               "tools": [tool_name(t) for t in tools], "categories": cats, "no_call_kinds": kinds,
               "near_duplicates_dropped": dupes, "regenerated_for_schema": bad, "golden_requests_avoided": avoided,
               "attempts": attempts, "steering": gen.steering, "paraphrase": gen.llm}
-    notes = []
+    notes: list[str] = []
     if gen.llm and gen.llm["note"]:
         notes.append(gen.llm["note"])
     if gen.steering["style_only"]:

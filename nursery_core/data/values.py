@@ -428,7 +428,8 @@ def string_for(name: str, schema: dict, rng: random.Random, hint: str = "") -> s
 
 def number_range(name: str, schema: dict) -> tuple[float, float]:
     words = word_set(name)
-    lo, hi = 1, 100
+    lo: float = 1
+    hi: float = 100
     for keys, rng_ in _RANGE_RULES:
         if keys & words:
             lo, hi = rng_
@@ -507,6 +508,7 @@ def _sample_pattern(pattern: str, rng: random.Random) -> str | None:
 def value_for(name: str, schema: dict, rng: random.Random, override: Callable | None = None,
               depth: int = 0) -> Any:
     """A value valid for `schema` (the caller validates and retries); `name` steers what it looks like."""
+    v: Any  # the value, of whichever JSON type the schema asks for
     if "const" in schema:
         return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:

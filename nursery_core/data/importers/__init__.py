@@ -7,6 +7,7 @@ examples to datasets.write_dataset, which validates and stores them.
 """
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -33,7 +34,7 @@ def _json_records(text: str, label: str) -> list[tuple[str | None, Any]]:
     if stripped.startswith("["):
         try:
             data, suspicious = loads_marked(stripped)
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=label, line=e.lineno) from None
         return [(None, _checked(r) if suspicious else r) for r in data]
     try:
@@ -56,7 +57,7 @@ def _json_records(text: str, label: str) -> list[tuple[str | None, Any]]:
         try:
             rec, suspicious = loads_marked(line)
             out.append((f"line {i}", _checked(rec) if suspicious else rec))
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             bad += 1
             out.append((f"line {i}", _Bad(f"not valid JSON ({e.msg})")))
     if out and bad == len(out):

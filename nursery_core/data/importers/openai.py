@@ -77,7 +77,7 @@ def convert(rec: dict) -> dict:
             rest, tag_calls = split_tool_calls(text) if "<tool_call>" in text else (text, [])
             b.assistant(rest, src=k, weight=weight)
             for c in m.get("tool_calls") or []:
-                fn = c.get("function") if isinstance(c.get("function"), dict) else c
+                fn = c["function"] if isinstance(c.get("function"), dict) else c
                 b.call(fn.get("name"), fn.get("arguments", {}), c.get("id"), src=k, weight=weight)
             fc = m.get("function_call")
             if isinstance(fc, dict):
