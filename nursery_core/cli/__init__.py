@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -45,7 +46,9 @@ def positive_int(v: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nursery_core",
+    # `nursery` (the console script) or `python -m nursery_core`: help names the way it was called
+    prog = "nursery" if os.path.basename(sys.argv[0]) == "nursery" else "python -m nursery_core"
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Nursery: turn a small open LLM into a reliable tool caller.")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="<command>")

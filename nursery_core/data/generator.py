@@ -136,7 +136,7 @@ def _plan(tool: dict, rng: random.Random) -> _Plan:
     builtin = spec is not None and any(t is tool or t == tool for t in DEFAULT_TOOLS)
     intent = spec["intent"] if builtin and spec is not None else derive(fn["name"], fn.get("description") or "")
     info = {p: M.param_info(p, s, p in required) for p, s in props.items()}
-    return _Plan(tool, fn["name"], props, required, info, intent, spec.get("values", {}) if builtin else {},
+    return _Plan(tool, fn["name"], props, required, info, intent, spec.get("values", {}) if builtin and spec is not None else {},
                  builtin, P.Composer(intent, info, rng))
 
 

@@ -85,7 +85,7 @@ def _role(name: str, schema: dict, label: str, head: str) -> tuple[str, str]:
     words = set(label.split())
     fmt = schema.get("format")
     desc = str(schema.get("description") or "").lower()
-    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    items = schema["items"] if isinstance(schema.get("items"), dict) else {}
     if t == "boolean":
         return "bool", ""
     if fmt in ("email", "idn-email") or items.get("format") in ("email", "idn-email") or \

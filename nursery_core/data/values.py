@@ -547,7 +547,7 @@ def value_for(name: str, schema: dict, rng: random.Random, override: Callable | 
             v = round(rng.uniform(lo, hi), 1)
         return int(v) if v == int(v) else v
     if t == "array":
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {"type": "string"}
+        items = schema["items"] if isinstance(schema.get("items"), dict) else {"type": "string"}
         lo = int(schema.get("minItems", 1))
         hi = int(schema.get("maxItems", max(lo, 3)))
         n = rng.randint(lo, max(lo, min(hi, lo + 2)))

@@ -8,10 +8,11 @@ by `settings.decoding` ("free" | "guarded"), so each keeps plain metrics and dri
 leaderboard shows a line per (model, dataset, decoding), ranked within its decoding."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from .. import paths
 from ..errors import InvalidInput, NotFound
@@ -92,12 +93,12 @@ def _write_details(eval_id: str, details: list[dict]) -> Path:
 
 
 def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: str = "eval",
-                     limit: int | None = None, predictions: str | Path | None = None, *,
+                     limit: int | None = None, predictions: str | Path | IO | None = None, *,
                      max_new_tokens: int | None = None, temperature: float | None = None,
                      top_p: float | None = None, seed: int | None = None, batch_size: int | None = None,
                      decoding: str = "both", guarded: bool | None = None, store_result: bool = True,
                      output_format: str = "auto",
-                     created_by: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+                     created_by: str | None = None, progress: Callable[[int, int], object] | None = None) -> dict:
     """Runs `model_name` on the dataset's split (batched) — or scores a predictions file without a model, its
     outputs read in `output_format` (evaluation/formats.py; "auto" detects each output's form) — and
     stores the result. Returns {id, model, dataset, split, num_examples, settings, metrics, details_path,
@@ -235,7 +236,8 @@ def ast_score(ev: dict) -> dict:
     acc = m.get("ast_accuracy", ev.get("ast_accuracy"))
     ci = (m.get("ci95") or {}).get("ast_accuracy")
     if ci is None and acc is not None and n:  # stored before intervals were: the count is recoverable
-        ci = list(wilson_interval(round(acc * n), n))
+        interval = wilson_interval(round(acc * n), n)
+        ci = list(interval) if interval else None
     return {"dataset": ev.get("dataset"), "dataset_kind": (ev.get("settings") or {}).get("dataset_kind") or "training",
             "split": ev.get("split"), "num_examples": n, "ast_accuracy": acc, "ci95": ci,
             "warning": small_sample_warning(n), "decoding": decoding_of(ev.get("settings")),
@@ -316,7 +318,7 @@ def evaluation_plan(model_name: str, dataset: str | None = None, split: str = "e
 def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: str = "eval", *,
                            golden: list[str] | None = None, with_base: bool = False, limit: int | None = None,
                            created_by: str | None = None,
-                           progress: Callable[[str, int, int], None] | None = None, **generation: Any) -> dict:
+                           progress: Callable[[str, int, int], object] | None = None, **generation: Any) -> dict:
     """Scores a model on its held-out split and its golden sets (see evaluation_plan), and with `with_base`
     its bare base model on the same data; each run is stored like nursery_evaluate's. Returns the fields of
     the first guarded run, else the first run (the nursery_evaluate shape), plus runs: [{model, dataset,
@@ -347,8 +349,7 @@ def _run_suite(models, plan, limit, created_by, progress, generation) -> list[di
         for step in plan:
             tag = f"{'base ' if is_base else ''}{label} on {step['dataset']}"
             r = nursery_evaluate(label, step["dataset"], split=step["split"], limit=limit, created_by=created_by,
-                                 progress=(lambda done, total, tag=tag: progress(tag, done, total)) if progress
-                                 else None, **generation)
+                                 progress=functools.partial(progress, tag) if progress else None, **generation)
             for one in r.get("runs") or [r]:  # free and guarded, by default: one run each
                 runs.append({**one, "dataset_kind": step["dataset_kind"] or "training", "is_base": is_base})
     return runs

@@ -260,7 +260,7 @@ def encode_example(tokenizer, example: dict, max_length: int, with_text: bool = 
     for tok_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
         inside = any(s <= start < e for s, e in spans) and end > start
         labels.append(tok_id if inside else -100)
-    out = {"input_ids": list(enc["input_ids"]), "labels": labels}
+    out: dict[str, Any] = {"input_ids": list(enc["input_ids"]), "labels": labels}
     if with_text:
         out.update(text=full, offsets=[tuple(o) for o in enc["offset_mapping"]])
     return out

@@ -3,7 +3,7 @@ the Settings section on providers and SSH servers. Pages call these; each action
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import streamlit as st
 
@@ -18,7 +18,7 @@ def _offers(max_dph: float | None, min_gpu_ram: float | None, gpu: str | None, d
     return search_offer_rows(max_dph=max_dph, min_gpu_ram_gb=min_gpu_ram, gpu=gpu, disk_gb=disk, limit=25)
 
 
-def _inputs(names: list[str], values: dict[str, Any], key: str, columns: list[Any]) -> dict[str, Any]:
+def _inputs(names: list[str], values: dict[str, Any], key: str, columns: Sequence[Any]) -> dict[str, Any]:
     """Widgets for the named cloud run options (labels, help and bounds from run_options.CloudRunOptions), one
     per column; keys `<key>_<option>`."""
     from ..run_options import cloud_options
@@ -39,7 +39,7 @@ def render_offers_table(max_dph: float | None, key: str = "cloud") -> dict:
     """Live Vast.ai offers (GPU, VRAM, $/h, reliability) that fit; returns the filters that are set and the
     offer id the user picked (min_gpu_ram_gb, gpu, offer_id)."""
     picked_opts = _inputs(["min_gpu_ram_gb", "gpu"], {"min_gpu_ram_gb": 8.0, "gpu": ""}, key, st.columns(2))
-    opts = {k: (v.strip() if isinstance(v, str) else v) for k, v in picked_opts.items()}
+    opts: dict[str, Any] = {k: (v.strip() if isinstance(v, str) else v) for k, v in picked_opts.items()}
     opts = {k: v for k, v in opts.items() if v}
     try:
         rows = _offers(max_dph or None, opts.get("min_gpu_ram_gb"), opts.get("gpu"), 20.0)

@@ -3,6 +3,7 @@ action calls one core function; nothing here holds state beyond st.session_state
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -39,7 +40,7 @@ DECODING_CHOICES = {"Free and guarded": "both", "Guarded": "guarded", "Free": "f
 def generation_settings(prefix: str, batch: bool = False, guard: bool = True) -> dict:
     """The generation inputs (max tokens, sampling, seed, batch size, guard) as GenerationSettings keywords."""
     c = st.columns(5 if batch else 4)
-    s = {"max_new_tokens": int(c[0].number_input("Max new tokens", 1, 4096, 256, key=f"{prefix}_max_new"))}
+    s: dict[str, Any] = {"max_new_tokens": int(c[0].number_input("Max new tokens", 1, 4096, 256, key=f"{prefix}_max_new"))}
     mode = c[1].radio("Sampling", ["greedy", "sample"], horizontal=True, key=f"{prefix}_decoding",
                       help="Greedy always picks the most likely token (repeatable); sample draws with the "
                            "temperature and top-p beside it.")

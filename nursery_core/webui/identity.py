@@ -21,7 +21,7 @@ _VALID = re.compile(r"^[\w .@'-]{1,40}$")
 
 
 def valid_name(name: str | None) -> bool:
-    return bool(name) and bool(_VALID.match(name))
+    return bool(name and _VALID.match(name))
 
 
 def _cookie_name() -> str | None:

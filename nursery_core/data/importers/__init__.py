@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ... import paths
 from ...errors import InvalidInput
@@ -199,7 +199,7 @@ def extract_examples(source: str | Path, format: str = "auto", keep_plain: bool 
 Progress = Callable[[dict], None]
 
 
-def examples_from_records(records: list[tuple[str | None, Any]], label: str, format: str = "auto",
+def examples_from_records(records: Sequence[tuple[str | None, Any]], label: str, format: str = "auto",
                           keep_plain: bool = False, redact: bool = False,
                           progress: Progress | None = None) -> tuple[list[dict], dict]:
     """(normalised examples, report) from already loaded records [(ref or None, record)]; `progress` gets

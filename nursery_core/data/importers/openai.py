@@ -98,8 +98,8 @@ def convert(rec: dict) -> dict:
                 for r in several:
                     b.tool(r["content"], call_id=r.get("tool_call_id"), name=r.get("name"))
                 continue
-            for r in tool_responses(content) if "<tool_response>" in content else [content]:
-                b.tool(r, call_id=m.get("tool_call_id"), name=m.get("name") or response_name(r))
+            for reply in tool_responses(content) if "<tool_response>" in content else [content]:
+                b.tool(reply, call_id=m.get("tool_call_id"), name=m.get("name") or response_name(reply))
         else:
             raise Skip(f"unknown role {role!r}")
     out = {"messages": b.messages(), "transformations": b.counts}
