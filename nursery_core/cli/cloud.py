@@ -52,8 +52,8 @@ def _train_cloud(args):
 def _list_offers(args):
     from ..cloud.offers import search_offer_rows
 
-    return search_offer_rows(max_dph=args.max_dph, min_gpu_ram_gb=args.min_gpu_ram, gpu=args.gpu,
-                             disk_gb=args.disk, limit=args.limit)
+    return search_offer_rows(max_dph=args.max_dph, min_gpu_ram_gb=args.min_gpu_ram_gb, gpu=args.gpu,
+                             disk_gb=args.disk_gb or 20.0, limit=args.limit)
 
 
 def _human_offers(rows: list[dict]) -> str:
@@ -86,6 +86,8 @@ def _providers(args):
 
 
 def register(sub) -> None:
+    from ..options import add_arguments
+    from ..run_options import cloud_options
     from .training import _human_status, add_hyper_args
 
     c = Command(sub, "train-cloud", "train a LoRA adapter on a rented Vast.ai GPU or your own GPU server over SSH",
@@ -94,9 +96,9 @@ def register(sub) -> None:
         .arg("--output", default=None, help="name of the trained model (default: derived from the dataset)") \
         .arg("--wait", action="store_true", help="run it now in this process and stream progress on stderr")
     add_hyper_args(c, cloud=True)
-    Command(sub, "list-offers", "live Vast.ai offers that fit, cheapest first", _list_offers, _human_offers) \
-        .arg("--max-dph", type=float, default=None).arg("--min-gpu-ram", type=float, default=None, help="GB") \
-        .arg("--gpu", default=None).arg("--disk", type=float, default=20.0).arg("--limit", type=int, default=20)
+    offers = Command(sub, "list-offers", "live Vast.ai offers that fit, cheapest first", _list_offers, _human_offers)
+    add_arguments(offers.parser, cloud_options(["max_dph", "min_gpu_ram_gb", "gpu", "disk_gb"]))
+    offers.arg("--limit", type=int, default=20)
     Command(sub, "reap-instances", "destroy nursery-* Vast.ai instances that no live job uses", _reap, _human_reap) \
         .arg("--dry-run", action="store_true", help="only list them")
     Command(sub, "cloud-providers", "the provider table: supported providers and which keys are set",

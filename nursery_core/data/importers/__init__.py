@@ -108,7 +108,7 @@ def load_source(source: str | Path) -> tuple[list[tuple[str | None, Any]], str]:
     return _json_records(text, label), label
 
 
-def detect_format(records: list[tuple[str | None, Any]], label: str = "") -> str:
+def detect_format(records: Sequence[tuple[str | None, Any]], label: str = "") -> str:
     """The format most of the first records match; InvalidInput when none does."""
     votes = {f: 0 for f in FORMATS}
     sample = [r for _, r in records if isinstance(r, dict)][:25]
