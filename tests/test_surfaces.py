@@ -118,3 +118,25 @@ def test_a_new_field_is_on_the_settings_form_and_is_saved(label_smoothing):
     from nursery_core.store import get_store
     # only what differs from Nursery's defaults becomes a team override
     assert get_store().get_setting(TRAINING_DEFAULTS_KEY) == {"label_smoothing": 0.2, "r": 32}
+
+
+def test_retrain_fills_the_generated_form_with_the_jobs_settings():
+    from nursery_core.store import get_store
+    from nursery_core.training.config import TrainConfig
+
+    store_dataset("lockers", n=10)
+    cfg = TrainConfig().with_overrides(r=64, target_modules=["q_proj", "v_proj"], group_by_length=False,
+                                       scheduler="linear", learning_rate=0.0005).to_dict()
+    job = get_store().create_job({"kind": "local", "dataset": "lockers", "base_model": "smollm2-135m",
+                                  "output_name": "old-run", "created_by": "ada", "config": cfg})
+    get_store().finish_job(job["id"], "failed", error="stopped")
+    at = AppTest.from_file(FORGE, default_timeout=120).run()
+    assert not at.exception
+    at.button(key="tf_retrain").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="tf_r").value == 64 and at.number_input(key="tf_learning_rate").value == 0.0005
+    assert at.text_input(key="tf_target_modules").value == "q_proj, v_proj"
+    assert at.checkbox(key="tf_group_by_length").value is False
+    assert at.selectbox(key="tf_scheduler").value == "linear"
+    assert at.selectbox(key="tf_mix_dataset").value == "(none)"
+    assert any(f"settings of job {job['id']}" in i.value for i in at.info)
