@@ -4,6 +4,7 @@ Training Forge form and the Settings form with no other edit; the forms' bounds 
 from __future__ import annotations
 
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,13 @@ def label_smoothing(monkeypatch):
         label_smoothing: float = config._f(0.0, "share of the target probability spread over the vocabulary",
                                            min=0.0, max=0.5, group="optim", label="Label smoothing", step=0.05)
 
+    original = config.TrainConfig
     monkeypatch.setattr(config, "TrainConfig", Extended)
-    return Extended
+    yield Extended
+    # a module first imported during the test bound the extended class by name: give it the real one back
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "TrainConfig", None) is Extended:
+            setattr(mod, "TrainConfig", original)
 
 
 def parse(*argv):
