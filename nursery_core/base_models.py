@@ -216,7 +216,7 @@ def ensure_local(ref: str | None) -> Path:
 
         snapshot_download(spec.hf_id, local_dir=str(target),
                           allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
-    except Exception as e:  # offline, gated, or missing: one actionable message
+    except Exception as e:  # noqa: BLE001 — re-raised as BackendError: offline, gated, or missing
         shutil.rmtree(target, ignore_errors=True)
         raise BackendError(
             f"base model {spec.alias!r} ({spec.hf_id}) is not on this machine and could not be downloaded from "
@@ -239,7 +239,7 @@ def load_base(ref: str | None, dtype: Any = None, device: str | None = None):
         dtype = torch.float32 if device == "cpu" else (
             torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     tok = AutoTokenizer.from_pretrained(str(local))
-    model = AutoModelForCausalLM.from_pretrained(str(local), dtype=dtype)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(local), dtype=dtype)  # transformers' stubs mistype .to
     model.to(device)
     family = spec.family if not spec.local_dir else family_of_template(tok.chat_template)
     prepare_tokenizer(tok, family)

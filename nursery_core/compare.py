@@ -62,11 +62,11 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                            tools: Any = None, tools_from: str | None = None, system: str | None = None,
                            max_new_tokens: int | None = None, temperature: float | None = None,
                            top_p: float | None = None, seed: int | None = None, batch_size: int | None = None,
-                           guarded: bool = True, progress: Callable[[str, int, int], None] | None = None,
+                           guarded: bool = True, progress: Callable[[str, int, int], object] | None = None,
                            stop_after_calls: bool = True) -> dict:
     """Interactive (prompts) or batch (a dataset's split): both models answer every prompt, batched, guarded by
     default; interactive answers stop once their tool calls are complete (`stop_after_calls`). The result's `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran."""
-    from .evaluate import load_eval_examples, score_outputs
+    from .evaluation.api import load_eval_examples, score_outputs
     from .inference import GenerationSettings, analyse_completion, build_messages, generate_batch, resolve_tools
     from .training.rendering import eval_prompts
 

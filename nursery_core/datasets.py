@@ -13,7 +13,7 @@ import math
 import os
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from . import paths
 from .data.diversity import diversity_report
@@ -91,7 +91,7 @@ def assign_split(examples: list[dict], seed: int = 0, eval_fraction: float = DEF
             "eval_fraction": eval_fraction, "train": len(examples) - n_eval, "eval": n_eval}
 
 
-def _summary(values: list[float]) -> dict:
+def _summary(values: Sequence[float]) -> dict:
     if not values:
         return {"min": 0, "mean": 0, "p50": 0, "p95": 0, "max": 0}
     v = sorted(values)
@@ -291,7 +291,7 @@ def _read_bfcl(path: Path, answers: Path | None = None) -> tuple[list[dict], lis
     return read_bfcl(path, answers)
 
 
-IMPORT_FORMATS: dict[str, Callable[[Path], tuple[list[dict], list[int], dict]]] = {
+IMPORT_FORMATS: dict[str, Callable[..., tuple[list[dict], list[int], dict]]] = {  # bfcl also takes answers
     "canonical": _read_canonical,
     "bfcl": _read_bfcl,
 }
@@ -356,7 +356,7 @@ def iter_examples(name: str, split: str = "all") -> Iterator[dict]:
 
 def load_examples(name: str, split: str = "all", limit: int | None = None) -> list[dict]:
     """The stored examples of a dataset: all of them, or its 'train' or 'eval' part (meta.split)."""
-    out = []
+    out: list[dict] = []
     for ex in iter_examples(name, split):
         if limit is not None and len(out) >= limit:
             break
@@ -373,7 +373,7 @@ def show_dataset(name: str, limit: int = 5, split: str = "all") -> dict:
 
 def example_lengths(name: str, limit: int = 20000) -> list[dict]:
     """Per-example approx tokens, category and tools called, for charts (at most `limit` examples)."""
-    out = []
+    out: list[dict] = []
     for ex in iter_examples(name):
         if len(out) >= limit:
             break

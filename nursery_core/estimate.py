@@ -135,7 +135,7 @@ def _tokenizer_for(base_model: str):
             tok = AutoTokenizer.from_pretrained(str(local))
         family = spec.family if not spec.local_dir else family_of_template(tok.chat_template)
         return prepare_tokenizer(tok, family)
-    except Exception:
+    except Exception:  # noqa: BLE001 — an unreadable tokenizer only costs precision: tokens are then estimated
         return None
 
 

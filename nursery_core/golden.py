@@ -19,7 +19,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from . import paths
 from .datasets import check_source_file, get_dataset, load_examples, rewrite_dataset, write_dataset
@@ -64,8 +64,8 @@ def _resolve_tools(tools: Any, calls: Any, where: Where, conversions: dict[str, 
             if notes and conversions is not None:
                 conversions[tool["function"]["name"]] = list(notes)
             out.append(tool)
-    names = [t["function"]["name"] for t in out]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    offered: list[str] = [t["function"]["name"] for t in out]
+    dupes = sorted({n for n in offered if offered.count(n) > 1})
     if dupes:
         raise where.error(f"tool(s) {dupes} listed more than once", "tools")
     return out
@@ -104,7 +104,7 @@ def _resolve_calls(calls: Any, by_name: dict[str, dict], where: Where) -> list[d
             c = decode_json_like(c, where, f)
         if not isinstance(c, dict):
             raise where.error("a call must be an object with 'name' and 'arguments'", f)
-        fn = c.get("function") if isinstance(c.get("function"), dict) else c
+        fn = c["function"] if isinstance(c.get("function"), dict) else c
         name = fn.get("name")
         if not isinstance(name, str) or not name.strip():
             raise where.error("the call has no tool name", f"{f}.name")
@@ -254,7 +254,7 @@ def _new_id(request: str, taken: set[str]) -> str:
     return rid
 
 
-def _check_new_rows(name: str, new: list[tuple[int | None, dict]], existing: list[dict],
+def _check_new_rows(name: str, new: Sequence[tuple[int | None, dict]], existing: list[dict],
                     file: str | None = None) -> None:
     """Refuses a request repeated in `new`, already in the set, or held by a training dataset."""
     have = {normal_request(row_request(ex)): ex["id"] for ex in existing}
@@ -279,7 +279,7 @@ def _check_new_rows(name: str, new: list[tuple[int | None, dict]], existing: lis
                                     file=file, line=line)
 
 
-def _store_rows(name: str, new: list[tuple[int | None, dict]], *, created_by: str | None, file: str | None,
+def _store_rows(name: str, new: Sequence[tuple[int | None, dict]], *, created_by: str | None, file: str | None,
                 description: str | None = None) -> dict:
     """Appends validated rows to a golden set (created when new); all or nothing."""
     store = get_store()
@@ -295,9 +295,9 @@ def _store_rows(name: str, new: list[tuple[int | None, dict]], *, created_by: st
         ex["id"] = _new_id(row_request(ex), taken)
     rows = [ex for _, ex in new]
     if row is None:
-        lines = [ln for ln, _ in new]
+        lines = [ln for ln, _ in new if ln is not None]
         return write_dataset(name, rows, source=SOURCE, kind=GOLDEN, eval_fraction=1.0, prevalidated=True,
-                             created_by=created_by, file=file, lines=lines if None not in lines else None,
+                             created_by=created_by, file=file, lines=lines if len(lines) == len(new) else None,
                              description=description or "golden set (hand-written evaluation data)")
     return rewrite_dataset(name, existing + rows, expect_sha256=row.get("sha256"))
 
@@ -447,6 +447,6 @@ def _coerce(value: Any, schema: dict, field: str) -> Any:
             return json.loads(text)
     except ValueError:
         kind = {"integer": "a whole number", "number": "a number", "boolean": "true or false",
-                "array": "a JSON list or comma-separated values", "object": "a JSON object"}.get(typ, "JSON")
+                "array": "a JSON list or comma-separated values", "object": "a JSON object"}.get(str(typ), "JSON")
         raise InvalidInput(f"{text!r} is not {kind}", field=field) from None
     return text

@@ -379,7 +379,7 @@ def _prefix_text(tokenizer, prompt: Prompt) -> str | None:
     probe = [*messages[:last_user], {"role": "user", "content": _SENTINEL}]
     try:
         text = render(tokenizer, probe, tools, add_generation_prompt=False)
-    except Exception:  # a template that refuses the probe: no reusable prefix
+    except Exception:  # noqa: BLE001 — a template that refuses the probe: no reusable prefix
         return None
     at = text.find(_SENTINEL)
     before = text[:at] if at > 0 else ""
@@ -665,7 +665,7 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
             with torch.inference_mode():
                 model.generate(**enc, generation_config=_gen_config(tokenizer, s), streamer=streamer,
                                logits_processor=processors, stopping_criteria=stops, **extra)
-        except BaseException as e:  # surfaced to the reader below
+        except BaseException as e:  # noqa: BLE001 — surfaced to the reader below
             errors.append(e)
             streamer.end()
 

@@ -61,9 +61,15 @@ class _DupDict(dict):
 def _duplicates(pairs: list[tuple[str, Any]], d: dict) -> _DupDict:
     seen: set[str] = set()
     out = _DupDict(d)
-    out.duplicates = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
+    out.duplicates = sorted({k for k, _ in pairs if k in seen or _first_sight(seen, k)})
     return out
 
+
+
+def _first_sight(seen: set[str], key: str) -> bool:
+    """Records `key` as seen; False, so a comprehension's `k in seen or _first_sight(...)` keeps repeats only."""
+    seen.add(key)
+    return False
 
 def _problem(value: Any, path: str) -> tuple[str, str] | None:
     """(field path, what is wrong) for the first non-JSON value inside `value`, or None."""

@@ -108,8 +108,8 @@ def normalise_tool_noted(tool: Any, where: Where | None = None, field: str = "to
     except (TypeError, ValueError):
         key = None
     if key is not None and key in _BY_TEXT:
-        text, notes = _BY_TEXT[key]
-        return _remember(json.loads(text), list(notes)), list(notes)
+        text, cached = _BY_TEXT[key]
+        return _remember(json.loads(text), list(cached)), list(cached)
     out, notes = _normalise_tool_uncached(tool, where, field)
     if key is not None:
         if len(_BY_TEXT) >= _CACHE_MAX:
@@ -124,7 +124,7 @@ def _normalise_tool_uncached(tool: Any, where: Where | None, field: str) -> tupl
         tool = decode_json_like(tool, where, field)
     if not isinstance(tool, dict):
         raise where.error("a tool must be an object with name, description and parameters", field)
-    fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+    fn = tool["function"] if isinstance(tool.get("function"), dict) else tool
     name = fn.get("name")
     if not isinstance(name, str) or not name.strip():
         raise where.error("tool has no name", f"{field}.function.name")
@@ -321,7 +321,7 @@ def normalise_example(raw: Any, where: Where | None = None, *, validate_calls: b
                 cf = f"{f}.tool_calls[{j}]"
                 if not isinstance(c, dict):
                     raise where.error("a tool call must be an object", cf)
-                fn = c.get("function") if isinstance(c.get("function"), dict) else c
+                fn = c["function"] if isinstance(c.get("function"), dict) else c
                 name = fn.get("name")
                 if not isinstance(name, str) or not name:
                     raise where.error("tool call has no function name", f"{cf}.function.name")
@@ -445,7 +445,7 @@ def dumps(example: dict) -> str:
     """One stored line. Tool schemas repeat on every line, so a normalised tool object is encoded once."""
     if list(example) == _CANONICAL_KEYS and isinstance(example["tools"], list):
         return (f'{{"id":{_json(example["id"])},"schema_version":{_json(example["schema_version"])},"tools":['
-                + ",".join(_tool_json(t) if _NORMALISED.get(id(t), (None,))[0] is t else _json(t) for t in example["tools"])
+                + ",".join(_tool_json(t) if isinstance(t, dict) and _NORMALISED.get(id(t), (None,))[0] is t else _json(t) for t in example["tools"])
                 + f'],"messages":{_json(example["messages"])},"meta":{_json(example["meta"])}}}')
     return _json(example)
 

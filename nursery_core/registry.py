@@ -6,7 +6,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import InvalidInput, NotFound
-from .evaluate import decoding_of
+from .evaluation.api import decoding_of
 from .status import ACTIVE
 from .store import get_store
 

@@ -49,12 +49,12 @@ def new_id(prefix: str = "") -> str:
 
 # --------------------------------------------------------------------------------------- migrations
 def _m001_initial(db: sqlite_utils.Database) -> None:
-    db["datasets"].create({
+    db.table("datasets").create({
         "name": str, "path": str, "num_examples": int, "tools": str, "categories": str, "source": str,
         "description": str, "created_at": str, "created_by": str, "split": str, "stats": str, "report": str,
         "sha256": str,
     }, pk="name")
-    db["jobs"].create({
+    db.table("jobs").create({
         "id": str, "kind": str, "status": str, "dataset": str, "base_model": str, "output_name": str,
         "config": str, "created_at": str, "created_by": str, "started_at": str, "finished_at": str,
         "heartbeat_at": str, "step": int, "total_steps": int, "progress": float, "last_loss": float,
@@ -63,60 +63,60 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
         "cancel_requested": int, "provider_state": str, "budget": str, "cost_usd": float,
         "model_name": str,
     }, pk="id", defaults={"cancel_requested": 0, "step": 0, "progress": 0.0})
-    db["job_events"].create({
+    db.table("job_events").create({
         "id": int, "job_id": str, "ts": str, "kind": str, "step": int, "loss": float, "eval_loss": float,
         "learning_rate": float, "tokens_per_s": float, "message": str, "data": str,
     }, pk="id")
-    db["models"].create({
+    db.table("models").create({
         "name": str, "kind": str, "path": str, "base_model": str, "dataset": str, "job_id": str,
         "created_at": str, "created_by": str, "final_loss": float, "eval_loss": float, "config": str,
         "metrics": str, "tools": str,
     }, pk="name")
-    db["evaluations"].create({
+    db.table("evaluations").create({
         "id": str, "model": str, "dataset": str, "split": str, "created_at": str, "created_by": str,
         "num_examples": int, "settings": str, "metrics": str, "details_path": str, "ast_accuracy": float,
     }, pk="id")
-    db["deployments"].create({
+    db.table("deployments").create({
         "id": str, "model": str, "created_at": str, "created_by": str, "status": str, "path": str,
         "gguf_path": str, "gguf_size": int, "outtype": str, "score": float, "verification": str,
         "ollama_name": str, "ollama_host": str, "registered": int, "files": str, "error": str,
     }, pk="id")
-    db["instances"].create({
+    db.table("instances").create({
         "id": str, "provider": str, "job_id": str, "label": str, "created_at": str, "destroyed_at": str,
         "state": str, "gpu_name": str, "dph": float, "data": str,
     }, pk="id")
-    db["jobs"].create_index(["status"])
-    db["jobs"].create_index(["created_at"])
-    db["jobs"].create_index(["created_by", "kind"])
-    db["job_events"].create_index(["job_id", "id"])
-    db["datasets"].create_index(["created_at"])
-    db["models"].create_index(["created_at"])
-    db["models"].create_index(["job_id"])
-    db["evaluations"].create_index(["model", "dataset"])
-    db["evaluations"].create_index(["created_at"])
-    db["deployments"].create_index(["model"])
-    db["instances"].create_index(["job_id"])
+    db.table("jobs").create_index(["status"])
+    db.table("jobs").create_index(["created_at"])
+    db.table("jobs").create_index(["created_by", "kind"])
+    db.table("job_events").create_index(["job_id", "id"])
+    db.table("datasets").create_index(["created_at"])
+    db.table("models").create_index(["created_at"])
+    db.table("models").create_index(["job_id"])
+    db.table("evaluations").create_index(["model", "dataset"])
+    db.table("evaluations").create_index(["created_at"])
+    db.table("deployments").create_index(["model"])
+    db.table("instances").create_index(["job_id"])
 
 
 def _m002_settings(db: sqlite_utils.Database) -> None:
-    db["settings"].create({"key": str, "value": str, "updated_at": str, "updated_by": str}, pk="key")
+    db.table("settings").create({"key": str, "value": str, "updated_at": str, "updated_by": str}, pk="key")
 
 
 def _m003_overview_indexes(db: sqlite_utils.Database) -> None:
     # The overview at team scale: live jobs per status in date order without a sort, and the cloud spend
     # per person from a covering index instead of a scan of every job row.
-    db["jobs"].create_index(["status", "created_at"], if_not_exists=True)
-    db["jobs"].create_index(["created_by", "kind", "cost_usd"], if_not_exists=True)
+    db.table("jobs").create_index(["status", "created_at"], if_not_exists=True)
+    db.table("jobs").create_index(["created_by", "kind", "cost_usd"], if_not_exists=True)
 
 
 def _m004_golden_sets(db: sqlite_utils.Database) -> None:
     # datasets.kind: "training" (everything so far) or "golden" (hand-written, never split nor trained on).
     # dataset_requests: every distinct normalised user request per dataset, so "does this request appear in
     # a training dataset / a golden set?" is an index lookup, not a scan of every dataset file.
-    db["datasets"].add_column("kind", str, not_null_default="training")
-    db["dataset_requests"].create({"dataset": str, "norm": str, "request": str})
-    db["dataset_requests"].create_index(["norm"])
-    db["dataset_requests"].create_index(["dataset"])
+    db.table("datasets").add_column("kind", str, not_null_default="training")
+    db.table("dataset_requests").create({"dataset": str, "norm": str, "request": str})
+    db.table("dataset_requests").create_index(["norm"])
+    db.table("dataset_requests").create_index(["dataset"])
     for name, path in db.execute("select name, path from datasets").fetchall():
         _index_file(db, name, Path(path or ""))
 
@@ -141,7 +141,7 @@ def _index_file(db: sqlite_utils.Database, name: str, path: Path) -> None:
 def _m005_inflight_runs(db: sqlite_utils.Database) -> None:
     # Runs that execute in the caller's process (deployments, evaluations): one row per run in flight, keyed
     # by what it writes, so a second identical run is refused while the first one lives.
-    db["inflight_runs"].create({"key": str, "kind": str, "label": str, "owner": str, "pid": int,
+    db.table("inflight_runs").create({"key": str, "kind": str, "label": str, "owner": str, "pid": int,
                                 "pid_start": str, "host": str, "created_by": str, "started_at": str}, pk="key")
 
 
@@ -160,15 +160,15 @@ TRAINING = "training"
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
     """Applies the migrations not yet recorded in `_migrations`; returns their names."""
     if "_migrations" not in db.table_names():
-        db["_migrations"].create({"name": str, "applied_at": str}, pk="name")
-    done = {r["name"] for r in db["_migrations"].rows}
+        db.table("_migrations").create({"name": str, "applied_at": str}, pk="name")
+    done = {r["name"] for r in db.table("_migrations").rows}
     applied = []
     for name, fn in MIGRATIONS:
         if name in done:
             continue
         with db.atomic():
             fn(db)
-            db["_migrations"].insert({"name": name, "applied_at": now()})
+            db.table("_migrations").insert({"name": name, "applied_at": now()})
         applied.append(name)
     return applied
 
@@ -223,9 +223,7 @@ class Store:
             else:
                 conn.execute("COMMIT")
 
-    def _decode(self, table: str, row: dict | None) -> dict | None:
-        if row is None:
-            return None
+    def _decode(self, table: str, row: dict) -> dict:
         row = dict(row)
         for col in JSON_COLUMNS.get(table, ()):
             v = row.get(col)
@@ -246,6 +244,14 @@ class Store:
     def _get(self, table: str, pk: Any) -> dict | None:
         rows = self._rows(f"select * from [{table}] where [{PRIMARY_KEYS[table]}] = ? limit 1", [pk])
         return self._decode(table, rows[0]) if rows else None
+
+    def _written(self, table: str, pk: Any) -> dict:
+        """The row just inserted or updated; a row that vanished meanwhile (deleted by another process) is a
+        LookupError naming it."""
+        row = self._get(table, pk)
+        if row is None:
+            raise LookupError(f"{table} row {pk!r} disappeared while it was being written")
+        return row
 
     def _select(self, table: str, where: str | None = None, args: Iterable = (), order_by: str | None = None,
                 limit: int | None = None, offset: int | None = None, select: str = "*") -> list[dict]:
@@ -285,7 +291,7 @@ class Store:
             if not replace and self._get("datasets", row["name"]) is not None:
                 raise AlreadyExists(f"dataset {row['name']!r} already exists: choose another dataset "
                                     "name, or delete the existing one first")
-            self.db["datasets"].insert(self._encode("datasets", row), replace=True)
+            self.db.table("datasets").insert(self._encode("datasets", row), replace=True)
             if requests is not None:
                 self._index_requests(row["name"], requests)
         return self.get_dataset(row["name"])
@@ -299,7 +305,7 @@ class Store:
             if expect_sha256 is not None and current.get("sha256") != expect_sha256:
                 raise InvalidInput(f"{name!r} was changed by someone else meanwhile: reload it and try again",
                                    field="name")
-            self.db["datasets"].update(name, self._encode("datasets", values))
+            self.db.table("datasets").update(name, self._encode("datasets", values))
             self.db.execute("delete from dataset_requests where dataset = ?", [name])
             self._index_requests(name, requests)
         return self.get_dataset(name)
@@ -392,14 +398,14 @@ class Store:
     def update_dataset(self, name: str, **values: Any) -> dict:
         with self._atomic():
             self.get_dataset(name)
-            self.db["datasets"].update(name, self._encode("datasets", values))
+            self.db.table("datasets").update(name, self._encode("datasets", values))
         return self.get_dataset(name)
 
     def delete_dataset(self, name: str) -> None:
         with self._atomic():
             self.get_dataset(name)
             self.db.execute("delete from dataset_requests where dataset = ?", [name])
-            self.db["datasets"].delete(name)
+            self.db.table("datasets").delete(name)
 
     # ---------------------------------------------------------------------------------------- jobs
     def create_job(self, row: dict) -> dict:
@@ -416,7 +422,7 @@ class Store:
                         + (f", started by {other['created_by']}" if other.get("created_by") else "")
                         + f") already trains model {row['output_name']!r}: follow that job, or choose another "
                         "output name", other={k: other.get(k) for k in ("id", "kind", "status", "created_by")})
-            self.db["jobs"].insert(self._encode("jobs", row))
+            self.db.table("jobs").insert(self._encode("jobs", row))
         return self.get_job(row["id"])
 
     def active_job_for_output(self, output_name: str) -> dict | None:
@@ -434,7 +440,7 @@ class Store:
     def update_job(self, job_id: str, **values: Any) -> dict:
         with self._atomic():
             self.get_job(job_id)
-            self.db["jobs"].update(job_id, self._encode("jobs", values))
+            self.db.table("jobs").update(job_id, self._encode("jobs", values))
         return self.get_job(job_id)
 
     def list_jobs(self, status: str | Iterable[str] | None = None, kind: str | None = None,
@@ -470,7 +476,7 @@ class Store:
                 "order by created_at, rowid limit 1", [kind, JobStatus.QUEUED.value]).fetchone()
             if row is None:
                 return None
-            self.db["jobs"].update(row[0], {"status": JobStatus.RUNNING.value, "started_at": now(),
+            self.db.table("jobs").update(row[0], {"status": JobStatus.RUNNING.value, "started_at": now(),
                                             "heartbeat_at": now(), "runner_id": runner_id})
         return self.get_job(row[0])
 
@@ -482,7 +488,7 @@ class Store:
             if job["status"] == JobStatus.QUEUED.value:
                 values.update(status=JobStatus.CANCELLED.value, finished_at=now(),
                               error="cancelled before it started")
-            self.db["jobs"].update(job_id, values)
+            self.db.table("jobs").update(job_id, values)
         return self.get_job(job_id)
 
     def record_event(self, job_id: str, event: dict) -> None:
@@ -506,8 +512,8 @@ class Store:
         if "progress" not in live and event.get("step") is not None and event.get("total_steps"):
             live["progress"] = min(1.0, event["step"] / event["total_steps"])
         with self._atomic():
-            self.db["job_events"].insert(self._encode("job_events", row))
-            self.db["jobs"].update(job_id, live)
+            self.db.table("job_events").insert(self._encode("job_events", row))
+            self.db.table("jobs").update(job_id, live)
 
     def job_events(self, job_id: str, kinds: Iterable[str] | None = None, after_id: int = 0,
                    limit: int | None = None) -> list[dict]:
@@ -531,14 +537,14 @@ class Store:
                 vals["error"] = error
             if status is JobStatus.SUCCEEDED:
                 vals["progress"] = 1.0
-            self.db["jobs"].update(job_id, self._encode("jobs", vals))
+            self.db.table("jobs").update(job_id, self._encode("jobs", vals))
         return self.get_job(job_id)
 
     def delete_job(self, job_id: str) -> None:
         with self._atomic():
             self.get_job(job_id)
             self.db.execute("delete from job_events where job_id = ?", [job_id])
-            self.db["jobs"].delete(job_id)
+            self.db.table("jobs").delete(job_id)
 
     # -------------------------------------------------------------------------------------- models
     def add_model(self, row: dict, *, replace: bool = False) -> dict:
@@ -546,7 +552,7 @@ class Store:
         with self._atomic():
             if not replace and self._get("models", row["name"]) is not None:
                 raise AlreadyExists(f"model {row['name']!r} already exists: choose another output name")
-            self.db["models"].insert(self._encode("models", row), replace=True)
+            self.db.table("models").insert(self._encode("models", row), replace=True)
         return self.get_model(row["name"])
 
     def get_model(self, name: str) -> dict:
@@ -574,20 +580,20 @@ class Store:
     def update_model(self, name: str, **values: Any) -> dict:
         with self._atomic():
             self.get_model(name)
-            self.db["models"].update(name, self._encode("models", values))
+            self.db.table("models").update(name, self._encode("models", values))
         return self.get_model(name)
 
     def delete_model(self, name: str) -> None:
         with self._atomic():
             self.get_model(name)
-            self.db["models"].delete(name)
+            self.db.table("models").delete(name)
 
     # --------------------------------------------------------------------------------- evaluations
     def add_evaluation(self, row: dict) -> dict:
         row = {"id": new_id("e"), "created_at": now(), **row}
         with self._atomic():
-            self.db["evaluations"].insert(self._encode("evaluations", row))
-        return self._get("evaluations", row["id"])
+            self.db.table("evaluations").insert(self._encode("evaluations", row))
+        return self._written("evaluations", row["id"])
 
     def get_evaluation(self, eval_id: str) -> dict:
         row = self._get("evaluations", eval_id)
@@ -633,13 +639,13 @@ class Store:
     def add_deployment(self, row: dict) -> dict:
         row = {"id": new_id("d"), "created_at": now(), **row}
         with self._atomic():
-            self.db["deployments"].insert(self._encode("deployments", row))
-        return self._get("deployments", row["id"])
+            self.db.table("deployments").insert(self._encode("deployments", row))
+        return self._written("deployments", row["id"])
 
     def update_deployment(self, dep_id: str, **values: Any) -> dict:
         with self._atomic():
-            self.db["deployments"].update(dep_id, self._encode("deployments", values))
-        return self._get("deployments", dep_id)
+            self.db.table("deployments").update(dep_id, self._encode("deployments", values))
+        return self._written("deployments", dep_id)
 
     def list_deployments(self, model: str | None = None, limit: int | None = None) -> list[dict]:
         if model:
@@ -673,7 +679,7 @@ class Store:
                     + (f", started by {held['created_by']}" if held.get("created_by") else "")
                     + "): wait for it to finish", other={k: held.get(k) for k in ("key", "kind", "label",
                                                                                  "created_by", "started_at")})
-            self.db["inflight_runs"].insert(row, replace=True)
+            self.db.table("inflight_runs").insert(row, replace=True)
         return row
 
     def release_inflight(self, key: str, owner: str) -> None:
@@ -690,13 +696,13 @@ class Store:
     def record_instance(self, row: dict) -> dict:
         row = {"created_at": now(), **row}
         with self._atomic():
-            self.db["instances"].insert(self._encode("instances", row), replace=True)
-        return self._get("instances", row["id"])
+            self.db.table("instances").insert(self._encode("instances", row), replace=True)
+        return self._written("instances", row["id"])
 
     def update_instance(self, instance_id: str, **values: Any) -> dict:
         with self._atomic():
-            self.db["instances"].update(instance_id, self._encode("instances", values))
-        return self._get("instances", instance_id)
+            self.db.table("instances").update(instance_id, self._encode("instances", values))
+        return self._written("instances", instance_id)
 
     def list_instances(self, live_only: bool = False, job_id: str | None = None) -> list[dict]:
         clauses, args = [], []
@@ -713,7 +719,7 @@ class Store:
         if table not in JSON_COLUMNS and table != "settings":
             raise ValueError(f"unknown table {table!r}")
         with self._atomic():
-            self.db[table].insert_all((self._encode(table, r) for r in rows), batch_size=batch_size)
+            self.db.table(table).insert_all((self._encode(table, r) for r in rows), batch_size=batch_size)
 
     # ------------------------------------------------------------------------------------ settings
     def get_setting(self, key: str, default: Any = None) -> Any:
@@ -725,7 +731,7 @@ class Store:
 
     def set_setting(self, key: str, value: Any, by: str | None = None) -> None:
         with self._atomic():
-            self.db["settings"].insert({"key": key, "value": json.dumps(value), "updated_at": now(),
+            self.db.table("settings").insert({"key": key, "value": json.dumps(value), "updated_at": now(),
                                         "updated_by": by}, replace=True)
 
     # ------------------------------------------------------------------------------------ overview
@@ -771,6 +777,6 @@ def close_all() -> None:
         for st in _stores.values():
             try:
                 st.close()
-            except Exception:
+            except Exception:  # noqa: BLE001 — at shutdown one broken connection must not keep the others open
                 pass
         _stores.clear()

@@ -2,13 +2,13 @@
 import streamlit as st
 
 from nursery_core.base_models import REGISTRY
-from nursery_core.cli.training import train_command
 from nursery_core.errors import DuplicateRun, NurseryError
 from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
 from nursery_core.cloud.train import nursery_train_cloud
+from nursery_core.run_options import train_command
 from nursery_core.settings import effective_training_defaults
-from nursery_core.training.config import TrainConfig, field_help
+from nursery_core.training.config import TrainConfig
 from nursery_core.training.preview import job_examples, render_example
 from nursery_core.webui import cloud_panel, identity, services, widgets
 from nursery_core.webui import training_widgets as tw
@@ -19,7 +19,6 @@ services.runner()  # starts the background runner once per process (and re-attac
 st.title("🔥 Training Forge")
 st.caption("Pick a dataset and a base model, see what it costs, and train a LoRA adapter in the background.")
 PAGE_SIZE = 15
-HELP = field_help()
 DEFAULTS = TrainConfig(**effective_training_defaults(services.store()))  # the team's saved defaults
 
 datasets = services.store().dataset_names(kind="training")  # golden sets are never trained on
@@ -64,41 +63,13 @@ with tab_launch:
     cloud = cloud_panel.render_cloud_training_options("tf_cloud")  # None = this machine
     with st.form("tf_launch_form"):
         output = st.text_input("Output model name", key="tf_output", placeholder="derived from the dataset")
-        a, b, c, d = st.columns(4)
-        epochs = a.number_input("Epochs", 0.1, 100.0, float(DEFAULTS.epochs), 1.0, key="tf_epochs",
-                                help=HELP["epochs"]["help"])
-        max_steps = a.number_input("Max steps (0 = epochs)", 0, 1_000_000, 0, key="tf_max_steps",
-                                   help=HELP["max_steps"]["help"])
-        lr = b.number_input("Learning rate", 1e-6, 1.0, DEFAULTS.learning_rate, format="%.5f", key="tf_lr",
-                            help=HELP["learning_rate"]["help"])
-        batch = b.number_input("Batch size", 1, 256, DEFAULTS.batch_size, key="tf_batch",
-                               help=HELP["batch_size"]["help"])
-        r = c.number_input("LoRA r", 1, 256, DEFAULTS.r, key="tf_r", help=HELP["r"]["help"])
-        alpha = c.number_input("LoRA alpha", 1.0, 1024.0, float(DEFAULTS.alpha), key="tf_alpha",
-                               help=HELP["alpha"]["help"])
-        lora_layers = c.number_input("LoRA on top N blocks (0 = all)", 0, 1024, DEFAULTS.lora_layers,
-                                     key="tf_lora_layers", help=HELP["lora_layers"]["help"])
-        max_len = d.number_input("Max length", 64, 32768, DEFAULTS.max_length, key="tf_max_len",
-                                 help=HELP["max_length"]["help"])
-        seed = d.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="tf_seed")
-        with st.expander("Training-data recipe (function masking, mixing in another dataset)"):
-            r1, r2, r3 = st.columns(3)
-            masking = r1.number_input("Function masking share", 0.0, 1.0, float(DEFAULTS.function_masking), 0.05,
-                                      key="tf_masking", help=HELP["function_masking"]["help"])
-            mix_choices = ["(none)"] + [d for d in datasets if d != dataset]
-            mix_ds = r2.selectbox("Mix in dataset", mix_choices, key="tf_mix_dataset", help=HELP["mix_dataset"]["help"])
-            mix_fraction = r3.number_input("Mix fraction", 0.0, 10.0, float(DEFAULTS.mix_fraction), 0.1,
-                                           key="tf_mix_fraction", help=HELP["mix_fraction"]["help"])
+        hyper = tw.launch_form_fields(DEFAULTS.to_dict(), [d for d in datasets if d != dataset])
         st.form_submit_button("Start training", type="primary",
                                    disabled=not dataset or st.session_state.get("tf_submitting", False),
                                    on_click=tw.mark_submitting, args=("tf_submitting",))
-    hyper = dict(epochs=epochs, max_steps=int(max_steps), learning_rate=lr, batch_size=int(batch), r=int(r),
-                 alpha=alpha, lora_layers=int(lora_layers), max_length=int(max_len), seed=int(seed),
-                 function_masking=float(masking), mix_dataset="" if mix_ds == "(none)" else mix_ds,
-                 mix_fraction=float(mix_fraction))
     with st.expander("Copy as command line"):
         st.code(train_command(dataset or "DATASET", base_model, output.strip() or None, hyper, DEFAULTS.to_dict(),
-                              where="train-local" if cloud is None else "train-cloud", extra=cloud),
+                              cloud=cloud),
                 language="bash", wrap_lines=True)
         st.caption("The same run from a terminal (the dashboard's runner picks it up; add --wait to run and "
                    "follow it there instead).")

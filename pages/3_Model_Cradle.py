@@ -1,18 +1,12 @@
 """Model Cradle: see what a model does with tools — test it, compare two side by side, and evaluate them."""
-import importlib.util
-
-import pandas as pd
 import streamlit as st
 
-from nursery_core.compare import OUTCOMES, nursery_compare_models
-from nursery_core.datasets import load_examples
 from nursery_core.errors import NurseryError
-from nursery_core.formatting import count, when
-from nursery_core.evaluate import (HEADLINE, decoding_of, evaluation_details, list_evaluations, nursery_evaluate,
-                                   nursery_evaluate_suite, nursery_leaderboard, nursery_scorecard)
-from nursery_core.inference import analyse_completion, resolve_tools, stream_test_model
-from nursery_core.registry import delete_model, nursery_list_models
-from nursery_core.webui import identity, scores, services, widgets
+from nursery_core.registry import nursery_list_models
+from nursery_core.webui import cradle_panels as cradle
+from nursery_core.webui import identity, services
+from nursery_core.webui.deploy_panel import render_deploy_panel
+from nursery_core.webui.serve_panel import render_serve_panel
 
 st.set_page_config(page_title="Model Cradle · Nursery", page_icon="🧪", layout="wide")
 user = identity.sidebar_identity()
@@ -31,97 +25,10 @@ try:
 except NurseryError as e:
     st.error(str(e))
     models = []
-adapters = [m for m in models if m.get("kind") != "base"]
 bases = [m for m in models if m.get("kind") == "base" and m.get("local")]
 MODEL_NAMES = ADAPTER_NAMES + [b["name"] for b in bases]
 DATASETS = services.store().dataset_names()
 GOLDEN_SETS = services.store().dataset_names(kind="golden")
-STATUS_COLOURS = {"same": "#e6f4ea", "different": "#fde7c8", "only in A": "#fbd3d0", "only in B": "#d6e4fb"}
-STATUS_WORDS = {"only_a": "only in A", "only_b": "only in B"}  # the diff's codes, as people read them
-
-
-def pick_model(label: str, key: str, index: int = 0, remember: bool = False) -> str:
-    """A model from the list, or a local base model directory typed in; `remember` keeps the choice in the page
-    address (reloads and hand-off links such as "Test this model" open it)."""
-    c1, c2 = st.columns([2, 1])
-    name = c1.selectbox(label, MODEL_NAMES, index=min(index, max(0, len(MODEL_NAMES) - 1)), key=key,
-                        bind="query-params" if remember else None)
-    path = c2.text_input("…or a local model directory", key=f"{key}_path", placeholder="/path/to/hf-model")
-    return path.strip() or name
-
-
-GUARD_HELP = ("Constrain tool calls to the offered tools: each call names one of them, with arguments valid for "
-              "its schema, in the layout the model was trained on. Plain-text answers stay free.")
-DECODING_CHOICES = {"Free and guarded": "both", "Guarded": "guarded", "Free": "free"}
-
-
-def generation_settings(prefix: str, batch: bool = False, guard: bool = True) -> dict:
-    c = st.columns(5 if batch else 4)
-    s = {"max_new_tokens": int(c[0].number_input("Max new tokens", 1, 4096, 256, key=f"{prefix}_max_new"))}
-    mode = c[1].radio("Sampling", ["greedy", "sample"], horizontal=True, key=f"{prefix}_decoding",
-                      help="Greedy always picks the most likely token (repeatable); sample draws with the "
-                           "temperature and top-p beside it.")
-    s["temperature"] = float(c[2].slider("Temperature", 0.05, 2.0, 0.7, key=f"{prefix}_temp",
-                                         disabled=mode == "greedy")) if mode == "sample" else 0.0
-    s["top_p"] = float(c[3].slider("Top-p", 0.05, 1.0, 0.95, key=f"{prefix}_top_p", disabled=mode == "greedy"))
-    s["seed"] = int(c[3].number_input("Seed", 0, 2**31 - 1, 0, key=f"{prefix}_seed"))
-    if batch:
-        s["batch_size"] = int(c[4].number_input("Batch size", 1, 64, 8, key=f"{prefix}_batch"))
-    if guard:
-        s["guarded"] = st.toggle("Guarded decoding", value=True, key=f"{prefix}_guarded", help=GUARD_HELP)
-    return s
-
-
-def decoding_caption(result: dict) -> None:
-    notes = result.get("decoding_notes") or []
-    st.caption(f"Decoding: **{result.get('decoding')}**" + "".join(f"  \n{n}" for n in notes))
-
-
-def diff_frame(diff: list[dict]) -> pd.DataFrame:
-    rows = []
-    for d in diff:
-        if not d["arguments"]:
-            rows.append({"tool": d["tool"], "argument": "", "A": "", "B": "",
-                         "status": STATUS_WORDS.get(d["status"], d["status"])})
-        for a in d["arguments"]:
-            rows.append({"tool": d["tool"], "argument": a["argument"], "A": _show(a["a"]), "B": _show(a["b"]),
-                         "status": STATUS_WORDS.get(d["status"], a["status"])})
-    return pd.DataFrame(rows, columns=["tool", "argument", "A", "B", "status"])
-
-
-def _show(v) -> str:
-    import json
-    return "" if v is None else json.dumps(v, ensure_ascii=False)
-
-
-def show_diff(diff: list[dict], key: str) -> None:
-    if not diff:
-        st.caption("Neither model called a tool.")
-        return
-    frame = diff_frame(diff)
-    styled = frame.style.apply(lambda row: [f"background-color: {STATUS_COLOURS.get(row['status'], 'white')}"]
-                               * len(row), axis=1)
-    st.dataframe(styled, hide_index=True, width="stretch", key=key)
-
-
-def badge(ok: bool, yes: str, no: str) -> str:
-    return f":green-badge[{yes}]" if ok else f":red-badge[{no}]"
-
-
-def show_calls(result: dict, key: str) -> None:
-    st.markdown(badge(result["format_ok"], "format ok", "malformed output")
-                + (f" — {'; '.join(result['parse_errors'])}" if result.get("parse_errors") else ""))
-    if not result["calls"]:
-        st.caption("No tool call.")
-    for i, c in enumerate(result["calls"]):
-        st.markdown(f"**{c['name']}** " + badge(c["json_valid"], "valid JSON", "invalid JSON") + " "
-                    + badge(c["schema_valid"], "matches schema", "schema errors")
-                    + ("" if c["known_tool"] else " :orange-badge[unknown tool]"))
-        st.json(c["arguments"], expanded=True)
-        if c["schema_errors"] and not c["schema_valid"]:
-            st.caption("; ".join(c["schema_errors"]))
-
-
 TABS = ["Models", "Test", "Compare", "Evaluate", "Deploy", "Serve"]
 # hand-off links ("Test this model", …) open a tab through ?tab=
 tab_models, tab_test, tab_compare, tab_eval, tab_deploy, tab_serve = st.tabs(
@@ -129,309 +36,29 @@ tab_models, tab_test, tab_compare, tab_eval, tab_deploy, tab_serve = st.tabs(
 
 # -------------------------------------------------------------------------------------------- models
 with tab_models:
-    if not ADAPTER_NAMES:
-        st.info("No trained models yet: train one in the Training Forge. Base models are listed below.")
-    elif n_pages > 1:
-        st.number_input(f"Page (of {n_pages}, {len(ADAPTER_NAMES)} adapters)", 1, n_pages, key="mc_models_page")
-    card = nursery_scorecard([m["name"] for m in adapters])
-    rows = [{"name": m["name"], "base model": m.get("base_model"), "dataset": m.get("dataset"),
-             "job": m.get("job_id"), "created": when(m.get("created_at")), "by": m.get("created_by"),
-             "final loss": m.get("final_loss"), "eval loss": m.get("eval_loss"),
-             "AST accuracy": ((card[m["name"]]["held_out"] or {}).get("ast_accuracy")
-                              if card[m["name"]]["held_out"] else (m.get("evaluation") or {}).get("ast_accuracy")),
-             "held-out AST (95% CI)": scores.cell(card[m["name"]]["held_out"]),
-             "golden sets AST (95% CI)": scores.golden_cell(card[m["name"]]["golden"]),
-             "evaluated on": (m.get("evaluation") or {}).get("dataset"),
-             "decoding": (m.get("evaluation") or {}).get("decoding"),
-             "deployments": len(m.get("deployments") or []), "tools": ", ".join(m.get("tools") or [])}
-            for m in adapters]
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="mc_models_table")
-    st.markdown("**Base models**")
-    st.dataframe(pd.DataFrame([{"name": b["name"], "hub id": b.get("hf_id"), "parameters": count(b.get("params")),
-                                "family": b.get("family"),
-                                "on this machine": "✓ yes" if b.get("local") else "✗ no (from the hub)"}
-                               for b in models if b.get("kind") == "base"]),
-                 hide_index=True, width="stretch", key="mc_bases_table")
-    if ADAPTER_NAMES:
-        with st.expander("Delete a model", expanded=False):
-            victim = st.selectbox("Model", ADAPTER_NAMES, key="mc_delete_pick")
-            sure = st.checkbox(f"Yes, delete {victim} and its files", key="mc_delete_confirm")
-            if st.button("Delete", key="mc_delete_go", disabled=not sure, type="primary"):
-                try:
-                    delete_model(victim)
-                    from nursery_core.inference import get_pool
-                    get_pool().forget(victim)
-                    st.success(f"Deleted {victim}.")
-                    st.rerun()
-                except NurseryError as e:
-                    st.error(str(e))
+    cradle.render_models_tab(ADAPTER_NAMES, models, n_pages)
 
 # ---------------------------------------------------------------------------------------------- test
 with tab_test:
-    if not MODEL_NAMES:
-        st.info("No model available yet.")
-    model = pick_model("Model", "mc_test_model", remember=True)
-    prompt = st.text_area("Prompt", key="mc_test_prompt", placeholder="What's the weather in Lisbon tomorrow?")
-    source = st.radio("Tools", ["The model's training tools", "A dataset's tools", "Paste tools"],
-                      horizontal=True, key="mc_test_tools_source")
-    tools_from = tools_text = None
-    if source == "A dataset's tools":
-        tools_from = st.selectbox("Dataset", DATASETS, key="mc_test_tools_dataset")
-    elif source == "Paste tools":
-        tools_text = st.text_area("Tool schemas (JSON)", key="mc_test_tools_text", height=160,
-                                  placeholder='[{"name": "get_weather", "description": "…", "parameters": {…}}]')
-    system = st.text_input("System message (optional)", key="mc_test_system")
-    settings = generation_settings("mc_test")
-    if widgets.action_button("Run", key="mc_test_go", type="primary", disabled=not model):
-        try:
-            tools, where = resolve_tools(model, tools_text, tools_from)
-            st.caption(f"Tools: {', '.join(t['function']['name'] for t in tools) or 'none'} ({where})")
-            widgets.loading_status(model)  # "Loading model …" until its weights are in memory, then streams
-            with st.container(border=True):
-                stream = stream_test_model(model, prompt, tools, system or None, **settings)
-                text = st.write_stream(stream)
-            st.session_state["mc_test_result"] = {
-                "model": model, "tools": tools, "decoding": stream.decoding["decoding"],
-                "decoding_notes": stream.decoding["notes"],
-                **analyse_completion(text if isinstance(text, str) else "", tools)}
-        except NurseryError as e:
-            st.session_state["mc_test_error"] = str(e)
-        finally:
-            widgets.action_done("mc_test_go")
-        st.rerun()
-    if st.session_state.get("mc_test_error"):
-        st.error(st.session_state.pop("mc_test_error"))
-    result = st.session_state.get("mc_test_result")
-    if result:
-        st.markdown(f"**Result of {result['model']}**")
-        decoding_caption(result)
-        st.code(result["completion"] or "(empty)", language=None)
-        show_calls(result, "mc_test_calls")
+    cradle.render_test_tab(MODEL_NAMES, DATASETS)
 
 # ------------------------------------------------------------------------------------------- compare
 with tab_compare:
-    a = pick_model("Model A", "mc_cmp_a", 0)
-    b = pick_model("Model B", "mc_cmp_b", 1)
-    mode = st.radio("Compare on", ["Prompts", "A dataset (batch)"], horizontal=True, key="mc_cmp_mode")
-    kwargs: dict = {}
-    if mode == "Prompts":
-        typed = st.text_area("Prompts, one per line", key="mc_cmp_prompts")
-        pick_ds = st.selectbox("…or pick prompts from a dataset", [""] + DATASETS, key="mc_cmp_pick_ds")
-        picked: list[str] = []
-        if pick_ds:
-            try:
-                choices = [next(m["content"] for m in ex["messages"] if m["role"] == "user")
-                           for ex in load_examples(pick_ds, "eval", limit=50)]
-            except NurseryError as e:
-                st.error(str(e))
-                choices = []
-            picked = st.multiselect("Prompts from the dataset", choices, key="mc_cmp_picked")
-        kwargs["prompts"] = [p for p in typed.splitlines() if p.strip()] + picked
-        if pick_ds:
-            kwargs["tools_from"] = pick_ds
-    else:
-        c1, c2, c3 = st.columns(3)
-        kwargs["dataset"] = c1.selectbox("Dataset", DATASETS, key="mc_cmp_dataset")
-        kwargs["split"] = c2.selectbox("Split", ["eval", "all", "train"], key="mc_cmp_split")
-        kwargs["limit"] = int(c3.number_input("At most", 1, 10000, 50, key="mc_cmp_limit"))
-    settings = generation_settings("mc_cmp", batch=True)
-    if widgets.action_button("Compare", key="mc_cmp_go", type="primary", disabled=not (a and b)):
-        try:
-            for m in dict.fromkeys((a, b)):
-                widgets.loading_status(m)
-            bar = st.progress(0.0, text="Generating…")
-            st.session_state["mc_cmp_result"] = nursery_compare_models(
-                a, b, **kwargs, **settings,
-                progress=lambda which, done, total: bar.progress(
-                    (done / total) * 0.5 + (0.5 if which == "B" else 0.0),
-                    text=f"Model {which}: {done}/{total} answers"))
-        except NurseryError as e:
-            st.session_state["mc_cmp_error"] = str(e)
-        finally:
-            widgets.action_done("mc_cmp_go")
-        st.rerun()
-    if st.session_state.get("mc_cmp_error"):
-        st.error(st.session_state.pop("mc_cmp_error"))
-    res = st.session_state.get("mc_cmp_result")
-    if res:
-        decoding_caption(res)
-    if res and res["mode"] == "interactive":
-        for i, row in enumerate(res["rows"]):
-            st.markdown(f"**Prompt:** {row['prompt']}")
-            ca, cb = st.columns(2)
-            with ca:
-                st.markdown(f"A · `{res['model_a']}`")
-                st.code(row["a"]["completion"] or "(empty)", language=None)
-                show_calls(row["a"], f"mc_cmp_a_{i}")
-            with cb:
-                st.markdown(f"B · `{res['model_b']}`")
-                st.code(row["b"]["completion"] or "(empty)", language=None)
-                show_calls(row["b"], f"mc_cmp_b_{i}")
-            show_diff(row["diff"], f"mc_cmp_diff_{i}")
-            st.divider()
-    elif res and res["mode"] == "batch":
-        m1, m2, m3 = st.columns(3)
-        m1.metric(f"A · {res['model_a']}", f"{100 * (res['a_ast_accuracy'] or 0):.1f}%")
-        m2.metric(f"B · {res['model_b']}", f"{100 * (res['b_ast_accuracy'] or 0):.1f}%")
-        m3.markdown("  \n".join(f"{k}: **{v}**" for k, v in res["summary"].items()))
-        show = st.multiselect("Show", list(OUTCOMES), default=[o for o in OUTCOMES if o != "both right"],
-                              key="mc_cmp_filter")
-        rows = [r for r in res["rows"] if r["outcome"] in show]
-        st.dataframe(pd.DataFrame([{"id": r["id"], "category": r["category"], "outcome": r["outcome"],
-                                    "prompt": r["prompt"], "A calls": _show(r["a"]["calls"]),
-                                    "B calls": _show(r["b"]["calls"])} for r in rows],
-                                  columns=["id", "category", "outcome", "prompt", "A calls", "B calls"]),
-                     hide_index=True, width="stretch", key="mc_cmp_table")
-        if rows:
-            pick = st.selectbox("Example", [r["id"] for r in rows], key="mc_cmp_example")
-            row = next(r for r in rows if r["id"] == pick)
-            st.markdown(f"**Expected:** `{_show(row['gold'])}`")
-            ca, cb = st.columns(2)
-            ca.code(row["a"]["completion"] or "(empty)", language=None)
-            ca.caption(row["a"]["error"] or "correct")
-            cb.code(row["b"]["completion"] or "(empty)", language=None)
-            cb.caption(row["b"]["error"] or "correct")
-            show_diff(row["diff"], "mc_cmp_example_diff")
+    cradle.render_compare_tab(MODEL_NAMES, DATASETS)
 
 # ------------------------------------------------------------------------------------------ evaluate
 with tab_eval:
-    source = st.radio("Score", ["A model", "A predictions file"], horizontal=True, key="mc_eval_source")
-    c1, c2, c3 = st.columns(3)
-    ev_dataset = c1.selectbox("Dataset", DATASETS, key="mc_eval_dataset")
-    ev_split = c2.selectbox("Split", ["eval", "all", "train"], key="mc_eval_split")
-    ev_limit = int(c3.number_input("At most (0 = all)", 0, 100000, 0, key="mc_eval_limit")) or None
-    upload = None
-    golden_pick, no_golden, with_base = [], False, False
-    if source == "A model":
-        ev_model = pick_model("Model", "mc_eval_model", remember=True)
-        g1, g2, g3 = st.columns([2, 1, 1.3])
-        golden_pick = g1.multiselect("Golden sets", GOLDEN_SETS, key="mc_eval_golden",
-                                     placeholder="every golden set whose tools the model was trained on")
-        no_golden = g2.checkbox("Held-out only", key="mc_eval_no_golden")
-        with_base = g3.checkbox("Score the base model too", key="mc_eval_with_base",
-                                help="The same data through the bare base model (without the adapter): the "
-                                     "baseline the adapter is compared with.")
-        settings = generation_settings("mc_eval", batch=True, guard=False)
-        settings["decoding"] = DECODING_CHOICES[st.radio(
-            "Guarded decoding", list(DECODING_CHOICES), horizontal=True, key="mc_eval_guard",
-            help="Free and guarded stores one evaluation each. " + GUARD_HELP)]
-    else:
-        upload = st.file_uploader('Predictions: one {"id", "output"} per line', type=["jsonl", "json"],
-                                  key="mc_eval_upload")
-        ev_model = st.text_input("Name for these predictions", key="mc_eval_label", placeholder="my-external-model")
-        settings = {}
-    if widgets.action_button("Evaluate", key="mc_eval_go", type="primary", disabled=not ev_dataset):
-        with st.status("Evaluating…", expanded=True) as status:
-            bar = st.progress(0.0)
-            try:
-                if source == "A model":
-                    widgets.loading_status(ev_model)
-                    r = nursery_evaluate_suite(
-                        ev_model, ev_dataset, split=ev_split, limit=ev_limit, created_by=user,
-                        golden=[] if no_golden else (golden_pick or None), with_base=with_base, **settings,
-                        progress=lambda tag, done, total: bar.progress(done / total, text=f"{tag}: {done}/{total}"))
-                else:
-                    r = nursery_evaluate(ev_model or None, ev_dataset, split=ev_split, limit=ev_limit,
-                                         predictions=upload, created_by=user, **settings,
-                                         progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total}"))
-                st.session_state["mc_eval_last"] = r["id"]
-                st.session_state["mc_eval_runs"] = r.get("runs") or [r]
-                st.session_state["mc_eval_summary"] = ("success", scores.summary_line(r))
-            except NurseryError as e:
-                st.session_state["mc_eval_summary"] = ("error", f"Evaluation failed: {e}")
-            finally:
-                widgets.action_done("mc_eval_go")
-        st.rerun()
-    if st.session_state.get("mc_eval_summary"):
-        kind, text = st.session_state["mc_eval_summary"]
-        getattr(st, kind)(text)
-    runs = st.session_state.get("mc_eval_runs")
-    if runs:
-        st.dataframe(scores.runs_frame(runs), hide_index=True, width="stretch", key="mc_eval_runs_table")
-        scores.warn_small(runs)
-
-    st.subheader("Leaderboard")
-    b1, b2 = st.columns(2)
-    board_ds = b1.selectbox("Dataset", [""] + DATASETS, key="mc_board_dataset",
-                            format_func=lambda d: d or "all datasets")
-    board_dec = b2.selectbox("Show decoding", ["", "guarded", "free"], key="mc_board_decoding",
-                             format_func=lambda d: d or "all decodings")
-    board = nursery_leaderboard(board_ds or None, board_dec or None)
-    if not board:
-        st.caption("No evaluations yet.")
-    else:
-        frame = pd.DataFrame([{"rank": r["rank"], "model": r["model"], "decoding": r["decoding"] or "file",
-                               "dataset": r["dataset"],
-                               "kind": "golden" if r.get("dataset_kind") == "golden" else "held-out",
-                               "examples": r["num_examples"], **{k: r[k] for k in HEADLINE},
-                               "AST 95% CI": scores.cell({"ast_accuracy": r["ast_accuracy"], "ci95": r.get("ast_ci95")}),
-                               "warning": "⚠ under 30 examples" if r.get("warning") else ""} for r in board])
-        st.altair_chart(scores.leaderboard_chart(board), width="stretch", key="mc_board_chart")
-        st.dataframe(frame, hide_index=True, width="stretch", key="mc_board_table")
-        st.markdown("**Held-out vs golden sets** (AST accuracy, Wilson 95% interval; ⚠ under 30 examples; the "
-                    "newest evaluation of each)")
-        st.dataframe(scores.scorecard_frame(nursery_scorecard(sorted({r["model"] for r in board}))),
-                     hide_index=True, width="stretch", key="mc_board_scorecard")
-
-    st.subheader("Per-example drill-down")
-    evals = list_evaluations(dataset=board_ds or None, limit=100)
-    if evals:
-        ids = [e["id"] for e in evals]
-        last = st.session_state.get("mc_eval_last")
-        pick = st.selectbox("Evaluation", ids, index=ids.index(last) if last in ids else 0, key="mc_drill_eval",
-                            format_func=lambda i: next(f"{e['model']} on {e['dataset']} ({e['split']}) · "
-                                                       f"{decoding_of(e.get('settings')) or 'predictions'} · "
-                                                       f"{100 * (e['ast_accuracy'] or 0):.1f}% · {e['created_at'][:16]}"
-                                                       for e in evals if e["id"] == i))
-        try:
-            details = evaluation_details(pick)
-        except NurseryError as e:
-            st.error(str(e))
-            details = []
-        ev = next(e for e in evals if e["id"] == pick)
-        per = (ev.get("metrics") or {}).get("per_category") or {}
-        if per:
-            st.dataframe(pd.DataFrame([{"category": c, **{k: m.get(k) for k in ["num_examples", *HEADLINE]}}
-                                       for c, m in per.items()]), hide_index=True, width="stretch",
-                         key="mc_drill_categories")
-        f1, f2 = st.columns(2)
-        which = f1.radio("Show", ["failed", "passed", "all"], horizontal=True, key="mc_drill_which")
-        cats = sorted({d["category"] for d in details})
-        cat = f2.selectbox("Category", ["all"] + cats, key="mc_drill_cat")
-        shown = [d for d in details if (which == "all" or d["ast_ok"] == (which == "passed"))
-                 and (cat == "all" or d["category"] == cat)]
-        st.dataframe(pd.DataFrame([{"id": d["id"], "category": d["category"], "correct": d["ast_ok"],
-                                    "error": d["ast_error"], "format ok": d["format_ok"],
-                                    "calls": _show(d["calls"])} for d in shown],
-                                  columns=["id", "category", "correct", "error", "format ok", "calls"]),
-                     hide_index=True, width="stretch", key="mc_drill_table")
-        if shown:
-            ex_id = st.selectbox("Example", [d["id"] for d in shown], key="mc_drill_example")
-            d = next(x for x in shown if x["id"] == ex_id)
-            c1, c2 = st.columns(2)
-            c1.markdown("**Model output**")
-            c1.code(d["output"] or "(empty)", language=None)
-            c2.markdown("**Expected calls**")
-            c2.json(d["gold"], expanded=True)
-            st.caption(d["ast_error"] or "correct")
+    cradle.render_evaluate_tab(MODEL_NAMES, DATASETS, GOLDEN_SETS, user)
 
 # -------------------------------------------------------------------------------------------- deploy
 with tab_deploy:
-    if importlib.util.find_spec("nursery_core.webui.deploy_panel") is None:
-        st.info("Deployment (merge, GGUF export, Ollama) is not available in this installation yet.")
+    dep_model = st.selectbox("Model", ADAPTER_NAMES, key="mc_deploy_model", bind="query-params")
+    if dep_model:
+        render_deploy_panel(dep_model)
     else:
-        from nursery_core.webui.deploy_panel import render_deploy_panel
-
-        dep_model = st.selectbox("Model", ADAPTER_NAMES, key="mc_deploy_model", bind="query-params")
-        if dep_model:
-            render_deploy_panel(dep_model)
-        else:
-            st.caption("Train a model first.")
+        st.caption("Train a model first.")
 
 # --------------------------------------------------------------------------------------------- serve
 with tab_serve:
-    from nursery_core.webui.serve_panel import render_serve_panel
-
     if MODEL_NAMES:
         render_serve_panel(st.selectbox("Model", MODEL_NAMES, key="mc_serve_model"))

@@ -97,7 +97,7 @@ def wait_idle(page, timeout: float = 60.0) -> None:
     """Waits until the script run an action triggered has finished (it may take a moment to start)."""
     try:
         page.locator(APP_BUSY).wait_for(state="attached", timeout=1500)
-    except Exception:  # the run was quick (or none was triggered): the idle check below decides
+    except Exception:  # noqa: BLE001 — the run was quick (or none was triggered): the idle check below decides
         pass
     page.locator(APP_IDLE).wait_for(state="attached", timeout=timeout * 1000)
 
@@ -204,5 +204,5 @@ def screenshot(page, folder: Path, name: str, focus=None) -> Path | None:
             focus.scroll_into_view_if_needed(timeout=5000)
         page.screenshot(path=str(path), full_page=True)
         return path
-    except Exception:  # a closed page cannot be photographed; the other artefacts still are
+    except Exception:  # noqa: BLE001 — a closed page cannot be photographed; the other artefacts still are
         return None

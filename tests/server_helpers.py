@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def child_env(home: Path) -> dict:
     env = dict(os.environ)
     env.update(NURSERY_HOME=str(home), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONPATH=str(ROOT))
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.pop("NURSERY_SERVE_TOKEN", None)
     return env
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nursery_core.evaluate import load_eval_examples
+from nursery_core.evaluation.api import load_eval_examples
 from nursery_core.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -119,7 +119,7 @@ def _failed_and_cancelled_jobs() -> tuple[dict, dict]:
 def _predictions_evaluations() -> None:
     """Two stored evaluations from predictions files (no model needed): a leaderboard with two lines."""
     from nursery_core.datasets import load_examples
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
     from nursery_core.training.rendering import eval_prompts
     from nursery_core import paths
 

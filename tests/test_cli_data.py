@@ -62,7 +62,7 @@ def test_custom_schema_file_gives_100_varied_valid_examples(nursery_home, tmp_pa
     meta = json.loads(r.stdout)
     assert meta["name"] == "create-ticket" and meta["num_examples"] == 100
     assert all_valid(meta["path"]) == 100
-    exs = [json.loads(l) for l in Path(meta["path"]).read_text().splitlines()]
+    exs = [json.loads(line) for line in Path(meta["path"]).read_text().splitlines()]
     queries = [m["content"] for e in exs for m in e["messages"] if m["role"] == "user"]
     assert len(set(queries)) == len(queries)
     assert len({q.split()[0].lower() for q in queries}) >= 8  # not one template over and over

@@ -6,7 +6,7 @@ import pytest
 
 from cradle_helpers import make_adapter, one_thread, store_dataset  # noqa: F401 (fixture)
 from nursery_core.errors import InvalidInput
-from nursery_core.evaluate import evaluation_details, nursery_evaluate, nursery_leaderboard
+from nursery_core.evaluation.api import evaluation_details, nursery_evaluate, nursery_leaderboard
 from nursery_core.training.rendering import format_calls
 
 

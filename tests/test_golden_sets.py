@@ -341,7 +341,7 @@ def _golden_for_cradle_tools():
 
 
 def test_scorecard_and_leaderboard_put_golden_beside_held_out(tmp_path, store):
-    from nursery_core.evaluate import nursery_evaluate, nursery_leaderboard, nursery_scorecard
+    from nursery_core.evaluation.api import nursery_evaluate, nursery_leaderboard, nursery_scorecard
     from nursery_core.training.rendering import format_calls
 
     store_dataset("weather", n=8)
@@ -367,7 +367,7 @@ def test_scorecard_and_leaderboard_put_golden_beside_held_out(tmp_path, store):
 
 
 def test_evaluate_suite_scores_held_out_golden_and_the_base(tiny_model_dir, store, one_thread):
-    from nursery_core.evaluate import nursery_evaluate_suite
+    from nursery_core.evaluation.api import nursery_evaluate_suite
 
     store_dataset("weather", n=8)
     _golden_for_cradle_tools()

@@ -314,7 +314,7 @@ def test_compare_is_guarded_by_default_and_can_run_free(tiny_model_dir, fresh_po
 
 
 def test_evaluate_stores_free_and_guarded_runs_and_ranks_them_apart(tiny_model_dir, fresh_pool, store):
-    from nursery_core.evaluate import evaluation_details, nursery_evaluate, nursery_leaderboard
+    from nursery_core.evaluation.api import evaluation_details, nursery_evaluate, nursery_leaderboard
     from nursery_core.registry import get_model
 
     store_dataset("weather", n=8)

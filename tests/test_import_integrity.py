@@ -13,7 +13,7 @@ from nursery_core import paths
 from nursery_core.data.importers import extract_examples, nursery_extract_conversations
 from nursery_core.datasets import load_examples, nursery_import_dataset
 from nursery_core.errors import InvalidInput
-from nursery_core.records import TRANSFORMATIONS, call_errors, tools_by_name
+from nursery_core.records import TRANSFORMATIONS
 
 SHARED_CASES = Path(__file__).resolve().parent.parent.parent / "shared" / "cases" / "real-world"
 
@@ -363,7 +363,7 @@ def _variants(tmp_path: Path, name: str, lines: list[str]) -> list[Path]:
 
 
 def test_every_reader_accepts_a_bom_and_crlf_the_same_way(tmp_path, store):
-    from nursery_core.evaluate import read_predictions
+    from nursery_core.evaluation.api import read_predictions
     from nursery_core.evaluation.bfcl import bfcl_examples
     from nursery_core.golden import read_golden_file
     from nursery_core.datasets import _read_canonical
@@ -394,7 +394,7 @@ def test_every_reader_accepts_a_bom_and_crlf_the_same_way(tmp_path, store):
 
 
 def test_shared_bfcl_cases_float_arrays_and_bom(store):
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
     test, answers = _case("10_bfcl_float_array_test.json"), _case("10_bfcl_float_array_answers.json")
     nursery_import_dataset(test, name="floats", format="bfcl", answers=answers)
     run = nursery_evaluate(dataset="floats", predictions=_case("10_bfcl_float_array_pred.jsonl"))
@@ -592,7 +592,7 @@ def test_line_separators_inside_json_strings_do_not_split_a_line(tmp_path, store
 
 
 def test_corpus_bfcl_and_predictions_refusals_change_nothing(tmp_path, store, nursery_home):
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
     test = tmp_path / "t.json"
     test.write_text(json.dumps({"id": "simple_python_0", "question": [[{"role": "user", "content": "r=5?"}]],
                                 "function": [{"name": "area", "description": "d", "parameters": {

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from cradle_helpers import examples, store_dataset
-from nursery_core.evaluate import evaluation_details, nursery_evaluate
+from nursery_core.evaluation.api import evaluation_details, nursery_evaluate
 from nursery_core.evaluation.formats import detect, parse_output
 from nursery_core.errors import InvalidInput
 

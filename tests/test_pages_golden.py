@@ -121,7 +121,7 @@ def test_import_a_golden_file_from_the_page(store, tmp_path):
 
 
 def _evaluations(tmp_path, store):
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
     from nursery_core.training.rendering import format_calls
 
     store_dataset("weather", n=8)

@@ -75,7 +75,7 @@ def seed_small_store() -> None:
                      "job_id": done["id"], "created_by": "ada", "final_loss": 0.25, "eval_loss": 0.4,
                      "tools": ["get_weather", "calculator"], "metrics": {"train_seconds": 3.0, "steps": 4}})
     from nursery_core.datasets import load_examples
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
 
     preds = paths.home() / "preds.jsonl"  # scored without running a model: a predictions file
     preds.write_text("".join(json.dumps({"id": ex["id"], "output": "I cannot help with that."}) + "\n"
@@ -142,7 +142,7 @@ def test_overview_shows_who_is_running_what():
     store = get_store()
     # One local run at a time: the running row (its runner looks alive: a fresh heartbeat) keeps the queued
     # one waiting, so the overview's own runner leaves both alone while the page renders.
-    running = store.create_job({"kind": "local", "dataset": "mixed", "base_model": "smollm2-135m",
+    store.create_job({"kind": "local", "dataset": "mixed", "base_model": "smollm2-135m",
                                 "output_name": "grace-run", "created_by": "grace", "status": "running",
                                 "step": 3, "total_steps": 10, "progress": 0.3, "last_loss": 0.9,
                                 "runner_id": "elsewhere", "heartbeat_at": "2999-01-01T00:00:00.000Z"})

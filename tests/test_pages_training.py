@@ -17,7 +17,7 @@ def test_page_launches_a_run_and_shows_it_finished(tiny_model_dir):
     at.text_input(key="tf_base_path").set_value(str(tiny_model_dir))
     at.text_input(key="tf_output").set_value("page-model")
     at.number_input(key="tf_max_steps").set_value(2)
-    at.number_input(key="tf_batch").set_value(4)
+    at.number_input(key="tf_batch_size").set_value(4)
     at.button(key="FormSubmitter:tf_launch_form-Start training").click().run()
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]

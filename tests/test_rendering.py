@@ -45,11 +45,11 @@ def test_labels_cover_only_assistant_turns_including_end_of_turn(tokenizer):
     enc = rendering.encode_example(tokenizer, MULTI, max_length=2048)
     ids, labels = enc["input_ids"], enc["labels"]
     assert len(ids) == len(labels)
-    kept = [t for t, l in zip(ids, labels) if l != -100]
-    assert all(l in (-100, t) for t, l in zip(ids, labels))
+    kept = [t for t, lab in zip(ids, labels) if lab != -100]
+    assert all(lab in (-100, t) for t, lab in zip(ids, labels))
     text = tokenizer.decode(kept)
     assert "memory_store" in text and "Saved it." in text and text.count("<|im_end|>") == 2
-    masked = tokenizer.decode([t for t, l in zip(ids, labels) if l == -100])
+    masked = tokenizer.decode([t for t, lab in zip(ids, labels) if lab == -100])
     for prompt_part in ("Remember the garage code", "# Tools", "Store a fact", "<tool_response>", '"ok": true'):
         assert prompt_part in masked and prompt_part not in text
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -62,7 +62,7 @@ def test_truncation_keeps_alignment(tokenizer):
     rendering.prepare_tokenizer(tokenizer, "chatml")
     enc = rendering.encode_example(tokenizer, MULTI, max_length=40)
     assert len(enc["input_ids"]) == len(enc["labels"]) == 40
-    assert all(l == -100 for l in enc["labels"])  # the prompt alone fills 40 tokens
+    assert all(lab == -100 for lab in enc["labels"])  # the prompt alone fills 40 tokens
 
 
 def test_compact_tool_list_is_a_third_of_the_json_one(tokenizer):
@@ -123,7 +123,7 @@ def test_a_weight_0_turn_is_rendered_as_context_but_not_trained_on(tokenizer):
     enc = rendering.encode_example(tokenizer, WEIGHTED, max_length=2048)
     ids, labels = enc["input_ids"], enc["labels"]
     full = tokenizer.decode(ids)
-    kept = tokenizer.decode([t for t, l in zip(ids, labels) if l != -100])
+    kept = tokenizer.decode([t for t, lab in zip(ids, labels) if lab != -100])
     assert "I cannot remember things." in full  # the context is kept...
     assert "I cannot remember things." not in kept  # ...but the loss never sees it
     assert "memory_store" in kept and kept.count("<|im_end|>") == 1
@@ -131,7 +131,7 @@ def test_a_weight_0_turn_is_rendered_as_context_but_not_trained_on(tokenizer):
     unweighted = {**WEIGHTED, "messages": [{k: v for k, v in m.items() if k != "weight"} for m in WEIGHTED["messages"]]}
     enc2 = rendering.encode_example(tokenizer, unweighted, max_length=2048)
     assert enc2["input_ids"] == ids
-    assert "I cannot remember things." in tokenizer.decode([t for t, l in zip(ids, enc2["labels"]) if l != -100])
+    assert "I cannot remember things." in tokenizer.decode([t for t, lab in zip(ids, enc2["labels"]) if lab != -100])
 
 
 def test_evaluation_prompts_skip_weight_0_turns():

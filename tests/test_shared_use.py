@@ -75,7 +75,8 @@ def test_threads_and_a_second_process_hammering_the_public_api_never_hit_databas
     own = [Store(paths.db_path()) for _ in range(3)]
     try:
         assert other.stdout.readline().strip() == "ready", other.stderr.read()[-3000:]
-        threads = [threading.Thread(target=workload, args=(f"t{i}", rounds, errors, own[i - 3] if i >= 3 else None))
+        threads = [threading.Thread(target=workload, args=  # noqa: F821 (defined by exec(WORKLOAD))
+                                    (f"t{i}", rounds, errors, own[i - 3] if i >= 3 else None))
                    for i in range(6)]
         for t in threads:
             t.start()

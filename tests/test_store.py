@@ -1,5 +1,4 @@
 """The store: migrations, domain verbs, final states that stick, and no 'database is locked' under load."""
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -79,7 +78,7 @@ def test_threads_hammering_the_store_never_see_database_locked(store):
                 store.overview_counts()
                 if n % 25 == 0:
                     store.create_job({"kind": "local", "created_by": f"user{i}"})
-        except Exception as e:  # collected: a failure in a thread must fail the test
+        except Exception as e:  # noqa: BLE001 — collected: a failure in a thread must fail the test
             errors.append(repr(e))
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]

@@ -116,7 +116,7 @@ def test_a_holder_whose_process_died_does_not_block(nursery_home):
 
 
 def test_an_evaluation_already_running_is_refused(nursery_home):
-    from nursery_core.evaluate import nursery_evaluate
+    from nursery_core.evaluation.api import nursery_evaluate
 
     store_dataset("lockers", n=8)
     _held_elsewhere(run_key("evaluate", "some-model", "lockers", "eval"), "the evaluation of x")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from typing import Any, Callable
 
@@ -26,7 +27,7 @@ class Command:
         # argparse %-formats a sub-command's help (not its description): "95%" must not read as a format
         self.parser = sub.add_parser(name, help=help.replace("%", "%%"), description=help)
         self.parser.add_argument("--json", action="store_true", help="print one JSON document")
-        self.parser.set_defaults(_handler=handler, _human=human)
+        self.parser.set_defaults(cli_handler=handler, cli_human=human)
 
     def arg(self, *a, **kw) -> "Command":
         self.parser.add_argument(*a, **kw)
@@ -45,7 +46,9 @@ def positive_int(v: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m nursery_core",
+    # `nursery` (the console script) or `python -m nursery_core`: help names the way it was called
+    prog = "nursery" if os.path.basename(sys.argv[0]) == "nursery" else "python -m nursery_core"
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Nursery: turn a small open LLM into a reliable tool caller.")
     parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="<command>")
@@ -82,18 +85,18 @@ def to_text(value: Any, indent: int = 0) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "_handler", None):
+    if not getattr(args, "cli_handler", None):
         parser.print_help()
         return 2
     try:
-        result = args._handler(args)
+        result = args.cli_handler(args)
     except NurseryError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # unexpected: still one line, with the type, for a bug report
+    except Exception as e:  # noqa: BLE001 — unexpected: still one line, with the type, for a bug report
         print(f"error: internal {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     exit_code = 0
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, ensure_ascii=False, default=str, indent=None))
     elif result is not None:
-        human = args._human
+        human = args.cli_human
         print(human(result) if human else to_text(result))
     return exit_code
 

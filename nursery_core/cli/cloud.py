@@ -10,21 +10,19 @@ from . import Command, CommandResult
 def _train_cloud(args):
     from ..cloud.train import nursery_train_cloud
     from ..jobs.api import nursery_cancel_job, wait_for_job
+    from ..run_options import run_arguments
     from .training import _hyper, print_progress
 
-    status = nursery_train_cloud(
-        args.dataset, base_model=args.base_model, output_name=args.output, provider=args.provider,
-        max_dph=args.max_dph, max_hours=args.max_hours, max_cost=args.max_cost, gpu=args.gpu,
-        offer_id=args.offer_id, min_gpu_ram_gb=args.min_gpu_ram, image=args.image, disk_gb=args.disk,
-        ssh_server=args.server, host=args.host, port=args.port, user=args.user, key_path=args.key_path,
-        python=args.remote_python, remote_root=args.remote_root, **_hyper(args))
+    cloud = run_arguments(args)[1]
+    status = nursery_train_cloud(args.dataset, base_model=args.base_model, output_name=args.output, **cloud,
+                                 **_hyper(args))
     if not args.wait:
         return status
     from ..jobs.backends.vast import destroy_live_instances
     from ..jobs.runner import JobRunner
 
-    runner = JobRunner(kinds=[args.provider]).start(recover=False)
-    print(f"job {status['id']} queued on {args.provider} (output model {status['output_name']})", file=sys.stderr)
+    runner = JobRunner(kinds=[cloud.get("provider", "vast")]).start(recover=False)
+    print(f"job {status['id']} queued on {cloud.get('provider', 'vast')} (output model {status['output_name']})", file=sys.stderr)
 
     def on_term(signum, frame):  # SIGTERM: same path as Ctrl-C (cancel, then destroy whatever is left)
         raise KeyboardInterrupt
@@ -52,20 +50,10 @@ def _train_cloud(args):
 
 
 def _list_offers(args):
-    from ..cloud.vast import VastClient
+    from ..cloud.offers import search_offer_rows
 
-    with VastClient() as c:
-        offers = c.search_offers(max_dph=args.max_dph, min_gpu_ram_gb=args.min_gpu_ram, gpu_name=args.gpu,
-                                 disk_gb=args.disk, limit=args.limit)
-    return [offer_row(o) for o in offers]
-
-
-def offer_row(o: dict) -> dict:
-    """The columns people compare offers by."""
-    return {"id": o.get("id"), "gpu_name": o.get("gpu_name"), "num_gpus": o.get("num_gpus"),
-            "gpu_ram_gb": round((o.get("gpu_ram") or 0) / 1000.0, 1), "dph_total": o.get("dph_total"),
-            "reliability": o.get("reliability"), "geolocation": o.get("geolocation"),
-            "cuda": o.get("cuda_max_good"), "inet_down": o.get("inet_down")}
+    return search_offer_rows(max_dph=args.max_dph, min_gpu_ram_gb=args.min_gpu_ram_gb, gpu=args.gpu,
+                             disk_gb=args.disk_gb or 20.0, limit=args.limit)
 
 
 def _human_offers(rows: list[dict]) -> str:
@@ -98,31 +86,19 @@ def _providers(args):
 
 
 def register(sub) -> None:
+    from ..options import add_arguments
+    from ..run_options import cloud_options
     from .training import _human_status, add_hyper_args
 
     c = Command(sub, "train-cloud", "train a LoRA adapter on a rented Vast.ai GPU or your own GPU server over SSH",
                 _train_cloud, _human_status)
     c.arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \
         .arg("--output", default=None, help="name of the trained model (default: derived from the dataset)") \
-        .arg("--provider", choices=["vast", "ssh"], default="vast") \
-        .arg("--max-dph", type=float, default=None, help="max $/hour for the instance (vast)") \
-        .arg("--max-hours", type=float, default=None, help="stop (saving the checkpoint) after this many hours") \
-        .arg("--max-cost", type=float, default=None, help="stop (saving the checkpoint) after spending this many $") \
-        .arg("--gpu", default=None, help="GPU name, e.g. 'RTX 4090' or RTX_4090 (vast)") \
-        .arg("--offer-id", type=int, default=None, help="rent this offer (see list-offers)") \
-        .arg("--min-gpu-ram", type=float, default=None, help="GB of GPU memory needed (vast; default 8)") \
-        .arg("--image", default=None, help="docker image (vast)").arg("--disk", type=float, default=None,
-                                                                        help="disk GB (vast; default 20)") \
-        .arg("--server", default=None, help="a configured [ssh_servers.<name>] (ssh)") \
-        .arg("--host", default=None, help="SSH host (ssh)").arg("--port", type=int, default=None) \
-        .arg("--user", default=None).arg("--key-path", default=None, help="private key file (ssh)") \
-        .arg("--remote-python", default=None, help="python on the remote machine (default python3)") \
-        .arg("--remote-root", default=None, help="working directory on the remote machine") \
         .arg("--wait", action="store_true", help="run it now in this process and stream progress on stderr")
-    add_hyper_args(c)
-    Command(sub, "list-offers", "live Vast.ai offers that fit, cheapest first", _list_offers, _human_offers) \
-        .arg("--max-dph", type=float, default=None).arg("--min-gpu-ram", type=float, default=None, help="GB") \
-        .arg("--gpu", default=None).arg("--disk", type=float, default=20.0).arg("--limit", type=int, default=20)
+    add_hyper_args(c, cloud=True)
+    offers = Command(sub, "list-offers", "live Vast.ai offers that fit, cheapest first", _list_offers, _human_offers)
+    add_arguments(offers.parser, cloud_options(["max_dph", "min_gpu_ram_gb", "gpu", "disk_gb"]))
+    offers.arg("--limit", type=int, default=20)
     Command(sub, "reap-instances", "destroy nursery-* Vast.ai instances that no live job uses", _reap, _human_reap) \
         .arg("--dry-run", action="store_true", help="only list them")
     Command(sub, "cloud-providers", "the provider table: supported providers and which keys are set",

@@ -105,7 +105,7 @@ def _pct(v) -> str:
 
 
 def _evaluate(args) -> dict:
-    from ..evaluate import nursery_evaluate, nursery_evaluate_suite
+    from ..evaluation.api import nursery_evaluate, nursery_evaluate_suite
 
     if not args.model and not args.predictions:
         raise InvalidInput("give a MODEL to run, or --predictions FILE to score", field="model")
@@ -134,7 +134,7 @@ def _num(v) -> str:
 
 
 def _human_eval(r: dict) -> str:
-    from ..evaluate import HEADLINE
+    from ..evaluation.api import HEADLINE
     from ..formatting import score
 
     lines = []
@@ -183,7 +183,7 @@ def _human_eval(r: dict) -> str:
 
 
 def _leaderboard(args) -> list[dict]:
-    from ..evaluate import nursery_leaderboard
+    from ..evaluation.api import nursery_leaderboard
     return nursery_leaderboard(args.dataset, args.decoding)
 
 

@@ -120,7 +120,7 @@ def register(sub) -> None:
     help_text = ("Golden sets: hand-written evaluation data (requests with their expected calls), never split "
                  "and never trained on.")
     parser = sub.add_parser("golden", help=help_text, description=help_text)
-    parser.set_defaults(_handler=_no_action, _human=None)
+    parser.set_defaults(cli_handler=_no_action, cli_human=None)
     gsub = parser.add_subparsers(dest="golden_action", metavar="<action>")
     _row_args(Command(gsub, "add", "Add one row to a golden set (created when new); without --call the row "
                       "expects no call.", _add, _human_added).arg("name", metavar="NAME"), required=True) \

@@ -34,15 +34,14 @@ def _dur(s) -> str:
     return duration(s, "-")
 
 
-def add_hyper_args(cmd):
-    """The training settings train-local and train-cloud share; anything else goes through --set."""
-    return cmd.arg("--epochs", type=float, default=None).arg("--max-steps", type=int, default=None) \
-        .arg("--lr", type=float, default=None, help="learning rate").arg("--lora-r", type=int, default=None) \
-        .arg("--lora-alpha", type=float, default=None).arg("--batch-size", type=int, default=None) \
-        .arg("--lora-layers", type=int, default=None, help="LoRA on the top N transformer blocks (0 = every block)") \
-        .arg("--max-length", type=int, default=None).arg("--seed", type=int, default=None) \
-        .arg("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
-             help="any other training setting, e.g. --set dropout=0.05 --set grad_accum=4 (repeatable)")
+def add_hyper_args(cmd, cloud: bool = False):
+    """The run options train-local (and train-cloud, cloud=True) take, generated from their declarations
+    (TrainConfig's field metadata, run_options.CloudRunOptions), plus --set for any setting by name."""
+    from ..run_options import add_run_arguments
+
+    add_run_arguments(cmd.parser, cloud=cloud)
+    return cmd.arg("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                   help="any training setting by its name, e.g. --set dropout=0.05 --set grad_accum=4 (repeatable)")
 
 
 def parse_setting(item: str) -> tuple[str, object]:
@@ -58,11 +57,11 @@ def parse_setting(item: str) -> tuple[str, object]:
 
 
 def _hyper(args) -> dict:
+    """The hyper-parameters of a parsed train-local/train-cloud line: --set pairs, then the named options."""
+    from ..run_options import run_arguments
+
     hyper = dict(parse_setting(item) for item in getattr(args, "settings", None) or [])
-    named = {"epochs": args.epochs, "max_steps": args.max_steps, "learning_rate": args.lr, "r": args.lora_r,
-             "alpha": args.lora_alpha, "batch_size": args.batch_size, "lora_layers": args.lora_layers,
-             "max_length": args.max_length, "seed": args.seed}
-    hyper.update({k: v for k, v in named.items() if v is not None})
+    hyper.update(run_arguments(args)[0])
     return hyper
 
 
@@ -185,25 +184,3 @@ def register(sub) -> None:
     Command(sub, "delete-model", "delete a trained model (its directory and its row)",
             lambda a: _registry().delete_model(a.name)).arg("name")
 
-
-
-def train_command(dataset: str, base_model: str, output_name: str | None, hyper: dict,
-                  defaults: dict | None = None, where: str = "train-local", extra: dict | None = None) -> str:
-    """The command line that launches the same run (the dashboard's "copy as CLI"): every setting that differs
-    from `defaults` (TrainConfig's defaults when None) as --set KEY=VALUE, `extra` as --option value."""
-    import shlex
-
-    from ..training.config import TrainConfig
-
-    base = defaults if defaults is not None else TrainConfig().to_dict()
-    argv = ["python", "-m", "nursery_core", where, dataset, "--base-model", base_model]
-    if output_name:
-        argv += ["--output", output_name]
-    for k, v in (extra or {}).items():
-        if v not in (None, "", False):
-            argv += [f"--{k.replace('_', '-')}"] + ([] if v is True else [str(v)])
-    for k, v in sorted(hyper.items()):
-        if k in base and base[k] == v:
-            continue
-        argv += ["--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
-    return shlex.join(argv)

@@ -63,7 +63,7 @@ class Paraphraser:
                  timeout: float = 20.0, temperature: float = 0.8):
         self.base_url, self.model, self.api_key = base_url.rstrip("/"), model, api_key
         self.timeout, self.temperature = timeout, temperature
-        self._client = None
+        self._client: Any = None  # an httpx.Client, made on first use (httpx loads only when paraphrasing)
 
     @classmethod
     def from_env(cls) -> "Paraphraser | None":
@@ -90,7 +90,7 @@ class Paraphraser:
             r = self._client.post(f"{self.base_url}/chat/completions", json=body, headers=headers)
             r.raise_for_status()
             out = r.json()["choices"][0]["message"]["content"]
-        except Exception as e:  # any transport, HTTP or shape problem: the caller falls back to templates
+        except Exception as e:  # noqa: BLE001 — any transport, HTTP or shape problem: the caller falls back to templates
             raise BackendError(f"paraphrase endpoint {self.base_url} failed: {type(e).__name__}: {e}") from None
         if not isinstance(out, str):
             raise BackendError(f"paraphrase endpoint {self.base_url} returned no text")
@@ -123,7 +123,7 @@ class _Plan:
     def repeatable(self) -> list[str]:
         """Parameters a request can ask about twice ("weather in Paris and Oslo": two calls)."""
         return [p for p, info in self.params.items() if info.role in _REPEATABLE and
-                M._type(info.schema) in ("string", "integer") and not info.schema.get("const")]
+                M.schema_type(info.schema) in ("string", "integer") and not info.schema.get("const")]
 
 
 def _plan(tool: dict, rng: random.Random) -> _Plan:
@@ -134,16 +134,16 @@ def _plan(tool: dict, rng: random.Random) -> _Plan:
     spec = BUILTIN.get(fn["name"])
     # A built-in's phrasing only fits when the schema is still the built-in one.
     builtin = spec is not None and any(t is tool or t == tool for t in DEFAULT_TOOLS)
-    intent = spec["intent"] if builtin else derive(fn["name"], fn.get("description") or "")
+    intent = spec["intent"] if builtin and spec is not None else derive(fn["name"], fn.get("description") or "")
     info = {p: M.param_info(p, s, p in required) for p, s in props.items()}
-    return _Plan(tool, fn["name"], props, required, info, intent, spec.get("values", {}) if builtin else {},
+    return _Plan(tool, fn["name"], props, required, info, intent, spec.get("values", {}) if builtin and spec is not None else {},
                  builtin, P.Composer(intent, info, rng))
 
 
 def _tool_words(tools: Iterable[dict]) -> set[str]:
     out: set[str] = set()
     for t in tools:
-        out |= V._words(t["function"]["name"], t["function"].get("description", ""))
+        out |= V.word_set(t["function"]["name"], t["function"].get("description", ""))
     return out
 
 
@@ -151,8 +151,8 @@ def _distractor_pool(selected: list[dict]) -> list[dict]:
     """Built-in tools unrelated to the selected ones (no shared name word), so a distractor is never a
     plausible answer."""
     names = {tool_name(t) for t in selected}
-    words = {w for t in selected for w in V._words(tool_name(t)) if len(w) > 3}
-    return [t for t in DEFAULT_TOOLS if tool_name(t) not in names and not (V._words(tool_name(t)) & words)]
+    words = {w for t in selected for w in V.word_set(tool_name(t)) if len(w) > 3}
+    return [t for t in DEFAULT_TOOLS if tool_name(t) not in names and not (V.word_set(tool_name(t)) & words)]
 
 
 _CATALOGUE: list[tuple[dict, set[str]]] | None = None
@@ -181,7 +181,8 @@ class _Generator:
         self.absent_plans = [(_plan(t, self.rng), avoid) for t, avoid in unrelated]
         self.serves: dict[tuple[str, str], bool] = {}
         self.paraphraser = paraphraser
-        self.llm = {"used": 0, "rejected": 0, "failed": False, "note": None} if paraphraser else None
+        self.llm: dict[str, Any] | None = ({"used": 0, "rejected": 0, "failed": False, "note": None}
+                                           if paraphraser else None)
         self.style = {"lower": 0.0, "nopunct": 0.0}
         self.steering = {"example_queries": 0, "templates": 0, "style_only": 0}
         if example_queries:
@@ -216,7 +217,8 @@ class _Generator:
         return v
 
     def _args(self, plan: _Plan, forced: set[str]) -> dict:
-        rng, out = self.rng, {}
+        rng = self.rng
+        out: dict = {}
         chosen = {p for p in plan.props if p in plan.required or p in forced}
         optional = [p for p in plan.props if p not in chosen]
         if optional and not (forced - set(plan.required)) and rng.random() < self.level.optional:
@@ -378,7 +380,7 @@ class _Generator:
                      if not any(self._serves(p.name, avoid, t) for t in offered_tools)
                      and not (answers_questions and p.intent.family == "retrieve")]
             opposite = [(p, vp) for p in offered for vp in opposite_vps(p.name)
-                        if not any(vp.split()[0] in V._words(q.name) for q in offered)]
+                        if not any(vp.split()[0] in V.word_set(q.name) for q in offered)]
             hit = self.absent_options[names] = (own, other, opposite)
         own, other, opposite = hit
         choices = [(w, kind) for w, kind in ((0.5, "own"), (0.3, "other"), (0.2, "opposite"))
@@ -422,7 +424,7 @@ class _Generator:
             return True
         if plan.builtin and all(p.builtin for p in offered):
             return False
-        mine = set(plan.intent.obj.split()) - N._STOP
+        mine = set(plan.intent.obj.split()) - N.STOP_WORDS
         return any(mine & set(p.intent.obj.split()) for p in offered)
 
     # ---- conversations
@@ -495,7 +497,7 @@ class _Generator:
 
     def _llm(self, segs: list[P.Seg]) -> tuple[str, str | None]:
         text = P.render(segs)
-        if self.paraphraser is None or self.llm["failed"]:
+        if self.paraphraser is None or self.llm is None or self.llm["failed"]:
             return text, None
         if self.rng.random() >= self.level.llm:
             return text, None
@@ -625,7 +627,7 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
               "tools": [tool_name(t) for t in tools], "categories": cats, "no_call_kinds": kinds,
               "near_duplicates_dropped": dupes, "regenerated_for_schema": bad, "golden_requests_avoided": avoided,
               "attempts": attempts, "steering": gen.steering, "paraphrase": gen.llm}
-    notes = []
+    notes: list[str] = []
     if gen.llm and gen.llm["note"]:
         notes.append(gen.llm["note"])
     if gen.steering["style_only"]:

@@ -20,10 +20,10 @@ def _local_files(path: Path) -> tuple[str, list[str]]:
     files = sorted(f for f in path.rglob("*") if f.suffix in LOCAL_BUILDERS) if path.is_dir() else [path]
     if not files:
         raise InvalidInput(f"the folder has no {', '.join(LOCAL_BUILDERS)} files", file=str(path))
-    kinds = {LOCAL_BUILDERS.get(f.suffix) for f in files}
-    if None in kinds:
+    if any(f.suffix not in LOCAL_BUILDERS for f in files):
         raise InvalidInput(f"not a data file the datasets library reads here (use one of "
                            f"{', '.join(LOCAL_BUILDERS)})", file=str(path))
+    kinds = {LOCAL_BUILDERS[f.suffix] for f in files}
     if len(kinds) > 1:
         raise InvalidInput(f"the folder mixes {' and '.join(sorted(kinds))} files: point at one kind",
                            file=str(path))
@@ -58,7 +58,7 @@ def load_rows(dataset: str, split: str = "train", revision: str | None = None, l
                 progress({"stage": "reading", "read": i + 1})
     except InvalidInput:
         raise
-    except Exception as e:  # the datasets library raises many types (FileNotFoundError, ConnectionError, …)
+    except Exception as e:  # noqa: BLE001 — re-raised as InvalidInput; the datasets library raises many types (FileNotFoundError, ConnectionError, …)
         raise InvalidInput(f"cannot load {dataset!r} (split {split!r}"
                            + (f", revision {revision!r}" if revision else "")
                            + f") with the datasets library: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",

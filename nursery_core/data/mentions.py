@@ -61,7 +61,7 @@ class Param:
     required: bool
 
 
-def _type(schema: dict) -> str:
+def schema_type(schema: dict) -> str:
     t = schema.get("type")
     if isinstance(t, list):
         t = next((x for x in t if x != "null"), "string")
@@ -81,11 +81,11 @@ def param_info(name: str, schema: dict, required: bool) -> Param:
 
 
 def _role(name: str, schema: dict, label: str, head: str) -> tuple[str, str]:
-    t = _type(schema)
+    t = schema_type(schema)
     words = set(label.split())
     fmt = schema.get("format")
     desc = str(schema.get("description") or "").lower()
-    items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+    items = schema["items"] if isinstance(schema.get("items"), dict) else {}
     if t == "boolean":
         return "bool", ""
     if fmt in ("email", "idn-email") or items.get("format") in ("email", "idn-email") or \

@@ -304,11 +304,11 @@ def content_words(tool: dict) -> frozenset[str]:
 
 @functools.lru_cache(maxsize=4096)
 def _content_words(name: str, description: str) -> frozenset[str]:
-    words = set(split_name(name)) | V._words(description)
-    return frozenset(w for w in words if len(w) > 2 and w not in _STOP)
+    words = set(split_name(name)) | V.word_set(description)
+    return frozenset(w for w in words if len(w) > 2 and w not in STOP_WORDS)
 
 
-_STOP = {"get", "set", "the", "and", "for", "with", "from", "into", "this", "that", "user", "users", "return",
+STOP_WORDS = {"get", "set", "the", "and", "for", "with", "from", "into", "this", "that", "user", "users", "return",
          "returns", "create", "make", "add", "send", "find", "search", "list", "show", "check", "run", "use",
          "given", "one", "all", "any", "its", "their", "your", "our", "optionally", "current", "new", "data",
          "information", "info", "details", "value", "values", "result", "results", "tool", "function", "api",
@@ -326,7 +326,7 @@ def catalogue_for(dataset_tools: list[dict]) -> list[tuple[dict, set[str]]]:
     for tool, avoid in CATALOGUE:
         if tool["function"]["name"] in own_names:
             continue
-        mine = {w for w in split_name(tool["function"]["name"]) if len(w) > 2 and w not in _STOP}
+        mine = {w for w in split_name(tool["function"]["name"]) if len(w) > 2 and w not in STOP_WORDS}
         if mine & words:
             continue
         out.append((tool, avoid))

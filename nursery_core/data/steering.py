@@ -52,7 +52,7 @@ def templatise(query: str, tool: dict) -> str | None:
             continue
         if t not in (None, "string"):
             continue
-        fmt, words = s.get("format"), V._words(p)
+        fmt, words = s.get("format"), V.word_set(p)
         regex = (_EMAIL_RE if fmt == "email" or words & {"email", "to", "recipient"} else
                  _URL_RE if fmt in ("uri", "url") or words & {"url", "link"} else
                  _DATE_RE if fmt == "date" or words & {"date"} else None)

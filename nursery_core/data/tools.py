@@ -119,7 +119,7 @@ def parse_tool_schemas(text: str, source: str = "<pasted schema>",
                            "parameters", file=source)
     try:
         data = json.loads(text)
-    except ValueError as e:
+    except json.JSONDecodeError as e:
         try:
             data = decode_json_like(text, where, "schema")
         except InvalidInput:
@@ -147,7 +147,7 @@ def tools_from_data(data: Any, source: str = "<schema>", conversions: dict[str, 
     for i, item in enumerate(items):
         f = f"{field}[{i}]" if field or len(items) > 1 or isinstance(data, list) else "schema"
         if isinstance(item, dict):
-            fn = item.get("function") if isinstance(item.get("function"), dict) else item
+            fn = item["function"] if isinstance(item.get("function"), dict) else item
             if "parameters" not in fn and "input_schema" not in fn and "name" in fn:
                 raise InvalidInput(f"tool {fn.get('name')!r} has no 'parameters' (a JSON Schema object with "
                                    "type, properties and required)", file=source, field=f"{f}.parameters")

@@ -158,7 +158,8 @@ def humanise(name: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _words(*texts: str) -> frozenset[str]:
+def word_set(*texts: str) -> frozenset[str]:
+    """The lower-case words of the texts, humanised first (camelCase and snake_case split)."""
     out: set[str] = set()
     for t in texts:
         out.update(w for w in re.split(r"[^a-z0-9]+", humanise(t or "")) if w)
@@ -180,8 +181,8 @@ def person(rng):
 
 
 def email(rng):
-    f, l = rng.choice(FIRST).lower(), rng.choice(LAST).lower()
-    local = rng.choice([f"{f}.{l}", f"{f}{l[0]}", f"{f[0]}{l}", f"{f}_{l}", f"{f}{rng.randint(1, 99)}"])
+    f, s = rng.choice(FIRST).lower(), rng.choice(LAST).lower()
+    local = rng.choice([f"{f}.{s}", f"{f}{s[0]}", f"{f[0]}{s}", f"{f}_{s}", f"{f}{rng.randint(1, 99)}"])
     return f"{local}@{rng.choice(DOMAINS)}"
 
 
@@ -404,8 +405,8 @@ def string_for(name: str, schema: dict, rng: random.Random, hint: str = "") -> s
     for pattern, gen in _DESC_RULES:
         if pattern.search(description):
             return gen(rng)
-    name_words = _words(name, hint)
-    desc_words = _words(description)
+    name_words = word_set(name, hint)
+    desc_words = word_set(description)
     if "sql" in name_words or "sql" in desc_words:
         return sql(rng)
     # The head noun (last word: departure_*date*, destination_*city*) decides first, then any name word.
@@ -426,8 +427,9 @@ def string_for(name: str, schema: dict, rng: random.Random, hint: str = "") -> s
 
 
 def number_range(name: str, schema: dict) -> tuple[float, float]:
-    words = _words(name)
-    lo, hi = 1, 100
+    words = word_set(name)
+    lo: float = 1
+    hi: float = 100
     for keys, rng_ in _RANGE_RULES:
         if keys & words:
             lo, hi = rng_
@@ -506,6 +508,7 @@ def _sample_pattern(pattern: str, rng: random.Random) -> str | None:
 def value_for(name: str, schema: dict, rng: random.Random, override: Callable | None = None,
               depth: int = 0) -> Any:
     """A value valid for `schema` (the caller validates and retries); `name` steers what it looks like."""
+    v: Any  # the value, of whichever JSON type the schema asks for
     if "const" in schema:
         return schema["const"]
     if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -532,7 +535,7 @@ def value_for(name: str, schema: dict, rng: random.Random, override: Callable | 
                 v = max(lo_i, (v // mult) * mult) if v >= mult else mult
             return v
         # People say 21, 21.5 or 19.99 far more often than 16.96; money keeps its cents now and then.
-        money = bool(_words(name) & {"amount", "price", "budget", "cost", "total", "salary", "balance", "fee"})
+        money = bool(word_set(name) & {"amount", "price", "budget", "cost", "total", "salary", "balance", "fee"})
         r = rng.random()
         if r < 0.5 and int(hi) >= int(lo) + 1:
             v = float(rng.randint(int(math.ceil(lo)), int(hi)))
@@ -544,7 +547,7 @@ def value_for(name: str, schema: dict, rng: random.Random, override: Callable | 
             v = round(rng.uniform(lo, hi), 1)
         return int(v) if v == int(v) else v
     if t == "array":
-        items = schema.get("items") if isinstance(schema.get("items"), dict) else {"type": "string"}
+        items = schema["items"] if isinstance(schema.get("items"), dict) else {"type": "string"}
         lo = int(schema.get("minItems", 1))
         hi = int(schema.get("maxItems", max(lo, 3)))
         n = rng.randint(lo, max(lo, min(hi, lo + 2)))

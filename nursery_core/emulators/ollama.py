@@ -67,7 +67,7 @@ class OllamaEmulator:
         return self
 
     @property
-    def port(self) -> tuple:
+    def port(self) -> int:
         assert self._server is not None, "start() first"
         return self._server.server_address[1]
 
@@ -95,7 +95,7 @@ class OllamaEmulator:
 
     def has_blob(self, digest: str) -> bool:
         m = _DIGEST_RE.match(digest)
-        return bool(m) and self.blob_path(m.group(1)).exists()
+        return m is not None and self.blob_path(m.group(1)).exists()
 
     def log(self, entry: dict) -> None:
         with self._lock:
@@ -320,7 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, None
 
 
-def main(argv: list[str] | None = None) -> tuple:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m nursery_core.emulators.ollama",
                                  description="A stub Ollama server (blobs, create, tags, show, delete).")
     ap.add_argument("--host", default="127.0.0.1")

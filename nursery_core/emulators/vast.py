@@ -279,10 +279,10 @@ class VastEmulator:
                     ok = op == "eq" and w is None or op == "neq" and w is not None
                 else:
                     try:
-                        ok = {"eq": actual == w, "neq": actual != w}.get(op)
-                        if ok is None:
-                            ok = {"gt": actual > w, "gte": actual >= w, "lt": actual < w,
-                                  "lte": actual <= w}[op]
+                        if op in ("eq", "neq"):
+                            ok = (actual == w) if op == "eq" else (actual != w)
+                        else:
+                            ok = {"gt": actual > w, "gte": actual >= w, "lt": actual < w, "lte": actual <= w}[op]
                     except TypeError:
                         ok = False
             if not ok:
@@ -357,8 +357,8 @@ class VastEmulator:
         }
         self.instances[iid] = inst
         offer["rentable"], offer["rented"] = False, True
-        for k in self.account_keys.values():  # account keys apply to new instances
-            inst["_keys"][k["id"]] = k["public_key"]
+        for acct in self.account_keys.values():  # account keys apply to new instances
+            inst["_keys"][acct["id"]] = acct["public_key"]
         self._write_authorized_keys()
         return inst
 
@@ -612,9 +612,9 @@ class _Handler(BaseHTTPRequestHandler):
                              "msg": "/api/v0/instances/ is deprecated. Use /api/v1/instances/ instead."}
             if endpoint == "list":
                 return self._list_v1(query)
-            iid = int(params["iid"]) if params.get("iid") else None
-            inst = emu.instances.get(iid) if iid is not None else None
-            live = inst is not None and not inst["_destroyed"]
+            iid = int(params["iid"]) if params.get("iid") else -1  # -1: no instance has it
+            inst: dict = emu.instances.get(iid) or {}  # {} when there is no such instance (live is then False)
+            live = bool(inst) and not inst["_destroyed"]
             if endpoint == "show":
                 if not live:
                     return 200, {"instances": None}

@@ -91,6 +91,6 @@ def parse_tool_calls(text: str | None) -> ParseResult:
         if err:
             result.format_ok = False
             result.errors.append(f"block {i}: {err}")
-        else:
+        elif call is not None:
             result.calls.append(call)
     return result

@@ -139,7 +139,8 @@ class ToolCallGuard(LogitsProcessor):
     def __init__(self, matchers: list[Any | None], stop_ids: Sequence[int], vocab_size: int, greedy: bool = False,
                  max_new_tokens: int | None = None, closers: np.ndarray | None = None,
                  progress: list[int] | None = None):
-        self.matchers = list(matchers)
+        # llguidance matchers; None for a row that decodes freely (done from the start, so never read below)
+        self.matchers: list[Any] = list(matchers)
         self.greedy = greedy
         self.max_new_tokens = max_new_tokens
         self.closers = closers if closers is not None else np.zeros(0, dtype=np.int64)

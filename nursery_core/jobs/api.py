@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from .. import paths
 from ..errors import AlreadyExists, BackendError, DuplicateRun, InvalidConfig, InvalidInput, NotFound
-from ..status import ACTIVE, JobStatus
+from ..status import JobStatus
 from ..store import get_store, new_id, now
 from ..training.config import TrainConfig
 

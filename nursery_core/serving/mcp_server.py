@@ -139,7 +139,7 @@ class ToolSpec:
 def _precheck_evaluate(model_name: str | None = None, dataset: str = "", split: str = "eval", limit: int | None = None,
                        predictions: str | None = None, **_: Any) -> None:
     """What nursery_evaluate checks first (dataset, split, limit, model), with its messages."""
-    from ..evaluate import load_eval_examples
+    from ..evaluation.api import load_eval_examples
     from ..inference import resolve_model
 
     if not dataset:
@@ -193,7 +193,7 @@ TOOLS: list[ToolSpec] = [
              types={"tools": ToolList}, generation=True),
     ToolSpec("nursery_compare_models", "nursery_core.compare:nursery_compare_models",
              types={"tools": ToolList}),
-    ToolSpec("nursery_evaluate", "nursery_core.evaluate:nursery_evaluate", rename={"dataset": "dataset_name"},
+    ToolSpec("nursery_evaluate", "nursery_core.evaluation.api:nursery_evaluate", rename={"dataset": "dataset_name"},
              required=("dataset_name",),
              hide=("store_result",), paths=("predictions",), task="evaluate", progress_kw="progress",
              precheck=_precheck_evaluate,

@@ -5,9 +5,10 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, get_type_hints
 
 from ..errors import InvalidConfig
+from ..options import Option, options_of
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 SCHEDULERS = ("cosine", "linear", "constant")
@@ -38,32 +39,37 @@ class TrainConfig:
                         "eval_fraction of the training file)", group="paths")
     output_dir: str = _f("output", "where the adapter, tokenizer, config and metrics are written", group="paths")
     # LoRA shape
-    r: int = _f(16, "LoRA rank", min=1, max=1024, group="lora")
+    r: int = _f(16, "LoRA rank", min=1, max=1024, group="lora", label="LoRA r",
+                  cli=("--lora-r",))
     alpha: float = _f(32.0, "LoRA alpha (scale = alpha / r)", min=0.0, max=4096.0, group="lora",
-                      min_exclusive=True)
+                      min_exclusive=True, label="LoRA alpha", cli=("--lora-alpha",))
     dropout: float = _f(0.0, "LoRA dropout (default 0: on a CPU its random masks cost a quarter of each step)",
-                        min=0.0, max=0.9, group="lora")
+                        min=0.0, max=0.9, group="lora", label="LoRA dropout", step=0.05)
     target_modules: list[str] = _f(ALL_LINEAR, "module names that get LoRA adapters (all linear layers "
                                    "by default)", group="lora")
     lora_layers: int = _f(12, "LoRA only on the top N transformer layers (0 = all); backward then stops at the "
                           "lowest adapted layer, and on a CPU the frozen layers below run once per example rather "
-                          "than once per epoch, so fewer layers train faster", min=0, max=1024, group="lora")
+                          "than once per epoch, so fewer layers train faster", min=0, max=1024, group="lora",
+                          label="LoRA on top N blocks (0 = all)")
     # optimisation
     learning_rate: float = _f(2e-3, "peak learning rate (AdamW)", min=0.0, max=1.0, group="optim",
-                              min_exclusive=True)
+                              min_exclusive=True, label="Learning rate", cli=("--lr",), step=1e-4, format="%.5f")
     epochs: float = _f(2.0, "passes over the training examples (ignored when max_steps > 0)", min=0.0,
-                       max=1000.0, group="optim", min_exclusive=True)
+                       max=1000.0, group="optim", min_exclusive=True, step=1.0)
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = run the epochs)", min=0,
-                        max=10_000_000, group="optim")
+                        max=10_000_000, group="optim",
+                    label="Max steps (0 = epochs)")
     batch_size: int = _f(2, "examples per micro-batch", min=1, max=4096, group="optim")
-    grad_accum: int = _f(1, "micro-batches per optimizer step", min=1, max=1024, group="optim")
+    grad_accum: int = _f(1, "micro-batches per optimizer step", min=1, max=1024, group="optim",
+                    label="Gradient accumulation")
     max_length: int = _f(2560, "tokens per example (longer ones are truncated)", min=16, max=131072,
-                         group="optim")
+                         group="optim", label="Max length (tokens)")
     warmup_ratio: float = _f(0.05, "fraction of the steps spent warming the learning rate up", min=0.0,
-                             max=0.9, group="optim")
-    weight_decay: float = _f(0.0, "AdamW weight decay", min=0.0, max=1.0, group="optim")
+                             max=0.9, group="optim", step=0.01)
+    weight_decay: float = _f(0.0, "AdamW weight decay", min=0.0, max=1.0, group="optim", step=0.01)
     scheduler: str = _f("cosine", "learning-rate schedule after warm-up", choices=SCHEDULERS, group="optim")
-    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 = off)", min=0.0, max=1000.0, group="optim")
+    max_grad_norm: float = _f(1.0, "gradient clipping norm (0 = off)", min=0.0, max=1000.0, group="optim",
+                                 label="Max gradient norm")
     group_by_length: bool = _f(True, "batch examples of similar length together (less padding)",
                                group="optim")
     seed: int = _f(0, "random seed (shuffling, LoRA init, dropout)", min=0, max=2**31 - 1, group="optim")
@@ -74,15 +80,16 @@ class TrainConfig:
     function_masking: float = _f(0.0, "share of training examples whose tool and parameter names become random "
                                  "identifiers (tools shuffled, descriptions kept), so the model learns to read "
                                  "descriptions rather than names; the Hammer models found a third to a half best",
-                                 min=0.0, max=1.0, group="data")
+                                 min=0.0, max=1.0, group="data", label="Function masking share", step=0.05)
     mix_dataset: str = _f("", "another stored dataset whose training split is mixed into this run's training "
-                          "examples, e.g. imported general tool-calling data ('' = none)", group="data")
+                          "examples, e.g. imported general tool-calling data ('' = none)", group="data",
+                          label="Mix in dataset")
     mix_fraction: float = _f(0.0, "how many examples to mix in from mix_dataset, as a fraction of this dataset's "
                              "training examples (0.5 = half as many again; at most all of mix_dataset)",
-                             min=0.0, max=10.0, group="data")
+                             min=0.0, max=10.0, group="data", label="Mix fraction", step=0.1)
     # evaluation
     eval_fraction: float = _f(0.1, "eval share split off the training file when there is no eval file",
-                              min=0.0, max=0.5, group="eval")
+                              min=0.0, max=0.5, group="eval", step=0.05)
     eval_every: int = _f(0, "steps between eval-loss measurements on up to 32 eval examples (0 = once per "
                          "epoch, or halfway through a single epoch); the whole eval set is scored at the end",
                          min=0, max=10_000_000, group="eval")
@@ -96,13 +103,14 @@ class TrainConfig:
     # ------------------------------------------------------------------------------ validation / io
     def validate(self) -> "TrainConfig":
         """Raises InvalidConfig naming the first bad field; returns self so calls can chain."""
+        hints = get_type_hints(type(self))
         for f in fields(self):
             v = getattr(self, f.name)
             meta = f.metadata
-            if f.type in ("int", "float"):
+            if hints[f.name] in (int, float):
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise InvalidConfig(f"{f.name} must be a number, got {v!r}")
-                if f.type == "int" and not isinstance(v, int):
+                if hints[f.name] is int and not isinstance(v, int):
                     raise InvalidConfig(f"{f.name} must be a whole number, got {v!r}")
                 if math.isnan(v) or math.isinf(v):
                     raise InvalidConfig(f"{f.name} must be a finite number, got {v!r}")
@@ -164,16 +172,32 @@ class TrainConfig:
         """A copy with the given fields changed (None values are ignored); unknown names are an error."""
         data = self.to_dict()
         data.update({k: v for k, v in hyper.items() if v is not None})
-        return TrainConfig.from_dict(data)
+        return type(self).from_dict(data)
 
 
 def field_help() -> dict[str, dict]:
-    """Per-field default, help and bounds for the UI form and the CLI help."""
+    """Per-field default, help and bounds (the MCP tool schema reads this)."""
     out = {}
     for f in fields(TrainConfig):
-        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        default = f.default_factory() if callable(f.default_factory) else f.default
         out[f.name] = {"default": default, **dict(f.metadata)}
     return out
 
 
-HYPER_FIELDS = [f.name for f in fields(TrainConfig) if f.metadata.get("group") not in ("paths", "model")]
+NOT_HYPER_GROUPS = ("paths", "model")  # set per job by the launcher, never a hyper-parameter
+
+
+def train_options(names: Sequence[str] | None = None) -> list[Option]:
+    """TrainConfig's fields as Options (all of them, or those named, in that order). Read at call time, so a
+    field added to TrainConfig reaches every surface that calls this. Raises KeyError for an unknown name."""
+    opts = {o.name: o for o in options_of(TrainConfig)}
+    return list(opts.values()) if names is None else [opts[n] for n in names]
+
+
+def hyper_options() -> list[Option]:
+    """The settings a run may override: every field outside the paths and model groups."""
+    return [o for o in train_options() if o.group not in NOT_HYPER_GROUPS]
+
+
+HYPER_FIELDS = [o.name for o in hyper_options()]
+"""The hyper-parameter names when this module was imported (surfaces call hyper_options() instead)."""

@@ -19,7 +19,7 @@ _LOCK = threading.Lock()
 def _tokenizer(base_model: str, base_model_dir: str):
     from .trainer import load_tokenizer
 
-    cfg = TrainConfig(base_model=base_model, base_model_dir=base_model_dir or None)
+    cfg = TrainConfig(base_model=base_model, base_model_dir=base_model_dir or "")
     return load_tokenizer(cfg)[0]
 
 

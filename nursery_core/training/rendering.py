@@ -147,7 +147,7 @@ def _probe_renders_tool_calls(tokenizer) -> bool:
                 {"type": "function", "function": {"name": "probe_fn", "arguments": {}}}]}]
     try:
         text = tokenizer.apply_chat_template(msgs, tools=tools, tokenize=False)
-    except Exception:
+    except Exception:  # noqa: BLE001 — a template that cannot render a tool call does not support tool calls
         return False
     return "probe_fn" in text.split(TOOL_CALL_OPEN)[0] and TOOL_CALL_OPEN in text
 
@@ -263,7 +263,7 @@ def encode_example(tokenizer, example: dict, max_length: int, with_text: bool = 
         if inside and (not labels or labels[-1] == -100):
             decisions.append(pos)  # the first token of a trained turn: call (`<tool_call>`) or answer in words
         labels.append(tok_id if inside else -100)
-    out = {"input_ids": list(enc["input_ids"]), "labels": labels, "decisions": decisions}
+    out: dict[str, Any] = {"input_ids": list(enc["input_ids"]), "labels": labels, "decisions": decisions}
     if with_text:
         out.update(text=full, offsets=[tuple(o) for o in enc["offset_mapping"]])
     return out

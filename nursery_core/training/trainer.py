@@ -16,7 +16,7 @@ import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import InvalidConfig, InvalidInput
 from . import distributed
@@ -51,7 +51,7 @@ def cpu_count() -> int:
 # ------------------------------------------------------------------------------------------- data
 def read_jsonl(path: Path) -> list[dict]:
     """Canonical examples from a JSONL file; a broken line is reported with its file and line."""
-    out = []
+    out: list[dict] = []
     if not path.exists():
         return out
     with open(path, encoding="utf-8") as fh:
@@ -60,7 +60,7 @@ def read_jsonl(path: Path) -> list[dict]:
                 continue
             try:
                 ex = json.loads(line)
-            except ValueError as e:
+            except json.JSONDecodeError as e:
                 raise InvalidInput(f"not valid JSON ({e.msg})", file=str(path), line=i) from None
             if not isinstance(ex, dict) or not isinstance(ex.get("messages"), list):
                 raise InvalidInput("an example needs a 'messages' list", file=str(path), line=i, field="messages")
@@ -189,7 +189,7 @@ def load_tokenizer(config: TrainConfig):
         spec = resolve(config.base_model)
         family = spec.family if spec.alias in REGISTRY and not spec.local_dir else family_of_template(
             tok.chat_template)
-    except Exception:
+    except Exception:  # noqa: BLE001 — a base the registry cannot resolve (hub id, bare directory): its template decides
         family = family_of_template(tok.chat_template)
     prepare_tokenizer(tok, family)
     return tok, family, src
@@ -230,7 +230,7 @@ def lora_config(model, config: TrainConfig):
     missing = sorted(set(config.target_modules) - set(targets))
     if missing:
         log.info("target modules not in this model (skipped): %s", ", ".join(missing))
-    layer_kw = {}
+    layer_kw: dict[str, Any] = {}
     if config.lora_layers:
         n_layers, pattern = _decoder_layers(model)
         if n_layers:
@@ -238,7 +238,8 @@ def lora_config(model, config: TrainConfig):
             layer_kw = {"layers_to_transform": list(range(n_layers - top, n_layers)), "layers_pattern": pattern}
         else:
             log.info("lora_layers ignored: no numbered transformer layer list found in this model")
-    lcfg = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=targets,
+    lcfg = LoraConfig(r=config.r, lora_alpha=config.alpha,  # type: ignore[arg-type]  # peft annotates an int; it scales by any number
+                      lora_dropout=config.dropout, target_modules=targets,
                       bias="none", task_type="CAUSAL_LM", **layer_kw)
     return lcfg, targets
 

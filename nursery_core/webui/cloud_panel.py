@@ -3,7 +3,7 @@ the Settings section on providers and SSH servers. Pages call these; each action
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import streamlit as st
 
@@ -13,40 +13,42 @@ from ..errors import NurseryError
 
 @st.cache_data(ttl=60, show_spinner=False)
 def _offers(max_dph: float | None, min_gpu_ram: float | None, gpu: str | None, disk: float) -> list[dict]:
-    from ..cli.cloud import offer_row
-    from ..cloud.vast import VastClient
+    from ..cloud.offers import search_offer_rows
 
-    with VastClient() as c:
-        return [offer_row(o) for o in c.search_offers(max_dph=max_dph, min_gpu_ram_gb=min_gpu_ram,
-                                                      gpu_name=gpu or None, disk_gb=disk, limit=25)]
+    return search_offer_rows(max_dph=max_dph, min_gpu_ram_gb=min_gpu_ram, gpu=gpu, disk_gb=disk, limit=25)
+
+
+def _inputs(names: list[str], values: dict[str, Any], key: str, columns: Sequence[Any]) -> dict[str, Any]:
+    """Widgets for the named cloud run options (labels, help and bounds from run_options.CloudRunOptions), one
+    per column; keys `<key>_<option>`."""
+    from ..run_options import cloud_options
+    from .config_form import option_input, option_key
+
+    return {o.name: option_input(o, values.get(o.name), option_key(key, o), col)
+            for o, col in zip(cloud_options(names), columns)}
 
 
 def render_budget_inputs(key: str = "cloud") -> dict:
     """Max $/hour, max hours and max $ inputs (0 = no cap); returns the caps that are set."""
-    c1, c2, c3 = st.columns(3)
-    max_dph = c1.number_input("Max $/hour", min_value=0.0, value=DEFAULT_MAX_DPH, step=0.05, format="%.2f",
-                              key=f"{key}_max_dph", help="offers above this are never rented")
-    max_hours = c2.number_input("Max hours", min_value=0.0, value=DEFAULT_MAX_HOURS, step=0.5,
-                                key=f"{key}_max_hours",
-                                help="the run is stopped (checkpoint saved) and the machine destroyed after this")
-    max_cost = c3.number_input("Max $ for the run", min_value=0.0, value=0.0, step=0.5, key=f"{key}_max_cost",
-                               help="0 = no cap; else stop when the run has cost this much")
-    return {k: v for k, v in {"max_dph": max_dph, "max_hours": max_hours, "max_cost": max_cost}.items() if v}
+    caps = _inputs(["max_dph", "max_hours", "max_cost"],
+                   {"max_dph": DEFAULT_MAX_DPH, "max_hours": DEFAULT_MAX_HOURS, "max_cost": 0.0}, key, st.columns(3))
+    return {k: v for k, v in caps.items() if v}
 
 
-def render_offers_table(max_dph: float | None, key: str = "cloud") -> int | None:
-    """Live Vast.ai offers (GPU, VRAM, $/h, reliability) that fit; returns the offer id the user picked."""
-    c1, c2 = st.columns(2)
-    min_ram = c1.number_input("Min GPU memory (GB)", min_value=0.0, value=8.0, step=4.0, key=f"{key}_min_ram")
-    gpu = c2.text_input("GPU name (optional)", value="", key=f"{key}_gpu", placeholder="RTX 4090")
+def render_offers_table(max_dph: float | None, key: str = "cloud") -> dict:
+    """Live Vast.ai offers (GPU, VRAM, $/h, reliability) that fit; returns the filters that are set and the
+    offer id the user picked (min_gpu_ram_gb, gpu, offer_id)."""
+    picked_opts = _inputs(["min_gpu_ram_gb", "gpu"], {"min_gpu_ram_gb": 8.0, "gpu": ""}, key, st.columns(2))
+    opts: dict[str, Any] = {k: (v.strip() if isinstance(v, str) else v) for k, v in picked_opts.items()}
+    opts = {k: v for k, v in opts.items() if v}
     try:
-        rows = _offers(max_dph or None, min_ram or None, gpu.strip() or None, 20.0)
+        rows = _offers(max_dph or None, opts.get("min_gpu_ram_gb"), opts.get("gpu"), 20.0)
     except NurseryError as e:
         st.error(str(e))
-        return None
+        return opts
     if not rows:
         st.info("No verified offer fits these limits right now: raise the $/hour cap or lower the GPU memory.")
-        return None
+        return opts
     table = [{"offer": r["id"], "GPU": f"{r['gpu_name']} x{r['num_gpus']}", "VRAM (GB)": r["gpu_ram_gb"],
               "$/h": round(r["dph_total"], 4), "reliability": round(r["reliability"], 4),
               "where": r["geolocation"]} for r in rows]
@@ -56,9 +58,10 @@ def render_offers_table(max_dph: float | None, key: str = "cloud") -> int | None
     if picked:
         chosen = table[picked[0]]
         st.caption(f"Will rent offer {chosen['offer']} ({chosen['GPU']}, ${chosen['$/h']}/h).")
-        return int(chosen["offer"])
-    st.caption("Nursery rents the cheapest offer that fits unless you pick a row.")
-    return None
+        opts["offer_id"] = int(chosen["offer"])
+    else:
+        st.caption("Nursery rents the cheapest offer that fits unless you pick a row.")
+    return opts
 
 
 def render_cloud_training_options(key: str = "cloud") -> dict | None:
@@ -74,17 +77,7 @@ def render_cloud_training_options(key: str = "cloud") -> dict | None:
             st.warning("Set VAST_API_KEY (environment or .streamlit/secrets.toml) to train on Vast.ai.")
             return {"provider": "vast"}
         caps = render_budget_inputs(key)
-        offer_id = render_offers_table(caps.get("max_dph"), key)
-        opts: dict[str, Any] = {"provider": "vast", **caps}
-        if offer_id:
-            opts["offer_id"] = offer_id
-        min_ram = st.session_state.get(f"{key}_min_ram")
-        if min_ram:
-            opts["min_gpu_ram_gb"] = min_ram
-        gpu = (st.session_state.get(f"{key}_gpu") or "").strip()
-        if gpu:
-            opts["gpu"] = gpu
-        return opts
+        return {"provider": "vast", **caps, **render_offers_table(caps.get("max_dph"), key)}
     try:
         servers = ssh_servers()
     except NurseryError as e:
@@ -92,18 +85,15 @@ def render_cloud_training_options(key: str = "cloud") -> dict | None:
         servers = {}
     names = list(servers) + ["Other…"]
     pick = st.selectbox("Server", names, key=f"{key}_ssh_server")
-    opts = {"provider": "ssh"}
+    opts: dict[str, Any] = {"provider": "ssh"}
     if pick != "Other…":
         srv = servers[pick]
         st.caption(f"{srv.address} with key {srv.key_path or '(none set)'}")
         opts["ssh_server"] = pick
     else:
-        c1, c2, c3 = st.columns([3, 1, 1])
-        opts["host"] = c1.text_input("Host", key=f"{key}_ssh_host")
-        opts["port"] = c2.number_input("Port", min_value=1, max_value=65535, value=22, key=f"{key}_ssh_port")
-        opts["user"] = c3.text_input("User", value="root", key=f"{key}_ssh_user")
-        opts["key_path"] = st.text_input("Private key file", key=f"{key}_ssh_key", placeholder="~/.ssh/id_ed25519")
-    hours = st.number_input("Max hours (0 = no cap)", min_value=0.0, value=0.0, step=0.5, key=f"{key}_ssh_hours")
+        opts.update(_inputs(["host", "port", "user"], {"port": 22, "user": "root"}, key, st.columns([3, 1, 1])))
+        opts.update(_inputs(["key_path"], {}, key, [st]))
+    hours = _inputs(["max_hours"], {"max_hours": 0.0}, f"{key}_ssh", [st])["max_hours"]
     if hours:
         opts["max_hours"] = hours
     return opts

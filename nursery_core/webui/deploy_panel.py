@@ -36,7 +36,7 @@ def _run(model_name: str, options: dict) -> None:
             # Per-prompt verification ticks would flood the log: only the per-side totals are written.
             if step == "verify" and state == "running" and ev.get("done") not in (None, ev.get("total")):
                 return
-            icon = {"done": "✅", "failed": "❌", "skipped": "⏭️"}.get(state, "•")
+            icon = {"done": "✅", "failed": "❌", "skipped": "⏭️"}.get(str(state), "•")
             st.write(f"{icon} {ev.get('message', '')}")
 
         try:
@@ -105,7 +105,7 @@ def _show_deployment(dep: dict) -> None:
                             mime="application/zip", key=_key(dep["id"], "zip"))
     for i, f in enumerate(files):
         cols[(i + 1) % len(cols)].download_button(
-            f.name, data=(lambda p=f: p.read_bytes()), file_name=f.name,
+            f.name, data=f.read_bytes, file_name=f.name,
             mime="application/octet-stream", key=_key(dep["id"], f"file_{f.name}"))
 
 

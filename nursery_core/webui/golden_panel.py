@@ -244,7 +244,7 @@ def render_golden_panel(user: str | None) -> None:
         st.caption('JSONL `{"request", "tools", "calls", "note"}` (`"calls": []` = no call), CSV with columns '
                    "request, calls, tools, note, or canonical JSONL. One bad row stores nothing.")
         up = st.file_uploader("File", type=["jsonl", "json", "csv"], key="gs_upload")
-        if st.button("Import", key="gs_import", disabled=up is None or not name):
+        if st.button("Import", key="gs_import", disabled=up is None or not name) and up is not None:
             safe = re.sub(r"[^A-Za-z0-9._-]+", "_", up.name) or "golden.jsonl"
             try:
                 with tempfile.TemporaryDirectory() as tmp:

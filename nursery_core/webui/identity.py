@@ -21,13 +21,13 @@ _VALID = re.compile(r"^[\w .@'-]{1,40}$")
 
 
 def valid_name(name: str | None) -> bool:
-    return bool(name) and bool(_VALID.match(name))
+    return bool(name and _VALID.match(name))
 
 
 def _cookie_name() -> str | None:
     try:
         raw = st.context.cookies.get(COOKIE)
-    except Exception:  # AppTest and old clients have no cookies
+    except Exception:  # noqa: BLE001 — AppTest and old clients have no cookies
         return None
     if not isinstance(raw, str):  # AppTest hands back a mock, old clients nothing
         return None

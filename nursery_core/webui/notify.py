@@ -32,7 +32,7 @@ def job_toasts() -> None:
             seen_ids.discard(job_id)
             try:
                 job = services.store().get_job(job_id)
-            except Exception:  # deleted meanwhile: nothing to say
+            except Exception:  # noqa: BLE001 — deleted meanwhile: nothing to say
                 continue
             what = job.get("model_name") or job.get("output_name")
             st.toast(f"Job {job_id} {job['status']}: {what}", icon=_ICONS.get(job["status"], "ℹ️"),

@@ -8,8 +8,10 @@ import streamlit as st
 from ..errors import NurseryError
 from ..settings import OLLAMA_HOST_KEY, TRAINING_DEFAULTS_KEY, effective_training_defaults, save_training_defaults
 
-_EDITABLE = ("r", "alpha", "lora_layers", "learning_rate", "epochs", "batch_size", "grad_accum", "max_length",
-             "dropout", "seed")
+# The fields the Settings form features first; every other hyper-parameter of TrainConfig follows under
+# "More settings" (generated from the field metadata, webui/config_form.py).
+SETTINGS_FIELDS = ("r", "alpha", "lora_layers", "learning_rate", "epochs", "batch_size", "grad_accum", "max_length",
+                   "dropout", "seed")
 
 
 def render_ollama_settings(store, user: str | None) -> None:
@@ -29,29 +31,20 @@ def render_ollama_settings(store, user: str | None) -> None:
 
 
 def render_training_defaults(store, user: str | None) -> None:
-    from ..training.config import field_help
+    from ..training.config import TrainConfig, hyper_options
+    from .config_form import config_form_body
 
-    helps = field_help()
     current = effective_training_defaults(store)
     st.caption("Defaults the Training Forge form starts from, for everyone using this dashboard.")
     with st.form("settings_training_form"):
-        values = {}
-        cols = st.columns(4)
-        for i, name in enumerate(_EDITABLE):
-            meta = helps[name]
-            col = cols[i % 4]
-            if isinstance(meta["default"], int) and not isinstance(meta["default"], bool):
-                values[name] = col.number_input(name, value=int(current[name]), step=1, help=meta["help"],
-                                                key=f"settings_train_{name}")
-            else:
-                values[name] = col.number_input(name, value=float(current[name]), help=meta["help"],
-                                                format="%g", key=f"settings_train_{name}")
+        values = config_form_body(hyper_options(), SETTINGS_FIELDS, current, "settings_train")
         c1, c2 = st.columns(2)
         save = c1.form_submit_button("Save defaults")
         reset = c2.form_submit_button("Reset to Nursery's defaults")
     if save:
-        try:
-            save_training_defaults(store, values, user)
+        nursery = TrainConfig().to_dict()
+        try:  # only what differs from Nursery's own defaults is a team override
+            save_training_defaults(store, {k: v for k, v in values.items() if nursery.get(k) != v}, user)
             st.success("Saved.")
         except NurseryError as e:
             st.error(str(e))

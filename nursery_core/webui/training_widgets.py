@@ -108,11 +108,31 @@ def job_detail(status: dict) -> None:
 
 
 # --------------------------------------------------------------------------------- form and hand-offs
-# The launch form's widget keys per TrainConfig field, with the type each number input holds.
-FORM_KEYS = {"epochs": ("tf_epochs", float), "max_steps": ("tf_max_steps", int), "learning_rate": ("tf_lr", float),
-             "batch_size": ("tf_batch", int), "r": ("tf_r", int), "alpha": ("tf_alpha", float),
-             "lora_layers": ("tf_lora_layers", int), "max_length": ("tf_max_len", int), "seed": ("tf_seed", int),
-             "function_masking": ("tf_masking", float), "mix_fraction": ("tf_mix_fraction", float)}
+# The launch form: the fields it features first (in this order), every other hyper-parameter of TrainConfig
+# under "More settings"; widgets, bounds and help come from TrainConfig's field metadata (webui/config_form.py).
+FORGE_FIELDS = ("epochs", "max_steps", "learning_rate", "batch_size", "r", "alpha", "lora_layers", "max_length",
+                "seed")
+FORM_PREFIX = "tf"
+NO_MIX = "(none)"
+
+
+def launch_form_fields(defaults: dict, mix_choices: list[str]) -> dict:
+    """The launch form's settings inside the caller's st.form, starting from `defaults`; returns the
+    hyper-parameters to launch with. `mix_choices`: the stored datasets that may be mixed in."""
+    from ..training.config import hyper_options
+    from .config_form import config_form_body
+
+    def mix_dataset(col, key, value):
+        picked = col.selectbox("Mix in dataset", [NO_MIX] + mix_choices, key=key,
+                               help=next(o.help for o in hyper_options() if o.name == "mix_dataset"))
+        return "" if picked == NO_MIX else picked
+
+    return config_form_body(hyper_options(), FORGE_FIELDS, defaults, FORM_PREFIX,
+                            more_title="More settings: training-data recipe (function masking, mixing in another "
+                                       "dataset), LoRA, optimiser, hardware",
+                            custom={"mix_dataset": mix_dataset})
+
+
 CRADLE = "pages/3_Model_Cradle.py"
 
 
@@ -126,11 +146,12 @@ def load_job_settings(status: dict) -> None:
     (a callback, so the values are in place before the form's widgets are drawn)."""
     from ..base_models import REGISTRY
 
+    from ..training.config import hyper_options
+    from .config_form import load_into_form, option_key
+
     cfg = status.get("config") or {}
-    for name, (key, kind) in FORM_KEYS.items():
-        if cfg.get(name) is not None:
-            st.session_state[key] = kind(cfg[name])
-    st.session_state["tf_mix_dataset"] = cfg.get("mix_dataset") or "(none)"
+    load_into_form(cfg, [o for o in hyper_options() if o.name != "mix_dataset"], FORM_PREFIX)
+    st.session_state[option_key(FORM_PREFIX, "mix_dataset")] = cfg.get("mix_dataset") or NO_MIX
     st.session_state["tf_dataset"] = status.get("dataset")
     base = status.get("base_model") or ""
     if base in REGISTRY:

@@ -7,9 +7,10 @@ examples to datasets.write_dataset, which validates and stores them.
 """
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ... import paths
 from ...errors import InvalidInput
@@ -33,7 +34,7 @@ def _json_records(text: str, label: str) -> list[tuple[str | None, Any]]:
     if stripped.startswith("["):
         try:
             data, suspicious = loads_marked(stripped)
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             raise InvalidInput(f"not valid JSON: {e.msg} (column {e.colno})", file=label, line=e.lineno) from None
         return [(None, _checked(r) if suspicious else r) for r in data]
     try:
@@ -56,7 +57,7 @@ def _json_records(text: str, label: str) -> list[tuple[str | None, Any]]:
         try:
             rec, suspicious = loads_marked(line)
             out.append((f"line {i}", _checked(rec) if suspicious else rec))
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             bad += 1
             out.append((f"line {i}", _Bad(f"not valid JSON ({e.msg})")))
     if out and bad == len(out):
@@ -107,7 +108,7 @@ def load_source(source: str | Path) -> tuple[list[tuple[str | None, Any]], str]:
     return _json_records(text, label), label
 
 
-def detect_format(records: list[tuple[str | None, Any]], label: str = "") -> str:
+def detect_format(records: Sequence[tuple[str | None, Any]], label: str = "") -> str:
     """The format most of the first records match; InvalidInput when none does."""
     votes = {f: 0 for f in FORMATS}
     sample = [r for _, r in records if isinstance(r, dict)][:25]
@@ -198,7 +199,7 @@ def extract_examples(source: str | Path, format: str = "auto", keep_plain: bool 
 Progress = Callable[[dict], None]
 
 
-def examples_from_records(records: list[tuple[str | None, Any]], label: str, format: str = "auto",
+def examples_from_records(records: Sequence[tuple[str | None, Any]], label: str, format: str = "auto",
                           keep_plain: bool = False, redact: bool = False,
                           progress: Progress | None = None) -> tuple[list[dict], dict]:
     """(normalised examples, report) from already loaded records [(ref or None, record)]; `progress` gets

@@ -36,8 +36,8 @@ def text_of(content: Any, b: "Builder | None" = None) -> str:
             if isinstance(blk, str):
                 out.append(blk)
             elif isinstance(blk, dict) and blk.get("type", "text") in ("text", "input_text", "output_text") \
-                    and isinstance(blk.get("text", blk.get("value")), str):
-                out.append(blk.get("text", blk.get("value")))
+                    and isinstance(text := blk.get("text", blk.get("value")), str):
+                out.append(text)
             elif b is not None:
                 b.count("non_text_blocks_dropped")
         return "".join(out)
@@ -126,7 +126,7 @@ class Builder:
         if msg is not None:
             msg["content"] = (msg["content"] + "\n\n" + text).strip()
 
-    def call(self, name: str, arguments: Any, call_id: str | None = None, src: Any = None,
+    def call(self, name: Any, arguments: Any, call_id: str | None = None, src: Any = None,
              weight: Any = None) -> None:
         if not isinstance(name, str) or not name.strip():
             raise Skip("a tool call without a function name")

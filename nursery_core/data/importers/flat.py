@@ -21,7 +21,7 @@ def convert(rec: dict) -> dict:
     if not isinstance(name, str) or not name.strip():
         raise Skip("an empty tool_name")
     args = rec.get("tool_arguments", rec.get("arguments", {}))
-    out = {"messages": [{"role": "user", "content": q.strip()},
+    out: dict[str, Any] = {"messages": [{"role": "user", "content": q.strip()},
                         {"role": "assistant", "content": "", "tool_calls": [
                             {"type": "function", "function": {"name": name.strip(), "arguments": args}}]}]}
     b = Builder()

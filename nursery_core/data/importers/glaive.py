@@ -29,7 +29,8 @@ def ref(rec: dict, i: int) -> str:
 
 def tools_from_system(system: str) -> list[dict]:
     """Every JSON object in the system text after its prose (raw_decode from each '{' at a line start)."""
-    tools, dec, i = [], json.JSONDecoder(), 0
+    tools: list[dict] = []
+    dec, i = json.JSONDecoder(), 0
     while True:
         at = system.find("{", i)
         if at < 0:
@@ -43,7 +44,7 @@ def tools_from_system(system: str) -> list[dict]:
         i = end
 
 
-def _call(body: str) -> tuple[str, Any]:
+def _call(body: str) -> tuple[Any, Any]:
     body = body.replace(_END, "").strip()
     m = _QUOTED_ARGS.match(body)
     if m:

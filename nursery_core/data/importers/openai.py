@@ -77,7 +77,7 @@ def convert(rec: dict) -> dict:
             rest, tag_calls = split_tool_calls(text) if "<tool_call>" in text else (text, [])
             b.assistant(rest, src=k, weight=weight)
             for c in m.get("tool_calls") or []:
-                fn = c.get("function") if isinstance(c.get("function"), dict) else c
+                fn = c["function"] if isinstance(c.get("function"), dict) else c
                 b.call(fn.get("name"), fn.get("arguments", {}), c.get("id"), src=k, weight=weight)
             fc = m.get("function_call")
             if isinstance(fc, dict):
@@ -98,8 +98,8 @@ def convert(rec: dict) -> dict:
                 for r in several:
                     b.tool(r["content"], call_id=r.get("tool_call_id"), name=r.get("name"))
                 continue
-            for r in tool_responses(content) if "<tool_response>" in content else [content]:
-                b.tool(r, call_id=m.get("tool_call_id"), name=m.get("name") or response_name(r))
+            for reply in tool_responses(content) if "<tool_response>" in content else [content]:
+                b.tool(reply, call_id=m.get("tool_call_id"), name=m.get("name") or response_name(reply))
         else:
             raise Skip(f"unknown role {role!r}")
     out = {"messages": b.messages(), "transformations": b.counts}

@@ -30,7 +30,7 @@ def matches(rec: Any) -> bool:
 def is_hermes(rec: Any) -> bool:
     rec = unwrap(rec)
     turns = rec.get("conversations") if isinstance(rec, dict) else None
-    return bool(turns) and any(isinstance(t, dict) and isinstance(t.get("value"), str)
+    return isinstance(turns, list) and any(isinstance(t, dict) and isinstance(t.get("value"), str)
                                and ("<tool_call>" in t["value"] or "<tools>" in t["value"]) for t in turns)
 
 

@@ -8,20 +8,21 @@ by `settings.decoding` ("free" | "guarded"), so each keeps plain metrics and dri
 leaderboard shows a line per (model, dataset, decoding), ranked within its decoding."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
-from . import paths
-from .errors import InvalidInput, NotFound
-from .jsontext import decode_bytes, lines as text_lines, loads_strict, read_text
-from .evaluation.bfcl import bfcl_examples, read_bfcl  # noqa: F401  (public re-exports)
-from .evaluation.checker import check_calls, possible_answer_from_gold, standardize_string  # noqa: F401
-from .evaluation.metrics import score_example, small_sample_warning, summarise, wilson_interval
-from .evaluation.formats import OUTPUT_FORMATS
-from .evaluation.parser import ParseResult, parse_tool_calls  # noqa: F401
-from .store import get_store, new_id
+from .. import paths
+from ..errors import InvalidInput, NotFound
+from ..jsontext import decode_bytes, lines as text_lines, loads_strict, read_text
+from .bfcl import bfcl_examples, read_bfcl  # noqa: F401  (public re-exports)
+from .checker import check_calls, possible_answer_from_gold, standardize_string  # noqa: F401
+from .metrics import score_example, small_sample_warning, summarise, wilson_interval
+from .formats import OUTPUT_FORMATS
+from .parser import ParseResult, parse_tool_calls  # noqa: F401
+from ..store import get_store, new_id
 
 # The headline numbers, in the order tables and the CLI show them.
 HEADLINE = ["ast_accuracy", "format_validity", "call_precision", "call_recall", "no_call_precision",
@@ -31,7 +32,7 @@ DECODINGS = ("both", "guarded", "free")
 
 
 def load_eval_examples(dataset: str, split: str = "eval", limit: int | None = None) -> list[dict]:
-    from .datasets import load_examples
+    from ..datasets import load_examples
 
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise InvalidInput(f"limit must be a positive whole number, not {limit!r}", field="limit")
@@ -92,12 +93,12 @@ def _write_details(eval_id: str, details: list[dict]) -> Path:
 
 
 def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: str = "eval",
-                     limit: int | None = None, predictions: str | Path | None = None, *,
+                     limit: int | None = None, predictions: str | Path | IO | None = None, *,
                      max_new_tokens: int | None = None, temperature: float | None = None,
                      top_p: float | None = None, seed: int | None = None, batch_size: int | None = None,
                      decoding: str = "both", guarded: bool | None = None, store_result: bool = True,
                      output_format: str = "auto",
-                     created_by: str | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+                     created_by: str | None = None, progress: Callable[[int, int], object] | None = None) -> dict:
     """Runs `model_name` on the dataset's split (batched) — or scores a predictions file without a model, its
     outputs read in `output_format` (evaluation/formats.py; "auto" detects each output's form) — and
     stores the result. Returns {id, model, dataset, split, num_examples, settings, metrics, details_path,
@@ -142,7 +143,7 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
         label = model_name or f"predictions:{Path(pred_name).stem}"
         return _record(label, dataset, split, examples, outputs, settings, store_result, created_by)
 
-    from .jobs.inflight import exclusive_run, run_key
+    from ..jobs.inflight import exclusive_run, run_key
 
     with exclusive_run("evaluate", run_key("evaluate", model_name, dataset, split),
                        f"the evaluation of {model_name} on {dataset}", created_by):
@@ -152,8 +153,8 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
 
 def _evaluate_model(model_name, dataset, split, examples, settings, decoding, max_new_tokens, temperature, top_p,
                     seed, batch_size, store_result, created_by, progress) -> dict:
-    from .inference import GenerationSettings, generate_batch
-    from .training.rendering import eval_prompts
+    from ..inference import GenerationSettings, generate_batch
+    from ..training.rendering import eval_prompts
 
     prompts = []
     for ex in examples:
@@ -235,7 +236,8 @@ def ast_score(ev: dict) -> dict:
     acc = m.get("ast_accuracy", ev.get("ast_accuracy"))
     ci = (m.get("ci95") or {}).get("ast_accuracy")
     if ci is None and acc is not None and n:  # stored before intervals were: the count is recoverable
-        ci = list(wilson_interval(round(acc * n), n))
+        interval = wilson_interval(round(acc * n), n)
+        ci = list(interval) if interval else None
     return {"dataset": ev.get("dataset"), "dataset_kind": (ev.get("settings") or {}).get("dataset_kind") or "training",
             "split": ev.get("split"), "num_examples": n, "ast_accuracy": acc, "ci95": ci,
             "warning": small_sample_warning(n), "decoding": decoding_of(ev.get("settings")),
@@ -290,7 +292,7 @@ def evaluation_plan(model_name: str, dataset: str | None = None, split: str = "e
     """What nursery_evaluate_suite runs for a model: [{dataset, split, dataset_kind}], held-out first. The
     held-out dataset is `dataset`, else the model's training dataset; golden sets are `golden` when given
     ([] for none), else every golden set whose tools the model was trained on (all of them for a bare model)."""
-    from .golden import golden_set, golden_sets_for
+    from ..golden import golden_set, golden_sets_for
 
     store = get_store()
     if dataset:
@@ -316,7 +318,7 @@ def evaluation_plan(model_name: str, dataset: str | None = None, split: str = "e
 def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: str = "eval", *,
                            golden: list[str] | None = None, with_base: bool = False, limit: int | None = None,
                            created_by: str | None = None,
-                           progress: Callable[[str, int, int], None] | None = None, **generation: Any) -> dict:
+                           progress: Callable[[str, int, int], object] | None = None, **generation: Any) -> dict:
     """Scores a model on its held-out split and its golden sets (see evaluation_plan), and with `with_base`
     its bare base model on the same data; each run is stored like nursery_evaluate's. Returns the fields of
     the first guarded run, else the first run (the nursery_evaluate shape), plus runs: [{model, dataset,
@@ -326,14 +328,14 @@ def nursery_evaluate_suite(model_name: str, dataset: str | None = None, split: s
     plan = evaluation_plan(model_name, dataset, split, golden)
     models = [(model_name, False)]
     if with_base:
-        from .inference import resolve_model
+        from ..inference import resolve_model
 
         ref = resolve_model(model_name)
         if ref.kind == "base":
             raise InvalidInput(f"{model_name!r} is a base model already: with_base scores a trained model's base",
                                field="with_base")
         models.append((ref.base_ref, True))
-    from .jobs.inflight import exclusive_run, run_key
+    from ..jobs.inflight import exclusive_run, run_key
 
     with exclusive_run("evaluate", run_key("evaluate", model_name), f"the evaluation of {model_name}", created_by):
         runs = _run_suite(models, plan, limit, created_by, progress, generation)
@@ -347,8 +349,7 @@ def _run_suite(models, plan, limit, created_by, progress, generation) -> list[di
         for step in plan:
             tag = f"{'base ' if is_base else ''}{label} on {step['dataset']}"
             r = nursery_evaluate(label, step["dataset"], split=step["split"], limit=limit, created_by=created_by,
-                                 progress=(lambda done, total, tag=tag: progress(tag, done, total)) if progress
-                                 else None, **generation)
+                                 progress=functools.partial(progress, tag) if progress else None, **generation)
             for one in r.get("runs") or [r]:  # free and guarded, by default: one run each
                 runs.append({**one, "dataset_kind": step["dataset_kind"] or "training", "is_base": is_base})
     return runs
@@ -357,6 +358,6 @@ def _run_suite(models, plan, limit, created_by, progress, generation) -> list[di
 def import_bfcl(test_file: str | Path, answers_file: str | Path | None, name: str | None = None,
                 description: str | None = None) -> dict:
     """A BFCL test file (+ possible answers) stored as an evaluation dataset (all examples in 'eval')."""
-    from .datasets import nursery_import_dataset
+    from ..datasets import nursery_import_dataset
 
     return nursery_import_dataset(test_file, name, format="bfcl", answers=answers_file, description=description)
