@@ -6,7 +6,7 @@ from nursery_core.cli.training import train_command
 from nursery_core.errors import DuplicateRun, NurseryError
 from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
-from nursery_core.cloud.train import nursery_train_cloud
+from nursery_core.jobs.train_cloud import nursery_train_cloud
 from nursery_core.settings import effective_training_defaults
 from nursery_core.training.config import TrainConfig, field_help
 from nursery_core.training.preview import job_examples, render_example

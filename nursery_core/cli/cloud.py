@@ -8,7 +8,7 @@ from . import Command, CommandResult
 
 
 def _train_cloud(args):
-    from ..cloud.train import nursery_train_cloud
+    from ..jobs.train_cloud import nursery_train_cloud
     from ..jobs.api import nursery_cancel_job, wait_for_job
     from .training import _hyper, print_progress
 
@@ -77,7 +77,7 @@ def _human_offers(rows: list[dict]) -> str:
 
 
 def _reap(args):
-    from ..cloud.reaper import nursery_reap_instances
+    from ..jobs.reaper import nursery_reap_instances
     return nursery_reap_instances(dry_run=args.dry_run)
 
 

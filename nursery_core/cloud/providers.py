@@ -4,9 +4,9 @@ Only whether a key is set (and where from) is ever reported, never its value.
 """
 from __future__ import annotations
 
-from .settings import key_status, ssh_servers
+from .credentials import key_status, ssh_servers
 
-PROVIDERS = [
+PROVIDER_TABLE = [
     {"id": "vast", "name": "Vast.ai", "supported": True, "kind": "rented GPU + SSH",
      "summary": "Rents the cheapest verified GPU that fits your caps, trains over SSH, destroys it afterwards.",
      "needs": "VAST_API_KEY (env or .streamlit/secrets.toml); VAST_API_URL points at another API (the emulator)."},
@@ -40,7 +40,7 @@ PROVIDERS = [
 def provider_table() -> list[dict]:
     """Every provider with its support status, what it needs, and whether its key is set."""
     rows = []
-    for p in PROVIDERS:
+    for p in PROVIDER_TABLE:
         row = dict(p)
         if p["id"] == "ssh":
             try:

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 import paramiko
 
 from ..errors import BackendError
+from .errors import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,7 @@ class SSHSession:
         last: Exception | None = None
         for i in range(max(1, attempts)):
             if should_stop is not None and should_stop():
-                from ..jobs.errors import Cancelled
-                raise Cancelled("cancelled while connecting over SSH")
+                raise StopRequested("cancelled while connecting over SSH")
             try:
                 return self.connect()
             except HostKeyChanged:
@@ -296,8 +296,7 @@ class SSHSession:
         sent = 0
         for src, dst in files:
             if should_stop is not None and should_stop():
-                from ..jobs.errors import Cancelled
-                raise Cancelled("cancelled during upload")
+                raise StopRequested("cancelled during upload")
             self.put_file(src, dst)
             sent += src.stat().st_size
         return sent

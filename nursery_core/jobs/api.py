@@ -189,16 +189,6 @@ def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_n
     return nursery_job_status(job["id"])
 
 
-def nursery_train_cloud(dataset: str, base_model: str = "smollm2-135m", output_name: str | None = None,
-                        provider: str = "vast", **kw: Any) -> dict:
-    """Cloud runs live in the cloud area (nursery_core.cloud.train); this forwards to it."""
-    try:
-        from ..cloud.train import nursery_train_cloud as impl
-    except ImportError:
-        raise BackendError("cloud training is not available in this installation") from None
-    return impl(dataset, base_model=base_model, output_name=output_name, provider=provider, **kw)
-
-
 def _elapsed(job: dict) -> float | None:
     from datetime import datetime, timezone
 
@@ -229,7 +219,7 @@ def job_summary(job: dict) -> dict:
 def nursery_job_status(job_id: str, log_lines: int = 20) -> dict:
     """Everything about one job: status, progress, step/total, elapsed, ETA, tokens/s, loss history (train and
     eval), device, log tail, error, and estimated vs actual time and cost."""
-    from .backends.local import log_tail
+    from .supervise import log_tail
 
     store = get_store()
     job = store.get_job(job_id)
@@ -306,37 +296,3 @@ def wait_for_job(job_id: str, on_event: Callable[[dict], None] | None = None, po
         if deadline and time.monotonic() > deadline:
             raise BackendError(f"job {job_id} is still {job['status']} after {timeout:.0f} s")
         time.sleep(poll_s)
-
-
-# ------------------------------------------------------------------------------------------- models
-def register_trained_model(job: dict, result: dict) -> dict:
-    """Moves the run's output to NURSERY_HOME/models/<output_name>/ and adds the models row with lineage."""
-    store = get_store()
-    name = job["output_name"]
-    src = Path(result["output_dir"])
-    if not (src / "adapter_config.json").exists():
-        raise BackendError(f"the run finished but {src} holds no adapter")
-    dest = paths.model_dir(name)
-    if store.has_model(name) or dest.exists():
-        raise AlreadyExists(f"model {name!r} appeared while the job ran; the adapter stays in {src}")
-    shutil.move(str(src), str(dest))
-    metrics = dict(result.get("metrics") or {})
-    tools = None
-    try:
-        from ..datasets import dataset_tools
-
-        tools = dataset_tools(job["dataset"])
-    except NotFound:
-        pass
-    try:
-        return store.add_model({
-            "name": name, "kind": "adapter", "path": str(dest), "base_model": job["base_model"],
-            "dataset": job["dataset"], "job_id": job["id"], "created_by": job.get("created_by"),
-            "final_loss": metrics.get("final_loss"), "eval_loss": metrics.get("eval_loss"),
-            "config": job.get("config"), "tools": tools,
-            "metrics": {k: v for k, v in metrics.items() if k not in ("history", "eval_history")},
-            "created_at": now(),
-        })
-    except BaseException:
-        shutil.move(str(dest), str(src))
-        raise

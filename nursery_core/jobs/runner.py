@@ -209,7 +209,7 @@ class JobRunner:
             self._finish(job["id"], JobStatus.FAILED, f"{type(e).__name__}: {e}\n{traceback.format_exc()[-2000:]}")
             return
         try:
-            from .api import register_trained_model
+            from .register import register_trained_model
 
             model = register_trained_model(self.store.get_job(job["id"]), result)
         except NurseryError as e:
@@ -226,7 +226,7 @@ class JobRunner:
                      last_loss=metrics.get("final_loss"), eval_loss=metrics.get("eval_loss"))
 
     def _finish(self, job_id: str, status: JobStatus, error: str | None, **values) -> None:
-        from .backends.local import log_tail
+        from .supervise import log_tail
 
         job_dir = paths.job_dir(job_id)
         tail = log_tail(job_dir, 30) if Path(job_dir).exists() else ""
