@@ -1,4 +1,4 @@
-"""Job states (a str Enum, rq-style): stored as plain strings, compared as members."""
+"""Job and deployment states (str Enums, rq-style): stored as plain strings, compared as members."""
 from __future__ import annotations
 
 from enum import Enum
@@ -25,3 +25,30 @@ class JobStatus(str, Enum):
 
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+
+
+class DeploymentStatus(str, Enum):
+    """A deployment's state (`nursery_deploy_ollama`): RUNNING while it exports; then VERIFIED or
+    FAILED_VERIFICATION (the GGUF answered like the merged model, or not), REGISTERED or REGISTERED_UNVERIFIED
+    once Ollama has it, ERROR when a step failed (the row's `error` says which)."""
+
+    RUNNING = "running"
+    VERIFIED = "verified"
+    FAILED_VERIFICATION = "failed_verification"
+    REGISTERED = "registered"
+    REGISTERED_UNVERIFIED = "registered_unverified"
+    ERROR = "error"
+
+    @classmethod
+    def after_verification(cls, passed: bool, registered: bool) -> DeploymentStatus:
+        """The final state of a deployment that got as far as verifying (and maybe registering)."""
+        if registered:
+            return cls.REGISTERED if passed else cls.REGISTERED_UNVERIFIED
+        return cls.VERIFIED if passed else cls.FAILED_VERIFICATION
+
+    @property
+    def is_final(self) -> bool:
+        return self is not DeploymentStatus.RUNNING
+
+    def __str__(self) -> str:
+        return self.value

@@ -4,9 +4,11 @@ Only whether a key is set (and where from) is ever reported, never its value.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from .credentials import key_status, ssh_servers
 
-PROVIDER_TABLE = [
+PROVIDER_TABLE: list[dict[str, Any]] = [
     {"id": "vast", "name": "Vast.ai", "supported": True, "kind": "rented GPU + SSH",
      "summary": "Rents the cheapest verified GPU that fits your caps, trains over SSH, destroys it afterwards.",
      "needs": "VAST_API_KEY (env or .streamlit/secrets.toml); VAST_API_URL points at another API (the emulator)."},

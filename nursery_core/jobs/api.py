@@ -11,9 +11,11 @@ from typing import Any, Callable
 
 from .. import paths
 from ..errors import AlreadyExists, BackendError, DuplicateRun, InvalidConfig, InvalidInput, NotFound
+from ..rows import JobRow
 from ..status import ACTIVE, JobStatus
 from ..store import get_store, new_id, now
 from ..training.config import TrainConfig
+from .events import CHART_KINDS, EVAL, PROGRESS
 
 LOSS_POINTS = 400  # loss history is thinned to about this many points for charts and --json
 
@@ -111,7 +113,7 @@ def build_config(base_model: str, hyper: dict) -> TrainConfig:
 
 
 def create_job(kind: str, dataset: str, base_model: str, output_name: str, config: TrainConfig | dict,
-               created_by: str | None = None, base_model_dir: str | None = None, **columns: Any) -> dict:
+               created_by: str | None = None, base_model_dir: str | None = None, **columns: Any) -> JobRow:
     """Writes the self-contained job dir (config.json + data/train.jsonl + data/eval.jsonl from the
     dataset's stored split) and inserts the queued row; nothing is left behind if that fails."""
     store = get_store()
@@ -189,14 +191,14 @@ def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_n
     return nursery_job_status(job["id"])
 
 
-def _elapsed(job: dict) -> float | None:
+def _elapsed(job: JobRow) -> float | None:
     from datetime import datetime, timezone
 
-    if not job.get("started_at"):
+    started_at, finished_at = job.get("started_at"), job.get("finished_at")
+    if not started_at:
         return None
-    start = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")) if job.get("finished_at") else \
-        datetime.now(timezone.utc)
+    start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    end = datetime.fromisoformat(finished_at.replace("Z", "+00:00")) if finished_at else datetime.now(timezone.utc)
     return round((end - start).total_seconds(), 1)
 
 
@@ -208,7 +210,7 @@ def _thin(points: list[dict], n: int = LOSS_POINTS) -> list[dict]:
     return picked + ([points[-1]] if picked[-1] is not points[-1] else [])
 
 
-def job_summary(job: dict) -> dict:
+def job_summary(job: JobRow) -> dict:
     """The short row for tables and list-jobs."""
     return {k: job.get(k) for k in ("id", "kind", "status", "dataset", "base_model", "output_name", "model_name",
                                    "progress", "step", "total_steps", "last_loss", "eval_loss", "tokens_per_s",
@@ -223,10 +225,10 @@ def nursery_job_status(job_id: str, log_lines: int = 20) -> dict:
 
     store = get_store()
     job = store.get_job(job_id)
-    events = store.job_events(job_id, kinds=("progress", "eval"))
-    loss = [{"step": e["step"], "loss": e["loss"]} for e in events if e["kind"] == "progress" and e["loss"] is not None]
+    events = store.job_events(job_id, kinds=CHART_KINDS)
+    loss = [{"step": e["step"], "loss": e["loss"]} for e in events if e["kind"] == PROGRESS and e["loss"] is not None]
     evals = [{"step": e["step"], "eval_loss": e["eval_loss"]} for e in events
-             if e["kind"] == "eval" and e["eval_loss"] is not None]
+             if e["kind"] == EVAL and e["eval_loss"] is not None]
     jd = paths.jobs_dir() / job_id
     tail = log_tail(jd, log_lines) if jd.exists() else ""
     status = job_summary(job)
@@ -242,7 +244,7 @@ def nursery_job_status(job_id: str, log_lines: int = 20) -> dict:
     return status
 
 
-def queue_position(job: dict) -> dict:
+def queue_position(job: JobRow) -> dict:
     """Where a queued job waits: {position (1 = next), ahead: [queued ids before it], running: [running ids of
     its kind]} — the runner claims the oldest queued job of a kind once fewer than its limit run."""
     store = get_store()

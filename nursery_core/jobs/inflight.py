@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
 from ..store import get_store, new_id
-from .backends.local import proc_alive, proc_start_time
+from .procs import proc_alive, proc_start_time
 
 FOREIGN_HOST_TTL = timedelta(hours=12)  # a holder on another machine cannot be probed: trusted this long
 _held = threading.local()  # keys this thread holds: an evaluation suite's inner runs re-enter its key

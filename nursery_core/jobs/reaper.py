@@ -40,7 +40,10 @@ def nursery_reap_instances(dry_run: bool = False, client=None) -> dict:
     store = get_store()
     own = client is None
     client = client or VastClient()
-    orphans, kept, destroyed, errors = [], [], [], []
+    orphans: list[dict] = []
+    kept: list[dict] = []
+    destroyed: list[int] = []
+    errors: list[dict] = []
     try:
         for inst in client.list_instances(label_prefix=LABEL_PREFIX):
             job_id = str(inst.get("label"))[len(LABEL_PREFIX):]

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import AlreadyExists, BackendError, NotFound
+from ..rows import JobRow, ModelRow
 from ..store import get_store, now
 
 
-def register_trained_model(job: dict, result: dict) -> dict:
+def register_trained_model(job: JobRow, result: dict) -> ModelRow:
     """Moves the run's output to NURSERY_HOME/models/<output_name>/ and adds the models row with lineage."""
     store = get_store()
     name = job["output_name"]

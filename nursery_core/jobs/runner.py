@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import NurseryError
+from ..rows import JobRow
 from ..status import JobStatus
 from ..store import Store, get_store, now
 from .context import RunContext
@@ -152,7 +153,7 @@ class JobRunner:
                     break
                 self._spawn(job, recovering=False)
 
-    def _spawn(self, job: dict, recovering: bool) -> None:
+    def _spawn(self, job: JobRow, recovering: bool) -> None:
         t = threading.Thread(target=self._run_job, args=(job, recovering), daemon=True,
                              name=f"nursery-job-{job['id']}")
         with self._lock:
@@ -176,11 +177,11 @@ class JobRunner:
         return adopted
 
     # ------------------------------------------------------------------------------------ one run
-    def context(self, job: dict) -> RunContext:
+    def context(self, job: JobRow) -> RunContext:
         return RunContext(job_id=job["id"], job_dir=paths.job_dir(job["id"]), store=self.store,
                           shutdown_event=self._stop)
 
-    def _run_job(self, job: dict, recovering: bool) -> None:
+    def _run_job(self, job: JobRow, recovering: bool) -> None:
         from .backends import get_backend
 
         ctx = self.context(job)

@@ -37,6 +37,7 @@ import importlib
 from typing import Any, Protocol
 
 from ...errors import InvalidInput, NotFound
+from ...rows import JobRow
 from ..context import RunContext
 
 
@@ -45,9 +46,9 @@ class Backend(Protocol):
 
     kind: str
 
-    def run(self, job: dict, ctx: RunContext) -> dict[str, Any]: ...
+    def run(self, job: JobRow, ctx: RunContext) -> dict[str, Any]: ...
 
-    def recover(self, job: dict, ctx: RunContext) -> dict[str, Any] | None: ...
+    def recover(self, job: JobRow, ctx: RunContext) -> dict[str, Any] | None: ...
 
 
 class Provider(Backend, Protocol):

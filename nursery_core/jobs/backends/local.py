@@ -17,54 +17,16 @@ from typing import Any, Literal
 
 from ... import paths
 from ...errors import BackendError
+from ...rows import JobRow
 from ..context import RunContext
 from ..errors import Cancelled
 from ..events import DONE, CANCELLED, ERROR, Event, decode_events, is_final
+from ..procs import proc_alive, proc_start_time
 from ..supervise import (STOP_FILE, WORKER_MODULE, Outcome, Supervision, last_recorded_seq, log_tail,
                          result_from_output, supervise)
 
 __all__ = ["WORKER_MODULE", "LocalBackend", "LocalWorker", "proc_alive", "proc_start_time"]
 LOCAL_SUPERVISION = Supervision(poll_s=0.25, heartbeat_s=5.0, term_after_s=3.0, kill_after_s=7.0)
-
-
-# ---------------------------------------------------------------------------------- process identity
-def proc_start_time(pid: int) -> str | None:
-    """The kernel start time of pid (clock ticks since boot, /proc/<pid>/stat field 22), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = stat.rsplit(")", 1)[-1].split()
-    return rest[19] if len(rest) > 19 else None
-
-
-def proc_alive(pid: int | None, start_time: str | None = None, needle: str | None = None) -> bool:
-    """True if pid is a live (non-zombie) process with that start time and a cmdline containing needle."""
-    if not pid:
-        return False
-    stat_file = Path(f"/proc/{pid}/stat")
-    if not Path("/proc/self/stat").exists():  # no procfs: signal 0 is the best available check
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-    try:
-        rest = stat_file.read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return False
-    if rest and rest[0] in ("Z", "X"):
-        return False
-    if start_time is not None and (len(rest) <= 19 or rest[19] != str(start_time)):
-        return False
-    if needle:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return False
-        if needle not in cmd:
-            return False
-    return True
 
 
 class EventTail:
@@ -143,7 +105,7 @@ class LocalBackend:
     def command(self, job_dir: Path) -> list[str]:
         return [sys.executable, "-m", WORKER_MODULE, str(job_dir), "--no-stdout"]
 
-    def run(self, job: dict, ctx: RunContext) -> dict:
+    def run(self, job: JobRow, ctx: RunContext) -> dict:
         job_dir = ctx.job_dir
         if not (job_dir / "config.json").exists():
             raise BackendError(f"job directory {job_dir} is incomplete (no config.json)")
@@ -156,19 +118,19 @@ class LocalBackend:
             proc = subprocess.Popen(self.command(job_dir), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=err, cwd=str(paths.PROJECT_ROOT), env=env, start_new_session=True)
         started = time.time()
-        state = {"pid": proc.pid, "start_time": proc_start_time(proc.pid), "started": started}
+        state: dict[str, Any] = {"pid": proc.pid, "start_time": proc_start_time(proc.pid), "started": started}
         ctx.update(pid=proc.pid, provider_state=state)
         worker = LocalWorker(job_dir, proc.pid, state["start_time"], proc)
         return self._outcome(ctx, supervise(worker, ctx, LOCAL_SUPERVISION), started)
 
-    def recover(self, job: dict, ctx: RunContext) -> dict | None:
+    def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
         """Re-attaches to a live child; finishes a run that ended while nobody watched; else None."""
         state = job.get("provider_state") or {}
         pid = state.get("pid") or job.get("pid")
         after = last_recorded_seq(ctx)
-        if proc_alive(pid, state.get("start_time"), str(ctx.job_dir)):
+        if pid and proc_alive(pid, state.get("start_time"), str(ctx.job_dir)):
             ctx.log(f"re-attached to the training process (pid {pid})")
-            worker = LocalWorker(ctx.job_dir, pid, state.get("start_time"), after_seq=after)
+            worker = LocalWorker(ctx.job_dir, int(pid), state.get("start_time"), after_seq=after)
             return self._outcome(ctx, supervise(worker, ctx, LOCAL_SUPERVISION), state.get("started"))
         final = None
         for ev in EventTail(ctx.job_dir / "events.jsonl", after).read():
@@ -179,7 +141,7 @@ class LocalBackend:
             return None
         return self._outcome(ctx, Outcome(final, None, None), state.get("started"))
 
-    def cancel_now(self, job: dict) -> None:
+    def cancel_now(self, job: JobRow) -> None:
         """Best-effort immediate stop of a job's process (used when no runner supervises it)."""
         state = job.get("provider_state") or {}
         job_dir = paths.job_dir(job["id"])

@@ -12,6 +12,7 @@ from ...cloud.credentials import SSHServer, make_server, ssh_servers
 from ...cloud.remote import RemoteTarget
 from ...cloud.ssh import SSHError
 from ...errors import BackendError, InvalidConfig
+from ...rows import JobRow
 from ..budget import budget_reason, max_seconds
 from ..context import RunContext
 from ..supervise import last_recorded_seq, stop_as_cancel, supervise
@@ -38,7 +39,7 @@ def resolve_server(ssh_server: str | None = None, host: str | None = None, port:
                         f"(configured: {', '.join(servers) or 'none'})")
 
 
-def target_for(job: dict, ctx: RunContext) -> RemoteTarget:
+def target_for(job: JobRow, ctx: RunContext) -> RemoteTarget:
     """The job's server as an SSH target; BackendError when the request names none or it has no key."""
     req = (job.get("provider_state") or {}).get("request") or {}
     srv = req.get("server") or {}
@@ -69,7 +70,7 @@ class SSHBackend:
             raise InvalidConfig(f"no SSH key for {server.address}: pass --key-path or set key_path")
         return {"server": server.to_dict()}
 
-    def run(self, job: dict, ctx: RunContext) -> dict[str, Any]:
+    def run(self, job: JobRow, ctx: RunContext) -> dict[str, Any]:
         target = target_for(job, ctx)
         budget = job.get("budget") or {}
         state: dict[str, Any] = {"provider": "ssh", "request": (job.get("provider_state") or {}).get("request"),
@@ -101,7 +102,7 @@ class SSHBackend:
         finally:
             remote.close()
 
-    def recover(self, job: dict, ctx: RunContext) -> dict[str, Any] | None:
+    def recover(self, job: JobRow, ctx: RunContext) -> dict[str, Any] | None:
         """Re-attaches to the remote worker of a run whose dashboard went away (or collects its result)."""
         state = job.get("provider_state") or {}
         if not state.get("remote_dir") or not state.get("pid"):

@@ -23,6 +23,7 @@ from ...cloud.ssh import generate_keypair
 from ...cloud.vast import VastClient, env_float
 from ...cloud.watchdog import GRACE_S, HARD_MAX_S, watchdog_onstart
 from ...errors import BackendError, InvalidConfig, InvalidInput
+from ...rows import JobRow
 from ...store import now
 from ..budget import budget_reason, max_seconds, positive
 from ..context import RunContext
@@ -111,7 +112,7 @@ class VastBackend:
         return VastClient()
 
     # -------------------------------------------------------------------------------------- run
-    def run(self, job: dict, ctx: RunContext) -> dict[str, Any]:
+    def run(self, job: JobRow, ctx: RunContext) -> dict[str, Any]:
         req = dict((job.get("provider_state") or {}).get("request") or {})
         budget = dict(job.get("budget") or {})
         rental = Rental(self.client(), ctx, {"provider": "vast", "request": req, "phase": "searching"})
@@ -145,7 +146,7 @@ class VastBackend:
                 shutil.rmtree(ctx.job_dir / "ssh", ignore_errors=True)
                 rental.client.close()
 
-    def _rent(self, job: dict, ctx: RunContext, rental: Rental, req: dict, budget: dict) -> tuple[Path, str]:
+    def _rent(self, job: JobRow, ctx: RunContext, rental: Rental, req: dict, budget: dict) -> tuple[Path, str]:
         """Picks an offer and rents it with the watchdog onstart; returns the run's SSH key pair
         (private key path, public key)."""
         client = rental.client
@@ -180,7 +181,7 @@ class VastBackend:
             client.destroy(dup)
         return key_path, public
 
-    def _boot(self, job: dict, ctx: RunContext, rental: Rental, req: dict, budget: dict, key_path: Path,
+    def _boot(self, job: JobRow, ctx: RunContext, rental: Rental, req: dict, budget: dict, key_path: Path,
               public: str) -> RemoteTarget:
         """Waits until the instance runs, re-checks its price against the cap, installs the run's key;
         returns its SSH target."""
@@ -191,7 +192,7 @@ class VastBackend:
                                    should_stop=ctx.should_stop,
                                    on_status=lambda i: ctx.log(f"instance {iid}: "
                                                                f"{i.get('actual_status') or 'provisioning'}"))
-        dph = rental.dph = float(inst.get("dph_total") or rental.dph)
+        dph = rental.dph = float(inst.get("dph_total") or rental.dph or 0.0)
         gpu = rental.gpu = inst.get("gpu_name") or rental.gpu
         cap = budget.get("max_dph")
         if cap is not None and dph > float(cap) + 1e-9:
@@ -247,7 +248,7 @@ class VastBackend:
         ctx.log(f"destroyed instance {iid} after {seconds:.0f} s (${cost:.4f})")
 
     # ------------------------------------------------------------------------------ recovery
-    def recover(self, job: dict, ctx: RunContext) -> dict | None:
+    def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
         """The dashboard died mid-run: destroy the instance it left (the run cannot be re-attached safely)."""
         state = job.get("provider_state") or {}
         ids = {int(r["id"]) for r in ctx.store.list_instances(live_only=True, job_id=job["id"])}
@@ -266,7 +267,7 @@ class VastBackend:
         return None
 
     # ------------------------------------------------------------------------------------ offers
-    def pick_offer(self, client: Any, req: dict, budget: dict, job: dict) -> dict:
+    def pick_offer(self, client: Any, req: dict, budget: dict, job: JobRow) -> dict:
         """The user's chosen offer (re-checked), else the cheapest verified offer that fits."""
         cap = budget.get("max_dph")
         disk = float(req.get("disk_gb") or DEFAULT_DISK_GB)
