@@ -1,10 +1,12 @@
 """Job and deployment states (str Enums, rq-style): stored as plain strings, compared as members."""
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
+    """A training job's state; QUEUED and RUNNING are active, the rest final (the runner owns every move)."""
+
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -20,14 +22,11 @@ class JobStatus(str, Enum):
     def is_final(self) -> bool:
         return not self.is_active
 
-    def __str__(self) -> str:  # so f-strings and JSON show "running", not "JobStatus.RUNNING"
-        return self.value
-
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
-class DeploymentStatus(str, Enum):
+class DeploymentStatus(StrEnum):
     """A deployment's state (`nursery_deploy_ollama`): RUNNING while it exports; then VERIFIED or
     FAILED_VERIFICATION (the GGUF answered like the merged model, or not), REGISTERED or REGISTERED_UNVERIFIED
     once Ollama has it, ERROR when a step failed (the row's `error` says which)."""
@@ -49,6 +48,3 @@ class DeploymentStatus(str, Enum):
     @property
     def is_final(self) -> bool:
         return self is not DeploymentStatus.RUNNING
-
-    def __str__(self) -> str:
-        return self.value

@@ -4,6 +4,8 @@ from __future__ import annotations
 import signal
 import sys
 
+from ..jobs.backends import cloud_providers
+from ..status import JobStatus
 from . import Command, CommandResult
 
 
@@ -48,7 +50,7 @@ def _train_cloud(args):
     finally:
         signal.signal(signal.SIGTERM, previous)
         runner.shutdown(timeout=60)
-    return CommandResult(final, 0 if final["status"] == "succeeded" else 1)
+    return CommandResult(final, 0 if final["status"] == JobStatus.SUCCEEDED else 1)
 
 
 def _list_offers(args):
@@ -104,7 +106,7 @@ def register(sub) -> None:
                 _train_cloud, _human_status)
     c.arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \
         .arg("--output", default=None, help="name of the trained model (default: derived from the dataset)") \
-        .arg("--provider", choices=["vast", "ssh"], default="vast") \
+        .arg("--provider", choices=cloud_providers(), default="vast") \
         .arg("--max-dph", type=float, default=None, help="max $/hour for the instance (vast)") \
         .arg("--max-hours", type=float, default=None, help="stop (saving the checkpoint) after this many hours") \
         .arg("--max-cost", type=float, default=None, help="stop (saving the checkpoint) after spending this many $") \

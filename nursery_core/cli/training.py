@@ -8,6 +8,7 @@ import sys
 from ..errors import InvalidInput
 from ..formatting import duration
 from ..jobs import events
+from ..status import JobStatus
 from . import Command, CommandResult
 
 
@@ -112,7 +113,7 @@ def _train_local(args):
         final = wait_for_job(status["id"], timeout=30)
     finally:
         runner.shutdown()
-    return CommandResult(final, 0 if final["status"] == "succeeded" else 1)
+    return CommandResult(final, 0 if final["status"] == JobStatus.SUCCEEDED else 1)
 
 
 def _human_status(s: dict) -> str:

@@ -54,7 +54,7 @@ def provider_table() -> list[dict]:
         else:
             try:
                 ks = key_status(p["id"])
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 — as above: the table shows the error instead of failing
                 ks = {"set": False, "source": None, "error": str(e)}
             row["key"] = ks
             row["configured"] = ks["set"]

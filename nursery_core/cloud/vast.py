@@ -10,15 +10,15 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
-from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
-                      wait_exponential_jitter)
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ..errors import BackendError
-from .errors import StopRequested
 from . import credentials
+from .errors import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class VastClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "VastClient":
+    def __enter__(self) -> VastClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,9 +17,10 @@ import re
 import shutil
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import paths
 from ..errors import BackendError, InvalidInput, NurseryError

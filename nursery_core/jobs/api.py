@@ -3,20 +3,25 @@ register a finished run's adapter as a model with its lineage."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import paths
 from ..errors import AlreadyExists, BackendError, DuplicateRun, InvalidConfig, InvalidInput, NotFound
 from ..rows import JobRow
-from ..status import ACTIVE, JobStatus
-from ..store import get_store, new_id, now
+from ..status import JobStatus
+from ..store import get_store, new_id
 from ..training.config import TrainConfig
-from .events import CHART_KINDS, EVAL, PROGRESS
+from .backends import LOCAL_KIND
+from .events import CHART_KINDS, EVAL, PROGRESS, STOP_FILE
 
+log = logging.getLogger("nursery.jobs")
 LOSS_POINTS = 400  # loss history is thinned to about this many points for charts and --json
 
 
@@ -147,7 +152,8 @@ def create_job(kind: str, dataset: str, base_model: str, output_name: str, confi
         raise
 
 
-def _apply_recipe(dataset: str, train: list[dict], evals: list[dict], cfg: TrainConfig) -> tuple[list[dict], dict | None]:
+def _apply_recipe(dataset: str, train: list[dict], evals: list[dict],
+                  cfg: TrainConfig) -> tuple[list[dict], dict | None]:
     """The config's data recipe (mixing, function masking) on the training split; None when it has none."""
     if cfg.function_masking <= 0 and not (cfg.mix_dataset and cfg.mix_fraction > 0):
         return train, None
@@ -181,9 +187,10 @@ def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_n
         from ..estimate import quick_local_estimate
 
         estimate = quick_local_estimate(dataset, base_model, config)
-    except Exception:  # an estimate is a nicety; it never blocks a run
+    except Exception:  # an estimate is a nicety; it never blocks a run (logged for whoever wonders why)
+        log.warning("no estimate for a local run on %s", dataset, exc_info=True)
         estimate = None
-    job = create_job("local", dataset, base_model, output_name, config, created_by=created_by,
+    job = create_job(LOCAL_KIND, dataset, base_model, output_name, config, created_by=created_by,
                      base_model_dir=source, estimate=estimate)
     from .runner import notify_all
 
@@ -192,13 +199,13 @@ def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_n
 
 
 def _elapsed(job: JobRow) -> float | None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     started_at, finished_at = job.get("started_at"), job.get("finished_at")
     if not started_at:
         return None
     start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
-    end = datetime.fromisoformat(finished_at.replace("Z", "+00:00")) if finished_at else datetime.now(timezone.utc)
+    end = datetime.fromisoformat(finished_at.replace("Z", "+00:00")) if finished_at else datetime.now(UTC)
     return round((end - start).total_seconds(), 1)
 
 
@@ -269,8 +276,8 @@ def nursery_cancel_job(job_id: str) -> dict:
         raise InvalidInput(f"job {job_id} already finished ({job['status']}); nothing to cancel", field="job_id")
     store.request_cancel(job_id)
     jd = paths.jobs_dir() / job_id
-    if job["kind"] == "local" and jd.exists():
-        (jd / "STOP").touch()  # the worker sees it even when no runner watches (CLI or dashboard closed)
+    if job["kind"] == LOCAL_KIND and jd.exists():
+        (jd / STOP_FILE).touch()  # the worker sees it even when no runner watches (CLI or dashboard closed)
     from .runner import notify_all
 
     notify_all()

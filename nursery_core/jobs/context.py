@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store import Store, now
 from ..rows import JobRow
+from ..store import Store, now
 from .events import LOG, Event
 
 

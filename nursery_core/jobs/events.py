@@ -7,7 +7,8 @@ CLI prints it and the pages chart it. Every one of them names a kind through the
 from __future__ import annotations
 
 import json
-from typing import Iterable, TypedDict
+from collections.abc import Iterable
+from typing import TypedDict
 
 START = "start"          # total_steps, device, num_examples: the run began
 PROGRESS = "progress"    # step, total_steps, loss, lr, tokens_per_s, eta_s: one optimiser step
@@ -16,6 +17,8 @@ LOG = "log"              # message: a line for the job's log (the worker's or a 
 DONE = "done"            # output_dir, final_loss, eval_loss: the adapter was saved
 CANCELLED = "cancelled"  # step (and output_dir when a checkpoint was saved): stopped on request
 ERROR = "error"          # message, traceback: the run failed
+
+STOP_FILE = "STOP"       # in the job directory: the worker stops at its next step and saves a checkpoint
 
 KINDS = (START, PROGRESS, EVAL, LOG, DONE, CANCELLED, ERROR)
 FINAL_KINDS = (DONE, CANCELLED, ERROR)   # the worker writes exactly one of these last

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import events
 from ..training.worker import EXIT_CANCELLED, EXIT_DONE, EXIT_ERROR, EventWriter
+from . import events
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     emit({"kind": events.START, "total_steps": total, "device": "fake", "num_examples": 1, "ts": time.time()})
     for step in range(1, total + 1):
         time.sleep(float(spec["step_s"]))
-        if not spec["ignore_stop"] and (stop.is_set() or (job_dir / "STOP").exists()):
+        if not spec["ignore_stop"] and (stop.is_set() or (job_dir / events.STOP_FILE).exists()):
             emit({"kind": events.CANCELLED, "step": step - 1})
             return EXIT_CANCELLED
         if spec["fail_at"] == step:
-            log.write("Traceback (most recent call last):\nRuntimeError: fake failure at step %d\n" % step)
+            log.write(f"Traceback (most recent call last):\nRuntimeError: fake failure at step {step}\n")
             log.flush()
             emit({"kind": events.ERROR, "message": f"RuntimeError: fake failure at step {step}", "traceback": ""})
             return EXIT_ERROR

@@ -73,8 +73,8 @@ def nursery_reap_instances(dry_run: bool = False, client=None) -> dict:
 
 def reap_on_start() -> dict | None:
     """For dashboard start-up: reaps when a Vast.ai key is configured; never raises (a warning is logged)."""
-    from ..errors import NurseryError
     from ..cloud.credentials import vast_api_key
+    from ..errors import NurseryError
 
     try:
         if not vast_api_key(required=False):

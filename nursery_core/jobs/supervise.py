@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -28,18 +28,14 @@ from .errors import Cancelled, Detached
 from .events import Event, is_final
 
 WORKER_MODULE = "nursery_core.training.worker"
-STOP_FILE = "STOP"   # the worker checks for it between steps and saves a checkpoint before it exits
 
 
-class StopReason(str, Enum):
+class StopReason(StrEnum):
     """Why the loop stopped a worker (stored nowhere; it picks the backend's final message)."""
 
     CANCEL = "cancel"
     BUDGET = "budget"
     SHUTDOWN = "shutdown"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class WorkerHandle(Protocol):

@@ -14,8 +14,15 @@ from ..base_models import resolve
 from ..errors import BackendError
 from ..estimate import nursery_estimate_cost
 from ..training.config import TrainConfig
-from .api import (base_model_source, build_config, check_output_name, check_training_dataset, create_job,
-                  default_output_name, nursery_job_status)
+from .api import (
+    base_model_source,
+    build_config,
+    check_output_name,
+    check_training_dataset,
+    create_job,
+    default_output_name,
+    nursery_job_status,
+)
 from .backends import get_provider
 from .budget import caps
 from .runner import notify_all

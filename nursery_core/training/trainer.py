@@ -13,9 +13,9 @@ import math
 import os
 import random
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from ..errors import InvalidConfig, InvalidInput
 from ..jobs import events
@@ -27,7 +27,7 @@ Emit = Callable[[dict], None]
 
 
 def _ts() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cpu_count() -> int:

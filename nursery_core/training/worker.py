@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     emit = EventWriter(job_dir / "events.jsonl", echo=not args.no_stdout)
 
     def should_stop() -> bool:
-        return stop_flag.is_set() or (job_dir / "STOP").exists()
+        return stop_flag.is_set() or (job_dir / events.STOP_FILE).exists()
 
     log = logging.getLogger("nursery.train")
     try:

@@ -60,11 +60,11 @@ class Provider(Backend, Protocol):
 
 
 # kind -> "module:Class" (imported on first use so the registry costs nothing at import time) or a class
+LOCAL_KIND = "local"
 BACKENDS: dict[str, object] = {
-    "local": "nursery_core.jobs.backends.local:LocalBackend",
+    LOCAL_KIND: "nursery_core.jobs.backends.local:LocalBackend",
     "vast": "nursery_core.jobs.backends.vast:VastBackend", "ssh": "nursery_core.jobs.backends.ssh:SSHBackend",
 }
-LOCAL_KIND = "local"
 
 
 def get_backend(kind: str) -> Backend:

@@ -20,10 +20,9 @@ from ...errors import BackendError
 from ...rows import JobRow
 from ..context import RunContext
 from ..errors import Cancelled
-from ..events import DONE, CANCELLED, ERROR, Event, decode_events, is_final
+from ..events import CANCELLED, DONE, ERROR, STOP_FILE, Event, decode_events, is_final
 from ..procs import proc_alive, proc_start_time
-from ..supervise import (STOP_FILE, WORKER_MODULE, Outcome, Supervision, last_recorded_seq, log_tail,
-                         result_from_output, supervise)
+from ..supervise import WORKER_MODULE, Outcome, Supervision, last_recorded_seq, log_tail, result_from_output, supervise
 
 __all__ = ["WORKER_MODULE", "LocalBackend", "LocalWorker", "proc_alive", "proc_start_time"]
 LOCAL_SUPERVISION = Supervision(poll_s=0.25, heartbeat_s=5.0, term_after_s=3.0, kill_after_s=7.0)

@@ -13,17 +13,18 @@ import logging
 import os
 import posixpath
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from ... import paths
 from ...cloud.remote import REMOTE_PACKAGES, RemoteTarget, code_tarball, dir_fingerprint, remote_requirements
 from ...cloud.ssh import SSHDropped, SSHError, SSHSession, q
 from ...errors import BackendError
 from ..errors import Cancelled
-from ..events import CANCELLED, DONE, ERROR, Event, decode_events
-from ..supervise import STOP_FILE, WORKER_MODULE, Outcome, StopReason, Supervision, result_from_output
+from ..events import CANCELLED, DONE, ERROR, STOP_FILE, Event, decode_events
+from ..supervise import WORKER_MODULE, Outcome, StopReason, Supervision, result_from_output
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ class RemoteRun:
         if self.session is not None:
             self.session.close()
         last: BaseException = why
-        for i in range(max(1, self.limits.reconnect_attempts)):
+        for _ in range(max(1, self.limits.reconnect_attempts)):
             time.sleep(self.limits.reconnect_wait_s)
             try:
                 self.session = self._new_session().connect()
@@ -189,8 +190,7 @@ class RemoteRun:
     def ensure_packages(self) -> None:
         py = self.target.python
         # find_spec instead of importing: importing torch + transformers + peft costs many seconds
-        probe = ("import importlib.util as u; print(' '.join(p for p in %r if u.find_spec(p) is None))"
-                 % (REMOTE_PACKAGES,))
+        probe = f"import importlib.util as u; print(' '.join(p for p in {REMOTE_PACKAGES!r} if u.find_spec(p) is None))"
         code, out = self.s.run(q(py, "-c", probe), check=False)
         if code != 0:
             raise BackendError(f"no usable Python on {self.target.address} ({py}): {out.strip()[-300:]}")
@@ -198,7 +198,7 @@ class RemoteRun:
         if not missing:
             return
         # the image's own torch (built for its CUDA) is kept; only what is missing is installed
-        reqs = [r for r, name in zip(remote_requirements(), REMOTE_PACKAGES) if name in missing]
+        reqs = [r for r, name in zip(remote_requirements(), REMOTE_PACKAGES, strict=True) if name in missing]
         self.ctx.log("installing " + ", ".join(reqs) + " on the server")
         code, out = self.s.run(q(py, "-m", "pip", "install", "-q", "--disable-pip-version-check", *reqs),
                                check=False, timeout=3600)
@@ -224,7 +224,7 @@ class RemoteRun:
                f"NURSERY_HOME={q(posixpath.join(self.root, 'home'))} TOKENIZERS_PARALLELISM=false")
         # only the nohup command goes to the background, with every stream off the channel, so this exec
         # returns at once and $! is the worker's session leader (setsid does not fork in a background job)
-        cmd = (f"cd {q(j)} && rm -f STOP EXIT_CODE && {{ {env} nohup setsid sh -c {q(inner)} "
+        cmd = (f"cd {q(j)} && rm -f {STOP_FILE} EXIT_CODE && {{ {env} nohup setsid sh -c {q(inner)} "
                f"> /dev/null 2>&1 < /dev/null & echo $! > {q(j + '/worker.pid')}; }} && cat {q(j + '/worker.pid')}")
         _, out = self.s.run(cmd)
         self.pid = int(out.strip().splitlines()[-1])

@@ -13,9 +13,10 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...cloud.credentials import vast_api_key
 from ...cloud.remote import RemoteTarget
