@@ -153,3 +153,11 @@ def test_nursery_core_has_no_import_cycle():
     cycles = find_cycles(import_graph())
     assert not cycles, "import cycles (function-level imports included):\n" + "\n".join(
         " -> ".join(c) for c in cycles)
+
+
+def test_cloud_is_transport_and_imports_nothing_of_jobs_store_or_training():
+    graph = import_graph()
+    job_aware = ("nursery_core.jobs", "nursery_core.store", "nursery_core.training", "nursery_core.status")
+    offenders = sorted(f"{m} -> {t}" for m, targets in graph.items() if m.startswith("nursery_core.cloud")
+                       for t in targets if t.startswith(job_aware))
+    assert offenders == []
