@@ -7,11 +7,16 @@ import time
 import pytest
 
 from nursery_core.cloud.errors import StopRequested
+from nursery_core.errors import InvalidInput
 from nursery_core.jobs.backends import cloud_providers, get_provider
 from nursery_core.jobs.errors import Cancelled, Detached
 from nursery_core.jobs.events import DONE, PROGRESS
-from nursery_core.jobs.supervise import StopReason, Supervision, stop_as_cancel, supervise
-from nursery_core.errors import InvalidInput
+from nursery_core.jobs.supervise import (
+    StopReason,
+    Supervision,
+    stop_as_cancel,
+    supervise,
+)
 
 
 class Dropped(Exception):
