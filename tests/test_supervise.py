@@ -162,3 +162,15 @@ def test_providers_come_from_the_backend_registry():
     assert get_provider("ssh").kind == "ssh"
     with pytest.raises(InvalidInput, match="provider 'nope' is not supported .*vast, ssh"):
         get_provider("nope")
+
+
+def test_a_log_tail_inside_a_long_traceback_keeps_its_header(tmp_path):
+    from nursery_core.jobs.supervise import log_tail
+
+    frames = "".join(f"  File \"x.py\", line {i}\n" for i in range(40))
+    (tmp_path / "train.log").write_text(f"step 1\nTraceback (most recent call last):\n{frames}ValueError: boom\n")
+    lines = log_tail(tmp_path, 30).splitlines()
+    assert len(lines) == 30 and lines[:2] == ["Traceback (most recent call last):", "  ..."]
+    assert lines[-1] == "ValueError: boom"
+    (tmp_path / "train.log").write_text("a\nb\n")
+    assert log_tail(tmp_path, 30) == "a\nb"

@@ -146,7 +146,8 @@ class SSHSession:
 
     def connect_retrying(self, attempts: int = 10, wait: float = 3.0,
                          should_stop: Callable[[], bool] | None = None) -> SSHSession:
-        """Connects, retrying while sshd comes up (a fresh instance refuses for a while); key changes fail at once."""
+        """Connects, retrying while sshd comes up (a fresh instance refuses for a while); key changes fail at once.
+        Raises StopRequested when should_stop() says so between attempts."""
         last: Exception | None = None
         for i in range(max(1, attempts)):
             if should_stop is not None and should_stop():
@@ -278,7 +279,7 @@ class SSHSession:
 
     def put_dir(self, local: Path | str, remote: str, *, exclude: Iterable[str] = (),
                 should_stop: Callable[[], bool] | None = None) -> int:
-        """Uploads a directory tree (skipping names in exclude); checks should_stop between files.
+        """Uploads a directory tree (skipping names in exclude); checks should_stop between files (StopRequested).
         Returns the bytes sent."""
         local = Path(local)
         skip = set(exclude)

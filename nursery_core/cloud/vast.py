@@ -223,7 +223,8 @@ class VastClient:
     def wait_running(self, instance_id: int, *, timeout: float = 1800.0, poll_interval: float | None = None,
                      should_stop: Callable[[], bool] | None = None,
                      on_status: Callable[[dict], None] | None = None) -> dict:
-        """Polls until actual_status is 'running' (with an SSH endpoint); terminal states fail at once."""
+        """Polls until actual_status is 'running' (with an SSH endpoint); terminal states fail at once (VastAPIError),
+        should_stop() returning True raises StopRequested."""
         interval = self.poll_interval if poll_interval is None else poll_interval
         deadline = time.monotonic() + timeout
         last: Any = object()

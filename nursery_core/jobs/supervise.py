@@ -188,8 +188,13 @@ def stop_as_cancel() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------- outcomes
+TRACEBACK_HEADER = "Traceback (most recent call last):"
+
+
 def tail_lines(path: Path, n: int = 20) -> str:
-    """The last n non-blank lines of a text file ('' when missing)."""
+    """The last n non-blank lines of a text file ('' when missing). When they end inside a Python traceback
+    whose header is further up, the header and an ellipsis take the first two lines, so the tail still says
+    it is a traceback."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)
@@ -198,7 +203,14 @@ def tail_lines(path: Path, n: int = 20) -> str:
             data = fh.read().decode("utf-8", errors="replace")
     except OSError:
         return ""
-    lines = [ln for ln in data.replace("\r", "\n").splitlines() if ln.strip()]
+    return _last_lines([ln for ln in data.replace("\r", "\n").splitlines() if ln.strip()], n)
+
+
+def _last_lines(lines: list[str], n: int) -> str:
+    if len(lines) > n > 2:
+        header = max((i for i, ln in enumerate(lines) if ln.startswith(TRACEBACK_HEADER)), default=-1)
+        if 0 <= header < len(lines) - n:
+            return "\n".join([lines[header], "  ..."] + lines[-(n - 2):])
     return "\n".join(lines[-n:])
 
 
@@ -208,7 +220,7 @@ def log_tail(job_dir: Path, n: int = 20) -> str:
     err = tail_lines(job_dir / "stderr.log", n)
     if err and ("Traceback" in err or "Error" in err) and err not in text:
         text = (text + "\n" + err).strip()
-    return "\n".join(text.splitlines()[-n:])
+    return _last_lines(text.splitlines(), n)
 
 
 def last_recorded_seq(ctx: RunContext) -> int:
