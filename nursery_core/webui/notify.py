@@ -9,8 +9,8 @@ from . import services
 
 _SEEN = "notify_live_jobs"  # ids of jobs this session saw queued or running
 POLL_S = 3
-_ICONS = {JobStatus.SUCCEEDED: "✅", JobStatus.FAILED: "❌", JobStatus.CANCELLED: "⏹️",
-          JobStatus.INTERRUPTED: "⚠️"}
+_ICONS: dict[str, str] = {JobStatus.SUCCEEDED: "✅", JobStatus.FAILED: "❌", JobStatus.CANCELLED: "⏹️",
+                          JobStatus.INTERRUPTED: "⚠️"}
 
 
 def _live_ids() -> set[str]:

@@ -12,11 +12,12 @@ from ..status import ACTIVE, JobStatus
 from .widgets import page_link  # noqa: F401  (pages call tw.duration)
 
 
-STATUS_COLOURS = {JobStatus.QUEUED: "#8a9a91", JobStatus.RUNNING: "#2e7d4f", JobStatus.SUCCEEDED: "#2e7d4f",
-                  JobStatus.FAILED: "#c62828", JobStatus.CANCELLED: "#9e9e9e", JobStatus.INTERRUPTED: "#e08a00"}
-STATUS_MARKS = {JobStatus.QUEUED: "⏳ queued", JobStatus.RUNNING: "▶ running", JobStatus.SUCCEEDED: "✓ succeeded",
-                JobStatus.FAILED: "✗ failed", JobStatus.CANCELLED: "■ cancelled",
-                JobStatus.INTERRUPTED: "⚠ interrupted"}
+STATUS_COLOURS: dict[str, str] = {
+    JobStatus.QUEUED: "#8a9a91", JobStatus.RUNNING: "#2e7d4f", JobStatus.SUCCEEDED: "#2e7d4f",
+    JobStatus.FAILED: "#c62828", JobStatus.CANCELLED: "#9e9e9e", JobStatus.INTERRUPTED: "#e08a00"}
+STATUS_MARKS: dict[str, str] = {
+    JobStatus.QUEUED: "⏳ queued", JobStatus.RUNNING: "▶ running", JobStatus.SUCCEEDED: "✓ succeeded",
+    JobStatus.FAILED: "✗ failed", JobStatus.CANCELLED: "■ cancelled", JobStatus.INTERRUPTED: "⚠ interrupted"}
 
 
 def status_label(status: str) -> str:
