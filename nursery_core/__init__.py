@@ -34,8 +34,8 @@ _API = {
     "nursery_golden_edit_row": "nursery_core.golden:nursery_golden_edit_row",
     "nursery_golden_remove_row": "nursery_core.golden:nursery_golden_remove_row",
     "nursery_golden_delete": "nursery_core.golden:nursery_golden_delete",
-    "nursery_train_cloud": "nursery_core.jobs.api:nursery_train_cloud",
-    "nursery_reap_instances": "nursery_core.cloud.reaper:nursery_reap_instances",
+    "nursery_train_cloud": "nursery_core.jobs.train_cloud:nursery_train_cloud",
+    "nursery_reap_instances": "nursery_core.jobs.reaper:nursery_reap_instances",
     "nursery_deploy_ollama": "nursery_core.export.deploy:nursery_deploy_ollama",
 }
 

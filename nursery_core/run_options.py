@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
-from .cloud.train import PROVIDERS
+from .jobs.backends import cloud_providers
 from .options import Option, add_arguments, given, options_of, to_argv
 
 
@@ -20,7 +20,7 @@ class CloudRunOptions:
     """Where a cloud run goes and what it may cost; field names are nursery_train_cloud's keyword arguments.
     `providers` in the metadata says which providers read the option (absent = all)."""
 
-    provider: str = field(default="vast", metadata={"help": "where the run goes", "choices": PROVIDERS,
+    provider: str = field(default="vast", metadata={"help": "where the run goes", "choices": cloud_providers(),
                                                      "label": "Provider"})
     max_dph: Optional[float] = _o("max $/hour for the instance; offers above it are never rented (vast)",
                                   label="Max $/hour", min=0.0, step=0.05, format="%.2f", providers=("vast",))

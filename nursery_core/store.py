@@ -13,13 +13,15 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping, cast
 
 import sqlite_utils
 
 from . import paths
 from .errors import AlreadyExists, DuplicateRun, InvalidInput, NotFound, SharedRequest
+from .jobs.events import LOG
 from .overlap import example_requests, normal_request
+from .rows import DeploymentRow, JobRow, ModelRow
 from .status import ACTIVE, JobStatus
 
 # Columns stored as JSON text and decoded on read, per table.
@@ -408,7 +410,7 @@ class Store:
             self.db.table("datasets").delete(name)
 
     # ---------------------------------------------------------------------------------------- jobs
-    def create_job(self, row: dict) -> dict:
+    def create_job(self, row: dict) -> JobRow:
         """Inserts a job (status queued unless given) and returns it. Raises DuplicateRun when an active job
         already writes the same output name: the check and the insert share one write transaction (BEGIN
         IMMEDIATE), so two submits racing from two threads or processes cannot both pass it."""
@@ -425,28 +427,29 @@ class Store:
             self.db.table("jobs").insert(self._encode("jobs", row))
         return self.get_job(row["id"])
 
-    def active_job_for_output(self, output_name: str) -> dict | None:
+    def active_job_for_output(self, output_name: str) -> JobRow | None:
         """The oldest queued or running job that writes `output_name`, or None."""
-        rows = self._select("jobs", f"output_name = ? and status in ({', '.join('?' for _ in ACTIVE)})",
+        rows: list[Any] = self._select("jobs", f"output_name = ? and status in ({', '.join('?' for _ in ACTIVE)})",
                             [output_name, *ACTIVE], order_by="created_at", limit=1)
         return rows[0] if rows else None
 
-    def get_job(self, job_id: str) -> dict:
+    def get_job(self, job_id: str) -> JobRow:
         row = self._get("jobs", job_id)
         if row is None:
             raise NotFound(f"no job with id {job_id!r} (see list-jobs)")
-        return row
+        return cast(JobRow, row)
 
-    def update_job(self, job_id: str, **values: Any) -> dict:
+    def update_job(self, job_id: str, **values: Any) -> JobRow:
         with self._atomic():
             self.get_job(job_id)
             self.db.table("jobs").update(job_id, self._encode("jobs", values))
         return self.get_job(job_id)
 
     def list_jobs(self, status: str | Iterable[str] | None = None, kind: str | None = None,
-                  limit: int | None = None, offset: int | None = None, order: str = "created_at desc") -> list[dict]:
+                  limit: int | None = None, offset: int | None = None,
+                  order: str = "created_at desc") -> list[JobRow]:
         where, args = self._job_filter(status, kind)
-        return self._select("jobs", where, args, order_by=order, limit=limit, offset=offset)
+        return cast("list[JobRow]", self._select("jobs", where, args, order_by=order, limit=limit, offset=offset))
 
     def count_jobs(self, status: str | Iterable[str] | None = None, kind: str | None = None) -> int:
         where, args = self._job_filter(status, kind)
@@ -464,7 +467,7 @@ class Store:
             args.append(kind)
         return (" and ".join(clauses) or None), args
 
-    def claim_next_job(self, kind: str, runner_id: str, max_running: int = 1) -> dict | None:
+    def claim_next_job(self, kind: str, runner_id: str, max_running: int = 1) -> JobRow | None:
         """Atomically moves the oldest queued job of `kind` to running, if fewer than max_running run."""
         with self._atomic():
             running = self.db.execute("select count(*) from jobs where kind = ? and status = ?",
@@ -480,7 +483,7 @@ class Store:
                                             "heartbeat_at": now(), "runner_id": runner_id})
         return self.get_job(row[0])
 
-    def request_cancel(self, job_id: str) -> dict:
+    def request_cancel(self, job_id: str) -> JobRow:
         """Flags a job for cancellation; a queued job is cancelled at once."""
         with self._atomic():
             job = self.get_job(job_id)
@@ -491,9 +494,9 @@ class Store:
             self.db.table("jobs").update(job_id, values)
         return self.get_job(job_id)
 
-    def record_event(self, job_id: str, event: dict) -> None:
-        """Stores one progress event and folds it into the job's live columns, atomically."""
-        kind = event.get("kind", "log")
+    def record_event(self, job_id: str, event: Mapping[str, Any]) -> None:
+        """Stores one worker event (jobs.events.Event) and folds it into the job's live columns, atomically."""
+        kind = event.get("kind", LOG)
         row = {
             "job_id": job_id, "ts": event.get("ts") or now(), "kind": kind,
             "step": event.get("step"), "loss": event.get("loss"), "eval_loss": event.get("eval_loss"),
@@ -525,7 +528,7 @@ class Store:
         return self._select("job_events", where, args, order_by="id", limit=limit)
 
     def finish_job(self, job_id: str, status: JobStatus | str, error: str | None = None,
-                   **values: Any) -> dict:
+                   **values: Any) -> JobRow:
         """Moves a job to a final state once; later calls do not overwrite the first final state."""
         status = JobStatus(status)
         with self._atomic():
@@ -547,7 +550,7 @@ class Store:
             self.db.table("jobs").delete(job_id)
 
     # -------------------------------------------------------------------------------------- models
-    def add_model(self, row: dict, *, replace: bool = False) -> dict:
+    def add_model(self, row: dict, *, replace: bool = False) -> ModelRow:
         row = {"kind": "adapter", "created_at": now(), **row}
         with self._atomic():
             if not replace and self._get("models", row["name"]) is not None:
@@ -555,11 +558,11 @@ class Store:
             self.db.table("models").insert(self._encode("models", row), replace=True)
         return self.get_model(row["name"])
 
-    def get_model(self, name: str) -> dict:
+    def get_model(self, name: str) -> ModelRow:
         row = self._get("models", name)
         if row is None:
             raise NotFound(f"no model named {name!r} (see list-models)")
-        return row
+        return cast(ModelRow, row)
 
     def model_names(self, kind: str | None = None) -> list[str]:
         """Every stored model name, newest first."""
@@ -571,13 +574,13 @@ class Store:
     def has_model(self, name: str) -> bool:
         return self._get("models", name) is not None
 
-    def list_models(self, limit: int | None = None, offset: int | None = None) -> list[dict]:
-        return self._select("models", order_by="created_at desc", limit=limit, offset=offset)
+    def list_models(self, limit: int | None = None, offset: int | None = None) -> list[ModelRow]:
+        return cast("list[ModelRow]", self._select("models", order_by="created_at desc", limit=limit, offset=offset))
 
     def count_models(self) -> int:
         return self._count("models")
 
-    def update_model(self, name: str, **values: Any) -> dict:
+    def update_model(self, name: str, **values: Any) -> ModelRow:
         with self._atomic():
             self.get_model(name)
             self.db.table("models").update(name, self._encode("models", values))
@@ -636,29 +639,36 @@ class Store:
         return out
 
     # --------------------------------------------------------------------------------- deployments
-    def add_deployment(self, row: dict) -> dict:
+    def add_deployment(self, row: dict) -> DeploymentRow:
         row = {"id": new_id("d"), "created_at": now(), **row}
         with self._atomic():
             self.db.table("deployments").insert(self._encode("deployments", row))
-        return self._written("deployments", row["id"])
+        return self.get_deployment(row["id"])
 
-    def update_deployment(self, dep_id: str, **values: Any) -> dict:
+    def update_deployment(self, dep_id: str, **values: Any) -> DeploymentRow:
         with self._atomic():
             self.db.table("deployments").update(dep_id, self._encode("deployments", values))
-        return self._written("deployments", dep_id)
+        return self.get_deployment(dep_id)
 
-    def list_deployments(self, model: str | None = None, limit: int | None = None) -> list[dict]:
+    def get_deployment(self, dep_id: str) -> DeploymentRow:
+        row = self._get("deployments", dep_id)
+        if row is None:
+            raise NotFound(f"no deployment with id {dep_id!r} (see list-deployments)")
+        return cast(DeploymentRow, row)
+
+    def list_deployments(self, model: str | None = None, limit: int | None = None) -> list[DeploymentRow]:
         if model:
-            return self._select("deployments", "model = ?", [model], order_by="created_at desc", limit=limit)
-        return self._select("deployments", order_by="created_at desc", limit=limit)
+            return cast("list[DeploymentRow]", self._select("deployments", "model = ?", [model],
+                                                            order_by="created_at desc", limit=limit))
+        return cast("list[DeploymentRow]", self._select("deployments", order_by="created_at desc", limit=limit))
 
-    def deployments_for(self, models: Iterable[str], per_model: int = 10) -> dict[str, list[dict]]:
+    def deployments_for(self, models: Iterable[str], per_model: int = 10) -> dict[str, list[DeploymentRow]]:
         """The newest deployments of several models in one query (lineage tables)."""
         models = list(models)
-        out: dict[str, list[dict]] = {m: [] for m in models}
+        out: dict[str, list[DeploymentRow]] = {m: [] for m in models}
         if not models:
             return out
-        rows = self._select("deployments", f"model in ({', '.join('?' for _ in models)})", models,
+        rows: list[Any] = self._select("deployments", f"model in ({', '.join('?' for _ in models)})", models,
                             order_by="created_at desc")
         for r in rows:
             if len(out[r["model"]]) < per_model:

@@ -5,9 +5,11 @@ from nursery_core.base_models import REGISTRY
 from nursery_core.errors import DuplicateRun, NurseryError
 from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
-from nursery_core.cloud.train import nursery_train_cloud
+from nursery_core.jobs.backends import cloud_providers
+from nursery_core.jobs.train_cloud import nursery_train_cloud
 from nursery_core.run_options import train_command
 from nursery_core.settings import effective_training_defaults
+from nursery_core.status import ACTIVE
 from nursery_core.training.config import TrainConfig
 from nursery_core.training.preview import job_examples, render_example
 from nursery_core.webui import cloud_panel, identity, services, widgets
@@ -100,7 +102,7 @@ with tab_launch:
 
 st.divider()
 st.subheader("Jobs")
-ACTIVE_AT_LOAD = services.store().count_jobs(status=["queued", "running"])
+ACTIVE_AT_LOAD = services.store().count_jobs(status=list(ACTIVE))
 
 
 @st.fragment(run_every=2 if ACTIVE_AT_LOAD else None)
@@ -124,7 +126,7 @@ def jobs_area(was_live: bool) -> None:
                                                        for j in jobs if j["id"] == i))
     status = nursery_job_status(selected)
     tw.job_detail(status)
-    if status.get("kind") in ("vast", "ssh"):
+    if status.get("kind") in cloud_providers():
         cloud_panel.render_instance_state(services.store().get_job(selected))
     b1, b2 = st.columns([1, 3])
     if status["active"] and b1.button("Cancel job", key="tf_cancel"):
@@ -139,7 +141,7 @@ def jobs_area(was_live: bool) -> None:
     if status.get("model_name"):
         with b2:
             tw.model_handoffs(status["model_name"], "tf")
-    live_now = any(j["status"] in ("queued", "running") for j in jobs)
+    live_now = any(j["status"] in ACTIVE for j in jobs)
     if was_live and not live_now:
         st.rerun()  # the last run finished: refresh the whole page once and stop polling
 

@@ -123,7 +123,7 @@ def test_settings_panel_and_reaper_panel_render(emu, tmp_path):
 def test_onstart_watchdog_destroys_the_instance_without_heartbeat(tmp_path):
     import httpx
 
-    from nursery_core.jobs.backends.vast import watchdog_onstart
+    from nursery_core.cloud.watchdog import watchdog_onstart
 
     hb = tmp_path / "remote dir" / "j1" / "HEARTBEAT"
     with VastEmulator(KEY, run_onstart=True, boot_polls=(0, 0)) as e:
@@ -145,7 +145,7 @@ def test_onstart_watchdog_enforces_max_hours_despite_heartbeats(tmp_path):
 
     import httpx
 
-    from nursery_core.jobs.backends.vast import watchdog_onstart
+    from nursery_core.cloud.watchdog import watchdog_onstart
 
     hb = tmp_path / "j2" / "HEARTBEAT"
     stop = threading.Event()

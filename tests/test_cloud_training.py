@@ -183,3 +183,29 @@ def test_ssh_provider_full_run(sshd, cloud_env, runner, tiny_model_dir, tmp_path
     assert st["actual"]["provider"] == "ssh"
     # the remote job dir is cleaned; the base model stays cached for the next run
     assert list((tmp_path / "server-root").iterdir()) == [tmp_path / "server-root" / "base_models"]
+
+
+def test_ssh_run_outlives_a_runner_shutdown_and_the_next_runner_reattaches(sshd, cloud_env, tiny_model_dir,
+                                                                          tmp_path):
+    # our own server: a dashboard that shuts down leaves the training running; the next runner adopts it
+    from nursery_core.jobs.runner import JobRunner
+    from nursery_core.store import get_store
+
+    first = JobRunner(kinds=["ssh"], poll_s=0.1).start()
+    try:
+        job = queue(tiny_model_dir, provider="ssh", output="reattached-adapter", host=sshd.host, port=sshd.port,
+                    user=sshd.user, key_path=str(sshd.user_key), python=sys.executable,
+                    remote_root=str(tmp_path / "server-root"), max_steps=30)
+        wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="remote progress")
+    finally:
+        first.shutdown(timeout=30)
+    assert get_store().get_job(job["id"])["status"] == "running"
+    second = JobRunner(kinds=["ssh"], poll_s=0.1).start()
+    try:
+        st = wait(job["id"])
+    finally:
+        second.shutdown(timeout=30)
+    assert st["status"] == "succeeded", st["error"]
+    logs = [e["message"] or "" for e in get_store().job_events(job["id"], kinds=["log"])]
+    assert any("re-attached to the remote training" in m for m in logs)
+    assert (Path(os.environ["NURSERY_HOME"]) / "models" / "reattached-adapter" / "adapter_config.json").exists()

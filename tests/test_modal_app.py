@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 
+from nursery_core.jobs.backends.remote import LOCAL_ONLY
 from nursery_core.cloud.modal_app import check_gpu, job_tarball, render_modal_app, write_modal_app
 from nursery_core.errors import InvalidInput
 from nursery_core.training.config import TrainConfig
@@ -59,7 +60,7 @@ def test_generated_function_trains_a_tiny_job_locally_into_the_volume(tiny_model
     TrainConfig(base_model=str(tiny_model_dir), base_model_dir=str(tiny_model_dir), batch_size=2, max_steps=2,
                 max_length=256, r=4, alpha=8.0, num_threads=1).save(job / "config.json")
     (job / "events.jsonl").write_text('{"kind": "stale"}\n')           # a run product: not shipped
-    names = tarfile.open(fileobj=io.BytesIO(job_tarball(job))).getnames()
+    names = tarfile.open(fileobj=io.BytesIO(job_tarball(job, LOCAL_ONLY))).getnames()
     assert sorted(names) == ["config.json", "data/eval.jsonl", "data/train.jsonl"]
     (job / "events.jsonl").unlink()
 
@@ -70,7 +71,7 @@ def test_generated_function_trains_a_tiny_job_locally_into_the_volume(tiny_model
     monkeypatch.setenv("NURSERY_MODAL_VOLUME_ROOT", str(volume_root))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # "executing locally ... no access to the mounted Volume"
-        result = mod.train.local(code_tarball(), job_tarball(job))
+        result = mod.train.local(code_tarball(), job_tarball(job, LOCAL_ONLY))
     assert result["exit_code"] == 0 and result["status"] == "done", result
     assert result["final"]["step"] == 2 and result["adapter_dir"] == "r7/adapter"
     adapter = volume_root / "r7" / "adapter"
@@ -101,7 +102,7 @@ def test_a_failing_run_reports_error_without_an_adapter(tmp_path, monkeypatch):
     monkeypatch.setenv("NURSERY_MODAL_VOLUME_ROOT", str(tmp_path / "volume"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = mod.train.local(code_tarball(), job_tarball(job))
+        result = mod.train.local(code_tarball(), job_tarball(job, LOCAL_ONLY))
     assert result["status"] == "error" and result["exit_code"] == 1
     assert result["adapter_dir"] is None and result["final"]["message"]
     assert (tmp_path / "volume" / "bad1" / "train.log").exists()

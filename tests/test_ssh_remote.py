@@ -120,7 +120,8 @@ def test_dropped_connection_is_reported(sshd_factory, tmp_path):
 def test_remote_installs_only_what_the_image_lacks(sshd, tmp_path):
     from types import SimpleNamespace
 
-    from nursery_core.cloud.remote import Limits, RemoteRun, RemoteTarget
+    from nursery_core.cloud.remote import RemoteTarget
+    from nursery_core.jobs.backends.remote import Limits, RemoteRun
 
     calls = tmp_path / "calls.txt"
     fake_py = tmp_path / "fake python"   # a space in the path: every remote command quotes it

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from nursery_core.cloud import settings
+from nursery_core.cloud import credentials as settings
 from nursery_core.cloud.vast import VastAPIError, VastAuthError, VastClient
 from nursery_core.emulators.vast import VastEmulator
 

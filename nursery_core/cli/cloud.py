@@ -4,11 +4,13 @@ from __future__ import annotations
 import signal
 import sys
 
+from ..jobs.backends import cloud_providers
+from ..status import JobStatus
 from . import Command, CommandResult
 
 
 def _train_cloud(args):
-    from ..cloud.train import nursery_train_cloud
+    from ..jobs.train_cloud import nursery_train_cloud
     from ..jobs.api import nursery_cancel_job, wait_for_job
     from ..run_options import run_arguments
     from .training import _hyper, print_progress
@@ -46,7 +48,7 @@ def _train_cloud(args):
     finally:
         signal.signal(signal.SIGTERM, previous)
         runner.shutdown(timeout=60)
-    return CommandResult(final, 0 if final["status"] == "succeeded" else 1)
+    return CommandResult(final, 0 if final["status"] == JobStatus.SUCCEEDED else 1)
 
 
 def _list_offers(args):
@@ -65,7 +67,7 @@ def _human_offers(rows: list[dict]) -> str:
 
 
 def _reap(args):
-    from ..cloud.reaper import nursery_reap_instances
+    from ..jobs.reaper import nursery_reap_instances
     return nursery_reap_instances(dry_run=args.dry_run)
 
 

@@ -7,6 +7,8 @@ import sys
 
 from ..errors import InvalidInput
 from ..formatting import duration
+from ..jobs import events
+from ..status import JobStatus
 from . import Command, CommandResult
 
 
@@ -74,18 +76,18 @@ def print_progress(ev: dict) -> None:
 
 def _progress_line(ev: dict) -> str | None:
     k = ev["kind"]
-    if k == "progress":
+    if k == events.PROGRESS:
         data = ev.get("data") or {}
         return (f"step {ev['step']}/{data.get('total_steps', '?')} loss {ev['loss']:.4f} "
                 f"lr {ev['learning_rate']:.2e} {ev['tokens_per_s'] or 0:.0f} tok/s eta {_dur(data.get('eta_s'))}")
-    if k == "eval":
+    if k == events.EVAL:
         return f"step {ev['step']} eval_loss {ev['eval_loss']:.4f}"
-    if k in ("log", "error"):
+    if k in (events.LOG, events.ERROR):
         return ev.get("message")
-    if k == "start":
+    if k == events.START:
         d = ev.get("data") or {}
         return f"training on {d.get('device')}: {d.get('num_examples')} examples, {d.get('total_steps')} steps"
-    if k in ("done", "cancelled"):
+    if k in (events.DONE, events.CANCELLED):
         return k
     return None
 
@@ -110,7 +112,7 @@ def _train_local(args):
         final = wait_for_job(status["id"], timeout=30)
     finally:
         runner.shutdown()
-    return CommandResult(final, 0 if final["status"] == "succeeded" else 1)
+    return CommandResult(final, 0 if final["status"] == JobStatus.SUCCEEDED else 1)
 
 
 def _human_status(s: dict) -> str:

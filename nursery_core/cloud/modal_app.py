@@ -14,6 +14,8 @@ adapter with `Volume.read_file` / `listdir`.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import io
 import re
 import tarfile
@@ -133,12 +135,11 @@ def write_modal_app(path: Path | str, **kw) -> Path:
     return path
 
 
-def job_tarball(job_dir: Path | str) -> bytes:
-    """The job directory (config.json, data/) as a .tar.gz at its root, without the run products an SSH run
-    keeps local either (cloud.remote.LOCAL_ONLY) nor the generated app (modal/)."""
-    from .remote import LOCAL_ONLY
-
-    local_only = LOCAL_ONLY | {"modal"}
+def job_tarball(job_dir: Path | str, exclude: Iterable[str] = ()) -> bytes:
+    """The job directory (config.json, data/) as a .tar.gz at its root, without the generated app (modal/) and
+    the top-level names in `exclude` (the caller's run products, e.g. jobs.backends.remote.LOCAL_ONLY: cloud/
+    is transport and does not know a job's layout)."""
+    local_only = set(exclude) | {"modal"}
     job_dir = Path(job_dir)
     if not (job_dir / "config.json").is_file():
         raise InvalidInput(f"{job_dir} has no config.json", file=str(job_dir))

@@ -4,9 +4,11 @@ Only whether a key is set (and where from) is ever reported, never its value.
 """
 from __future__ import annotations
 
-from .settings import key_status, ssh_servers
+from typing import Any
 
-PROVIDERS = [
+from .credentials import key_status, ssh_servers
+
+PROVIDER_TABLE: list[dict[str, Any]] = [
     {"id": "vast", "name": "Vast.ai", "supported": True, "kind": "rented GPU + SSH",
      "summary": "Rents the cheapest verified GPU that fits your caps, trains over SSH, destroys it afterwards.",
      "needs": "VAST_API_KEY (env or .streamlit/secrets.toml); VAST_API_URL points at another API (the emulator)."},
@@ -40,7 +42,7 @@ PROVIDERS = [
 def provider_table() -> list[dict]:
     """Every provider with its support status, what it needs, and whether its key is set."""
     rows = []
-    for p in PROVIDERS:
+    for p in PROVIDER_TABLE:
         row = dict(p)
         if p["id"] == "ssh":
             try:
@@ -52,7 +54,7 @@ def provider_table() -> list[dict]:
         else:
             try:
                 ks = key_status(p["id"])
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:  # noqa: BLE001 — as above: the table shows the error instead of failing
                 ks = {"set": False, "source": None, "error": str(e)}
             row["key"] = ks
             row["configured"] = ks["set"]

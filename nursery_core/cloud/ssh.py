@@ -12,16 +12,16 @@ import logging
 import os
 import posixpath
 import shlex
-import socket
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import paramiko
 
 from ..errors import BackendError
+from .errors import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class SSHSession:
         return f"{self.user}@{self.host}:{self.port}"
 
     # -------------------------------------------------------------------------------- connection
-    def connect(self) -> "SSHSession":
+    def connect(self) -> SSHSession:
         pkey = _load_key(self.key_path)
         client = paramiko.SSHClient()
         if self.known_hosts.exists():
@@ -135,7 +135,7 @@ class SSHSession:
             client.close()
             raise SSHError(f"SSH authentication to {self.address} failed ({e}): is the key authorised there?") \
                 from None
-        except (OSError, socket.timeout, paramiko.SSHException, EOFError) as e:
+        except (TimeoutError, OSError, paramiko.SSHException, EOFError) as e:
             client.close()
             raise SSHError(f"cannot connect to {self.address}: {type(e).__name__}: {e}") from None
         transport = client.get_transport()
@@ -145,13 +145,13 @@ class SSHSession:
         return self
 
     def connect_retrying(self, attempts: int = 10, wait: float = 3.0,
-                         should_stop: Callable[[], bool] | None = None) -> "SSHSession":
-        """Connects, retrying while sshd comes up (a fresh instance refuses for a while); key changes fail at once."""
+                         should_stop: Callable[[], bool] | None = None) -> SSHSession:
+        """Connects, retrying while sshd comes up (a fresh instance refuses for a while); key changes fail at once.
+        Raises StopRequested when should_stop() says so between attempts."""
         last: Exception | None = None
         for i in range(max(1, attempts)):
             if should_stop is not None and should_stop():
-                from ..jobs.errors import Cancelled
-                raise Cancelled("cancelled while connecting over SSH")
+                raise StopRequested("cancelled while connecting over SSH")
             try:
                 return self.connect()
             except HostKeyChanged:
@@ -179,7 +179,7 @@ class SSHSession:
                 self.client.close()
                 self.client = None
 
-    def __enter__(self) -> "SSHSession":
+    def __enter__(self) -> SSHSession:
         return self if self.client else self.connect()
 
     def __exit__(self, *exc) -> None:
@@ -221,7 +221,7 @@ class SSHSession:
             while True:
                 try:
                     data = chan.recv(65536)
-                except socket.timeout:
+                except TimeoutError:
                     data = None
                 except (OSError, EOFError, paramiko.SSHException) as e:
                     raise SSHDropped(f"the SSH connection to {self.address} dropped: {e}") from None
@@ -255,8 +255,8 @@ class SSHSession:
         finally:
             try:
                 chan.close()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:  # noqa: BLE001 — closing a channel of a dropped connection may raise anything;
+                pass           # the command's own outcome (or SSHDropped) is what the caller needs
 
     # -------------------------------------------------------------------------------------- SFTP
     def sftp(self) -> paramiko.SFTPClient:
@@ -279,7 +279,7 @@ class SSHSession:
 
     def put_dir(self, local: Path | str, remote: str, *, exclude: Iterable[str] = (),
                 should_stop: Callable[[], bool] | None = None) -> int:
-        """Uploads a directory tree (skipping names in exclude); checks should_stop between files.
+        """Uploads a directory tree (skipping names in exclude); checks should_stop between files (StopRequested).
         Returns the bytes sent."""
         local = Path(local)
         skip = set(exclude)
@@ -296,8 +296,7 @@ class SSHSession:
         sent = 0
         for src, dst in files:
             if should_stop is not None and should_stop():
-                from ..jobs.errors import Cancelled
-                raise Cancelled("cancelled during upload")
+                raise StopRequested("cancelled during upload")
             self.put_file(src, dst)
             sent += src.stat().st_size
         return sent

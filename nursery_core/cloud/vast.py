@@ -10,14 +10,15 @@ import json
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import httpx
-from tenacity import (RetryCallState, Retrying, retry_if_exception, stop_after_attempt,
-                      wait_exponential_jitter)
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ..errors import BackendError
-from . import settings
+from . import credentials
+from .errors import StopRequested
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ class VastAuthError(VastAPIError):
     """The API key was rejected (the live API says 401 or 404 with error 'auth_error')."""
 
 
-def _env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float) -> float:
+    """A float from the environment, or default when unset, empty or not a number."""
     try:
         return float(os.environ.get(name, default))
     except ValueError:
@@ -56,13 +58,13 @@ class VastClient:
                  attempts: int | None = None, wait: float | None = None, max_wait: float | None = None,
                  timeout: float = 60.0, poll_interval: float | None = None,
                  transport: httpx.BaseTransport | None = None):
-        key = api_key if api_key is not None else settings.vast_api_key()
-        self.base_url = (base_url or settings.vast_api_url()).rstrip("/")
-        self.attempts = int(attempts if attempts is not None else _env_float("NURSERY_VAST_RETRY_ATTEMPTS", 6))
-        self.wait = wait if wait is not None else _env_float("NURSERY_VAST_RETRY_WAIT", 1.0)
-        self.max_wait = max_wait if max_wait is not None else _env_float("NURSERY_VAST_RETRY_MAX_WAIT", 30.0)
+        key = api_key if api_key is not None else credentials.vast_api_key()
+        self.base_url = (base_url or credentials.vast_api_url()).rstrip("/")
+        self.attempts = int(attempts if attempts is not None else env_float("NURSERY_VAST_RETRY_ATTEMPTS", 6))
+        self.wait = wait if wait is not None else env_float("NURSERY_VAST_RETRY_WAIT", 1.0)
+        self.max_wait = max_wait if max_wait is not None else env_float("NURSERY_VAST_RETRY_MAX_WAIT", 30.0)
         self.poll_interval = (poll_interval if poll_interval is not None
-                              else _env_float("NURSERY_VAST_POLL_S", 10.0))
+                              else env_float("NURSERY_VAST_POLL_S", 10.0))
         self._secret = key
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
                                   headers={"Authorization": f"Bearer {key}",
@@ -75,7 +77,7 @@ class VastClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "VastClient":
+    def __enter__(self) -> VastClient:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -221,7 +223,8 @@ class VastClient:
     def wait_running(self, instance_id: int, *, timeout: float = 1800.0, poll_interval: float | None = None,
                      should_stop: Callable[[], bool] | None = None,
                      on_status: Callable[[dict], None] | None = None) -> dict:
-        """Polls until actual_status is 'running' (with an SSH endpoint); terminal states fail at once."""
+        """Polls until actual_status is 'running' (with an SSH endpoint); terminal states fail at once (VastAPIError),
+        should_stop() returning True raises StopRequested."""
         interval = self.poll_interval if poll_interval is None else poll_interval
         deadline = time.monotonic() + timeout
         last: Any = object()
@@ -242,8 +245,7 @@ class VastClient:
                 raise VastAPIError(f"instance {instance_id} was not running after {timeout:.0f} s "
                                    f"(last status: {status or 'provisioning'})")
             if should_stop is not None and should_stop():
-                from ..jobs.errors import Cancelled
-                raise Cancelled("cancelled while the instance was starting")
+                raise StopRequested("cancelled while the instance was starting")
             time.sleep(interval)
 
     @staticmethod

@@ -17,11 +17,17 @@ import re
 import shutil
 import time
 import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import paths
 from ..errors import BackendError, InvalidInput, NurseryError
+from ..jobs.inflight import exclusive_run, run_key
+from ..rows import DeploymentRow, ModelRow
+from ..settings import ollama_host as configured_ollama_host
+from ..status import DeploymentStatus
 from ..store import get_store
 
 STEPS = ("merge", "convert", "modelfile", "verify", "register", "record")
@@ -103,6 +109,46 @@ def auto_outtype(base_model: str | None) -> str:
     return "f16" if params < SMALL_MODEL_PARAMS else "q8_0"
 
 
+@dataclass(frozen=True)
+class DeployOptions:
+    """How to deploy (the tool's options, defaults as documented on `nursery_deploy_ollama`)."""
+
+    outtype: str = "auto"                # auto | one of gguf.OUTTYPES
+    name: str | None = None              # Ollama model name; default: the model's slug
+    ollama_host: str | None = None       # None: the configured host ("" = none)
+    skip_register: bool = False
+    force: bool = False                  # register even when verification failed
+    quantize: str | None = None          # Ollama-side quantization of an f16/f32/bf16 GGUF
+    fallback: bool = True                # q8_0 failing verification is redone as f16
+    limit: int | None = None             # verification prompts
+    max_new_tokens: int | None = None
+    threshold: float | None = None       # share of same tool calls that passes (0..1)
+    keep_merged: bool = True
+
+
+@dataclass
+class _Plan:
+    """A checked deployment request: what to export, as what, and where to register it."""
+
+    model_name: str
+    row: ModelRow
+    adapter_dir: Path
+    outtype: str
+    ollama_name: str
+    host: str | None
+    register: bool
+    opts: DeployOptions
+
+
+@dataclass
+class _Export:
+    """The chosen GGUF and its verification, with the type it was exported as."""
+
+    outtype: str
+    gguf: Path
+    verification: dict
+
+
 def nursery_deploy_ollama(model_name: str, outtype: str = "auto", name: str | None = None,
                           ollama_host: str | None = None, skip_register: bool = False, force: bool = False,
                           progress: Progress | None = None, quantize: str | None = None, fallback: bool = True,
@@ -111,163 +157,215 @@ def nursery_deploy_ollama(model_name: str, outtype: str = "auto", name: str | No
                           created_by: str | None = None) -> dict:
     """Exports a trained adapter for Ollama and proves it; see the module docstring for the q8_0 policy.
 
-    Returns the deployment: id, status, path, gguf, outtype, score, verification (per-prompt rows), Modelfile
-    text, files, registration (when a host is configured and not skipped) or the `ollama create` command."""
-    from .gguf import OLLAMA_QUANTIZE, OUTTYPES, require_converter
-    from .merge import adapter_info, merge_adapter, model_adapter_dir
-    from .modelfile import build_modelfile, supported_families
-    from .verify import (DECODING, DECODING_NOTE, DEFAULT_LIMIT, DEFAULT_MAX_NEW_TOKENS, DEFAULT_THRESHOLD,
-                         bindings_available, eval_prompt_set)
+    Returns the deployment: id, status (a DeploymentStatus value), path, gguf, gguf_size (bytes), outtype,
+    score (0..1 share of same tool calls), verification (per-prompt rows), modelfile text, files,
+    registration (when a host is configured and not skipped) or the `ollama create` command, seconds.
+    Raises InvalidInput (outtype, quantize, name, unsupported family), NotFound (model), BackendError
+    (converter or llama.cpp bindings missing, Ollama refused), DuplicateRun (the same name deploys now)."""
+    opts = DeployOptions(outtype=outtype, name=name, ollama_host=ollama_host, skip_register=skip_register,
+                         force=force, quantize=quantize, fallback=fallback, limit=limit,
+                         max_new_tokens=max_new_tokens, threshold=threshold, keep_merged=keep_merged)
+    return deploy(model_name, opts, progress=progress, created_by=created_by)
 
-    if outtype != "auto" and outtype not in OUTTYPES:
+
+def deploy(model_name: str, opts: DeployOptions, progress: Progress | None = None,
+           created_by: str | None = None) -> dict:
+    """`nursery_deploy_ollama` with its options as one value: plan, merge, export + verify, Modelfile,
+    register, record; the deployment row is ERROR (with the reason) when any step fails."""
+    from .verify import DECODING, DECODING_NOTE
+
+    plan = _plan(model_name, opts)
+    # one deployment per Ollama name at a time: a double click or a second tab is refused, naming the first
+    with exclusive_run("deploy", run_key("deploy", plan.ollama_name),
+                       f"the deployment of {model_name} as {plan.ollama_name}", created_by):
+        store = get_store()
+        folder = _free_export_dir(paths.slugify(plan.ollama_name.replace(":", "-")) or "export")
+        dep = store.add_deployment({"model": model_name, "status": DeploymentStatus.RUNNING.value,
+                                    "path": str(folder), "outtype": plan.outtype, "ollama_name": plan.ollama_name,
+                                    "ollama_host": plan.host, "registered": 0, "created_by": created_by})
+        started = time.monotonic()
+        result: dict[str, Any] = {"id": dep["id"], "model": model_name, "ollama_name": plan.ollama_name,
+                                  "path": str(folder), "requested_outtype": opts.outtype, "attempts": [],
+                                  "decoding": DECODING, "notes": [DECODING_NOTE]}
+        try:
+            merged, family = _merge(plan, folder, progress)
+            export = _export_verified(plan, merged, folder, result, progress)
+            modelfile = _write_modelfile(plan, merged, folder, export, family, progress)
+            command = f"ollama create {plan.ollama_name} -f {folder / 'Modelfile'}" + (
+                f" --quantize {opts.quantize}" if opts.quantize else "")
+            ver = export.verification
+            result.update({"outtype": export.outtype, "family": family, "gguf": str(export.gguf),
+                           "gguf_size": export.gguf.stat().st_size, "score": ver["score"], "passed": ver["passed"],
+                           "tokenization_ok": ver["tokenization_ok"], "verification": ver, "modelfile": modelfile,
+                           "command": command, "quantize": opts.quantize})
+            registration = _register(plan, folder, ver, command, result, progress)
+            if opts.quantize:
+                result["notes"].append(f"{opts.quantize} is applied by Ollama after verification; the verified "
+                                       f"file is the {export.outtype} GGUF")
+            status = DeploymentStatus.after_verification(ver["passed"], registration is not None)
+            result["registration"] = registration
+            result["status"] = status.value
+            _record(store, dep["id"], plan, folder, export, registration, result, started, progress)
+            return result
+        except NurseryError as e:
+            store.update_deployment(dep["id"], status=DeploymentStatus.ERROR.value, error=str(e))
+            _emit(progress, "record", "failed", str(e))
+            raise
+        except Exception as e:  # a bug or a library failure: the row says so, then it propagates
+            store.update_deployment(dep["id"], status=DeploymentStatus.ERROR.value,
+                                    error=f"{type(e).__name__}: {e}")
+            _emit(progress, "record", "failed", str(e))
+            raise
+
+
+def _plan(model_name: str, opts: DeployOptions) -> _Plan:
+    """Checks the request before anything is written: output type, quantization, name, tools present."""
+    from .gguf import OLLAMA_QUANTIZE, OUTTYPES, require_converter
+    from .merge import model_adapter_dir
+    from .verify import bindings_available
+
+    if opts.outtype != "auto" and opts.outtype not in OUTTYPES:
         raise InvalidInput(f"outtype must be auto or one of {', '.join(OUTTYPES)}", field="outtype")
     row, adapter_dir = model_adapter_dir(model_name)
-    requested_outtype = outtype
-    if outtype == "auto":
-        outtype = auto_outtype(row.get("base_model"))
-    if quantize is not None:
-        if quantize not in OLLAMA_QUANTIZE:
+    outtype = auto_outtype(row.get("base_model")) if opts.outtype == "auto" else opts.outtype
+    if opts.quantize is not None:
+        if opts.quantize not in OLLAMA_QUANTIZE:
             raise InvalidInput(f"quantize must be one of {', '.join(OLLAMA_QUANTIZE)}", field="quantize")
         if outtype not in ("f16", "f32", "bf16"):
             raise InvalidInput("Ollama quantizes from an f16/f32 GGUF: use outtype f16 with quantize",
                                field="outtype")
-    ollama_name = check_ollama_name(name or paths.slugify(model_name) or "nursery-model")
-    if ollama_host is None:
-        from ..settings import ollama_host as configured_host
-
-        ollama_host = configured_host(store=get_store())
-    host = ollama_host or None
-    register = bool(host) and not skip_register
+    ollama_name = check_ollama_name(opts.name or paths.slugify(model_name) or "nursery-model")
+    host = opts.ollama_host
+    if host is None:
+        host = configured_ollama_host(store=get_store())
+    host = host or None
     require_converter()
     if not bindings_available():
         raise BackendError("llama.cpp's Python bindings (xllamacpp) are missing, so the GGUF cannot be verified: "
                            "run `make setup`")
-    from ..jobs.inflight import exclusive_run, run_key
-
-    # one deployment per Ollama name at a time: a double click or a second tab is refused, naming the first
-    with exclusive_run("deploy", run_key("deploy", ollama_name), f"the deployment of {model_name} as {ollama_name}",
-                       created_by):
-        info = adapter_info(adapter_dir)
-        store = get_store()
-        folder = _free_export_dir(paths.slugify(ollama_name.replace(":", "-")) or "export")
-        dep = store.add_deployment({"model": model_name, "status": "running", "path": str(folder),
-                                    "outtype": outtype, "ollama_name": ollama_name, "ollama_host": host,
-                                    "registered": 0, "created_by": created_by})
-        started = time.monotonic()
-        result: dict[str, Any] = {"id": dep["id"], "model": model_name, "ollama_name": ollama_name,
-                                  "path": str(folder), "requested_outtype": requested_outtype, "attempts": [],
-                                  "decoding": DECODING, "notes": [DECODING_NOTE]}
-        try:
-            # 1. merge
-            _emit(progress, "merge", "running", f"merging {model_name} into its base")
-            merged = folder / "merged"
-            m = merge_adapter(adapter_dir, merged, fallback_base=row.get("base_model"))
-            family = m["family"]
-            if family not in supported_families():
-                raise InvalidInput(f"no Ollama template for chat family {family!r}: Nursery writes Modelfiles for "
-                                   f"{', '.join(supported_families())}", field="family")
-            _emit(progress, "merge", "done", f"merged ({family} family) from {Path(m['base_dir']).name}")
-            prompts, source = eval_prompt_set(row.get("dataset"), limit or DEFAULT_LIMIT)
-            result["prompt_source"] = source
-            stem = paths.slugify(ollama_name.replace(":", "-")) or "model"
-            mnt = max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-            thr = DEFAULT_THRESHOLD if threshold is None else threshold
-            # 2-4. convert + verify (q8_0 falls back to f16 when it fails and fallback is allowed)
-            chosen_type = outtype
-            att = _export_gguf(merged, folder, stem, outtype, prompts, progress, mnt, thr)
-            result["attempts"].append({"outtype": outtype, "score": att["verification"]["score"],
-                                       "passed": att["verification"]["passed"],
-                                       "tokenization_ok": att["verification"]["tokenization_ok"],
-                                       "gguf_size": att["convert"]["size"]})
-            if not att["verification"]["passed"] and outtype == "q8_0" and fallback:
-                result["notes"].append(f"q8_0 failed verification ({att['verification']['score']:.0%} same calls): "
-                                       "re-exported as f16, which small models need")
-                first = att
-                att = _export_gguf(merged, folder, stem, "f16", prompts, progress, mnt, thr)
-                result["attempts"].append({"outtype": "f16", "score": att["verification"]["score"],
-                                           "passed": att["verification"]["passed"],
-                                           "tokenization_ok": att["verification"]["tokenization_ok"],
-                                           "gguf_size": att["convert"]["size"]})
-                if att["verification"]["passed"]:
-                    chosen_type = "f16"
-                    Path(first["convert"]["path"]).unlink(missing_ok=True)
-                else:
-                    Path(att["convert"]["path"]).unlink(missing_ok=True)
-                    att = first
-            ver = att["verification"]
-            gguf_path = Path(att["convert"]["path"])
-            (folder / "verification.json").write_text(json.dumps(ver, indent=2, ensure_ascii=False) + "\n")
-            if not ver["with_calls"]:
-                result["notes"].append("neither model made a tool call on these prompts, so the agreement says "
-                                       "nothing about tool calls")
-            # 3. Modelfile (written after the type is settled, so FROM names the file that passed)
-            _emit(progress, "modelfile", "running", "writing the Modelfile")
-            from transformers import AutoTokenizer
-
-            from ..training.rendering import RENDERING_VERSION, installed_version
-
-            merged_tok = AutoTokenizer.from_pretrained(str(merged))
-            version = installed_version(merged_tok.chat_template) or RENDERING_VERSION
-            modelfile = build_modelfile(gguf_path.name, family, system=_model_system(info), eos_token=merged_tok.eos_token,
-                                        rendering=version)
-            (folder / "Modelfile").write_text(modelfile)
-            _emit(progress, "modelfile", "done", f"Modelfile for the {family} template")
-            if not keep_merged:
-                shutil.rmtree(merged, ignore_errors=True)
-            command = f"ollama create {ollama_name} -f {folder / 'Modelfile'}" + (
-                f" --quantize {quantize}" if quantize else "")
-            result.update({"outtype": chosen_type, "family": family, "gguf": str(gguf_path),
-                           "gguf_size": gguf_path.stat().st_size, "score": ver["score"], "passed": ver["passed"],
-                           "tokenization_ok": ver["tokenization_ok"], "verification": ver, "modelfile": modelfile,
-                           "command": command, "quantize": quantize})
-            status = "verified" if ver["passed"] else "failed_verification"
-            # 5. register
-            registration = None
-            if register and (ver["passed"] or force):
-                from .ollama_client import register_modelfile
-
-                _emit(progress, "register", "running", f"registering {ollama_name} with {host}")
-                registration = register_modelfile(folder / "Modelfile", ollama_name, host, quantize=quantize,
-                                                  progress=lambda line: _emit(progress, "register", "running",
-                                                                              line.get("status", ""), detail=line))
-                status = "registered" if ver["passed"] else "registered_unverified"
-                _emit(progress, "register", "done", f"{ollama_name} created on {registration['host']}")
-            elif register:
-                result["notes"].append("not registered: verification failed (use force to register anyway)")
-                _emit(progress, "register", "skipped", "verification failed: not registered (force to override)")
-            else:
-                why = "skipped on request" if skip_register else "no Ollama host configured (OLLAMA_HOST)"
-                _emit(progress, "register", "skipped", f"{why}; run: {command}")
-            if quantize:
-                result["notes"].append(f"{quantize} is applied by Ollama after verification; the verified file is "
-                                       f"the {chosen_type} GGUF")
-            result["registration"] = registration
-            result["status"] = status
-            # 6. record
-            files = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
-            result["files"] = files
-            result["seconds"] = round(time.monotonic() - started, 1)
-            (folder / "deployment.json").write_text(json.dumps(
-                {k: v for k, v in result.items() if k not in ("verification", "modelfile")}, indent=2,
-                ensure_ascii=False, default=str) + "\n")
-            result["files"] = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
-            store.update_deployment(dep["id"], status=status, gguf_path=str(gguf_path), gguf_size=result["gguf_size"],
-                                    outtype=chosen_type, score=ver["score"], verification=ver,
-                                    registered=int(registration is not None), files=result["files"],
-                                    ollama_host=registration["host"] if registration else host)
-            _emit(progress, "record", "done", f"deployment {dep['id']} recorded ({status})")
-            return result
-        except NurseryError as e:
-            store.update_deployment(dep["id"], status="error", error=str(e))
-            _emit(progress, "record", "failed", str(e))
-            raise
-        except Exception as e:
-            store.update_deployment(dep["id"], status="error", error=f"{type(e).__name__}: {e}")
-            _emit(progress, "record", "failed", str(e))
-            raise
+    return _Plan(model_name, row, adapter_dir, outtype, ollama_name, host,
+                 register=bool(host) and not opts.skip_register, opts=opts)
 
 
-def list_deployments(model_name: str | None = None) -> list[dict]:
+def _merge(plan: _Plan, folder: Path, progress: Progress | None) -> tuple[Path, str]:
+    """1. The adapter merged into its base under folder/merged; (merged dir, chat family)."""
+    from .merge import merge_adapter
+    from .modelfile import supported_families
+
+    _emit(progress, "merge", "running", f"merging {plan.model_name} into its base")
+    merged = folder / "merged"
+    m = merge_adapter(plan.adapter_dir, merged, fallback_base=plan.row.get("base_model"))
+    family = m["family"]
+    if family not in supported_families():
+        raise InvalidInput(f"no Ollama template for chat family {family!r}: Nursery writes Modelfiles for "
+                           f"{', '.join(supported_families())}", field="family")
+    _emit(progress, "merge", "done", f"merged ({family} family) from {Path(m['base_dir']).name}")
+    return merged, family
+
+
+def _attempt_row(outtype: str, att: dict) -> dict:
+    ver = att["verification"]
+    return {"outtype": outtype, "score": ver["score"], "passed": ver["passed"],
+            "tokenization_ok": ver["tokenization_ok"], "gguf_size": att["convert"]["size"]}
+
+
+def _export_verified(plan: _Plan, merged: Path, folder: Path, result: dict, progress: Progress | None) -> _Export:
+    """2-4. Convert + verify; q8_0 that fails is redone as f16 when fallback is allowed (both attempts go
+    into result["attempts"], the losing GGUF is deleted). Writes verification.json."""
+    from .verify import DEFAULT_LIMIT, DEFAULT_MAX_NEW_TOKENS, DEFAULT_THRESHOLD, eval_prompt_set
+
+    opts = plan.opts
+    prompts, source = eval_prompt_set(plan.row.get("dataset"), opts.limit or DEFAULT_LIMIT)
+    result["prompt_source"] = source
+    stem = paths.slugify(plan.ollama_name.replace(":", "-")) or "model"
+    mnt = opts.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
+    thr = DEFAULT_THRESHOLD if opts.threshold is None else opts.threshold
+    chosen = plan.outtype
+    att = _export_gguf(merged, folder, stem, plan.outtype, prompts, progress, mnt, thr)
+    result["attempts"].append(_attempt_row(plan.outtype, att))
+    if not att["verification"]["passed"] and plan.outtype == "q8_0" and opts.fallback:
+        result["notes"].append(f"q8_0 failed verification ({att['verification']['score']:.0%} same calls): "
+                               "re-exported as f16, which small models need")
+        first = att
+        att = _export_gguf(merged, folder, stem, "f16", prompts, progress, mnt, thr)
+        result["attempts"].append(_attempt_row("f16", att))
+        if att["verification"]["passed"]:
+            chosen = "f16"
+            Path(first["convert"]["path"]).unlink(missing_ok=True)
+        else:
+            Path(att["convert"]["path"]).unlink(missing_ok=True)
+            att = first
+    ver = att["verification"]
+    (folder / "verification.json").write_text(json.dumps(ver, indent=2, ensure_ascii=False) + "\n")
+    if not ver["with_calls"]:
+        result["notes"].append("neither model made a tool call on these prompts, so the agreement says "
+                               "nothing about tool calls")
+    return _Export(chosen, Path(att["convert"]["path"]), ver)
+
+
+def _write_modelfile(plan: _Plan, merged: Path, folder: Path, export: _Export, family: str,
+                     progress: Progress | None) -> str:
+    """3. The Modelfile, written after the type is settled so FROM names the file that passed."""
+    from transformers import AutoTokenizer
+
+    from ..training.rendering import RENDERING_VERSION, installed_version
+    from .merge import adapter_info
+    from .modelfile import build_modelfile
+
+    _emit(progress, "modelfile", "running", "writing the Modelfile")
+    merged_tok = AutoTokenizer.from_pretrained(str(merged))
+    version = installed_version(merged_tok.chat_template) or RENDERING_VERSION
+    modelfile = build_modelfile(export.gguf.name, family, system=_model_system(adapter_info(plan.adapter_dir)),
+                                eos_token=merged_tok.eos_token, rendering=version)
+    (folder / "Modelfile").write_text(modelfile)
+    _emit(progress, "modelfile", "done", f"Modelfile for the {family} template")
+    if not plan.opts.keep_merged:
+        shutil.rmtree(merged, ignore_errors=True)
+    return modelfile
+
+
+def _register(plan: _Plan, folder: Path, ver: dict, command: str, result: dict,
+              progress: Progress | None) -> dict | None:
+    """5. Registers with Ollama when a host is set, not skipped, and verification passed (or force); the
+    registration, or None with the reason in the notes / progress."""
+    opts = plan.opts
+    if plan.register and (ver["passed"] or opts.force):
+        from .ollama_client import register_modelfile
+
+        assert plan.host is not None  # plan.register implies a host
+        _emit(progress, "register", "running", f"registering {plan.ollama_name} with {plan.host}")
+        registration = register_modelfile(folder / "Modelfile", plan.ollama_name, plan.host, quantize=opts.quantize,
+                                          progress=lambda line: _emit(progress, "register", "running",
+                                                                      line.get("status", ""), detail=line))
+        _emit(progress, "register", "done", f"{plan.ollama_name} created on {registration['host']}")
+        return registration
+    if plan.register:
+        result["notes"].append("not registered: verification failed (use force to register anyway)")
+        _emit(progress, "register", "skipped", "verification failed: not registered (force to override)")
+    else:
+        why = "skipped on request" if opts.skip_register else "no Ollama host configured (OLLAMA_HOST)"
+        _emit(progress, "register", "skipped", f"{why}; run: {command}")
+    return None
+
+
+def _record(store: Any, dep_id: str, plan: _Plan, folder: Path, export: _Export, registration: dict | None,
+            result: dict, started: float, progress: Progress | None) -> None:
+    """6. deployment.json in the folder and the deployment row, final."""
+    result["files"] = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
+    result["seconds"] = round(time.monotonic() - started, 1)
+    (folder / "deployment.json").write_text(json.dumps(
+        {k: v for k, v in result.items() if k not in ("verification", "modelfile")}, indent=2,
+        ensure_ascii=False, default=str) + "\n")
+    result["files"] = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
+    ver = export.verification
+    store.update_deployment(dep_id, status=result["status"], gguf_path=str(export.gguf),
+                            gguf_size=result["gguf_size"], outtype=export.outtype, score=ver["score"],
+                            verification=ver, registered=int(registration is not None), files=result["files"],
+                            ollama_host=registration["host"] if registration else plan.host)
+    _emit(progress, "record", "done", f"deployment {dep_id} recorded ({result['status']})")
+
+
+def list_deployments(model_name: str | None = None) -> list[DeploymentRow]:
     """Deployments newest first (without the per-prompt rows, for tables)."""
     rows = get_store().list_deployments(model=model_name)
     for r in rows:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendError, InvalidInput, NotFound, NurseryError
+from ..rows import ModelRow
 
 # Tokenizer files a base may ship; whichever the merged save lacks is copied back from the base.
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -139,7 +140,7 @@ def merge_adapter(adapter_dir: Path | str, out_dir: Path | str, base_model: str 
             "files": sorted(p.name for p in out_dir.iterdir())}
 
 
-def model_adapter_dir(model_name: str) -> tuple[dict, Path]:
+def model_adapter_dir(model_name: str) -> tuple[ModelRow, Path]:
     """The store row and adapter directory of a trained model (NotFound with a hint otherwise)."""
     from ..store import get_store
 

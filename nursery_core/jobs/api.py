@@ -3,18 +3,25 @@ register a finished run's adapter as a model with its lineage."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
+from datetime import UTC
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .. import paths
 from ..errors import AlreadyExists, BackendError, DuplicateRun, InvalidConfig, InvalidInput, NotFound
+from ..rows import JobRow
 from ..status import JobStatus
-from ..store import get_store, new_id, now
+from ..store import get_store, new_id
 from ..training.config import TrainConfig
+from .backends import LOCAL_KIND
+from .events import CHART_KINDS, EVAL, PROGRESS, STOP_FILE
 
+log = logging.getLogger("nursery.jobs")
 LOSS_POINTS = 400  # loss history is thinned to about this many points for charts and --json
 
 
@@ -111,7 +118,7 @@ def build_config(base_model: str, hyper: dict) -> TrainConfig:
 
 
 def create_job(kind: str, dataset: str, base_model: str, output_name: str, config: TrainConfig | dict,
-               created_by: str | None = None, base_model_dir: str | None = None, **columns: Any) -> dict:
+               created_by: str | None = None, base_model_dir: str | None = None, **columns: Any) -> JobRow:
     """Writes the self-contained job dir (config.json + data/train.jsonl + data/eval.jsonl from the
     dataset's stored split) and inserts the queued row; nothing is left behind if that fails."""
     store = get_store()
@@ -145,7 +152,8 @@ def create_job(kind: str, dataset: str, base_model: str, output_name: str, confi
         raise
 
 
-def _apply_recipe(dataset: str, train: list[dict], evals: list[dict], cfg: TrainConfig) -> tuple[list[dict], dict | None]:
+def _apply_recipe(dataset: str, train: list[dict], evals: list[dict],
+                  cfg: TrainConfig) -> tuple[list[dict], dict | None]:
     """The config's data recipe (mixing, function masking) on the training split; None when it has none."""
     if cfg.function_masking <= 0 and not (cfg.mix_dataset and cfg.mix_fraction > 0):
         return train, None
@@ -179,9 +187,10 @@ def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_n
         from ..estimate import quick_local_estimate
 
         estimate = quick_local_estimate(dataset, base_model, config)
-    except Exception:  # an estimate is a nicety; it never blocks a run
+    except Exception:  # an estimate is a nicety; it never blocks a run (logged for whoever wonders why)
+        log.warning("no estimate for a local run on %s", dataset, exc_info=True)
         estimate = None
-    job = create_job("local", dataset, base_model, output_name, config, created_by=created_by,
+    job = create_job(LOCAL_KIND, dataset, base_model, output_name, config, created_by=created_by,
                      base_model_dir=source, estimate=estimate)
     from .runner import notify_all
 
@@ -189,24 +198,14 @@ def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_n
     return nursery_job_status(job["id"])
 
 
-def nursery_train_cloud(dataset: str, base_model: str = "smollm2-135m", output_name: str | None = None,
-                        provider: str = "vast", **kw: Any) -> dict:
-    """Cloud runs live in the cloud area (nursery_core.cloud.train); this forwards to it."""
-    try:
-        from ..cloud.train import nursery_train_cloud as impl
-    except ImportError:
-        raise BackendError("cloud training is not available in this installation") from None
-    return impl(dataset, base_model=base_model, output_name=output_name, provider=provider, **kw)
+def _elapsed(job: JobRow) -> float | None:
+    from datetime import datetime
 
-
-def _elapsed(job: dict) -> float | None:
-    from datetime import datetime, timezone
-
-    if not job.get("started_at"):
+    started_at, finished_at = job.get("started_at"), job.get("finished_at")
+    if not started_at:
         return None
-    start = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
-    end = datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")) if job.get("finished_at") else \
-        datetime.now(timezone.utc)
+    start = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    end = datetime.fromisoformat(finished_at.replace("Z", "+00:00")) if finished_at else datetime.now(UTC)
     return round((end - start).total_seconds(), 1)
 
 
@@ -218,7 +217,7 @@ def _thin(points: list[dict], n: int = LOSS_POINTS) -> list[dict]:
     return picked + ([points[-1]] if picked[-1] is not points[-1] else [])
 
 
-def job_summary(job: dict) -> dict:
+def job_summary(job: JobRow) -> dict:
     """The short row for tables and list-jobs."""
     return {k: job.get(k) for k in ("id", "kind", "status", "dataset", "base_model", "output_name", "model_name",
                                    "progress", "step", "total_steps", "last_loss", "eval_loss", "tokens_per_s",
@@ -229,14 +228,14 @@ def job_summary(job: dict) -> dict:
 def nursery_job_status(job_id: str, log_lines: int = 20) -> dict:
     """Everything about one job: status, progress, step/total, elapsed, ETA, tokens/s, loss history (train and
     eval), device, log tail, error, and estimated vs actual time and cost."""
-    from .backends.local import log_tail
+    from .supervise import log_tail
 
     store = get_store()
     job = store.get_job(job_id)
-    events = store.job_events(job_id, kinds=("progress", "eval"))
-    loss = [{"step": e["step"], "loss": e["loss"]} for e in events if e["kind"] == "progress" and e["loss"] is not None]
+    events = store.job_events(job_id, kinds=CHART_KINDS)
+    loss = [{"step": e["step"], "loss": e["loss"]} for e in events if e["kind"] == PROGRESS and e["loss"] is not None]
     evals = [{"step": e["step"], "eval_loss": e["eval_loss"]} for e in events
-             if e["kind"] == "eval" and e["eval_loss"] is not None]
+             if e["kind"] == EVAL and e["eval_loss"] is not None]
     jd = paths.jobs_dir() / job_id
     tail = log_tail(jd, log_lines) if jd.exists() else ""
     status = job_summary(job)
@@ -252,7 +251,7 @@ def nursery_job_status(job_id: str, log_lines: int = 20) -> dict:
     return status
 
 
-def queue_position(job: dict) -> dict:
+def queue_position(job: JobRow) -> dict:
     """Where a queued job waits: {position (1 = next), ahead: [queued ids before it], running: [running ids of
     its kind]} — the runner claims the oldest queued job of a kind once fewer than its limit run."""
     store = get_store()
@@ -277,8 +276,8 @@ def nursery_cancel_job(job_id: str) -> dict:
         raise InvalidInput(f"job {job_id} already finished ({job['status']}); nothing to cancel", field="job_id")
     store.request_cancel(job_id)
     jd = paths.jobs_dir() / job_id
-    if job["kind"] == "local" and jd.exists():
-        (jd / "STOP").touch()  # the worker sees it even when no runner watches (CLI or dashboard closed)
+    if job["kind"] == LOCAL_KIND and jd.exists():
+        (jd / STOP_FILE).touch()  # the worker sees it even when no runner watches (CLI or dashboard closed)
     from .runner import notify_all
 
     notify_all()
@@ -306,37 +305,3 @@ def wait_for_job(job_id: str, on_event: Callable[[dict], None] | None = None, po
         if deadline and time.monotonic() > deadline:
             raise BackendError(f"job {job_id} is still {job['status']} after {timeout:.0f} s")
         time.sleep(poll_s)
-
-
-# ------------------------------------------------------------------------------------------- models
-def register_trained_model(job: dict, result: dict) -> dict:
-    """Moves the run's output to NURSERY_HOME/models/<output_name>/ and adds the models row with lineage."""
-    store = get_store()
-    name = job["output_name"]
-    src = Path(result["output_dir"])
-    if not (src / "adapter_config.json").exists():
-        raise BackendError(f"the run finished but {src} holds no adapter")
-    dest = paths.model_dir(name)
-    if store.has_model(name) or dest.exists():
-        raise AlreadyExists(f"model {name!r} appeared while the job ran; the adapter stays in {src}")
-    shutil.move(str(src), str(dest))
-    metrics = dict(result.get("metrics") or {})
-    tools = None
-    try:
-        from ..datasets import dataset_tools
-
-        tools = dataset_tools(job["dataset"])
-    except NotFound:
-        pass
-    try:
-        return store.add_model({
-            "name": name, "kind": "adapter", "path": str(dest), "base_model": job["base_model"],
-            "dataset": job["dataset"], "job_id": job["id"], "created_by": job.get("created_by"),
-            "final_loss": metrics.get("final_loss"), "eval_loss": metrics.get("eval_loss"),
-            "config": job.get("config"), "tools": tools,
-            "metrics": {k: v for k, v in metrics.items() if k not in ("history", "eval_history")},
-            "created_at": now(),
-        })
-    except BaseException:
-        shutil.move(str(dest), str(src))
-        raise

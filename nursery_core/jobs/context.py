@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..rows import JobRow
 from ..store import Store, now
+from .events import LOG, Event
 
 
 @dataclass
@@ -18,7 +20,7 @@ class RunContext:
     store: Store
     shutdown_event: threading.Event = field(default_factory=threading.Event)
 
-    def emit(self, event: dict) -> None:
+    def emit(self, event: Event | dict) -> None:
         """Records a worker event into job_events and the job's live columns."""
         self.store.record_event(self.job_id, event)
 
@@ -30,14 +32,14 @@ class RunContext:
         """True when the runner is shutting down: a backend returns (raising Detached), its run goes on."""
         return self.shutdown_event.is_set()
 
-    def update(self, **job_columns: Any) -> dict:
+    def update(self, **job_columns: Any) -> JobRow:
         return self.store.update_job(self.job_id, **job_columns)
 
     def heartbeat(self) -> None:
         self.store.update_job(self.job_id, heartbeat_at=now())
 
     def log(self, message: str) -> None:
-        self.emit({"kind": "log", "message": message})
+        self.emit({"kind": LOG, "message": message})
 
-    def job(self) -> dict:
+    def job(self) -> JobRow:
         return self.store.get_job(self.job_id)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from typing import Iterator
+from datetime import UTC, datetime, timedelta
 
 from ..store import get_store, new_id
-from .backends.local import proc_alive, proc_start_time
+from .procs import proc_alive, proc_start_time
 
 FOREIGN_HOST_TTL = timedelta(hours=12)  # a holder on another machine cannot be probed: trusted this long
 _held = threading.local()  # keys this thread holds: an evaluation suite's inner runs re-enter its key
@@ -26,7 +26,7 @@ def _stale(row: dict) -> bool:
         started = datetime.fromisoformat(str(row.get("started_at")).replace("Z", "+00:00"))
     except ValueError:
         return True
-    return datetime.now(timezone.utc) - started > FOREIGN_HOST_TTL
+    return datetime.now(UTC) - started > FOREIGN_HOST_TTL
 
 
 def run_key(kind: str, *parts: object) -> str:

@@ -15,28 +15,32 @@ import threading
 import time
 import traceback
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .. import paths
 from ..errors import NurseryError
+from ..rows import JobRow
 from ..status import JobStatus
 from ..store import Store, get_store, now
+from .backends import BACKENDS, LOCAL_KIND, get_backend
 from .context import RunContext
 from .errors import Cancelled, Detached
+from .register import register_trained_model
+from .supervise import log_tail
 
 log = logging.getLogger("nursery.jobs")
 
 STALE_S = 60.0         # a heartbeat older than this means the owning runner is gone
 SWEEP_EVERY_S = 20.0   # how often a runner looks for orphans
 _ACTIVE_RUNNERS: set[str] = set()
-_RUNNERS: list["JobRunner"] = []
+_RUNNERS: list[JobRunner] = []
 _REG_LOCK = threading.Lock()
 
 
 def max_running(kind: str) -> int:
     """Concurrent runs per kind: NURSERY_MAX_LOCAL_RUNS (default 1), NURSERY_MAX_<KIND>_RUNS (default 4)."""
-    default = 1 if kind == "local" else 4
+    default = 1 if kind == LOCAL_KIND else 4
     try:
         return max(1, int(os.environ.get(f"NURSERY_MAX_{kind.upper()}_RUNS", default)))
     except ValueError:
@@ -57,7 +61,7 @@ def _age_s(ts: str | None) -> float:
         t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
     except ValueError:
         return float("inf")
-    return (datetime.now(timezone.utc) - t).total_seconds()
+    return (datetime.now(UTC) - t).total_seconds()
 
 
 def runner_alive(runner_id: str | None, heartbeat_at: str | None) -> bool:
@@ -95,11 +99,10 @@ class JobRunner:
 
     @property
     def kinds(self) -> list[str]:
-        from .backends import BACKENDS
         return list(self._kinds or BACKENDS)
 
     # ----------------------------------------------------------------------------------- lifecycle
-    def start(self, recover: bool = True) -> "JobRunner":
+    def start(self, recover: bool = True) -> JobRunner:
         """Starts the supervisor thread (after recovering orphaned jobs when asked)."""
         with _REG_LOCK:
             _ACTIVE_RUNNERS.add(self.id)
@@ -152,7 +155,7 @@ class JobRunner:
                     break
                 self._spawn(job, recovering=False)
 
-    def _spawn(self, job: dict, recovering: bool) -> None:
+    def _spawn(self, job: JobRow, recovering: bool) -> None:
         t = threading.Thread(target=self._run_job, args=(job, recovering), daemon=True,
                              name=f"nursery-job-{job['id']}")
         with self._lock:
@@ -176,13 +179,11 @@ class JobRunner:
         return adopted
 
     # ------------------------------------------------------------------------------------ one run
-    def context(self, job: dict) -> RunContext:
+    def context(self, job: JobRow) -> RunContext:
         return RunContext(job_id=job["id"], job_dir=paths.job_dir(job["id"]), store=self.store,
                           shutdown_event=self._stop)
 
-    def _run_job(self, job: dict, recovering: bool) -> None:
-        from .backends import get_backend
-
+    def _run_job(self, job: JobRow, recovering: bool) -> None:
         ctx = self.context(job)
         try:
             backend = get_backend(job["kind"])
@@ -209,8 +210,6 @@ class JobRunner:
             self._finish(job["id"], JobStatus.FAILED, f"{type(e).__name__}: {e}\n{traceback.format_exc()[-2000:]}")
             return
         try:
-            from .api import register_trained_model
-
             model = register_trained_model(self.store.get_job(job["id"]), result)
         except NurseryError as e:
             self._finish(job["id"], JobStatus.FAILED, f"training finished but the model was not registered: {e}",
@@ -226,8 +225,6 @@ class JobRunner:
                      last_loss=metrics.get("final_loss"), eval_loss=metrics.get("eval_loss"))
 
     def _finish(self, job_id: str, status: JobStatus, error: str | None, **values) -> None:
-        from .backends.local import log_tail
-
         job_dir = paths.job_dir(job_id)
         tail = log_tail(job_dir, 30) if Path(job_dir).exists() else ""
         if tail:

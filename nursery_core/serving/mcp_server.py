@@ -28,7 +28,7 @@ import anyio
 from pydantic import Field
 
 from .. import paths
-from ..cloud.settings import DEFAULT_MAX_DPH, DEFAULT_MAX_HOURS
+from ..cloud.credentials import DEFAULT_MAX_DPH, DEFAULT_MAX_HOURS
 from ..data.generator import LEVELS as GENERATION_LEVELS, MAX_EXAMPLES
 from ..errors import InvalidInput, NurseryError
 from ..status import JobStatus
@@ -170,7 +170,7 @@ TOOLS: list[ToolSpec] = [
     ToolSpec("nursery_list_datasets", "nursery_core.datasets:nursery_list_datasets"),
     ToolSpec("nursery_estimate_cost", "nursery_core.estimate:nursery_estimate_cost", hide=("config",),
              paths=("base_model",)),
-    ToolSpec("nursery_train_cloud", "nursery_core.cloud.train:nursery_train_cloud", rename={"dataset": "dataset_name"},
+    ToolSpec("nursery_train_cloud", "nursery_core.jobs.train_cloud:nursery_train_cloud", rename={"dataset": "dataset_name"},
              hide=("host", "port", "user", "key_path", "python", "remote_root"), required=("max_cost",),
              defaults={"max_dph": DEFAULT_MAX_DPH, "max_hours": DEFAULT_MAX_HOURS}, paths=("base_model",),
              hyper=True,

@@ -14,11 +14,13 @@ import math
 import os
 import random
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import InvalidConfig, InvalidInput
+from ..jobs import events
 from . import distributed
 from .config import TrainConfig
 
@@ -28,7 +30,7 @@ Emit = Callable[[dict], None]
 
 
 def _ts() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def cpu_count() -> int:
@@ -323,198 +325,246 @@ def train(config: TrainConfig, job_dir: Path | str, emit: Emit = lambda e: None,
           should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Trains and saves the adapter to job_dir/output_dir; returns the metrics (with "stopped": True when a
     stop was requested, in which case the adapter so far is saved)."""
-    import torch
-
     config.validate()
-    job_dir = Path(job_dir)
-    out_dir = job_dir / config.output_dir
     rank = distributed.Rank.from_env()
     if not rank.is_main:
         emit = lambda e: None  # noqa: E731 — rank 0 alone reports
-    # Processes sharing a CPU split its cores between them.
-    torch.set_num_threads(config.num_threads or max(1, cpu_count() // rank.world_size))
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-
-    device, amp_dtype, load_dtype = resolve_device(config)
-    if rank.distributed:
-        device = distributed.init(rank, device.type)
-
-    def stop_agreed() -> bool:
-        """Whether any process was asked to stop (every process must take the same branch)."""
-        flag = 1.0 if should_stop() else 0.0
-        return (distributed.all_sum([flag], device)[0] if rank.distributed else flag) > 0
-
-    train_ex, eval_ex = split_examples(config, job_dir)
-    if stop_agreed():
-        raise Stopped()
-    model, tok, family = load_model_and_tokenizer(config, load_dtype)
-    train_enc, dropped = encode_all(tok, train_ex, config.max_length)
-    eval_enc, _ = encode_all(tok, eval_ex, config.max_length)
-    if dropped:
-        emit({"kind": "log", "message": f"{dropped} example(s) had no assistant tokens within max_length="
-                                        f"{config.max_length} and were skipped"})
-    if not train_enc:
-        raise InvalidConfig(f"no example keeps an assistant answer within max_length={config.max_length}; "
-                            "raise max_length")
-    model, targets = add_lora(model, config)
-    model.to(device)
-    model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    n_trainable = sum(p.numel() for p in trainable)
-    from .trunk_cache import TrunkCache
-
-    # One optimizer step takes grad_accum micro-batches on each of the world_size processes.
-    micro_per_step = config.grad_accum * rank.world_size
-    passes = (config.max_steps * micro_per_step * config.batch_size / len(train_enc) if config.max_steps
-              else config.epochs)
-    trunk = TrunkCache.build(model, config.lora_layers, device) if passes > 1 else None
-    loss_fn = LossFn(model, trunk)
-    step_fn = _data_parallel(model, loss_fn, device) if rank.distributed else loss_fn
-
-    lengths = [len(e["input_ids"]) for e in train_enc]
-    micro_per_epoch = math.ceil(len(train_enc) / config.batch_size)
-    steps_per_epoch = math.ceil(micro_per_epoch / micro_per_step)
-    total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * config.epochs))
-    eval_every = config.eval_every or min(steps_per_epoch, max(1, math.ceil(total_steps / 2)))
-    opt = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
-                            foreach=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(config, total_steps))
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype is torch.float16 else None
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-
-    def autocast():
-        if amp_dtype is None:
-            return torch.autocast("cpu", enabled=False)
-        return torch.autocast(device.type, dtype=amp_dtype)
-
-    # Checkpoints during the run score a fixed, evenly spread sample; the end of the run scores every example.
-    eval_sample = list(range(len(eval_enc)))[::max(1, math.ceil(len(eval_enc) / MID_RUN_EVAL_EXAMPLES))]
-    eval_seconds = 0.0
-
-    def evaluate(final: bool = False) -> float | None:
-        nonlocal eval_seconds
-        if not eval_enc:
-            return None
-        t0 = time.perf_counter()
-        model.eval()
-        total, count = 0.0, 0
-        with torch.inference_mode():
-            order = sorted(range(len(eval_enc)) if final else eval_sample,
-                           key=lambda i: len(eval_enc[i]["input_ids"]))
-            for b in range(0, len(order), config.batch_size):
-                chunk = order[b:b + config.batch_size]
-                ids, mask, labels = collate([eval_enc[i] for i in chunk], pad_id, device)
-                with autocast():
-                    s, n = loss_fn(ids, mask, labels, [f"e{i}" for i in chunk])
-                total, count = total + float(s), count + n
-        model.train()
-        eval_seconds += time.perf_counter() - t0
-        return total / max(1, count)
-
-    emit({"kind": "start", "total_steps": total_steps, "device": str(device) + (
-        f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"),
-        "num_examples": len(train_enc), "num_eval_examples": len(eval_enc), "trainable_params": n_trainable,
-        "target_modules": targets, "family": family, "world_size": rank.world_size, "ts": _ts()})
-
-    history: list[dict] = []
-    eval_history: list[dict] = []
-    step, epoch, real_tokens = 0, 0, 0
-    loss_val = float("nan")
-    started = time.perf_counter()
-    stopped = False
-    try:
-        while step < total_steps:
-            batches = batch_order(lengths, config.batch_size, config.seed, epoch, config.group_by_length)
-            for g in range(0, len(batches), micro_per_step):
-                if step >= total_steps:
-                    break
-                group = batches[g:g + micro_per_step]
-                # every process sees the whole step's batches, so it knows the global label count unasked
-                group_labels = sum(sum(1 for t in train_enc[i]["labels"][1:] if t != -100)
-                                   for b in group for i in b)
-                mine = group[rank.rank::rank.world_size]
-                work = mine or group[:1]  # a process with no batch left still joins the all-reduce
-                step_loss, step_tokens = 0.0, 0
-                for k, b in enumerate(work):
-                    if not rank.distributed and should_stop():
-                        raise Stopped()
-                    rows = [train_enc[i] for i in b]
-                    ids, mask, labels = collate(rows, pad_id, device)
-                    weights = decision_weights(rows, ids.shape[1], config.decision_weight, device)
-                    # gradients are all-reduced once per step, at the last micro-batch
-                    sync = (contextlib.nullcontext() if not rank.distributed or k == len(work) - 1
-                            else step_fn.no_sync())
-                    with sync:
-                        with autocast():
-                            s, n = step_fn(ids, mask, labels, [f"t{i}" for i in b], weights)
-                        # DDP averages gradients over the processes; scaling by world_size makes that average
-                        # the token-mean over the whole global step, what one process would compute. A stand-in
-                        # batch (no batch of its own left) adds a zero gradient.
-                        loss = s * rank.world_size / max(1, group_labels) if mine else s * 0.0
-                        (scaler.scale(loss) if scaler else loss).backward()
-                    if mine:
-                        step_loss += float(s.detach())
-                        step_tokens += int(mask.sum())
-                if rank.distributed:
-                    step_loss, step_tokens = distributed.all_sum([step_loss, float(step_tokens)], device)
-                real_tokens += int(step_tokens)
-                if scaler:
-                    scaler.unscale_(opt)
-                if config.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
-                if scaler:
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    opt.step()
-                lr = sched.get_last_lr()[0]
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                loss_val = step_loss / max(1, group_labels)
-                elapsed = time.perf_counter() - started - eval_seconds
-                history.append({"step": step, "loss": loss_val})
-                emit({"kind": "progress", "step": step, "total_steps": total_steps, "loss": round(loss_val, 6),
-                      "lr": lr, "tokens_per_s": round(real_tokens / max(elapsed, 1e-9), 2),
-                      "eta_s": round(elapsed / step * (total_steps - step), 2),
-                      "epoch": round(step / steps_per_epoch, 4), "ts": _ts()})
-                if step % eval_every == 0 and step < total_steps and rank.is_main:
-                    ev = evaluate()
-                    if ev is not None:
-                        eval_history.append({"step": step, "eval_loss": ev})
-                        emit({"kind": "eval", "step": step, "eval_loss": round(ev, 6), "ts": _ts()})
-                if stop_agreed():
-                    raise Stopped()
-            epoch += 1
-    except Stopped:
-        stopped = True
-    train_seconds = time.perf_counter() - started - eval_seconds
-    eval_loss = None
+    run = _Run(config, Path(job_dir), emit, should_stop, rank)
+    run.setup()
+    stopped = run.loop()
     if not rank.is_main:  # rank 0 scores and saves; the others are done
         distributed.finish()
-        return {"final_loss": None if math.isnan(loss_val) else loss_val, "steps": step, "stopped": stopped,
-                "rank": rank.rank, "world_size": rank.world_size}
-    if not stopped:
-        eval_loss = evaluate(final=True)
-        if eval_loss is not None:
-            eval_history.append({"step": step, "eval_loss": eval_loss})
-            emit({"kind": "eval", "step": step, "eval_loss": round(eval_loss, 6), "ts": _ts()})
-    metrics = {
-        "final_loss": None if math.isnan(loss_val) else loss_val, "eval_loss": eval_loss, "steps": step,
-        "total_steps": total_steps, "epochs": round(step / steps_per_epoch, 4), "num_examples": len(train_enc),
-        "num_eval_examples": len(eval_enc), "train_seconds": round(train_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
-        "real_tokens": real_tokens, "tokens_per_s": round(real_tokens / max(train_seconds, 1e-9), 2),
-        "trainable_params": n_trainable, "device": str(device), "threads": torch.get_num_threads(),
-        "world_size": rank.world_size,
-        "history": history, "eval_history": eval_history, "stopped": stopped, "family": family,
-        "trunk_cache": None if trunk is None else {"frozen_layers": trunk.split, "cached_examples": len(trunk.store),
-                                                   "bytes": trunk.used, "hits": trunk.hits, "misses": trunk.misses},
-    }
-    save_outputs(model, tok, config, metrics, out_dir)
+        return {"final_loss": None if math.isnan(run.loss_val) else run.loss_val, "steps": run.step,
+                "stopped": stopped, "rank": rank.rank, "world_size": rank.world_size}
+    eval_loss = None if stopped else run.final_eval()
+    metrics = run.metrics(stopped, eval_loss)
+    save_outputs(run.model, run.tok, config, metrics, run.job_dir / config.output_dir)
     distributed.finish()
     return metrics
+
+
+class _Run:
+    """One training run's state (model with its adapter, encoded data, optimiser, counters), in the order the
+    run uses it: setup (device, data, model, optimiser), loop (optimiser steps, mid-run evals), final_eval,
+    metrics."""
+
+    def __init__(self, config: TrainConfig, job_dir: Path, emit: Emit, should_stop: Callable[[], bool],
+                 rank: distributed.Rank | None = None):
+        self.config, self.job_dir, self.emit, self.should_stop = config, job_dir, emit, should_stop
+        self.rank = rank or distributed.Rank.from_env()
+        self.history: list[dict] = []
+        self.eval_history: list[dict] = []
+        self.step, self.epoch, self.real_tokens = 0, 0, 0
+        self.loss_val = float("nan")
+        self.eval_seconds = 0.0
+        self.started = 0.0
+        self.train_seconds = 0.0
+
+    # ------------------------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        """Seeds, device, data (encoded, masked), base model + LoRA, optimiser and schedule; emits `start`."""
+        import torch
+
+        config, rank = self.config, self.rank
+        # Processes sharing a CPU split its cores between them.
+        torch.set_num_threads(config.num_threads or max(1, cpu_count() // rank.world_size))
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.device, self.amp_dtype, load_dtype = resolve_device(config)
+        if rank.distributed:
+            self.device = distributed.init(rank, self.device.type)
+        train_ex, eval_ex = split_examples(config, self.job_dir)
+        if self.stop_agreed():
+            raise Stopped()
+        model, self.tok, self.family = load_model_and_tokenizer(config, load_dtype)
+        self.train_enc, dropped = encode_all(self.tok, train_ex, config.max_length)
+        self.eval_enc, _ = encode_all(self.tok, eval_ex, config.max_length)
+        if dropped:
+            self.emit({"kind": events.LOG, "message": f"{dropped} example(s) had no assistant tokens within "
+                                                      f"max_length={config.max_length} and were skipped"})
+        if not self.train_enc:
+            raise InvalidConfig(f"no example keeps an assistant answer within max_length={config.max_length}; "
+                                "raise max_length")
+        self.model, targets = add_lora(model, config)
+        self.model.to(self.device)
+        self.model.train()
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.n_trainable = sum(p.numel() for p in self.trainable)
+        from .trunk_cache import TrunkCache
+
+        # One optimizer step takes grad_accum micro-batches on each of the world_size processes.
+        self.micro_per_step = config.grad_accum * rank.world_size
+        passes = (config.max_steps * self.micro_per_step * config.batch_size / len(self.train_enc)
+                  if config.max_steps else config.epochs)
+        self.trunk = TrunkCache.build(self.model, config.lora_layers, self.device) if passes > 1 else None
+        self.loss_fn = LossFn(self.model, self.trunk)
+        self.step_fn: Any = _data_parallel(self.model, self.loss_fn, self.device) if rank.distributed else self.loss_fn
+        self.lengths = [len(e["input_ids"]) for e in self.train_enc]
+        micro_per_epoch = math.ceil(len(self.train_enc) / config.batch_size)
+        self.steps_per_epoch = math.ceil(micro_per_epoch / self.micro_per_step)
+        self.total_steps = config.max_steps or max(1, math.ceil(self.steps_per_epoch * config.epochs))
+        self.eval_every = config.eval_every or min(self.steps_per_epoch, max(1, math.ceil(self.total_steps / 2)))
+        self.opt = torch.optim.AdamW(self.trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
+                                     foreach=True)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(config, self.total_steps))
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        # Checkpoints during the run score a fixed, evenly spread sample; the end of the run scores every example.
+        n_eval = len(self.eval_enc)
+        self.eval_sample = list(range(n_eval))[::max(1, math.ceil(n_eval / MID_RUN_EVAL_EXAMPLES))]
+        device = self.device
+        where = (f" ({torch.cuda.get_device_name(0)})" if device.type == "cuda"
+                 else f" ({torch.get_num_threads()} threads)")
+        self.emit({"kind": events.START, "total_steps": self.total_steps, "device": str(device) + where,
+            "num_examples": len(self.train_enc), "num_eval_examples": n_eval, "trainable_params": self.n_trainable,
+            "target_modules": targets, "family": self.family, "world_size": rank.world_size, "ts": _ts()})
+
+    def stop_agreed(self) -> bool:
+        """Whether any process was asked to stop (every process must take the same branch)."""
+        flag = 1.0 if self.should_stop() else 0.0
+        if self.rank.distributed:
+            flag = distributed.all_sum([flag], self.device)[0]
+        return flag > 0
+
+    def autocast(self):
+        import torch
+
+        if self.amp_dtype is None:
+            return torch.autocast("cpu", enabled=False)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # ------------------------------------------------------------------------------------- eval
+    def evaluate(self, final: bool = False) -> float | None:
+        """Token-mean loss on the eval split (the fixed sample mid-run, every example when final)."""
+        import torch
+
+        if not self.eval_enc:
+            return None
+        t0 = time.perf_counter()
+        self.model.eval()
+        total, count = 0.0, 0
+        eval_enc, bs = self.eval_enc, self.config.batch_size
+        with torch.inference_mode():
+            order = sorted(range(len(eval_enc)) if final else self.eval_sample,
+                           key=lambda i: len(eval_enc[i]["input_ids"]))
+            for b in range(0, len(order), bs):
+                chunk = order[b:b + bs]
+                ids, mask, labels = collate([eval_enc[i] for i in chunk], self.pad_id, self.device)
+                with self.autocast():
+                    s, n = self.loss_fn(ids, mask, labels, [f"e{i}" for i in chunk])
+                total, count = total + float(s), count + n
+        self.model.train()
+        self.eval_seconds += time.perf_counter() - t0
+        return total / max(1, count)
+
+    def final_eval(self) -> float | None:
+        eval_loss = self.evaluate(final=True)
+        if eval_loss is not None:
+            self.eval_history.append({"step": self.step, "eval_loss": eval_loss})
+            self.emit({"kind": events.EVAL, "step": self.step, "eval_loss": round(eval_loss, 6), "ts": _ts()})
+        return eval_loss
+
+    # ------------------------------------------------------------------------------------- loop
+    def loop(self) -> bool:
+        """Optimiser steps until total_steps (progress and mid-run eval events); True when stopped early."""
+        self.started = time.perf_counter()
+        try:
+            while self.step < self.total_steps:
+                batches = batch_order(self.lengths, self.config.batch_size, self.config.seed, self.epoch,
+                                      self.config.group_by_length)
+                for g in range(0, len(batches), self.micro_per_step):
+                    if self.step >= self.total_steps:
+                        break
+                    self.optimiser_step(batches[g:g + self.micro_per_step])
+                    if self.stop_agreed():
+                        raise Stopped()
+                self.epoch += 1
+        except Stopped:
+            return True
+        finally:
+            self.train_seconds = time.perf_counter() - self.started - self.eval_seconds
+        return False
+
+    def optimiser_step(self, group: list[list[int]]) -> None:
+        """One accumulated step over a group of micro-batches (token-mean loss over the whole group), the group
+        shared out across the data-parallel processes."""
+        import torch
+
+        train_enc, opt, scaler, rank = self.train_enc, self.opt, self.scaler, self.rank
+        # every process sees the whole step's batches, so it knows the global label count unasked
+        group_labels = sum(sum(1 for t in train_enc[i]["labels"][1:] if t != -100) for b in group for i in b)
+        mine = group[rank.rank::rank.world_size]
+        work = mine or group[:1]  # a process with no batch left still joins the all-reduce
+        step_loss, step_tokens = 0.0, 0.0
+        for k, b in enumerate(work):
+            if not rank.distributed and self.should_stop():
+                raise Stopped()
+            rows = [train_enc[i] for i in b]
+            ids, mask, labels = collate(rows, self.pad_id, self.device)
+            weights = decision_weights(rows, ids.shape[1], self.config.decision_weight, self.device)
+            # gradients are all-reduced once per step, at the last micro-batch
+            sync = (contextlib.nullcontext() if not rank.distributed or k == len(work) - 1
+                    else self.step_fn.no_sync())
+            with sync:
+                with self.autocast():
+                    s, n = self.step_fn(ids, mask, labels, [f"t{i}" for i in b], weights)
+                # DDP averages gradients over the processes; scaling by world_size makes that average the
+                # token-mean over the whole global step, what one process would compute. A stand-in batch (no
+                # batch of its own left) adds a zero gradient.
+                loss = s * rank.world_size / max(1, group_labels) if mine else s * 0.0
+                (scaler.scale(loss) if scaler else loss).backward()
+            if mine:
+                step_loss += float(s.detach())
+                step_tokens += int(mask.sum())
+        if rank.distributed:
+            step_loss, step_tokens = distributed.all_sum([step_loss, step_tokens], self.device)
+        self.real_tokens += int(step_tokens)
+        if scaler:
+            scaler.unscale_(opt)
+        if self.config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.max_grad_norm)
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        lr = self.sched.get_last_lr()[0]
+        self.sched.step()
+        opt.zero_grad(set_to_none=True)
+        self.step += 1
+        step, total = self.step, self.total_steps
+        self.loss_val = step_loss / max(1, group_labels)
+        elapsed = time.perf_counter() - self.started - self.eval_seconds
+        self.history.append({"step": step, "loss": self.loss_val})
+        self.emit({"kind": events.PROGRESS, "step": step, "total_steps": total, "loss": round(self.loss_val, 6),
+                   "lr": lr, "tokens_per_s": round(self.real_tokens / max(elapsed, 1e-9), 2),
+                   "eta_s": round(elapsed / step * (total - step), 2),
+                   "epoch": round(step / self.steps_per_epoch, 4), "ts": _ts()})
+        if step % self.eval_every == 0 and step < total and rank.is_main:
+            ev = self.evaluate()
+            if ev is not None:
+                self.eval_history.append({"step": step, "eval_loss": ev})
+                self.emit({"kind": events.EVAL, "step": step, "eval_loss": round(ev, 6), "ts": _ts()})
+
+    # ---------------------------------------------------------------------------------- metrics
+    def metrics(self, stopped: bool, eval_loss: float | None) -> dict:
+        """metrics.json's content: losses, steps, seconds (training excludes eval time), tokens/s, device."""
+        import torch
+
+        train_seconds = self.train_seconds
+        trunk = self.trunk
+        return {
+            "final_loss": None if math.isnan(self.loss_val) else self.loss_val, "eval_loss": eval_loss,
+            "steps": self.step, "total_steps": self.total_steps, "epochs": round(self.step / self.steps_per_epoch, 4),
+            "num_examples": len(self.train_enc), "num_eval_examples": len(self.eval_enc),
+            "train_seconds": round(train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),
+            "real_tokens": self.real_tokens, "tokens_per_s": round(self.real_tokens / max(train_seconds, 1e-9), 2),
+            "trainable_params": self.n_trainable, "device": str(self.device), "threads": torch.get_num_threads(),
+            "world_size": self.rank.world_size, "history": self.history, "eval_history": self.eval_history, "stopped": stopped, "family": self.family,
+            "trunk_cache": None if trunk is None else {
+                "frozen_layers": trunk.split, "cached_examples": len(trunk.store), "bytes": trunk.used,
+                "hits": trunk.hits, "misses": trunk.misses},
+        }
 
 
 def _data_parallel(model, loss_fn: LossFn, device):

@@ -17,6 +17,8 @@ import threading
 import traceback
 from pathlib import Path
 
+from ..jobs import events
+
 EXIT_DONE, EXIT_ERROR, EXIT_CANCELLED = 0, 1, 3
 
 
@@ -49,11 +51,11 @@ class EventWriter:
                     sys.stdout.flush()
                 except (BrokenPipeError, OSError):  # the reader went away; the file still has everything
                     self.echo = False
-        if event.get("kind") == "progress":
+        if event.get("kind") == events.PROGRESS:
             logging.getLogger("nursery.train").info(
                 "step %s/%s loss %.4f lr %.2e %.0f tok/s eta %.0fs", event["step"], event["total_steps"],
                 event["loss"], event["lr"], event["tokens_per_s"], event["eta_s"])
-        elif event.get("kind") in ("log", "eval", "start", "done", "cancelled"):
+        elif event.get("kind") in (events.LOG, events.EVAL, events.START, events.DONE, events.CANCELLED):
             logging.getLogger("nursery.train").info("%s", json.dumps(event, default=str))
 
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     job_dir = Path(args.job_dir).resolve()
     if not (job_dir / "config.json").exists():
-        print(json.dumps({"kind": "error", "message": f"{job_dir} has no config.json", "traceback": ""}))
+        print(json.dumps({"kind": events.ERROR, "message": f"{job_dir} has no config.json", "traceback": ""}))
         return EXIT_ERROR
 
     # Installed before the heavy imports so a cancel during start-up is not lost.
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         emit = _SecondaryRank(rank.rank)
 
     def should_stop() -> bool:
-        return stop_flag.is_set() or (job_dir / "STOP").exists()
+        return stop_flag.is_set() or (job_dir / events.STOP_FILE).exists()
 
     log = logging.getLogger("nursery.train")
     try:
@@ -131,21 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         try:
             metrics = train(config, job_dir, emit, should_stop)
         except Stopped:
-            emit({"kind": "cancelled", "step": 0})
+            emit({"kind": events.CANCELLED, "step": 0})
             return EXIT_CANCELLED
         if not rank.is_main:
             return EXIT_CANCELLED if metrics.get("stopped") else EXIT_DONE
         if metrics.get("stopped"):
-            emit({"kind": "cancelled", "step": metrics["steps"], "output_dir": str(job_dir / config.output_dir)})
+            emit({"kind": events.CANCELLED, "step": metrics["steps"], "output_dir": str(job_dir / config.output_dir)})
             return EXIT_CANCELLED
-        emit({"kind": "done", "output_dir": str(job_dir / config.output_dir), "final_loss": metrics["final_loss"],
+        emit({"kind": events.DONE, "output_dir": str(job_dir / config.output_dir), "final_loss": metrics["final_loss"],
               "eval_loss": metrics["eval_loss"], "train_seconds": metrics["train_seconds"],
               "step": metrics["steps"], "tokens_per_s": metrics["tokens_per_s"]})
         return EXIT_DONE
     except BaseException as e:  # noqa: BLE001 — every failure must reach the supervisor as an event
         tb = traceback.format_exc()
         log.error("training failed: %s\n%s", e, tb)
-        emit({"kind": "error", "message": f"{type(e).__name__}: {e}", "traceback": tb[-4000:]})
+        emit({"kind": events.ERROR, "message": f"{type(e).__name__}: {e}", "traceback": tb[-4000:]})
         return EXIT_ERROR
     finally:
         from .distributed import finish

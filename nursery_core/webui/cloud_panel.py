@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import streamlit as st
 
-from ..cloud.settings import DEFAULT_MAX_DPH, DEFAULT_MAX_HOURS
+from ..cloud.credentials import DEFAULT_MAX_DPH, DEFAULT_MAX_HOURS
 from ..errors import NurseryError
 
 
@@ -66,7 +66,7 @@ def render_offers_table(max_dph: float | None, key: str = "cloud") -> dict:
 
 def render_cloud_training_options(key: str = "cloud") -> dict | None:
     """Provider choice plus its settings; returns keyword arguments for nursery_train_cloud (None = local)."""
-    from ..cloud.settings import key_status, ssh_servers
+    from ..cloud.credentials import key_status, ssh_servers
 
     where = st.radio("Where to train", ["This machine", "Vast.ai (rented GPU)", "My GPU server (SSH)"],
                      horizontal=True, key=f"{key}_provider")
@@ -126,7 +126,7 @@ def render_instance_state(job: dict) -> None:
 
 def render_reaper_panel(key: str = "reaper") -> None:
     """Finds nursery-* instances no live job uses (dry run), then destroys them on a second click."""
-    from ..cloud.reaper import nursery_reap_instances
+    from ..jobs.reaper import nursery_reap_instances
 
     st.caption("Instances labelled nursery-* whose job is finished or whose dashboard died keep billing. "
                "Look first, then destroy.")
@@ -158,7 +158,7 @@ def render_reaper_panel(key: str = "reaper") -> None:
 def render_provider_settings() -> None:
     """Settings: the provider table (supported or what is needed), which keys are set, the SSH servers."""
     from ..cloud.providers import provider_table
-    from ..cloud.settings import secrets_file, vast_api_url
+    from ..cloud.credentials import secrets_file, vast_api_url
 
     rows = provider_table()
     st.dataframe([{"provider": r["name"], "status": "supported" if r["supported"] else "not yet supported",

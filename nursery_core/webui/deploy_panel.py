@@ -10,6 +10,7 @@ import streamlit as st
 from .. import paths
 from ..errors import NurseryError
 from ..export.verify import DECODING_NOTE
+from ..rows import DeploymentRow
 from . import services
 
 _STEP_LABELS = {"merge": "Merging the adapter", "convert": "Converting to GGUF", "modelfile": "Writing the Modelfile",
@@ -68,7 +69,7 @@ def _verification_table(ver: dict, dep_id: str) -> None:
     st.dataframe(df, hide_index=True, width="stretch", key=_key(dep_id, "table"))
 
 
-def _show_deployment(dep: dict) -> None:
+def _show_deployment(dep: DeploymentRow) -> None:
     from ..export.deploy import export_files, export_zip
 
     ver = dep.get("verification") or {}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ..status import ACTIVE
+from ..status import ACTIVE, JobStatus
 from . import services
 
 _SEEN = "notify_live_jobs"  # ids of jobs this session saw queued or running
 POLL_S = 3
-_ICONS = {"succeeded": "✅", "failed": "❌", "cancelled": "⏹️", "interrupted": "⚠️"}
+_ICONS: dict[str, str] = {JobStatus.SUCCEEDED: "✅", JobStatus.FAILED: "❌", JobStatus.CANCELLED: "⏹️",
+                          JobStatus.INTERRUPTED: "⚠️"}
 
 
 def _live_ids() -> set[str]:

@@ -21,7 +21,7 @@ def store() -> Store:
 def _runner_for(db_file: str):
     """One JobRunner per process and data directory; it first re-attaches or interrupts orphaned runs,
     then rented machines that no live job owns are destroyed (when a Vast.ai key is configured)."""
-    from ..cloud.reaper import reap_on_start
+    from ..jobs.reaper import reap_on_start
     from ..jobs.runner import JobRunner
 
     runner = JobRunner(get_store(db_file)).start(recover=True)

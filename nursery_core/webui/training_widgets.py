@@ -8,13 +8,16 @@ import pandas as pd
 import streamlit as st
 
 from ..formatting import duration, when
+from ..status import ACTIVE, JobStatus
 from .widgets import page_link  # noqa: F401  (pages call tw.duration)
 
 
-STATUS_COLOURS = {"queued": "#8a9a91", "running": "#2e7d4f", "succeeded": "#2e7d4f", "failed": "#c62828",
-                  "cancelled": "#9e9e9e", "interrupted": "#e08a00"}
-STATUS_MARKS = {"queued": "⏳ queued", "running": "▶ running", "succeeded": "✓ succeeded", "failed": "✗ failed",
-                "cancelled": "■ cancelled", "interrupted": "⚠ interrupted"}
+STATUS_COLOURS: dict[str, str] = {
+    JobStatus.QUEUED: "#8a9a91", JobStatus.RUNNING: "#2e7d4f", JobStatus.SUCCEEDED: "#2e7d4f",
+    JobStatus.FAILED: "#c62828", JobStatus.CANCELLED: "#9e9e9e", JobStatus.INTERRUPTED: "#e08a00"}
+STATUS_MARKS: dict[str, str] = {
+    JobStatus.QUEUED: "⏳ queued", JobStatus.RUNNING: "▶ running", JobStatus.SUCCEEDED: "✓ succeeded",
+    JobStatus.FAILED: "✗ failed", JobStatus.CANCELLED: "■ cancelled", JobStatus.INTERRUPTED: "⚠ interrupted"}
 
 
 def status_label(status: str) -> str:
@@ -28,7 +31,7 @@ def jobs_frame(rows: list[dict]) -> pd.DataFrame:
     out = []
     for r in rows:
         p = float(r["progress"] or 0)
-        ok = r["status"] in ("queued", "running", "succeeded")
+        ok = r["status"] in (*ACTIVE, JobStatus.SUCCEEDED)
         out.append({
             "id": r["id"], "status": status_label(r["status"]) + ("" if ok else f" at {p:.0%}"),
             "where": r["kind"], "dataset": r["dataset"], "base": r["base_model"], "output": r["output_name"],
@@ -75,7 +78,7 @@ def job_detail(status: dict) -> None:
     """Progress, metrics, loss curve and log tail of one job (no actions). A queued job says where it waits."""
     state = status["status"]
     step = f"step {status['step'] or 0}/{status['total_steps'] or '?'}"
-    if state == "queued":
+    if state == JobStatus.QUEUED:
         q = status.get("queue") or {}
         waits = (f"waiting for {', '.join(q['running'])} to finish" if q.get("running") else "starting soon")
         status_bar(0.0, state, f"{status_label(state)} · #{q.get('position', 1)} in line · {waits}")
@@ -85,7 +88,7 @@ def job_detail(status: dict) -> None:
     c[0].metric("loss", "–" if status["last_loss"] is None else f"{status['last_loss']:.4f}")
     c[1].metric("eval loss", "–" if status["eval_loss"] is None else f"{status['eval_loss']:.4f}")
     c[2].metric("tokens/s", "–" if not status["tokens_per_s"] else f"{status['tokens_per_s']:,.0f}")
-    c[3].metric("time left", duration(status.get("eta_s")) if state == "running" else "–",
+    c[3].metric("time left", duration(status.get("eta_s")) if state == JobStatus.RUNNING else "–",
                 help="Estimated from the steps so far.")
     c[4].metric("elapsed", duration(status.get("elapsed_s")),
                 help="Wall time since the job started: loading the model, training and saving.")

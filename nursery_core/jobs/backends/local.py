@@ -2,93 +2,30 @@
 
 The child survives the dashboard (start_new_session=True, output to files, not pipes), so a restarted
 runner can re-attach to it; its identity is the pid plus its kernel start time, so a recycled pid is not
-mistaken for it. Cancel = STOP file, then SIGTERM, then SIGKILL, so it completes within 10 seconds.
+mistaken for it. Cancel = STOP file, then SIGTERM, then SIGKILL (the shared loop in `jobs/supervise.py`),
+so it completes within 10 seconds.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Literal
 
 from ... import paths
 from ...errors import BackendError
+from ...rows import JobRow
 from ..context import RunContext
-from ..errors import Cancelled, Detached
-from ..events import decode_events
+from ..errors import Cancelled
+from ..events import CANCELLED, DONE, ERROR, STOP_FILE, Event, decode_events, is_final
+from ..procs import proc_alive, proc_start_time
+from ..supervise import WORKER_MODULE, Outcome, Supervision, last_recorded_seq, log_tail, result_from_output, supervise
 
-WORKER_MODULE = "nursery_core.training.worker"
-TERM_AFTER_S = 3.0     # after the STOP file, SIGTERM
-KILL_AFTER_S = 7.0     # after the STOP file, SIGKILL (cancel completes within 10 s)
-POLL_S = 0.25
-HEARTBEAT_S = 5.0
-FINAL_KINDS = ("done", "cancelled", "error")
-
-
-# ---------------------------------------------------------------------------------- process identity
-def proc_start_time(pid: int) -> str | None:
-    """The kernel start time of pid (clock ticks since boot, /proc/<pid>/stat field 22), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    rest = stat.rsplit(")", 1)[-1].split()
-    return rest[19] if len(rest) > 19 else None
-
-
-def proc_alive(pid: int | None, start_time: str | None = None, needle: str | None = None) -> bool:
-    """True if pid is a live (non-zombie) process with that start time and a cmdline containing needle."""
-    if not pid:
-        return False
-    stat_file = Path(f"/proc/{pid}/stat")
-    if not Path("/proc/self/stat").exists():  # no procfs: signal 0 is the best available check
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-    try:
-        rest = stat_file.read_text().rsplit(")", 1)[-1].split()
-    except OSError:
-        return False
-    if rest and rest[0] in ("Z", "X"):
-        return False
-    if start_time is not None and (len(rest) <= 19 or rest[19] != str(start_time)):
-        return False
-    if needle:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            return False
-        if needle not in cmd:
-            return False
-    return True
-
-
-def tail_lines(path: Path, n: int = 20) -> str:
-    """The last n lines of a text file ('' when missing)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64_000))
-            data = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    lines = [ln for ln in data.replace("\r", "\n").splitlines() if ln.strip()]
-    return "\n".join(lines[-n:])
-
-
-def log_tail(job_dir: Path, n: int = 20) -> str:
-    """train.log's last lines, with stderr.log's when the worker died before logging (import errors...)."""
-    text = tail_lines(job_dir / "train.log", n)
-    err = tail_lines(job_dir / "stderr.log", n)
-    if err and ("Traceback" in err or "Error" in err) and err not in text:
-        text = (text + "\n" + err).strip()
-    return "\n".join(text.splitlines()[-n:])
+__all__ = ["WORKER_MODULE", "LocalBackend", "LocalWorker", "proc_alive", "proc_start_time"]
+LOCAL_SUPERVISION = Supervision(poll_s=0.25, heartbeat_s=5.0, term_after_s=3.0, kill_after_s=7.0)
 
 
 class EventTail:
@@ -97,7 +34,7 @@ class EventTail:
     def __init__(self, path: Path, after_seq: int = 0):
         self.path, self.after_seq, self.offset, self.buf = path, after_seq, 0, b""
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[Event]:
         try:
             with open(self.path, "rb") as fh:
                 fh.seek(self.offset)
@@ -111,25 +48,51 @@ class EventTail:
         return out
 
 
-def last_recorded_seq(ctx: RunContext) -> int:
-    seqs = [(e.get("data") or {}).get("seq") for e in ctx.store.job_events(ctx.job_id)]
-    return max([int(s) for s in seqs if s is not None], default=0)
+class LocalWorker:
+    """The WorkerHandle of a child on this machine: `proc` when this process started it (its exit code is
+    known), else only the pid and kernel start time of a re-attached one."""
+
+    transient_errors: tuple[type[BaseException], ...] = ()
+
+    def __init__(self, job_dir: Path, pid: int, start_time: str | None, proc: subprocess.Popen | None = None,
+                 after_seq: int = 0):
+        self.job_dir, self.pid, self.start_time, self.proc = job_dir, pid, start_time, proc
+        self.tail = EventTail(job_dir / "events.jsonl", after_seq)
+
+    def poll_events(self) -> list[Event]:
+        return self.tail.read()
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll() if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None if self.proc is not None else proc_alive(self.pid, self.start_time)
+
+    def request_stop(self) -> None:
+        (self.job_dir / STOP_FILE).touch()
+
+    def signal(self, sig: Literal["TERM", "KILL"]) -> None:
+        send_signal(self.pid, self.start_time, signal.SIGTERM if sig == "TERM" else signal.SIGKILL)
+
+    def heartbeat(self) -> None:
+        """Nothing to tell: the child needs no watchdog (it is this machine's own process)."""
+
+    def reconnect(self, error: BaseException) -> None:
+        raise error
 
 
-def result_from_output(job_dir: Path, final: dict, started: float | None) -> dict:
-    """The backend result for a finished run: where the adapter is and its metrics."""
-    out = Path(final.get("output_dir") or job_dir / "output")
-    if not out.is_absolute() or not out.exists():
-        out = job_dir / "output"
+def send_signal(pid: int | None, start_time: str | None, sig: int) -> None:
+    """Signals the worker's process group (it leads its own session), or the pid alone; a gone or recycled
+    pid is left alone."""
+    if not pid or not proc_alive(pid, start_time):
+        return
     try:
-        metrics = json.loads((out / "metrics.json").read_text())
-    except (OSError, ValueError):
-        metrics = {k: final.get(k) for k in ("final_loss", "eval_loss", "train_seconds")}
-    actual = {"train_seconds": metrics.get("train_seconds"), "tokens_per_s": metrics.get("tokens_per_s"),
-              "steps": metrics.get("steps"), "device": metrics.get("device")}
-    if started is not None:
-        actual["wall_seconds"] = round(time.time() - started, 2)
-    return {"output_dir": str(out), "metrics": metrics, "actual": actual}
+        os.killpg(pid, sig)
+    except OSError:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass  # it exited between the check and the signal: nothing left to stop
 
 
 # ------------------------------------------------------------------------------------------ backend
@@ -141,11 +104,11 @@ class LocalBackend:
     def command(self, job_dir: Path) -> list[str]:
         return [sys.executable, "-m", WORKER_MODULE, str(job_dir), "--no-stdout"]
 
-    def run(self, job: dict, ctx: RunContext) -> dict:
+    def run(self, job: JobRow, ctx: RunContext) -> dict:
         job_dir = ctx.job_dir
         if not (job_dir / "config.json").exists():
             raise BackendError(f"job directory {job_dir} is incomplete (no config.json)")
-        (job_dir / "STOP").unlink(missing_ok=True)
+        (job_dir / STOP_FILE).unlink(missing_ok=True)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(paths.PROJECT_ROOT), env.get("PYTHONPATH")]))
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -154,97 +117,46 @@ class LocalBackend:
             proc = subprocess.Popen(self.command(job_dir), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=err, cwd=str(paths.PROJECT_ROOT), env=env, start_new_session=True)
         started = time.time()
-        state = {"pid": proc.pid, "start_time": proc_start_time(proc.pid), "started": started}
+        state: dict[str, Any] = {"pid": proc.pid, "start_time": proc_start_time(proc.pid), "started": started}
         ctx.update(pid=proc.pid, provider_state=state)
-        return self._supervise(ctx, proc.pid, state["start_time"], proc, after_seq=0, started=started)
+        worker = LocalWorker(job_dir, proc.pid, state["start_time"], proc)
+        return self._outcome(ctx, supervise(worker, ctx, LOCAL_SUPERVISION), started)
 
-    def recover(self, job: dict, ctx: RunContext) -> dict | None:
+    def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
         """Re-attaches to a live child; finishes a run that ended while nobody watched; else None."""
         state = job.get("provider_state") or {}
         pid = state.get("pid") or job.get("pid")
         after = last_recorded_seq(ctx)
-        if proc_alive(pid, state.get("start_time"), str(ctx.job_dir)):
+        if pid and proc_alive(pid, state.get("start_time"), str(ctx.job_dir)):
             ctx.log(f"re-attached to the training process (pid {pid})")
-            return self._supervise(ctx, pid, state.get("start_time"), None, after_seq=after,
-                                   started=state.get("started"))
-        tail = EventTail(ctx.job_dir / "events.jsonl", after)
+            worker = LocalWorker(ctx.job_dir, int(pid), state.get("start_time"), after_seq=after)
+            return self._outcome(ctx, supervise(worker, ctx, LOCAL_SUPERVISION), state.get("started"))
         final = None
-        for ev in tail.read():
+        for ev in EventTail(ctx.job_dir / "events.jsonl", after).read():
             ctx.emit(ev)
-            if ev.get("kind") in FINAL_KINDS:
+            if is_final(ev):
                 final = ev
         if final is None:
             return None
-        return self._outcome(ctx, final, None, state.get("started"))
+        return self._outcome(ctx, Outcome(final, None, None), state.get("started"))
 
-    # ------------------------------------------------------------------------------ supervision
-    def _supervise(self, ctx: RunContext, pid: int, start_time: str | None, proc: subprocess.Popen | None,
-                   after_seq: int, started: float | None) -> dict:
-        tail = EventTail(ctx.job_dir / "events.jsonl", after_seq)
-        final: dict | None = None
-        cancel_at: float | None = None
-        beat = time.monotonic()
-        signalled = set()
-        while True:
-            for ev in tail.read():
-                ctx.emit(ev)
-                if ev.get("kind") in FINAL_KINDS:
-                    final = ev
-            alive = proc.poll() is None if proc is not None else proc_alive(pid, start_time)
-            if not alive:
-                for ev in tail.read():
-                    ctx.emit(ev)
-                    if ev.get("kind") in FINAL_KINDS:
-                        final = ev
-                break
-            if cancel_at is None and ctx.should_stop():
-                cancel_at = time.monotonic()
-                (ctx.job_dir / "STOP").touch()
-                ctx.log("cancel requested: asking the training process to stop")
-            if cancel_at is not None:
-                waited = time.monotonic() - cancel_at
-                for sig, after in ((signal.SIGTERM, TERM_AFTER_S), (signal.SIGKILL, KILL_AFTER_S)):
-                    if waited >= after and sig not in signalled:
-                        signalled.add(sig)
-                        self._signal(pid, start_time, sig)
-            if ctx.detached():
-                raise Detached()
-            if time.monotonic() - beat > HEARTBEAT_S:
-                ctx.heartbeat()
-                beat = time.monotonic()
-            time.sleep(POLL_S)
-        rc = proc.returncode if proc is not None else None
-        return self._outcome(ctx, final, rc, started)
-
-    @staticmethod
-    def _signal(pid: int, start_time: str | None, sig: int) -> None:
-        if not proc_alive(pid, start_time):
-            return
-        try:
-            os.killpg(pid, sig)  # the worker leads its own session/group
-        except OSError:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
-
-    def cancel_now(self, job: dict) -> None:
+    def cancel_now(self, job: JobRow) -> None:
         """Best-effort immediate stop of a job's process (used when no runner supervises it)."""
         state = job.get("provider_state") or {}
         job_dir = paths.job_dir(job["id"])
-        (job_dir / "STOP").touch()
-        self._signal(state.get("pid") or job.get("pid"), state.get("start_time"), signal.SIGTERM)
+        (job_dir / STOP_FILE).touch()
+        send_signal(state.get("pid") or job.get("pid"), state.get("start_time"), signal.SIGTERM)
 
-    def _outcome(self, ctx: RunContext, final: dict | None, rc: int | None, started: float | None) -> dict:
-        kind = (final or {}).get("kind")
-        if kind == "done":
+    def _outcome(self, ctx: RunContext, outcome: Outcome, started: float | None) -> dict[str, Any]:
+        final = outcome.final
+        if final is not None and outcome.kind == DONE:
             return result_from_output(ctx.job_dir, final, started)
         step = ctx.job().get("step")
-        if kind == "cancelled" or ctx.should_stop():
+        if outcome.kind == CANCELLED or ctx.should_stop():
             raise Cancelled(f"cancelled at step {step or 0}", step=step)
         tail = log_tail(ctx.job_dir, 15)
-        if kind == "error":
+        if final is not None and outcome.kind == ERROR:
             msg = final.get("message") or "training failed"
         else:
-            msg = f"the training process exited (code {rc}) without finishing"
+            msg = f"the training process exited (code {outcome.exit_code}) without finishing"
         raise BackendError(msg + (f"\n--- last lines of train.log ---\n{tail}" if tail else ""))

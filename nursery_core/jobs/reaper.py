@@ -17,7 +17,7 @@ LABEL_PREFIX = "nursery-"
 
 
 def _job_is_live(store, job_id: str) -> tuple[bool, str]:
-    from ..jobs.runner import runner_alive
+    from .runner import runner_alive
 
     try:
         job = store.get_job(job_id)
@@ -35,12 +35,15 @@ def _job_is_live(store, job_id: str) -> tuple[bool, str]:
 
 def nursery_reap_instances(dry_run: bool = False, client=None) -> dict:
     """Lists `nursery-*` instances with no live job and (unless dry_run) destroys them; returns what it found."""
-    from .vast import VastClient
+    from ..cloud.vast import VastClient
 
     store = get_store()
     own = client is None
     client = client or VastClient()
-    orphans, kept, destroyed, errors = [], [], [], []
+    orphans: list[dict] = []
+    kept: list[dict] = []
+    destroyed: list[int] = []
+    errors: list[dict] = []
     try:
         for inst in client.list_instances(label_prefix=LABEL_PREFIX):
             job_id = str(inst.get("label"))[len(LABEL_PREFIX):]
@@ -70,8 +73,8 @@ def nursery_reap_instances(dry_run: bool = False, client=None) -> dict:
 
 def reap_on_start() -> dict | None:
     """For dashboard start-up: reaps when a Vast.ai key is configured; never raises (a warning is logged)."""
+    from ..cloud.credentials import vast_api_key
     from ..errors import NurseryError
-    from .settings import vast_api_key
 
     try:
         if not vast_api_key(required=False):
