@@ -4,7 +4,6 @@ from __future__ import annotations
 import signal
 import sys
 
-from ..jobs.backends import cloud_providers
 from ..status import JobStatus
 from . import Command, CommandResult
 

@@ -78,6 +78,13 @@ PROVIDER_KEYS = {
 }
 
 
+def provider_secret(provider: str) -> str | None:
+    """The provider's key (its environment variable first, then secrets.toml), or None; for the transport
+    clients only, which never log or show it."""
+    env_name, toml_path = PROVIDER_KEYS[provider]
+    return _secret(env_name, toml_path)[0]
+
+
 def key_status(provider: str) -> dict:
     """{'set': bool, 'source': 'env'|'secrets.toml'|None, 'name': env var}; never the value."""
     env_name, toml_path = PROVIDER_KEYS[provider]

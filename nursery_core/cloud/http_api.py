@@ -2,7 +2,7 @@
 logged, tenacity retries on 408/429/5xx and dropped connections, a create that never runs twice, and safe
 unpacking of the adapter archives they return.
 
-Keys come from the caller, else the environment or `.streamlit/secrets.toml` (settings.PROVIDER_KEYS).
+Keys come from the caller, else the environment or `.streamlit/secrets.toml` (credentials.PROVIDER_KEYS).
 Retry waits come from the constructor or NURSERY_CLOUD_RETRY_WAIT / NURSERY_CLOUD_RETRY_MAX_WAIT /
 NURSERY_CLOUD_RETRY_ATTEMPTS (tests against the emulators keep them short).
 """
@@ -21,7 +21,7 @@ import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from ..errors import BackendError, InvalidConfig
-from . import settings
+from . import credentials
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,8 @@ def _env_float(name: str, default: float) -> float:
 
 def provider_key(provider: str, label: str) -> str:
     """The provider's key from its environment variable or secrets.toml; raises InvalidConfig naming both."""
-    env_name, toml_path = settings.PROVIDER_KEYS[provider]
-    key, _ = settings._secret(env_name, toml_path)
+    env_name = credentials.PROVIDER_KEYS[provider][0]
+    key = credentials.provider_secret(provider)
     if key is None:
         raise InvalidConfig(f"no {label} API key: set the {env_name} environment variable or add "
                             f"{env_name} = \"...\" to .streamlit/secrets.toml")
@@ -118,7 +118,7 @@ class JsonApiClient:
             body = None
         msg = self.redact(" ".join(self.error_text(r).split()))[:300]
         if r.status_code in (401, 403):
-            env_name = settings.PROVIDER_KEYS[self.provider][0]
+            env_name = credentials.PROVIDER_KEYS[self.provider][0]
             raise ProviderAuthError(f"{self.label} rejected the API key ({r.status_code}: {msg}): check "
                                     f"{env_name} or .streamlit/secrets.toml", r.status_code, body)
         raise ProviderAPIError(f"{self.label} API {method} {path} answered {r.status_code}: {msg}",
