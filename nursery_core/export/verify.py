@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BackendError, InvalidInput
+from ..errors import BackendError, InvalidInput, NurseryError
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_LIMIT = 20
@@ -58,7 +58,7 @@ def eval_prompt_set(dataset: str | None, limit: int = DEFAULT_LIMIT) -> tuple[li
             from ..datasets import load_examples
 
             examples = load_examples(dataset, "eval", limit=limit)
-        except Exception:  # dataset deleted or unreadable: verification still runs on the built-ins
+        except (NurseryError, OSError, ValueError):  # dataset deleted, its file gone or not JSONL: the built-ins
             examples = []
         prompts = []
         for ex in examples:

@@ -66,7 +66,7 @@ class Tasks:
             result, status, error = fn(**kwargs), JobStatus.SUCCEEDED, None
         except NurseryError as e:
             result, status, error = None, JobStatus.FAILED, str(e)
-        except Exception as e:  # unexpected: the type and message, like the CLI's one line
+        except Exception as e:  # noqa: BLE001 — unexpected: logged with its traceback, the task records type and message
             traceback.print_exc()
             result, status, error = None, JobStatus.FAILED, f"internal {type(e).__name__}: {e}"
         with self._lock:
