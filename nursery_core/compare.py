@@ -20,16 +20,16 @@ def diff_calls(calls_a: list[dict], calls_b: list[dict]) -> list[dict]:
     rows = []
     unused_b = list(range(len(calls_b)))
     pairs: list[tuple[dict | None, dict | None]] = []
-    for a in calls_a:
+    for call in calls_a:
         # the same-named B call that agrees most with A
-        cands = [j for j in unused_b if calls_b[j]["name"] == a["name"]]
+        cands = [j for j in unused_b if calls_b[j]["name"] == call["name"]]
         if cands:
             j = max(cands, key=lambda j: sum(_canon(calls_b[j]["arguments"].get(k)) == _canon(v)
-                                             for k, v in a["arguments"].items()))
+                                             for k, v in call["arguments"].items()))
             unused_b.remove(j)
-            pairs.append((a, calls_b[j]))
+            pairs.append((call, calls_b[j]))
         else:
-            pairs.append((a, None))
+            pairs.append((call, None))
     pairs += [(None, calls_b[j]) for j in unused_b]
     for a, b in pairs:
         args_a = (a or {}).get("arguments") or {}
@@ -45,7 +45,7 @@ def diff_calls(calls_a: list[dict], calls_b: list[dict]) -> list[dict]:
             status = "only_a" if b is None else "only_b"
         else:
             status = "same" if all(x["status"] == "same" for x in args) else "different"
-        rows.append({"tool": (a or b)["name"], "status": status, "arguments": args})
+        rows.append({"tool": next(c for c in (a, b) if c is not None)["name"], "status": status, "arguments": args})
     return rows
 
 
@@ -109,12 +109,13 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                 **decoding(), "tools": [t["function"]["name"] for t in tool_list], "tools_source": source,
                 "rows": rows}
 
+    assert dataset  # exactly one of prompts and dataset, checked above
     examples = load_eval_examples(dataset, split, limit)
-    items = []
+    batch: list[dict] = []
     for ex in examples:
         prefix, _ = eval_prompts(ex)
-        items.append({"messages": prefix, "tools": ex.get("tools")})
-    out_a, out_b = run("A", model_a, items), run("B", model_b, items)
+        batch.append({"messages": prefix, "tools": ex.get("tools")})
+    out_a, out_b = run("A", model_a, batch), run("B", model_b, batch)
     det_a, met_a = score_outputs(examples, out_a)
     det_b, met_b = score_outputs(examples, out_b)
     rows = []

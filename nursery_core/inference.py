@@ -6,6 +6,7 @@ base serialises generation on it (switching the active adapter is global state o
 """
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -99,9 +100,10 @@ def _adapter_base(row: ModelRow | dict, adapter: Path) -> str:
                 continue
             d = data.get("base_model_dir")
             if d and Path(d).is_dir() and (Path(d) / "config.json").exists():
-                return d
-    if row.get("base_model"):
-        return row["base_model"]
+                return str(d)
+    base = row.get("base_model")
+    if base:
+        return str(base)
     raise NotFound(f"model {row['name']!r} does not say which base model it adapts")
 
 
@@ -225,7 +227,8 @@ class ModelPool:
         if ref.kind != "adapter":
             return True
         hit = entry.adapters.get(ref.name)
-        return hit is not None and tuple(hit[1:]) == (str(ref.adapter_path), _adapter_mtime(ref.adapter_path))
+        return (hit is not None and ref.adapter_path is not None
+                and tuple(hit[1:]) == (str(ref.adapter_path), _adapter_mtime(ref.adapter_path)))
 
     def warm(self, model_name: str) -> float:
         """Loads `model_name` (base and adapter) without generating; returns the seconds it took."""
@@ -257,7 +260,7 @@ class ModelPool:
         """Called with entry.lock held: loads the adapter if needed and makes it (or the bare base) active."""
         from peft import PeftModel
 
-        if ref.kind != "adapter":
+        if ref.kind != "adapter" or ref.adapter_path is None:
             return
         stamp = (str(ref.adapter_path), _adapter_mtime(ref.adapter_path))
         hit = entry.adapters.get(ref.name)
@@ -525,6 +528,11 @@ def _render(tokenizer, prompt: Prompt) -> str:
     return render_prompt(tokenizer, messages, tools)
 
 
+def _row_progress(progress: Callable[[int, int], object], base: int, total: int, finished: int) -> None:
+    """RowProgress's report for a batch starting at answer `base` of `total`."""
+    progress(base + finished, total)
+
+
 def _stop_ids(tokenizer) -> list[int]:
     from .training.rendering import end_of_turn
 
@@ -557,7 +565,7 @@ def _gen_config(tokenizer, s: GenerationSettings):
 
 
 def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
-                  progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Completions:
+                  progress: Callable[[int, int], object] | None = None, **overrides: Any) -> Completions:
     """Raw completions for already-loaded (model, tokenizer): several prompts per forward pass, left-padded,
     each cut at the family's end of turn; guarded rows each get their own grammar matcher. `.decoding` of the
     result says what ran."""
@@ -597,7 +605,7 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
 
                 stops = StoppingCriteriaList([*(stops or []), RowProgress(
                     enc["input_ids"].shape[1], _stop_ids(tokenizer),
-                    lambda finished, base=done: progress(base + finished, len(texts)))])
+                    functools.partial(_row_progress, progress, done, len(texts)))])
             with torch.inference_mode():
                 gen = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors,
                                      stopping_criteria=stops)
@@ -686,7 +694,7 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
 
 
 def generate_batch(model_name: str, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
-                   progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Completions:
+                   progress: Callable[[int, int], object] | None = None, **overrides: Any) -> Completions:
     """Raw completions of a pooled model (adapter or base) for many prompts, batched (`.decoding`: what ran)."""
     s = GenerationSettings.of(settings, **overrides)
     return get_pool().run(model_name, lambda m, t: generate_with(m, t, prompts, s, progress=progress))
@@ -716,8 +724,9 @@ def resolve_tools(model_name: str | None = None, tools: Any = None, tools_from: 
             row = store.get_model(model_name)
             if row.get("tools"):
                 return tools_from_data(row["tools"], f"model {model_name}"), f"training tools of {model_name}"
-            if row.get("dataset") and get_store().has_dataset(row["dataset"]):
-                return dataset_tools(row["dataset"]), f"dataset {row['dataset']}"
+            held = row.get("dataset")
+            if held and get_store().has_dataset(held):
+                return dataset_tools(held), f"dataset {held}"
     return [], "none"
 
 

@@ -14,7 +14,7 @@ import json
 import tarfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 # HuggingFaceTB/SmolLM2-135M-Instruct's config.json (the embedded default's architecture).
 SMOLLM2_135M = {"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
@@ -34,7 +34,7 @@ class UnknownBase(ValueError):
     """The emulator knows no architecture for this model name."""
 
 
-def base_config(model: str, local_bases: dict[str, Path | str] | None = None) -> dict:
+def base_config(model: str, local_bases: Mapping[str, Path | str] | None = None) -> dict:
     """The config dict of `model`: a local HF directory's config.json, else SHAPES; raises UnknownBase."""
     if local_bases and model in local_bases:
         return json.loads((Path(local_bases[model]) / "config.json").read_text())
@@ -67,7 +67,8 @@ def build_adapter(out_dir: Path | str, model: str, config: dict, *, r: int = 8, 
                                                     if not k.startswith("_") and k != "architectures"})
     with init_empty_weights():
         base = AutoModelForCausalLM.from_config(hf_config)
-    lora = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout),
+    lora = LoraConfig(r=int(r), lora_alpha=float(alpha),  # type: ignore[arg-type]  # peft annotates int; providers send float alphas and scaling is alpha/r either way
+                      lora_dropout=float(dropout),
                       target_modules=_target_modules(target_modules), task_type="CAUSAL_LM")
     peft_model = get_peft_model(base, lora)
     gen = torch.Generator().manual_seed(int(seed))

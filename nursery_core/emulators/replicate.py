@@ -107,7 +107,7 @@ class ReplicateEmulator(EmulatorServer):
         self.boot_polls, self.running_polls = int(boot_polls), max(1, int(running_polls))
         self.price_per_second = float(price_per_second)
         self._tmp = None if work_dir else tempfile.TemporaryDirectory(prefix="replicate-emu-")
-        self.work_dir = Path(work_dir or self._tmp.name)
+        self.work_dir = Path(work_dir) if work_dir else Path(self._tmp.name) if self._tmp else Path()
         self.files: dict[str, dict] = {}
         self.models: dict[str, dict] = {}
         self.trainings: dict[str, dict] = {}

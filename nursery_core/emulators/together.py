@@ -154,7 +154,7 @@ class TogetherEmulator(EmulatorServer):
         self.queue_polls = (int(queue_polls[0]), int(queue_polls[1]))
         self.credit, self.price_per_mtok = float(credit), float(price_per_mtok)
         self._tmp = None if work_dir else tempfile.TemporaryDirectory(prefix="together-emu-")
-        self.work_dir = Path(work_dir or self._tmp.name)
+        self.work_dir = Path(work_dir) if work_dir else Path(self._tmp.name) if self._tmp else Path()
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, dict] = {}
         self._uploads: dict[str, str] = {}        # one-time upload token -> file id

@@ -228,8 +228,8 @@ def verify_export(merged_dir: Path | str, gguf_path: Path | str, prompts: list[d
     rows = []
     for k, p in enumerate(prompts):
         g_ids, g_out = gguf_rows[k]
-        g_text = tok.decode(g_out, skip_special_tokens=False).strip()
-        h_text = tok.decode(hf_outs[k], skip_special_tokens=False).strip()
+        g_text = str(tok.decode(g_out, skip_special_tokens=False)).strip()  # one id sequence decodes to one str
+        h_text = str(tok.decode(hf_outs[k], skip_special_tokens=False)).strip()
         h_calls, g_calls = parse_tool_calls(h_text).calls, parse_tool_calls(g_text).calls
         user = next((m.get("content") for m in reversed(p["messages"]) if m["role"] == "user"), "")
         rows.append({

@@ -42,6 +42,7 @@ class Tasks:
         if progress_kw:
             kwargs = {**kwargs, progress_kw: lambda *a: self._progress(task_id, *a)}
         started = self.status(task_id)
+        assert started is not None  # registered above, under the lock; _trim never drops an active task
         threading.Thread(target=self._run, args=(task_id, fn, kwargs), name=f"nursery-{task_id}",
                          daemon=True).start()
         return started

@@ -16,6 +16,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import Callable
 
 from ..jobs import events
 
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     # Progress bars are noise in train.log; the events carry the progress.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    emit: Callable[[dict], None]
     if rank.is_main:
         _setup_logging(job_dir)
         emit = EventWriter(job_dir / "events.jsonl", echo=not args.no_stdout)
