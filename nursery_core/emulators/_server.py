@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -308,7 +308,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply)
 
 
-_E = TypeVar("_E", bound="EmulatorServer")
+class _Servable(Protocol):
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+_E = TypeVar("_E", bound=_Servable)
 
 
 def serve_forever(emu: _E, banner: Callable[[_E], str]) -> int:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
 import zipfile
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 # HuggingFaceTB/SmolLM2-135M-Instruct's config.json (the embedded default's architecture).
 SMOLLM2_135M = {"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
@@ -108,3 +110,24 @@ def pack_zip(src: Path | str) -> bytes:
         for f in sorted(Path(src).iterdir()):
             zf.write(f, arcname=f.name)
     return buf.getvalue()
+
+
+def build_in_background(record: dict, lock: AbstractContextManager, result_key: str, build: Callable[[], Any],
+                        thread_name: str) -> None:
+    """Runs `build()` on a daemon thread kept in `record["_builder"]` (an emulator's "training"): its return
+    value lands in `record[result_key]`, an exception as "Type: message" in `record["_build_error"]` (reported
+    as the run's error, like a real crash); both written under `lock`."""
+
+    def run() -> None:
+        try:
+            result = build()
+        except Exception as e:  # noqa: BLE001 - any crash becomes the emulated run's error
+            with lock:
+                record["_build_error"] = f"{type(e).__name__}: {e}"
+            return
+        with lock:
+            record[result_key] = result
+
+    th = threading.Thread(target=run, name=thread_name, daemon=True)
+    record["_builder"] = th
+    th.start()
