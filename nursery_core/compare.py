@@ -119,7 +119,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     det_a, met_a = score_outputs(examples, out_a)
     det_b, met_b = score_outputs(examples, out_b)
     rows = []
-    for ex, item, da, db in zip(examples, items, det_a, det_b):
+    for ex, item, da, db in zip(examples, batch, det_a, det_b):
         rows.append({"id": ex.get("id"), "category": da["category"], "prompt": _last_user(item["messages"]),
                      "gold": da["gold"], "outcome": outcome(da["ast_ok"], db["ast_ok"]),
                      "a": {"completion": da["output"], "calls": da["calls"], "ast_ok": da["ast_ok"],
