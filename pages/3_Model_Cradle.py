@@ -361,14 +361,9 @@ with tab_eval:
     if not board:
         st.caption("No evaluations yet.")
     else:
-        frame = pd.DataFrame([{"rank": r["rank"], "model": r["model"], "decoding": r["decoding"] or "file",
-                               "dataset": r["dataset"],
-                               "kind": "golden" if r.get("dataset_kind") == "golden" else "held-out",
-                               "examples": r["num_examples"], **{k: r[k] for k in HEADLINE},
-                               "AST 95% CI": scores.cell({"ast_accuracy": r["ast_accuracy"], "ci95": r.get("ast_ci95")}),
-                               "warning": "⚠ under 30 examples" if r.get("warning") else ""} for r in board])
         st.altair_chart(scores.leaderboard_chart(board), width="stretch", key="mc_board_chart")
-        st.dataframe(frame, hide_index=True, width="stretch", key="mc_board_table")
+        st.dataframe(scores.leaderboard_frame(board, HEADLINE), hide_index=True, width="stretch",
+                     key="mc_board_table")
         st.markdown("**Held-out vs golden sets** (AST accuracy, Wilson 95% interval; ⚠ under 30 examples; the "
                     "newest evaluation of each)")
         st.dataframe(scores.scorecard_frame(nursery_scorecard(sorted({r["model"] for r in board}))),
@@ -392,8 +387,7 @@ with tab_eval:
         ev = next(e for e in evals if e["id"] == pick)
         per = (ev.get("metrics") or {}).get("per_category") or {}
         if per:
-            st.dataframe(pd.DataFrame([{"category": c, **{k: m.get(k) for k in ["num_examples", *HEADLINE]}}
-                                       for c, m in per.items()]), hide_index=True, width="stretch",
+            st.dataframe(scores.categories_frame(per, HEADLINE), hide_index=True, width="stretch",
                          key="mc_drill_categories")
         f1, f2 = st.columns(2)
         which = f1.radio("Show", ["failed", "passed", "all"], horizontal=True, key="mc_drill_which")
