@@ -65,7 +65,9 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                            guarded: bool = True, progress: Callable[[str, int, int], None] | None = None,
                            stop_after_calls: bool = True) -> dict:
     """Interactive (prompts) or batch (a dataset's split): both models answer every prompt, batched, guarded by
-    default; interactive answers stop once their tool calls are complete (`stop_after_calls`). The result's `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran."""
+    default; interactive answers stop once their tool calls are complete (`stop_after_calls`) and are served by
+    llama.cpp when it can (`engines`: {"A"|"B": {"engine", "notes"}}). The result's `decoding` ("guarded" |
+    "free" | "mixed") and `decoding_notes` say what ran."""
     from .evaluate import load_eval_examples, score_outputs
     from .inference import GenerationSettings, analyse_completion, build_messages, generate_batch, resolve_tools
     from .training.rendering import eval_prompts
@@ -81,11 +83,14 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                                 seed=seed, batch_size=batch_size, guarded=guarded,
                                 stop_after_calls=bool(stop_after_calls and prompts))
     ran: list[dict] = []
+    engines: dict[str, dict] = {}
 
     def run(which: str, name: str, items: list[dict]) -> list[str]:
         cb = (lambda done, total: progress(which, done, total)) if progress else None
-        out = generate_batch(name, items, gen, progress=cb)
+        # interactive prompts are served by llama.cpp when it can; a dataset's split stays on torch's batches
+        out = generate_batch(name, items, gen, progress=cb, engine="auto" if prompts else "torch")
         ran.append(out.decoding)
+        engines[which] = out.engine
         return out
 
     def decoding() -> dict:
@@ -106,8 +111,8 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
             rows.append({"prompt": p, "a": a, "b": b, "diff": diff_calls(a["calls"], b["calls"]),
                          "same_calls": sorted(map(_canon, a["calls"])) == sorted(map(_canon, b["calls"]))})
         return {"mode": "interactive", "model_a": model_a, "model_b": model_b, "settings": gen.to_dict(),
-                **decoding(), "tools": [t["function"]["name"] for t in tool_list], "tools_source": source,
-                "rows": rows}
+                **decoding(), "engines": engines, "tools": [t["function"]["name"] for t in tool_list],
+                "tools_source": source, "rows": rows}
 
     examples = load_eval_examples(dataset, split, limit)
     items = []

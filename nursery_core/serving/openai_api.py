@@ -186,7 +186,7 @@ class ChatService:
         from ..inference import generate_batch
 
         model, prompt, s, choice = self.prepare(body)
-        out = generate_batch(model, [prompt], s)
+        out = generate_batch(model, [prompt], s, engine="auto")
         content, calls = _calls(out[0], prompt["tools"] if choice != "none" else [])
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if calls:
@@ -216,7 +216,7 @@ class ChatService:
                          **extra})
 
         report: dict = {}
-        chunks = stream_generate(model, prompt, s, report=report)
+        chunks = stream_generate(model, prompt, s, report=report, engine="auto")
 
         def events() -> Iterator[str]:
             yield chunk({"role": "assistant", "content": ""})
