@@ -73,7 +73,7 @@ def test_llamacpp_gives_torchs_greedy_calls_on_smollm2(smollm2_home, auto_engine
     report: dict = {}
     text = "".join(stream_generate("smollm2-135m", prompts[0], settings, report=report, engine="auto"))
     assert report["engine"] == "llama.cpp" and report["decoding"] == "guarded"
-    assert _calls(text, TOOLS) == _calls(out[0], TOOLS)
+    assert _calls(text, TOOLS) == _calls(out[0], TOOLS), (text, report)
 
 
 @pytest.mark.slow

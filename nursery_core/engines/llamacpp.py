@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import BackendError, InvalidConfig, NurseryError
+from ..guard.processor import CLOSING_WINDOW
 
 ENGINES = ("auto", "torch", "llama.cpp")
 N_CTX = 4096  # tokens per server: a tool-calling prompt and its answer with room to spare (about 90 MB of KV)
@@ -285,7 +286,10 @@ def _events(served: _Served, prompt, s, grammar: str | None, run: _Run) -> Itera
                     raise _NeedsTorch("llama.cpp's answer left the guard's grammar")
             run.ids += [t for t in new if t not in stop_ids]
             text = tok.decode(run.ids, skip_special_tokens=True)
-            if not text.endswith("\ufffd") and len(text) > len(shown) and text.startswith(shown):
+            # the torch guard may steer an answer in its last CLOSING_WINDOW tokens: held back until the end,
+            # so a torch rerun (see stream) only ever continues text that both engines write
+            held = grammar is not None and len(run.ids) > s.max_new_tokens - CLOSING_WINDOW
+            if not held and not text.endswith("\ufffd") and len(text) > len(shown) and text.startswith(shown):
                 yield text[len(shown):]
                 shown = text
             if ev.get("stop"):
@@ -299,11 +303,13 @@ def _events(served: _Served, prompt, s, grammar: str | None, run: _Run) -> Itera
     if matcher is not None and run.stop_type == "eos" and not matcher.is_accepting():
         raise _NeedsTorch("llama.cpp's answer ended where the guard's grammar does not allow it")
     text = tok.decode(run.ids, skip_special_tokens=True)
+    if _cut_at_limit_in_call(run, grammar, text):
+        return  # left to torch (or, sampled, to stream's own ending)
     if len(text) > len(shown) and text.startswith(shown):
         yield text[len(shown):]
 
 
-def _cut_at_limit_in_call(run: _Run, s, grammar: str | None, text: str) -> bool:
+def _cut_at_limit_in_call(run: _Run, grammar: str | None, text: str) -> bool:
     return grammar is not None and run.stop_type == "limit" and _open_call(text)
 
 
@@ -334,7 +340,7 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
                 notes.append(f"{e}: run on torch")
                 continue
             text = _final_text(served, run, s)
-            if _cut_at_limit_in_call(run, s, plan.grammar, text):
+            if _cut_at_limit_in_call(run, plan.grammar, text):
                 texts.append(None)
                 usage.append({})
                 notes.append("an answer reached max_new_tokens inside a tool call: run on torch, whose guard "
@@ -364,12 +370,15 @@ def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator
         except _NeedsTorch as e:
             notes.append(f"{e}: run on torch")
             run = None
-    if run is not None and not _cut_at_limit_in_call(run, s, plan.grammar, shown):
-        return
     if run is not None:
+        text = served.tokenizer.decode(run.ids, skip_special_tokens=True)
+        if not _cut_at_limit_in_call(run, plan.grammar, text):
+            return
         if not s.greedy:
             notes.append("the answer reached max_new_tokens inside a tool call (sampled on llama.cpp, so it "
-                          "cannot be continued on torch)")
+                         "cannot be continued on torch)")
+            if text.startswith(shown):
+                yield text[len(shown):]
             return
         notes.append("the answer reached max_new_tokens inside a tool call: continued on torch, whose guard "
                      "steers it to close the call")
