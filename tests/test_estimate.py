@@ -112,10 +112,10 @@ def test_machine_probe_is_short_says_what_it_measures_and_is_kept_until_remeasur
     assert len(calls) == 1 and again["probe"]["reused"] is True
     assert again["probe"]["measured_at"] == probe["measured_at"]
     # another machine (other thread count) does not see it
+    here = estimate.machine_key
     monkeypatch.setattr(estimate, "machine_key", lambda: "elsewhere|cpu|64 threads")
     assert estimate.cached_probe(base) is None
-    monkeypatch.undo()
-    monkeypatch.setattr(estimate, "measure_cpu_probe", counting)
+    monkeypatch.setattr(estimate, "machine_key", here)
     # asked to re-measure: measured again and kept in place of the old one
     fresh = estimate.nursery_estimate_cost("lockers", base_model=base, epochs=1, remeasure=True)["local_cpu"]
     assert len(calls) == 2 and fresh["probe"]["reused"] is False
