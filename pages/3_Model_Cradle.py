@@ -74,7 +74,12 @@ def generation_settings(prefix: str, batch: bool = False, guard: bool = True) ->
 
 def decoding_caption(result: dict) -> None:
     notes = result.get("decoding_notes") or []
-    st.caption(f"Decoding: **{result.get('decoding')}**" + "".join(f"  \n{n}" for n in notes))
+    engines = result.get("engines") or ({"": {"engine": result["engine"], "notes": result.get("engine_notes") or []}}
+                                        if result.get("engine") else {})
+    served = "; ".join(f"{k + ': ' if k else ''}{e['engine']}" for k, e in engines.items())
+    notes = notes + [n for e in engines.values() for n in e.get("notes") or []]
+    st.caption(f"Decoding: **{result.get('decoding')}**" + (f" · served by **{served}**" if served else "")
+               + "".join(f"  \n{n}" for n in notes))
 
 
 def diff_frame(diff: list[dict]) -> pd.DataFrame:
@@ -193,7 +198,8 @@ with tab_test:
                 text = st.write_stream(stream)
             st.session_state["mc_test_result"] = {
                 "model": model, "tools": tools, "decoding": stream.decoding["decoding"],
-                "decoding_notes": stream.decoding["notes"],
+                "decoding_notes": stream.decoding["notes"], "engine": stream.decoding.get("engine"),
+                "engine_notes": stream.decoding.get("engine_notes") or [],
                 **analyse_completion(text if isinstance(text, str) else "", tools)}
         except NurseryError as e:
             st.session_state["mc_test_error"] = str(e)
