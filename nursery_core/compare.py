@@ -8,6 +8,9 @@ from typing import Any, Callable
 
 from .errors import InvalidInput
 
+# An interactive compare diffs calls: a guarded answer that has begun as plain text can make none, so it is shown
+# cut after this many tokens (GenerationSettings.text_tokens) instead of written on to max_new_tokens.
+COMPARE_TEXT_TOKENS = 48
 OUTCOMES = ("both right", "A right, B wrong", "B right, A wrong", "both wrong")
 
 
@@ -81,7 +84,8 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
         raise InvalidInput("give either prompts or a dataset to compare on", field="prompts")
     gen = GenerationSettings.of(None, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                 seed=seed, batch_size=batch_size, guarded=guarded,
-                                stop_after_calls=bool(stop_after_calls and prompts))
+                                stop_after_calls=bool(stop_after_calls and prompts),
+                                text_tokens=COMPARE_TEXT_TOKENS if stop_after_calls and prompts else None)
     ran: list[dict] = []
     engines: dict[str, dict] = {}
 

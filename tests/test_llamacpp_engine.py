@@ -69,6 +69,12 @@ def test_llamacpp_gives_torchs_greedy_calls_on_smollm2(smollm2_home, auto_engine
             assert cb and all(c["schema_valid"] for c in cb), b
     assert _calls(out[1], TOOLS)[0]["name"] == "memory_store"
     assert out[2] == ref[2]
+    # compare's cut of text answers (text_tokens): a guarded answer begun as text stops there on both engines
+    short = {**settings, "text_tokens": 6}
+    cut_ref = generate_batch("smollm2-135m", prompts[2:], short, engine="torch")
+    cut = generate_batch("smollm2-135m", prompts[2:], short, engine="auto")
+    assert cut[0] == cut_ref[0] and cut.usage[0]["completion_tokens"] == 6 and len(cut[0]) < len(ref[2])
+    assert any("cut after 6 tokens" in n for n in cut.engine["notes"])
     # streamed (the Test tab): the same answer, and the report says llama.cpp served it
     report: dict = {}
     text = "".join(stream_generate("smollm2-135m", prompts[0], settings, report=report, engine="auto"))

@@ -262,7 +262,7 @@ def _events(served: _Served, prompt, s, grammar: str | None, run: _Run) -> Itera
     _NeedsTorch, as does a prompt that does not fit the context."""
     from ..guard.grammar import llamacpp_grammar
     from ..guard.processor import new_matcher
-    from ..inference import StopAfterCalls, _render, _stop_ids
+    from ..inference import StopAfterCalls, _render, _stop_ids, is_text_answer
 
     tok = served.tokenizer
     ids = tok(_render(tok, prompt), add_special_tokens=False)["input_ids"]
@@ -297,6 +297,10 @@ def _events(served: _Served, prompt, s, grammar: str | None, run: _Run) -> Itera
                 break
             if s.stop_after_calls and StopAfterCalls.finished(text):
                 run.stop_type = "calls"
+                break
+            if grammar is not None and s.text_tokens and len(run.ids) >= s.text_tokens \
+                    and is_text_answer(tok.decode(run.ids, skip_special_tokens=False)):
+                run.stop_type = "text"
                 break
     finally:
         events.close()
@@ -349,6 +353,9 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
             texts.append(text)
             usage.append({"prompt_tokens": run.prompt_tokens, "completion_tokens": len(run.ids),
                           "stopped": run.stop_type != "limit"})
+            if run.stop_type == "text":
+                notes.append(f"text answers cut after {s.text_tokens} tokens: a guarded answer that begins as "
+                             "text can call no tool")
             if progress:
                 progress(k + 1, len(prompts))
     return texts, usage, notes
