@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from nursery_core.compare import OUTCOMES, nursery_compare_models
+from nursery_core.formatting import served_by
 from nursery_core.datasets import load_examples
 from nursery_core.errors import NurseryError
 from nursery_core.formatting import count, when
@@ -74,10 +75,8 @@ def generation_settings(prefix: str, batch: bool = False, guard: bool = True) ->
 
 def decoding_caption(result: dict) -> None:
     notes = result.get("decoding_notes") or []
-    engines = result.get("engines") or ({"": {"engine": result["engine"], "notes": result.get("engine_notes") or []}}
-                                        if result.get("engine") else {})
-    served = "; ".join(f"{k + ': ' if k else ''}{e['engine']}" for k, e in engines.items())
-    notes = notes + [n for e in engines.values() for n in e.get("notes") or []]
+    served, engine_notes = served_by(result)
+    notes = notes + engine_notes
     st.caption(f"Decoding: **{result.get('decoding')}**" + (f" · served by **{served}**" if served else "")
                + "".join(f"  \n{n}" for n in notes))
 
