@@ -53,8 +53,8 @@ def _random_adapter(base_dir: Path, out: Path) -> Path:
 def _stream(model: str, prompt: str, tools: list[dict], after: bool) -> dict:
     """One streamed answer as the Test tab runs it; before = torch without prefix cache or stop, after = the
     default (stream_generate with engine "auto": llama.cpp, stopping after the calls)."""
-    from nursery_core.inference import (GenerationSettings, analyse_completion, build_messages, get_pool,
-                                        stream_generate, stream_with)
+    from nursery_core.inference import GenerationSettings, analyse_completion, build_messages, get_pool, stream_with
+    from nursery_core.interactive import stream_generate
 
     s = GenerationSettings.of(None, max_new_tokens=256, guarded=True, stop_after_calls=after)
     item = {"messages": build_messages(prompt), "tools": tools}
@@ -63,7 +63,7 @@ def _stream(model: str, prompt: str, tools: list[dict], after: bool) -> dict:
     first, chunks = None, []
     report: dict = {}
     if after:
-        stream = stream_generate(model, item, s, report=report, engine="auto")
+        stream = stream_generate(model, item, s, report=report)
     else:
         report["engine"] = "torch"
         stream = pool.stream(model, lambda m, tok, cache: stream_with(m, tok, item, s))
@@ -133,7 +133,9 @@ def main(argv=None) -> int:
     from nursery_core.engines.llamacpp_server import default_threads
 
     print(f"# after: llama.cpp, GGUF {outtype()}, {default_threads()} thread(s)")
-    status = llamacpp.engine_status(name)
+    from nursery_core.interactive import engine_status
+
+    status = engine_status(name)
     if status["engine"] != "llama.cpp":
         print(f"llama.cpp cannot serve here ({status['reason']}): nothing to compare")
         return 1

@@ -72,7 +72,8 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     llama.cpp when it can (`engines`: {"A"|"B": {"engine", "notes"}}). The result's `decoding` ("guarded" |
     "free" | "mixed") and `decoding_notes` say what ran."""
     from .evaluate import load_eval_examples, score_outputs
-    from .inference import GenerationSettings, analyse_completion, build_messages, generate_batch, resolve_tools
+    from .inference import GenerationSettings, analyse_completion, build_messages, resolve_tools
+    from .interactive import generate_batch
     from .training.rendering import eval_prompts
 
     if not model_a or not model_b:

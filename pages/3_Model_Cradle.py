@@ -11,7 +11,8 @@ from nursery_core.errors import NurseryError
 from nursery_core.formatting import count, when
 from nursery_core.evaluate import (HEADLINE, decoding_of, evaluation_details, list_evaluations, nursery_evaluate,
                                    nursery_evaluate_suite, nursery_leaderboard, nursery_scorecard)
-from nursery_core.inference import analyse_completion, resolve_tools, stream_test_model
+from nursery_core.inference import analyse_completion, resolve_tools
+from nursery_core.interactive import stream_test_model
 from nursery_core.registry import delete_model, nursery_list_models
 from nursery_core.webui import identity, scores, services, widgets
 

@@ -45,7 +45,7 @@ def test_llamacpp_gives_torchs_greedy_calls_on_smollm2(smollm2_home, auto_engine
     _llamacpp_ready()
     import torch
 
-    from nursery_core.inference import generate_batch, stream_generate
+    from nursery_core.interactive import generate_batch, stream_generate
 
     torch.set_num_threads(1)
     prompts = [
@@ -90,7 +90,8 @@ def test_changed_adapter_invalidates_its_cached_gguf(tiny_model_dir, nursery_hom
 
     from cradle_helpers import make_adapter
     from nursery_core.engines.gguf_cache import adapter_gguf, adapter_target
-    from nursery_core.engines.llamacpp import engine_status, get_llamacpp_pool
+    from nursery_core.engines.llamacpp import get_llamacpp_pool
+    from nursery_core.interactive import engine_status
 
     adapter = make_adapter("tiny-a", tiny_model_dir, seed=1)
     first = adapter_gguf("tiny-a", adapter, tiny_model_dir, 2)
@@ -111,7 +112,7 @@ def test_changed_adapter_invalidates_its_cached_gguf(tiny_model_dir, nursery_hom
 
 def test_engine_status_says_which_engine_serves_and_why(tiny_model_dir, nursery_home, monkeypatch):
     from cradle_helpers import make_adapter
-    from nursery_core.engines.llamacpp import engine_status
+    from nursery_core.interactive import engine_status
     from nursery_core.errors import InvalidConfig
 
     make_adapter("tiny-b", tiny_model_dir, seed=2)

@@ -48,7 +48,7 @@ def _with_generation(cmd: Command) -> Command:
 
 
 def _test(args) -> dict:
-    from ..inference import nursery_test_model
+    from ..interactive import nursery_test_model
 
     tools = None
     if args.tools_file:

@@ -394,20 +394,3 @@ def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator
         again += chunk
         if len(again) > len(shown):
             yield again[max(len(shown), len(again) - len(chunk)):]
-
-
-def engine_status(model_name: str) -> dict:
-    """Which engine an interactive call on `model_name` gets now: {"engine": "llama.cpp" | "torch", "reason":
-    why torch (None on llama.cpp), "loaded": whether that engine has the model warm, "label": one line for
-    people}. Raises InvalidConfig for a bad NURSERY_ENGINE, NotFound for an unknown model."""
-    from ..inference import engine_for, get_pool
-    from .gguf_cache import outtype
-
-    engine, reason = engine_for(model_name, "auto")
-    if engine == "llama.cpp":
-        loaded = get_llamacpp_pool().is_loaded(model_name)
-        label = f"llama.cpp (GGUF {outtype()}, {'warm' if loaded else 'starts on the first call'})"
-    else:
-        loaded = get_pool().is_loaded(model_name)
-        label = f"torch ({reason})" if reason else "torch"
-    return {"engine": engine, "reason": reason, "loaded": loaded, "label": label}

@@ -192,7 +192,8 @@ def loading_status(model: str) -> None:
     Nothing when it is already warm. The engine that will serve is named either way."""
     import time
 
-    from ..engines.llamacpp import engine_status, get_llamacpp_pool
+    from ..engines.llamacpp import get_llamacpp_pool
+    from ..interactive import engine_status
     from ..errors import NurseryError
     from ..inference import get_pool
 
