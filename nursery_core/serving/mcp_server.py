@@ -189,7 +189,7 @@ TOOLS: list[ToolSpec] = [
              hide=("ollama_host",), task="deploy", progress_kw="progress", precheck=_precheck_deploy,
              note="Through MCP this starts a task and returns its id at once (the Ollama host is the one "
                   "configured in Settings); follow it with nursery_job_status, whose `result` is the deployment."),
-    ToolSpec("nursery_test_model", "nursery_core.inference:nursery_test_model", hide=("settings",),
+    ToolSpec("nursery_test_model", "nursery_core.interactive:nursery_test_model", hide=("settings",),
              types={"tools": ToolList}, generation=True),
     ToolSpec("nursery_compare_models", "nursery_core.compare:nursery_compare_models",
              types={"tools": ToolList}),
