@@ -675,7 +675,7 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
 def _stops(tokenizer, prompt_len: int, s: GenerationSettings, guarded_rows: list[bool] | None = None):
     from transformers import StoppingCriteriaList
 
-    stops = [StopAfterCalls(tokenizer, prompt_len)] if s.stop_after_calls else []
+    stops: list[Any] = [StopAfterCalls(tokenizer, prompt_len)] if s.stop_after_calls else []
     if s.text_tokens and guarded_rows and any(guarded_rows):
         stops.append(StopTextAnswers(tokenizer, prompt_len, s.text_tokens, guarded_rows))
     return StoppingCriteriaList(stops) if stops else None

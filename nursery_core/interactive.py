@@ -31,12 +31,12 @@ def engine_for(model_name: str, engine: str = "auto") -> tuple[str, str | None]:
 
 
 def _torch_batch(model_name: str, prompts: Sequence[Prompt], s: GenerationSettings,
-                 progress: Callable[[int, int], None] | None = None) -> Completions:
+                 progress: Callable[[int, int], object] | None = None) -> Completions:
     return inference.generate_batch(model_name, prompts, s, progress=progress)
 
 
 def _llamacpp_batch(model_name: str, prompts: Sequence[Prompt], s: GenerationSettings,
-                    progress: Callable[[int, int], None] | None = None) -> Completions:
+                    progress: Callable[[int, int], object] | None = None) -> Completions:
     """llama.cpp's answers, with the prompts it leaves to torch (engines/llamacpp.py) run there."""
 
     plans = _guard_plans(prompts, s)
@@ -60,7 +60,7 @@ def _llamacpp_batch(model_name: str, prompts: Sequence[Prompt], s: GenerationSet
 
 
 def generate_batch(model_name: str, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
-                   progress: Callable[[int, int], None] | None = None, engine: str = "auto",
+                   progress: Callable[[int, int], object] | None = None, engine: str = "auto",
                    **overrides: Any) -> Completions:
     """Raw completions of a model (adapter or base) for many prompts (`.decoding`: what ran; `.engine`:
     {"engine": "llama.cpp" | "torch", "notes"}). engine "auto" (the default) serves from llama.cpp when it can;

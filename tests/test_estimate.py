@@ -105,7 +105,6 @@ def test_cpu_probe_measures_and_caches(tiny_model_dir):
 def test_machine_probe_is_short_says_what_it_measures_and_is_kept_until_remeasured(tiny_model_dir, monkeypatch):
     """'Measure this machine': a few tiny steps on sequences cut short, kept per machine (host, CPU model,
     threads) and model, reused by later estimates, measured again only when asked."""
-    from training_helpers import examples
 
     store_dataset("lockers", n=12)
     base = str(tiny_model_dir)

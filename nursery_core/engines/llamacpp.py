@@ -325,7 +325,7 @@ def _final_text(served: _Served, run: _Run, s) -> str:
 
 
 def generate(model_name: str, prompts: Sequence, s, plans: list,
-             progress: Callable[[int, int], None] | None = None) -> tuple[list[str | None], list[dict], list[str]]:
+             progress: Callable[[int, int], object] | None = None) -> tuple[list[str | None], list[dict], list[str]]:
     """(texts, usage, notes) for prompts on llama.cpp; a None text is a prompt that must run on torch (its
     reason is in notes). Raises BackendError when the model cannot be served at all."""
     served = get_llamacpp_pool().served(model_name)
@@ -369,9 +369,10 @@ def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator
     served = get_llamacpp_pool().served(model_name)
     shown = ""
     with served.lock:
-        run = _Run()
+        started = _Run()
+        run: _Run | None = started
         try:
-            for chunk in _events(served, prompt, s, plan.grammar, run):
+            for chunk in _events(served, prompt, s, plan.grammar, started):
                 shown += chunk
                 yield chunk
         except _NeedsTorch as e:

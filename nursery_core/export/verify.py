@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..engines.llamacpp_server import GGUFRunner  # noqa: F401  (verification runs the GGUF with it)
-from ..errors import BackendError, InvalidInput, NurseryError
+from ..errors import InvalidInput, NurseryError
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_LIMIT = 20

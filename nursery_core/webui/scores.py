@@ -2,6 +2,8 @@
 each with its Wilson 95 % interval and a visible mark under 30 examples (evaluate.ast_score's shape)."""
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -54,7 +56,7 @@ def interval(ci) -> str:
     return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f} %" if ci else "–"
 
 
-def metrics_cells(metrics: dict, keys: list[str]) -> dict[str, str]:
+def metrics_cells(metrics: dict, keys: list[str]) -> dict[str, Any]:
     """{readable column: '62.5 %'} for these metric keys (an example count stays a number)."""
     return {metric_label(k): (metrics.get(k) if k == "num_examples" else percent(metrics.get(k))) for k in keys}
 
