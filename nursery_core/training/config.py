@@ -73,7 +73,7 @@ class TrainConfig:
     group_by_length: bool = _f(True, "batch examples of similar length together (less padding)",
                                group="optim")
     seed: int = _f(0, "random seed (shuffling, LoRA init, dropout)", min=0, max=2**31 - 1, group="optim")
-    decision_weight: float = _f(8.0, "loss weight of each answer's first token, where the model decides between a "
+    decision_weight: float = _f(1.0, "loss weight of each answer's first token, where the model decides between a "
                                 "tool call and a plain answer (1 = plain token mean; higher teaches when not to "
                                 "call with the same data)", min=0.0, max=100.0, group="optim",
                                 label="Decision-token weight")
