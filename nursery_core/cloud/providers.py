@@ -16,11 +16,11 @@ PROVIDER_TABLE: list[dict[str, Any]] = [
      "summary": "Same upload / run / stream / download path on a machine you own; nothing to rent or destroy.",
      "needs": "[ssh_servers.<name>] host, port, user, key_path (python, remote_root optional) in "
               ".streamlit/secrets.toml, NURSERY_SSH_HOST/PORT/USER/KEY_PATH, or --host/--port/--user/--key-path."},
-    {"id": "runpod", "name": "RunPod", "supported": False, "kind": "rented GPU + SSH",
-     "summary": "Not yet supported.",
-     "needs": "GraphQL podFindAndDeployOnDemand / podTerminate (or REST v1 /pods) with RUNPOD_API_KEY; 'Full SSH' "
-              "with a public IP and port 22 exposed (the proxied basic SSH has no SFTP); an emulator of those "
-              "calls mapping portMappings['22'] to a local sshd."},
+    {"id": "runpod", "name": "RunPod", "supported": True, "kind": "rented GPU + SSH",
+     "summary": "Creates the cheapest fitting pod (every GPU of it trains, DDP), checks its GPUs (a faulty pod is "
+                "replaced), trains over SSH, always terminates it (a stopped pod still bills its disk).",
+     "needs": "RUNPOD_API_KEY (env or [runpod] api_key in .streamlit/secrets.toml); RUNPOD_API_BASE_URL points "
+              "at another API (the emulator)."},
     {"id": "together", "name": "Together.ai fine-tuning", "supported": False, "kind": "managed fine-tuning",
      "summary": "Not yet supported.",
      "needs": "TOGETHER_API_KEY; upload via POST /v1/files (302 to a presigned PUT) + preprocess; POST "
