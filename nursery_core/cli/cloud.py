@@ -19,6 +19,7 @@ def _train_cloud(args):
                                  **_hyper(args))
     if not args.wait:
         return status
+    from ..jobs.backends.runpod import terminate_live_pods
     from ..jobs.backends.vast import destroy_live_instances
     from ..jobs.runner import JobRunner
 
@@ -41,6 +42,7 @@ def _train_cloud(args):
             final = None
         finally:
             destroy_live_instances("interrupted")
+            terminate_live_pods("interrupted")
         if final is None:
             from ..jobs.api import nursery_job_status
             final = nursery_job_status(status["id"])

@@ -52,8 +52,9 @@ DEFAULT_TRIES = 3
 # A running pod's container disk costs $0.10/GB/month (runpod/docs pods/pricing.mdx), over a 720-hour month.
 DISK_USD_PER_GB_HOUR = 0.10 / 720.0
 
-# Pods this process created and has not terminated yet (for signal/atexit teardown).
-_LIVE: dict[str, Any] = {}
+# Pods this process created and has not terminated yet -> how to make a client for them (signal/atexit teardown
+# opens a fresh one: the run's own client may be closed by then).
+_LIVE: dict[str, Callable[[], Any]] = {}
 _LIVE_LOCK = threading.Lock()
 
 
@@ -62,9 +63,10 @@ def terminate_live_pods(reason: str = "shutdown") -> list[str]:
     with _LIVE_LOCK:
         items = list(_LIVE.items())
     done = []
-    for pod_id, client in items:
+    for pod_id, make_client in items:
         try:
-            client.terminate_pod(pod_id, confirm=True, confirm_timeout=30)
+            with make_client() as client:
+                client.terminate_pod(pod_id, confirm=True, confirm_timeout=30)
             done.append(pod_id)
             with _LIVE_LOCK:
                 _LIVE.pop(pod_id, None)
@@ -269,7 +271,7 @@ class RunPodBackend:
                   time.time())
         run.pods.append(pod)
         with _LIVE_LOCK:
-            _LIVE[pod_id] = client
+            _LIVE[pod_id] = self.client
         ctx.store.record_instance({"id": pod_id, "provider": KIND, "job_id": job["id"], "label": name,
                                    "state": "starting", "gpu_name": pod.gpu, "dph": pod.dph,
                                    "data": {"gpu_type_id": offer["gpu_type_id"], "gpu_count": pod.gpu_count,
