@@ -21,11 +21,12 @@ PROVIDER_TABLE: list[dict[str, Any]] = [
                 "replaced), trains over SSH, always terminates it (a stopped pod still bills its disk).",
      "needs": "RUNPOD_API_KEY (env or [runpod] api_key in .streamlit/secrets.toml); RUNPOD_API_BASE_URL points "
               "at another API (the emulator)."},
-    {"id": "together", "name": "Together.ai fine-tuning", "supported": False, "kind": "managed fine-tuning",
-     "summary": "Not yet supported.",
-     "needs": "TOGETHER_API_KEY; upload via POST /v1/files (302 to a presigned PUT) + preprocess; POST "
-              "/v1/fine-tunes with training_type Lora; poll GET /v1/fine-tunes/{id} and its events; download the "
-              "adapter from /v1/finetune/download. Their trainer, not Nursery's rendering, formats the data."},
+    {"id": "together", "name": "Together.ai fine-tuning", "supported": True, "kind": "managed fine-tuning",
+     "summary": "Uploads the data in Together's messages + tools format, runs a LoRA fine-tune with your "
+                "hyper-parameters (changes are logged), follows it live, downloads the adapter into models/. "
+                "Refused when Together's own price estimate is above max_cost.",
+     "needs": "TOGETHER_API_KEY (env or [together] api_key in .streamlit/secrets.toml); TOGETHER_BASE_URL points "
+              "at another API (the emulator)."},
     {"id": "replicate", "name": "Replicate trainings", "supported": False, "kind": "managed fine-tuning",
      "summary": "Not yet supported.",
      "needs": "REPLICATE_API_TOKEN; POST /v1/models/{owner}/{name}/versions/{version}/trainings with a dataset "

@@ -65,6 +65,7 @@ BACKENDS: dict[str, object] = {
     LOCAL_KIND: "nursery_core.jobs.backends.local:LocalBackend",
     "vast": "nursery_core.jobs.backends.vast:VastBackend", "ssh": "nursery_core.jobs.backends.ssh:SSHBackend",
     "runpod": "nursery_core.jobs.backends.runpod:RunPodBackend",
+    "together": "nursery_core.jobs.backends.together:TogetherBackend",
 }
 
 
