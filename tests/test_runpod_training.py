@@ -7,52 +7,21 @@ failed with a clear reason.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from cloud_helpers import cloud_env, queue, stop_remote_workers, wait  # noqa: F401
-from gpu_helpers import ERR_ROW, HEALTHY_2, FakeBox
-from nursery_core.emulators.runpod import RunPodEmulator
+from cloud_helpers import cloud_env, queue, wait  # noqa: F401
+from gpu_helpers import ERR_ROW, HEALTHY_2
+from provider_fixtures import RP_KEY, box, logs, make_runner, runpod  # noqa: F401
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
-RP_KEY = "rp-e2e-key-91c2d7e4"
-
-
-@pytest.fixture
-def box(tmp_path):
-    return FakeBox(tmp_path / "gpubox")
-
-
-@pytest.fixture
-def runpod(sshd, cloud_env, box, monkeypatch):  # noqa: F811
-    emu = RunPodEmulator(RP_KEY, ssh_port=sshd.port, authorized_keys=sshd.authorized_keys, boot_polls=2).start()
-    env = {"RUNPOD_API_KEY": RP_KEY, "RUNPOD_API_BASE_URL": emu.url, "NURSERY_RUNPOD_RETRY_WAIT": "0.01",
-           "NURSERY_RUNPOD_RETRY_MAX_WAIT": "0.05", "NURSERY_RUNPOD_POLL_S": "0.05",
-           "NURSERY_RUNPOD_REMOTE_PYTHON": sys.executable, "NURSERY_RUNPOD_REMOTE_ROOT": str(cloud_env),
-           "NURSERY_GPU_CHECK_PATH": str(box.path), "NURSERY_GPU_CHECK_PYTHON": box.python}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    yield emu
-    stop_remote_workers(cloud_env)
-    emu.stop()
-
-
 @pytest.fixture
 def runner(nursery_home):
-    from nursery_core.jobs.runner import JobRunner
-
-    r = JobRunner(kinds=["runpod"], poll_s=0.1).start()
+    r = make_runner("runpod")
     yield r
     r.shutdown(timeout=30)
-
-
-def _logs(job_id: str) -> list[str]:
-    from nursery_core.store import get_store
-
-    return [e.get("message") or "" for e in get_store().job_events(job_id, kinds=["log"])]
 
 
 def test_full_runpod_run_with_api_faults_produces_a_listed_model(runpod, runner, tiny_model_dir):
@@ -74,8 +43,8 @@ def test_full_runpod_run_with_api_faults_produces_a_listed_model(runpod, runner,
     inst = get_store().list_instances(job_id=job["id"])
     assert len(inst) == 1 and inst[0]["destroyed_at"] and inst[0]["label"] == f"nursery-{job['id']}"
     assert inst[0]["provider"] == "runpod"
-    assert any("recovered after an API error" in m for m in _logs(job["id"]))
-    assert any("GPU check on pod" in m and "healthy" in m for m in _logs(job["id"]))
+    assert any("recovered after an API error" in m for m in logs(job["id"]))
+    assert any("GPU check on pod" in m and "healthy" in m for m in logs(job["id"]))
     # terminated (not stopped): nothing bills any more
     assert runpod.live_pods() == []
     bill = runpod.billing()
@@ -135,8 +104,8 @@ def test_gpu_err_at_start_is_replaced_by_a_new_pod(runpod, runner, tiny_model_di
     assert st["status"] == "succeeded", st["error"]
     pods = runpod.state()["pods"]
     assert len(pods) == 2 and runpod.live_pods() == []
-    logs = _logs(job["id"])
-    fault = [m for m in logs if m.startswith("GPU fault on pod")]
+    lines = logs(job["id"])
+    fault = [m for m in lines if m.startswith("GPU fault on pod")]
     assert len(fault) == 1 and "ERR!" in fault[0] and "renting another (2/3)" in fault[0]
     # the faulty pod was terminated before the next one was created: nothing billed for it after the fault
     faulty = next(p for p in pods if p["id"] in fault[0])

@@ -9,39 +9,15 @@ from pathlib import Path
 import pytest
 
 from cloud_helpers import FAST, queue, wait, wait_until
-from nursery_core.emulators.together import TogetherEmulator
+from provider_fixtures import logs, make_runner, together  # noqa: F401
 
 pytestmark = [pytest.mark.slow]
 
-TG_KEY = "tg-e2e-key-4b7d19a0"
-
-
-@pytest.fixture
-def together(tiny_model_dir, tmp_path, monkeypatch, nursery_home):
-    emu = TogetherEmulator(TG_KEY, local_bases={str(Path(tiny_model_dir).resolve()): tiny_model_dir},
-                           running_polls=3, work_dir=tmp_path / "together-emu").start()
-    for k, v in {"TOGETHER_API_KEY": TG_KEY, "TOGETHER_BASE_URL": emu.url, "NURSERY_TOGETHER_POLL_S": "0.05",
-                 "NURSERY_TOGETHER_CANCEL_WAIT_S": "10", "NURSERY_CLOUD_RETRY_WAIT": "0.01",
-                 "NURSERY_CLOUD_RETRY_MAX_WAIT": "0.05",
-                 "NURSERY_SECRETS_FILE": str(tmp_path / "no-secrets.toml")}.items():
-        monkeypatch.setenv(k, v)
-    yield emu
-    emu.stop()
-
-
 @pytest.fixture
 def runner(nursery_home):
-    from nursery_core.jobs.runner import JobRunner
-
-    r = JobRunner(kinds=["together"], poll_s=0.1).start()
+    r = make_runner("together")
     yield r
     r.shutdown(timeout=30)
-
-
-def _logs(job_id: str) -> list[str]:
-    from nursery_core.store import get_store
-
-    return [e.get("message") or "" for e in get_store().job_events(job_id, kinds=["log"])]
 
 
 def _ft_id(job_id: str) -> str:
@@ -69,10 +45,10 @@ def test_full_together_run_produces_a_listed_tested_model(together, runner, tiny
     cfg = get_store().get_job(job["id"])["config"]
     assert ft["training_type"]["lora_r"] == cfg["r"] and ft["learning_rate"] == cfg["learning_rate"]
     assert ft["batch_size"] == FAST["batch_size"] and ft["validation_file"]
-    logs = _logs(job["id"])
-    assert any("max_steps 3 ignored" in m for m in logs)
-    assert any("Together's price estimate: $" in m for m in logs)
-    assert any("messages+tools format" in m for m in logs)
+    lines = logs(job["id"])
+    assert any("max_steps 3 ignored" in m for m in lines)
+    assert any("Together's price estimate: $" in m for m in lines)
+    assert any("messages+tools format" in m for m in lines)
     assert st["step"] == ft["total_steps"] and get_store().job_events(job["id"], kinds=["progress"])
     assert st["actual"]["provider"] == "together" and st["actual"]["fine_tune_id"] == ft["id"]
     assert get_store().get_job(job["id"])["provider_state"]["together_estimate_usd"] > 0

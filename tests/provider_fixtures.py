@@ -1,0 +1,65 @@
+"""Fixtures for the RunPod and Together provider tests: each emulator started and wired through the environment
+(fast polls and retries), and a runner for a job kind. RunPod pods are the `sshd` fixture's server, with a fake
+`nvidia-smi` (tests/gpu_helpers.py) for the GPU health check."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloud_helpers import cloud_env, stop_remote_workers  # noqa: F401
+from gpu_helpers import FakeBox
+from nursery_core.emulators.runpod import RunPodEmulator
+from nursery_core.emulators.together import TogetherEmulator
+
+
+@pytest.fixture
+def box(tmp_path):
+    return FakeBox(tmp_path / "gpubox")
+
+
+RP_KEY = "rp-e2e-key-91c2d7e4"
+
+
+@pytest.fixture
+def runpod(sshd, cloud_env, box, monkeypatch):  # noqa: F811
+    emu = RunPodEmulator(RP_KEY, ssh_port=sshd.port, authorized_keys=sshd.authorized_keys, boot_polls=2).start()
+    env = {"RUNPOD_API_KEY": RP_KEY, "RUNPOD_API_BASE_URL": emu.url, "NURSERY_RUNPOD_RETRY_WAIT": "0.01",
+           "NURSERY_RUNPOD_RETRY_MAX_WAIT": "0.05", "NURSERY_RUNPOD_POLL_S": "0.05",
+           "NURSERY_RUNPOD_REMOTE_PYTHON": sys.executable, "NURSERY_RUNPOD_REMOTE_ROOT": str(cloud_env),
+           "NURSERY_GPU_CHECK_PATH": str(box.path), "NURSERY_GPU_CHECK_PYTHON": box.python}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    yield emu
+    stop_remote_workers(cloud_env)
+    emu.stop()
+
+
+TG_KEY = "tg-e2e-key-4b7d19a0"
+
+
+@pytest.fixture
+def together(tiny_model_dir, tmp_path, monkeypatch, nursery_home):
+    emu = TogetherEmulator(TG_KEY, local_bases={str(Path(tiny_model_dir).resolve()): tiny_model_dir},
+                           running_polls=3, work_dir=tmp_path / "together-emu").start()
+    for k, v in {"TOGETHER_API_KEY": TG_KEY, "TOGETHER_BASE_URL": emu.url, "NURSERY_TOGETHER_POLL_S": "0.05",
+                 "NURSERY_TOGETHER_CANCEL_WAIT_S": "10", "NURSERY_CLOUD_RETRY_WAIT": "0.01",
+                 "NURSERY_CLOUD_RETRY_MAX_WAIT": "0.05",
+                 "NURSERY_SECRETS_FILE": str(tmp_path / "no-secrets.toml")}.items():
+        monkeypatch.setenv(k, v)
+    yield emu
+    emu.stop()
+
+
+def make_runner(kind: str):
+    from nursery_core.jobs.runner import JobRunner
+
+    return JobRunner(kinds=[kind], poll_s=0.1).start()
+
+
+def logs(job_id: str) -> list[str]:
+    """The job's log lines (backend and worker messages), oldest first."""
+    from nursery_core.store import get_store
+
+    return [e.get("message") or "" for e in get_store().job_events(job_id, kinds=["log"])]
