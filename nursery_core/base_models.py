@@ -228,9 +228,7 @@ def ensure_local(ref: str | None) -> Path:
 def load_base(ref: str | None, dtype: Any = None, device: str | None = None):
     """(model, tokenizer, spec): the base model ready for LoRA or generation, tokenizer prepared for tools."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .training.rendering import prepare_tokenizer
+    from transformers import AutoModelForCausalLM
 
     spec = resolve(ref)
     local = ensure_local(ref)
@@ -238,9 +236,19 @@ def load_base(ref: str | None, dtype: Any = None, device: str | None = None):
     if dtype is None:
         dtype = torch.float32 if device == "cpu" else (
             torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-    tok = AutoTokenizer.from_pretrained(str(local))
+    tok = load_tokenizer(ref)
     model: Any = AutoModelForCausalLM.from_pretrained(str(local), dtype=dtype)  # transformers' stubs mistype .to
     model.to(device)
-    family = spec.family if not spec.local_dir else family_of_template(tok.chat_template)
-    prepare_tokenizer(tok, family)
     return model, tok, spec
+
+
+def load_tokenizer(ref: str | None):
+    """The base's tokenizer with Nursery's tool-aware chat template installed (what training renders with)."""
+    from transformers import AutoTokenizer
+
+    from .training.rendering import prepare_tokenizer
+
+    spec = resolve(ref)
+    tok = AutoTokenizer.from_pretrained(str(ensure_local(ref)))
+    prepare_tokenizer(tok, spec.family if not spec.local_dir else family_of_template(tok.chat_template))
+    return tok

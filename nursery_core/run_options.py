@@ -48,6 +48,11 @@ class CloudRunOptions:
     python: Optional[str] = _o("python on the remote machine (default python3)", label="Remote python",
                                cli=("--remote-python",))
     remote_root: Optional[str] = _o("working directory on the remote machine", label="Remote directory")
+    trainer: Optional[str] = _o("Replicate trainer model owner/name; its base must be the run's base model "
+                                "(replicate)", label="Trainer", providers=("replicate",))
+    destination: Optional[str] = _o("Replicate model owner/name that receives the trained version (replicate; "
+                                    "default <REPLICATE_OWNER>/nursery-<output>)", label="Destination model",
+                                    providers=("replicate",))
 
 
 def cloud_options(names: Sequence[str] | None = None) -> list[Option]:

@@ -63,3 +63,26 @@ def logs(job_id: str) -> list[str]:
     from nursery_core.store import get_store
 
     return [e.get("message") or "" for e in get_store().job_events(job_id, kinds=["log"])]
+
+
+R8_KEY = "r8-e2e-token-55c0a9e1"
+
+
+@pytest.fixture
+def replicate(tiny_model_dir, tmp_path, monkeypatch, nursery_home):
+    from nursery_core.emulators.replicate import ReplicateEmulator
+
+    emu = ReplicateEmulator(R8_KEY, local_bases={str(Path(tiny_model_dir).resolve()): tiny_model_dir},
+                            boot_polls=1, running_polls=3, work_dir=tmp_path / "replicate-emu").start()
+    for k, v in {"REPLICATE_API_TOKEN": R8_KEY, "REPLICATE_BASE_URL": emu.url, "REPLICATE_OWNER": emu.owner,
+                 "NURSERY_REPLICATE_POLL_S": "0.05", "NURSERY_CLOUD_RETRY_WAIT": "0.01",
+                 "NURSERY_CLOUD_RETRY_MAX_WAIT": "0.05",
+                 "NURSERY_SECRETS_FILE": str(tmp_path / "no-secrets.toml")}.items():
+        monkeypatch.setenv(k, v)
+    yield emu
+    emu.stop()
+
+
+def tiny_trainer(emu) -> str:
+    """The emulator's trainer for the tiny test model."""
+    return next(name for name, t in emu.trainers().items() if Path(t["base"]).is_absolute())

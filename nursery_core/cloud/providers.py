@@ -27,11 +27,14 @@ PROVIDER_TABLE: list[dict[str, Any]] = [
                 "Refused when Together's own price estimate is above max_cost.",
      "needs": "TOGETHER_API_KEY (env or [together] api_key in .streamlit/secrets.toml); TOGETHER_BASE_URL points "
               "at another API (the emulator)."},
-    {"id": "replicate", "name": "Replicate trainings", "supported": False, "kind": "managed fine-tuning",
-     "summary": "Not yet supported.",
-     "needs": "REPLICATE_API_TOKEN; POST /v1/models/{owner}/{name}/versions/{version}/trainings with a dataset "
-              "URL and a destination model; poll GET /v1/trainings/{id}; fetch the weights URL from its output "
-              "(trainer-specific)."},
+    {"id": "replicate", "name": "Replicate trainings", "supported": True, "kind": "managed fine-tuning",
+     "summary": "Renders each example with Nursery's chat template into a text row (Replicate's LLM trainers take "
+                "text, not tool schemas; prompts are not masked), uploads it through Replicate's files API, trains "
+                "on the trainer you name, downloads the weights into models/. Trainers whose base Nursery cannot "
+                "load are refused.",
+     "needs": "REPLICATE_API_TOKEN (env or [replicate] api_token); REPLICATE_OWNER (or [replicate] owner) for the "
+              "destination model, or --destination; --trainer owner/name; REPLICATE_BASE_URL points at another "
+              "API (the emulator)."},
     {"id": "modal", "name": "Modal", "supported": False, "kind": "serverless GPU functions",
      "summary": "Not yet supported.",
      "needs": "the modal SDK and MODAL_TOKEN_ID/MODAL_TOKEN_SECRET; an App with an Image (torch, peft, ...) and a "

@@ -66,6 +66,7 @@ BACKENDS: dict[str, object] = {
     "vast": "nursery_core.jobs.backends.vast:VastBackend", "ssh": "nursery_core.jobs.backends.ssh:SSHBackend",
     "runpod": "nursery_core.jobs.backends.runpod:RunPodBackend",
     "together": "nursery_core.jobs.backends.together:TogetherBackend",
+    "replicate": "nursery_core.jobs.backends.replicate:ReplicateBackend",
 }
 
 

@@ -38,7 +38,7 @@ from .remote import BudgetReached
 KIND = "together"
 # The options that mean something only for a rented machine; Together runs on its own hardware.
 MACHINE_OPTIONS = ("gpu", "gpu_count", "offer_id", "min_gpu_ram_gb", "image", "disk_gb", "ssh_server", "host",
-                   "port", "user", "key_path", "python", "remote_root")
+                   "port", "user", "key_path", "python", "remote_root", "trainer", "destination")
 
 
 def _env(name: str, default: float) -> float:
