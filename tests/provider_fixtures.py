@@ -86,3 +86,85 @@ def replicate(tiny_model_dir, tmp_path, monkeypatch, nursery_home):
 def tiny_trainer(emu) -> str:
     """The emulator's trainer for the tiny test model."""
     return next(name for name, t in emu.trainers().items() if Path(t["base"]).is_absolute())
+
+
+class LocalModal:
+    """A fake at the Modal seam (jobs.backends.modal.ModalLauncher): `spawn` runs the generated app's function
+    body with `Function.local()` in a thread, its Volume a local directory (NURSERY_MODAL_VOLUME_ROOT);
+    `hold=True` makes a call that never starts (stuck in Modal's queue) until cancelled. `calls` records every
+    call: spawned, finished, cancelled."""
+
+    def __init__(self, volume_root: Path, *, hold: bool = False, raise_in_body: BaseException | None = None):
+        self.volume_root, self.hold, self.raise_in_body = Path(volume_root), hold, raise_in_body
+        self.calls: list = []
+        self.closed = 0
+
+    def __call__(self):  # the backend's launcher factory
+        return self
+
+    def spawn(self, app_file, code_tar, job_tar):
+        import threading
+        import warnings
+
+        from nursery_core.jobs.backends.modal import load_app_module
+
+        mod = load_app_module(Path(app_file))
+        call = _FakeCall(f"fc-{len(self.calls) + 1:04d}")
+
+        def body():
+            try:
+                if self.hold:
+                    call.release.wait()
+                    return
+                if self.raise_in_body is not None:
+                    raise self.raise_in_body
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "executing locally ... no access to the mounted Volume"
+                    call.out = mod.train.local(code_tar, job_tar)
+            except BaseException as e:  # noqa: BLE001 — what Modal re-raises from .get()
+                call.error = e
+            finally:
+                call.finished = True
+
+        call.thread = threading.Thread(target=body, daemon=True)
+        call.thread.start()
+        self.calls.append(call)
+        return call
+
+    def fetch(self, volume, remote_dir, dest):
+        import shutil
+
+        src = self.volume_root / remote_dir
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+        return sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+
+    def close(self):
+        self.closed += 1
+
+    def live(self) -> list[str]:
+        """Calls neither finished nor cancelled (what would still run, and bill, on Modal)."""
+        return [c.id for c in self.calls if not c.finished and not c.cancelled]
+
+
+class _FakeCall:
+    def __init__(self, call_id: str):
+        import threading
+
+        self.id, self.out, self.error = call_id, None, None
+        self.finished = self.cancelled = False
+        self.release = threading.Event()
+        self.thread = None
+
+    def result(self, timeout: float):
+        from nursery_core.jobs.backends.modal import ModalCallFailed
+
+        self.thread.join(timeout)
+        if not self.finished:
+            return None
+        if self.error is not None:
+            raise ModalCallFailed(f"Modal call {self.id} failed: {type(self.error).__name__}: {self.error}")
+        return self.out
+
+    def cancel(self):
+        self.cancelled = True
+        self.release.set()

@@ -35,11 +35,11 @@ PROVIDER_TABLE: list[dict[str, Any]] = [
      "needs": "REPLICATE_API_TOKEN (env or [replicate] api_token); REPLICATE_OWNER (or [replicate] owner) for the "
               "destination model, or --destination; --trainer owner/name; REPLICATE_BASE_URL points at another "
               "API (the emulator)."},
-    {"id": "modal", "name": "Modal", "supported": False, "kind": "serverless GPU functions",
-     "summary": "Not yet supported.",
-     "needs": "the modal SDK and MODAL_TOKEN_ID/MODAL_TOKEN_SECRET; an App with an Image (torch, peft, ...) and a "
-              "gpu= function running the worker, results through a Volume. It speaks gRPC, so tests would use a "
-              "fake behind the provider interface rather than an HTTP emulator."},
+    {"id": "modal", "name": "Modal", "supported": True, "kind": "serverless GPU functions",
+     "summary": "Generates a Modal app for the run (pinned training stack, gpu= and timeout= from max_hours, a "
+                "Volume for the adapter), spawns it, cancels it with FunctionCall.cancel, copies the adapter "
+                "into models/. Progress arrives when the function returns; max_cost is not enforceable.",
+     "needs": "the modal package and MODAL_TOKEN_ID / MODAL_TOKEN_SECRET (or `modal token new`)."},
 ]
 
 

@@ -1,7 +1,7 @@
 """Where training runs: the `Backend` and `Provider` protocols and the registry of backends by job kind.
 
 A job's `kind` names its backend: `local` (this machine), `vast` (a rented Vast.ai GPU), `ssh` (the team's
-own server). The runner (`jobs/runner.py`) claims a queued job, builds a `RunContext`, and calls
+own server), `runpod` (a RunPod pod), `together` / `replicate` (managed fine-tuning), `modal` (a Modal function). The runner (`jobs/runner.py`) claims a queued job, builds a `RunContext`, and calls
 `backend.run(job, ctx)`; after a restart it calls `backend.recover(job, ctx)` for a job whose runner died.
 It owns every state transition: a backend only reports (events, columns) and returns or raises.
 
@@ -67,6 +67,7 @@ BACKENDS: dict[str, object] = {
     "runpod": "nursery_core.jobs.backends.runpod:RunPodBackend",
     "together": "nursery_core.jobs.backends.together:TogetherBackend",
     "replicate": "nursery_core.jobs.backends.replicate:ReplicateBackend",
+    "modal": "nursery_core.jobs.backends.modal:ModalBackend",
 }
 
 

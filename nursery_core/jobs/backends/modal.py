@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -71,6 +72,7 @@ def load_app_module(app_file: Path) -> Any:
     if spec is None or spec.loader is None:
         raise BackendError(f"cannot load the generated Modal app {app_file}")
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # Modal looks its functions' module up by name
     spec.loader.exec_module(mod)
     return mod
 
