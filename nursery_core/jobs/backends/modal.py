@@ -29,7 +29,7 @@ from ...rows import JobRow
 from ...store import now
 from ..context import RunContext
 from ..errors import Cancelled
-from ..events import decode_events
+from ..events import decode_events, is_final
 from ..supervise import result_from_output
 from .remote import LOCAL_ONLY, BudgetReached
 
@@ -249,7 +249,7 @@ class ModalBackend:
         if path.exists():
             events, _ = decode_events(path.read_bytes().split(b"\n"), 0)
             for ev in events:
-                if ev.get("kind") not in ("done", "cancelled", "error"):
+                if not is_final(ev):
                     ctx.emit(ev)
 
     def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
