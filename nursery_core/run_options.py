@@ -27,7 +27,8 @@ class CloudRunOptions:
     max_hours: Optional[float] = _o("stop (saving the checkpoint) and release the machine after this many hours",
                                     label="Max hours", min=0.0, step=0.5)
     max_cost: Optional[float] = _o("stop (saving the checkpoint) after spending this many $",
-                                   label="Max $ for the run", min=0.0, step=0.5, providers=("vast", "runpod"))
+                                   label="Max $ for the run", min=0.0, step=0.5,
+                                   providers=("vast", "runpod", "together", "replicate"))
     gpu: Optional[str] = _o("GPU name, e.g. 'RTX 4090' or RTX_4090 (vast, runpod)", label="GPU name (optional)",
                             providers=("vast", "runpod"))
     gpu_count: Optional[int] = _o("GPUs in the pod; training uses all of them (runpod; default 1)",
@@ -60,6 +61,14 @@ def cloud_options(names: Sequence[str] | None = None) -> list[Option]:
     name."""
     opts = {o.name: o for o in options_of(CloudRunOptions)}
     return list(opts.values()) if names is None else [opts[n] for n in names]
+
+
+def provider_option_names(provider: str, exclude: Sequence[str] = ()) -> list[str]:
+    """The cloud run options that `provider` reads (metadata `providers` names it), in declaration order."""
+    from dataclasses import fields
+
+    return [f.name for f in fields(CloudRunOptions)
+            if provider in (f.metadata.get("providers") or ()) and f.name not in exclude]
 
 
 def add_run_arguments(parser, cloud: bool = False) -> None:
