@@ -58,6 +58,16 @@ def make_runner(kind: str):
     return JobRunner(kinds=[kind], poll_s=0.1).start()
 
 
+def runner_fixture(kind: str):
+    """A `runner` fixture: a JobRunner for `kind`, shut down after the test."""
+    @pytest.fixture
+    def runner(nursery_home):
+        r = make_runner(kind)
+        yield r
+        r.shutdown(timeout=30)
+    return runner
+
+
 def logs(job_id: str) -> list[str]:
     """The job's log lines (backend and worker messages), oldest first."""
     from nursery_core.store import get_store

@@ -11,16 +11,12 @@ from pathlib import Path
 import pytest
 
 from cloud_helpers import queue, wait, wait_until
-from provider_fixtures import logs, make_runner, replicate, tiny_trainer  # noqa: F401
+from provider_fixtures import logs, runner_fixture, replicate, tiny_trainer  # noqa: F401
 
 pytestmark = [pytest.mark.slow]
 
 
-@pytest.fixture
-def runner(nursery_home):
-    r = make_runner("replicate")
-    yield r
-    r.shutdown(timeout=30)
+runner = runner_fixture("replicate")
 
 
 def test_full_replicate_run_renders_text_rows_and_lands_a_model(replicate, runner, tiny_model_dir):

@@ -13,15 +13,11 @@ import pytest
 
 from cloud_helpers import cloud_env, queue, wait  # noqa: F401
 from gpu_helpers import ERR_ROW, HEALTHY_2
-from provider_fixtures import RP_KEY, box, logs, make_runner, runpod  # noqa: F401
+from provider_fixtures import RP_KEY, box, logs, runner_fixture, runpod  # noqa: F401
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
-@pytest.fixture
-def runner(nursery_home):
-    r = make_runner("runpod")
-    yield r
-    r.shutdown(timeout=30)
+runner = runner_fixture("runpod")
 
 
 def test_full_runpod_run_with_api_faults_produces_a_listed_model(runpod, runner, tiny_model_dir):

@@ -85,18 +85,25 @@ def _assert_key_nowhere(key: str, job_id: str, st: dict, caplog, capsys, *roots:
     assert key not in out.out and key not in out.err
 
 
-def test_runpod_key_never_stored_logged_or_shown(runpod, tiny_model_dir, cloud_env, caplog, capsys):  # noqa: F811
-    from provider_fixtures import RP_KEY, make_runner
+def _one_run(kind: str, tiny_model_dir) -> tuple[dict, dict]:
+    from provider_fixtures import make_runner
 
-    caplog.set_level(logging.DEBUG)
-    runpod.add_fault("gpuTypes", 429)  # a retried call is logged: the key must not be in that either
-    r = make_runner("runpod")
+    r = make_runner(kind)
     try:
-        job = queue(tiny_model_dir, provider="runpod")
+        job = queue(tiny_model_dir, provider=kind)
         st = wait(job["id"])
     finally:
         r.shutdown(timeout=30)
     assert st["status"] == "succeeded", st["error"]
+    return job, st
+
+
+def test_runpod_key_never_stored_logged_or_shown(runpod, tiny_model_dir, cloud_env, caplog, capsys):  # noqa: F811
+    from provider_fixtures import RP_KEY
+
+    caplog.set_level(logging.DEBUG)
+    runpod.add_fault("gpuTypes", 429)  # a retried call is logged: the key must not be in that either
+    job, st = _one_run("runpod", tiny_model_dir)
     assert "RunPod API call failed" in caplog.text
     _assert_key_nowhere(RP_KEY, job["id"], st, caplog, capsys, cloud_env)
     # the pod was given the run's public key, never the API key
@@ -104,17 +111,11 @@ def test_runpod_key_never_stored_logged_or_shown(runpod, tiny_model_dir, cloud_e
 
 
 def test_together_key_never_stored_logged_or_shown(together, tiny_model_dir, caplog, capsys):  # noqa: F811
-    from provider_fixtures import TG_KEY, make_runner
+    from provider_fixtures import TG_KEY
 
     caplog.set_level(logging.DEBUG)
     together.add_fault("limits", 429)
-    r = make_runner("together")
-    try:
-        job = queue(tiny_model_dir, provider="together")
-        st = wait(job["id"])
-    finally:
-        r.shutdown(timeout=30)
-    assert st["status"] == "succeeded", st["error"]
+    job, st = _one_run("together", tiny_model_dir)
     assert "Together.ai API call failed" in caplog.text
     _assert_key_nowhere(TG_KEY, job["id"], st, caplog, capsys)
 

@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 
 from cloud_helpers import FAST, queue, wait, wait_until
-from provider_fixtures import logs, make_runner, together  # noqa: F401
+from provider_fixtures import logs, runner_fixture, together  # noqa: F401
 
 pytestmark = [pytest.mark.slow]
 
-@pytest.fixture
-def runner(nursery_home):
-    r = make_runner("together")
-    yield r
-    r.shutdown(timeout=30)
+runner = runner_fixture("together")
 
 
 def _ft_id(job_id: str) -> str:

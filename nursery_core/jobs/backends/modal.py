@@ -15,22 +15,21 @@ events.jsonl is copied to the Volume at the end), so the job shows progress at t
 from __future__ import annotations
 
 import importlib.util
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ...cloud.credentials import key_status
 from ...cloud.modal_app import MAX_TIMEOUT_S, check_gpu, job_tarball, write_modal_app
 from ...cloud.remote import code_tarball
-from ...errors import BackendError, InvalidConfig, InvalidInput
+from ...errors import BackendError, InvalidConfig
 from ...rows import JobRow
 from ...store import now
 from ..context import RunContext
 from ..errors import Cancelled
 from ..events import decode_events, is_final
 from ..supervise import result_from_output
+from .options import env_float, refuse_options, require_key
 from .remote import LOCAL_ONLY, BudgetReached
 
 KIND = "modal"
@@ -149,12 +148,8 @@ class ModalBackend:
     def request(self, options: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
         """{gpu: Modal's GPU spelling, with ':N' for gpu_count > 1}. InvalidConfig without Modal credentials;
         InvalidInput for an unknown GPU or a machine option Modal cannot honour."""
-        if not key_status(KIND)["set"]:
-            raise InvalidConfig("no Modal credentials: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET (or run "
-                                "`modal token new`)")
-        given = [k for k in MACHINE_OPTIONS if options.get(k) not in (None, "")]
-        if given:
-            raise InvalidInput(f"{given[0]} does not apply to Modal", field=given[0])
+        require_key(KIND, self.label)
+        refuse_options(options, MACHINE_OPTIONS, self.label, "a Modal function: it asks only for a GPU type")
         gpu = str(options.get("gpu") or DEFAULT_GPU)
         count = options.get("gpu_count")
         if count not in (None, "", 1) and ":" not in gpu:
@@ -213,7 +208,7 @@ class ModalBackend:
 
     def _follow(self, ctx: RunContext, call: ModalCall, budget: dict, started: float) -> dict:
         """Waits for the call's result, polling for cancel, shutdown and max_hours (then cancels it)."""
-        poll = float(os.environ.get("NURSERY_MODAL_POLL_S") or 5.0)
+        poll = env_float("NURSERY_MODAL_POLL_S", 5.0)
         while True:
             out = call.result(timeout=poll)
             ctx.heartbeat()

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from ... import paths
 from ...base_models import load_tokenizer, resolve
-from ...cloud.credentials import load_secrets, provider_secret
+from ...cloud.credentials import load_secrets
 from ...cloud.replicate import TERMINAL_STATUSES, ReplicateClient
 from ...errors import BackendError, InvalidConfig, InvalidInput, NotFound
 from ...rows import JobRow
@@ -41,6 +41,8 @@ from ..context import RunContext
 from ..errors import Cancelled
 from ..events import PROGRESS, START
 from ..supervise import result_from_output
+from .options import env_float as _env
+from .options import refuse_options, require_key
 from .remote import BudgetReached
 from .together import read_jsonl
 
@@ -53,13 +55,6 @@ MACHINE_OPTIONS = ("gpu", "gpu_count", "offer_id", "min_gpu_ram_gb", "image", "d
                    "port", "user", "key_path", "python", "remote_root")
 _MODEL_REF = re.compile(r"^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*$")
 _LOSS = re.compile(r"""['"]loss['"]\s*:\s*([0-9.eE+-]+)""")
-
-
-def _env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name) or default)
-    except ValueError:
-        return default
 
 
 def replicate_owner() -> str | None:
@@ -125,13 +120,8 @@ class ReplicateBackend:
     def request(self, options: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
         """{trainer, destination}. InvalidConfig without an API token or a destination owner; InvalidInput for
         a missing or malformed trainer/destination or a machine option Replicate cannot honour."""
-        if not provider_secret(KIND):
-            raise InvalidConfig("no Replicate API token: set the REPLICATE_API_TOKEN environment variable or add "
-                                "[replicate] api_token = \"...\" to .streamlit/secrets.toml")
-        given = [k for k in MACHINE_OPTIONS if options.get(k) not in (None, "")]
-        if given:
-            raise InvalidInput(f"{given[0]} does not apply to Replicate (a managed training: the trainer picks "
-                               "the hardware)", field=given[0])
+        require_key(KIND, self.label)
+        refuse_options(options, MACHINE_OPTIONS, self.label, "a managed training: the trainer picks the hardware")
         trainer = str(options.get("trainer") or "").strip()
         if not trainer:
             raise InvalidInput("Replicate needs trainer: the owner/name of a LoRA trainer model for your base",

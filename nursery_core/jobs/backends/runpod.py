@@ -20,7 +20,6 @@ import atexit
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from ...cloud.credentials import provider_secret
 from ...cloud.remote import RemoteTarget
 from ...cloud.runpod import RunPodClient
 from ...cloud.ssh import generate_keypair
-from ...errors import BackendError, InvalidConfig, InvalidInput
+from ...errors import BackendError, InvalidInput
 from ...gpu_check import check_gpus
 from ...rows import JobRow
 from ...store import now
@@ -39,6 +38,9 @@ from ..budget import budget_reason, positive
 from ..context import RunContext
 from ..errors import Cancelled
 from ..supervise import stop_as_cancel, supervise
+from .options import env_float as _env
+from .live import LiveMachines
+from .options import require_key
 from .remote import BudgetReached, Limits, RemoteRun
 
 log = logging.getLogger("nursery.cloud")
@@ -52,38 +54,16 @@ DEFAULT_TRIES = 3
 # A running pod's container disk costs $0.10/GB/month (runpod/docs pods/pricing.mdx), over a 720-hour month.
 DISK_USD_PER_GB_HOUR = 0.10 / 720.0
 
-# Pods this process created and has not terminated yet -> how to make a client for them (signal/atexit teardown
-# opens a fresh one: the run's own client may be closed by then).
-_LIVE: dict[str, Callable[[], Any]] = {}
-_LIVE_LOCK = threading.Lock()
+# Pods this process created and has not terminated yet (for atexit and the CLI's interrupt path).
+_LIVE = LiveMachines("RunPod pod")
 
 
 def terminate_live_pods(reason: str = "shutdown") -> list[str]:
     """Terminates every pod this process still holds (atexit and the CLI's interrupt path call this)."""
-    with _LIVE_LOCK:
-        items = list(_LIVE.items())
-    done = []
-    for pod_id, make_client in items:
-        try:
-            with make_client() as client:
-                client.terminate_pod(pod_id, confirm=True, confirm_timeout=30)
-            done.append(pod_id)
-            with _LIVE_LOCK:
-                _LIVE.pop(pod_id, None)
-            log.warning("terminated RunPod pod %s (%s)", pod_id, reason)
-        except Exception as e:  # noqa: BLE001 — best effort at exit; the reaper remains
-            log.error("could not terminate RunPod pod %s at %s: %s", pod_id, reason, e)
-    return done
+    return _LIVE.release_all(reason)
 
 
 atexit.register(terminate_live_pods, "exit")
-
-
-def _env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name) or default)
-    except ValueError:
-        return default
 
 
 @dataclass
@@ -142,9 +122,7 @@ class RunPodBackend:
     def request(self, options: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
         """The pod filter stored on the job (gpu, gpu_count, min_gpu_ram_gb, image, disk_gb, python,
         remote_root). InvalidConfig without an API key; InvalidInput for a Vast.ai offer id or a bad number."""
-        if not provider_secret(KIND):
-            raise InvalidConfig("no RunPod API key: set the RUNPOD_API_KEY environment variable or add "
-                                "[runpod] api_key = \"...\" to .streamlit/secrets.toml")
+        require_key(KIND, self.label)
         if options.get("offer_id"):
             raise InvalidInput("offer_id is a Vast.ai offer; for RunPod name the GPU type with gpu "
                                "(e.g. 'RTX 4090')", field="offer_id")
@@ -270,8 +248,8 @@ class RunPodBackend:
         pod = Pod(pod_id, offer["gpu_name"], int(offer["gpu_count"]), round(gpu_price + disk * DISK_USD_PER_GB_HOUR, 6),
                   time.time())
         run.pods.append(pod)
-        with _LIVE_LOCK:
-            _LIVE[pod_id] = self.client
+        # at exit the run's own client may be closed: a fresh one terminates the pod
+        _LIVE.add(pod_id, lambda: self._terminate_fresh(pod_id))
         ctx.store.record_instance({"id": pod_id, "provider": KIND, "job_id": job["id"], "label": name,
                                    "state": "starting", "gpu_name": pod.gpu, "dph": pod.dph,
                                    "data": {"gpu_type_id": offer["gpu_type_id"], "gpu_count": pod.gpu_count,
@@ -330,8 +308,7 @@ class RunPodBackend:
             ctx.store.update_instance(pod.pod_id, state="destroy_failed")
             raise
         pod.gone_at = time.time()
-        with _LIVE_LOCK:
-            _LIVE.pop(pod.pod_id, None)
+        _LIVE.discard(pod.pod_id)
         ctx.store.update_instance(pod.pod_id, state="destroyed", destroyed_at=now())
         ctx.log(f"terminated pod {pod.pod_id} after {pod.gone_at - pod.rent_at:.0f} s (${pod.cost():.4f})"
                 + (f" ({why})" if why else ""))
@@ -361,6 +338,10 @@ class RunPodBackend:
             msg = "; ".join(failed)
             ctx.log(msg)
             raise BackendError(msg if primary is None else f"{primary}; also {msg}") from None
+
+    def _terminate_fresh(self, pod_id: str) -> None:
+        with self.client() as client:
+            client.terminate_pod(pod_id, confirm=True, confirm_timeout=30)
 
     # ------------------------------------------------------------------------------ recovery
     def recover(self, job: JobRow, ctx: RunContext) -> dict | None:

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ...base_models import resolve
-from ...cloud.credentials import provider_secret
 from ...cloud.together import TERMINAL_STATUSES, TogetherClient, write_training_file
-from ...errors import BackendError, InvalidConfig, InvalidInput
+from ...errors import BackendError, InvalidConfig
 from ...rows import JobRow
 from ...store import now
 from ...training.config import ALL_LINEAR, TrainConfig
@@ -33,19 +31,14 @@ from ..context import RunContext
 from ..errors import Cancelled
 from ..events import PROGRESS, START
 from ..supervise import result_from_output
+from .options import env_float as _env
+from .options import refuse_options, require_key
 from .remote import BudgetReached
 
 KIND = "together"
 # The options that mean something only for a rented machine; Together runs on its own hardware.
 MACHINE_OPTIONS = ("gpu", "gpu_count", "offer_id", "min_gpu_ram_gb", "image", "disk_gb", "ssh_server", "host",
                    "port", "user", "key_path", "python", "remote_root", "trainer", "destination")
-
-
-def _env(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name) or default)
-    except ValueError:
-        return default
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -110,13 +103,8 @@ class TogetherBackend:
     def request(self, options: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
         """Nothing to choose (Together picks its hardware): {}; InvalidConfig without an API key, InvalidInput
         for a machine option (gpu, offer_id, host, ...) that Together cannot honour."""
-        if not provider_secret(KIND):
-            raise InvalidConfig("no Together.ai API key: set the TOGETHER_API_KEY environment variable or add "
-                                "[together] api_key = \"...\" to .streamlit/secrets.toml")
-        given = [k for k in MACHINE_OPTIONS if options.get(k) not in (None, "")]
-        if given:
-            raise InvalidInput(f"{given[0]} does not apply to Together.ai (a managed fine-tune: Together picks "
-                               "the hardware)", field=given[0])
+        require_key(KIND, self.label)
+        refuse_options(options, MACHINE_OPTIONS, self.label, "a managed fine-tune: Together picks the hardware")
         return {}
 
     def client(self) -> Any:

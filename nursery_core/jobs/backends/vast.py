@@ -11,7 +11,6 @@ import atexit
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from ..budget import budget_reason, max_seconds, positive
 from ..context import RunContext
 from ..errors import Cancelled
 from ..supervise import stop_as_cancel, supervise
+from .live import LiveMachines
 from .remote import Limits, RemoteRun
 
 log = logging.getLogger("nursery.cloud")
@@ -39,25 +39,12 @@ DEFAULT_REMOTE_ROOT = "/root/nursery-jobs"
 DEFAULT_DISK_GB = 20.0
 
 # Instances this process rented and has not destroyed yet (for signal/atexit teardown).
-_LIVE: dict[int, Any] = {}
-_LIVE_LOCK = threading.Lock()
+_LIVE = LiveMachines("Vast.ai instance")
 
 
 def destroy_live_instances(reason: str = "shutdown") -> list[int]:
     """Destroys every instance this process still holds (signal handlers and atexit call this)."""
-    with _LIVE_LOCK:
-        items = list(_LIVE.items())
-    done = []
-    for iid, client in items:
-        try:
-            client.destroy(iid, confirm=True, confirm_timeout=30)
-            done.append(iid)
-            with _LIVE_LOCK:
-                _LIVE.pop(iid, None)
-            log.warning("destroyed Vast.ai instance %s (%s)", iid, reason)
-        except Exception as e:  # noqa: BLE001 — best effort at exit; the watchdog and reaper remain
-            log.error("could not destroy Vast.ai instance %s at %s: %s", iid, reason, e)
-    return done
+    return _LIVE.release_all(reason)
 
 
 atexit.register(destroy_live_instances, "exit")
@@ -170,8 +157,7 @@ class VastBackend:
                              disk_gb=float(req.get("disk_gb") or DEFAULT_DISK_GB), label=label, onstart=onstart)
         iid = rental.iid = rented["instance_id"]
         rental.rent_at = time.time()
-        with _LIVE_LOCK:
-            _LIVE[iid] = client
+        _LIVE.add(iid, lambda: client.destroy(iid, confirm=True, confirm_timeout=30))
         ctx.store.record_instance({"id": str(iid), "provider": "vast", "job_id": job["id"], "label": label,
                                    "state": "starting", "gpu_name": rental.gpu, "dph": rental.dph,
                                    "data": {"offer_id": offer["id"], "adopted": rented["adopted"]}})
@@ -238,8 +224,7 @@ class VastBackend:
                 raise BackendError(msg) from None
             raise BackendError(f"{primary}; also {msg}") from None
         destroyed_at = time.time()
-        with _LIVE_LOCK:
-            _LIVE.pop(iid, None)
+        _LIVE.discard(iid)
         seconds = destroyed_at - (rent_at or destroyed_at)
         cost = seconds * (dph or 0.0) / 3600.0
         actual.update(seconds_billed=round(seconds, 2), cost_usd=round(cost, 6))
