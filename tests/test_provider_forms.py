@@ -52,3 +52,31 @@ def test_every_registered_provider_is_offered_and_reads_its_own_settings(keys):
     assert {"Trainer", "Destination model"} <= labels and "GPU name (optional)" not in labels
     assert any("chat template" in c.value for c in at.caption)
     assert "rp-form-key" not in str(at.session_state["result"])
+
+
+def _state_app():
+    import streamlit as st
+
+    from nursery_core.webui.cloud_panel import render_instance_state
+
+    render_instance_state(st.session_state["job"])
+
+
+@pytest.mark.parametrize("job,shown", [
+    ({"kind": "runpod", "provider_state": {"phase": "training", "pod_id": "p0d1", "gpu_name": "RTX A5000",
+                                           "dph_total": 0.27}}, ["training", "p0d1", "0.270"]),
+    ({"kind": "together", "cost_usd": 0.0123, "provider_state": {
+        "phase": "running", "fine_tune_id": "ft-1", "together_estimate_usd": 0.02,
+        "mapping": ["max_steps 3 ignored"]}}, ["running", "ft-1", "$0.0200", "max_steps 3 ignored", "$0.0123"]),
+    ({"kind": "modal", "provider_state": {"phase": "running", "call_id": "fc-9"}}, ["fc-9"]),
+])
+def test_the_run_panel_shows_each_providers_state(job, shown):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_state_app, default_timeout=30)
+    at.session_state["job"] = job
+    at.run()
+    assert not at.exception
+    text = " ".join([str(m.value) for m in at.metric] + [c.value for c in at.caption])
+    for s in shown:
+        assert s in text, (s, text)

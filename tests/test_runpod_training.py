@@ -153,3 +153,18 @@ def test_request_validation(runpod, nursery_home, monkeypatch):
     monkeypatch.delenv("RUNPOD_API_KEY")
     with pytest.raises(InvalidConfig, match="RUNPOD_API_KEY"):
         p.request({}, None)
+
+
+def test_a_two_gpu_pod_trains_on_both_with_ddp(runpod, runner, tiny_model_dir):
+    # the pod's 2 GPUs (fake nvidia-smi and torch probe report 2) -> torchrun with 2 processes (gloo on this CPU)
+    job = queue(tiny_model_dir, provider="runpod", gpu_count=2)
+    st = wait(job["id"], timeout=400)
+    assert st["status"] == "succeeded", st["error"]
+    from nursery_core.store import get_store
+
+    assert st["actual"]["gpu_count"] == 2
+    start = get_store().job_events(job["id"], kinds=["start"])
+    assert start and start[0]["data"]["world_size"] == 2
+    assert get_store().get_model("cloud-adapter")["metrics"]["world_size"] == 2
+    pod = runpod.state()["pods"][0]
+    assert pod["gpuCount"] == 2 and runpod.live_pods() == []

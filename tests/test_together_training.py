@@ -106,3 +106,32 @@ def test_request_refuses_machine_options_and_a_missing_key(together, monkeypatch
     monkeypatch.delenv("TOGETHER_API_KEY")
     with pytest.raises(InvalidConfig, match="TOGETHER_API_KEY"):
         p.request({}, None)
+
+
+def test_reaper_cancels_a_fine_tune_whose_job_is_gone(together, tiny_model_dir, tmp_path, monkeypatch):
+    # what a killed dashboard leaves: a recorded, still running fine-tune whose job no runner will finish
+    monkeypatch.delenv("VAST_API_KEY", raising=False)
+    from nursery_core import nursery_reap_instances
+    from nursery_core.cloud.together import TogetherClient, write_training_file
+    from nursery_core.store import get_store
+    from training_helpers import examples
+
+    together.running_polls = 100000
+    write_training_file(examples(4), tmp_path / "t.jsonl")
+    with TogetherClient() as c:
+        fid = c.upload_file(tmp_path / "t.jsonl")["id"]
+        ft = c.create_fine_tune(c.lora_request(model=str(Path(tiny_model_dir).resolve()), training_file=fid,
+                                               suffix="orphan", n_epochs=1, learning_rate=1e-4, batch_size=2,
+                                               lora_r=4, lora_alpha=8))
+    get_store().record_instance({"id": ft["id"], "provider": "together", "job_id": "gone-job",
+                                 "label": "nursery-gone-job", "state": "starting"})
+    dry = nursery_reap_instances(dry_run=True)
+    assert [(o["provider"], o["instance_id"], o["job_state"]) for o in dry["orphans"]] == [
+        ("together", ft["id"], "no such job")]
+    assert together.live_jobs() == [ft["id"]]
+    reaped = nursery_reap_instances()
+    assert reaped["destroyed"] == [ft["id"]] and reaped["errors"] == []
+    with TogetherClient() as c:
+        c.retrieve(ft["id"])  # one poll moves cancel_requested to cancelled
+    assert together.live_jobs() == []
+    assert get_store().list_instances(live_only=True) == []

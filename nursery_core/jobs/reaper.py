@@ -1,5 +1,7 @@
-"""The reaper: finds Vast.ai instances labelled and RunPod pods named `nursery-*` whose job is not live and
-destroys (terminates) them.
+"""The reaper: finds what Nursery started on a provider for a job that is no longer live and ends it: Vast.ai
+instances labelled and RunPod pods named `nursery-<job id>` (listed from the provider), Together fine-tunes and
+Replicate trainings (recorded in the instances table the moment they were created). Modal calls need nothing:
+their ephemeral app ends with the process that spawned them.
 
 Runs on dashboard start, from `reap-instances` and from a button (dry run first). A job is live when it is
 queued, or running under a runner that is still alive; anything else (finished, unknown, or orphaned by a
@@ -48,30 +50,58 @@ def _runpod_rows(client) -> list[dict]:
             for p in client.list_pods(name_prefix=LABEL_PREFIX)]
 
 
+def _recorded_rows(provider: str):
+    """Managed runs (Together fine-tunes, Replicate trainings) have no machine name to search for: their ids are
+    in the instances table from the moment the create call returned, labelled nursery-<job id>."""
+    def rows(client) -> list[dict]:
+        return [{"provider": provider, "instance_id": r["id"], "label": r.get("label"), "actual_status": None,
+                 "gpu_name": None, "dph_total": None, "start_date": r.get("created_at")}
+                for r in get_store().list_instances(live_only=True) if r.get("provider") == provider]
+    return rows
+
+
+def _release(provider: str, client, instance_id) -> None:
+    """Destroys / terminates / cancels one orphan on its provider."""
+    if provider == "vast":
+        client.destroy(int(instance_id), confirm=True)
+    elif provider == "runpod":
+        client.terminate_pod(str(instance_id), confirm=True)
+    elif provider == "together":
+        client.cancel(str(instance_id))  # a job already over is returned as it is
+    elif provider == "replicate":
+        from ..cloud.replicate import TERMINAL_STATUSES
+
+        if client.get_training(str(instance_id)).get("status") not in TERMINAL_STATUSES:
+            client.cancel_training(str(instance_id))
+
+
+LISTERS = {"vast": _vast_rows, "runpod": _runpod_rows, "together": _recorded_rows("together"),
+           "replicate": _recorded_rows("replicate")}
+
+
 def _clients(clients: dict | None) -> tuple[dict, set[str]]:
     """The provider clients to reap with: those given, else one per provider whose key is set (InvalidConfig
     when none is); the second item names the ones created here (closed afterwards)."""
     if clients:
         return dict(clients), set()
     from ..cloud.credentials import key_status, provider_secret
+    from ..cloud.replicate import ReplicateClient
     from ..cloud.runpod import RunPodClient
+    from ..cloud.together import TogetherClient
     from ..cloud.vast import VastClient
     from ..errors import InvalidConfig
 
-    made: dict = {}
-    if key_status("vast")["set"]:
-        made["vast"] = VastClient()
-    if key_status("runpod")["set"]:
-        made["runpod"] = RunPodClient(provider_secret("runpod") or "")
+    makers = {"vast": VastClient, "runpod": lambda: RunPodClient(provider_secret("runpod") or ""),
+              "together": TogetherClient, "replicate": ReplicateClient}
+    made: dict = {p: make() for p, make in makers.items() if key_status(p)["set"]}
     if not made:
-        raise InvalidConfig("no Vast.ai or RunPod API key is set: nothing to reap (set VAST_API_KEY or "
-                            "RUNPOD_API_KEY)")
+        raise InvalidConfig("no Vast.ai, RunPod, Together.ai or Replicate key is set: nothing to reap")
     return made, set(made)
 
 
 def nursery_reap_instances(dry_run: bool = False, client=None, clients: dict | None = None) -> dict:
-    """Lists `nursery-*` Vast.ai instances and RunPod pods with no live job and (unless dry_run) destroys /
-    terminates them; returns {dry_run, orphans, kept, destroyed, errors} (rows carry `provider`).
+    """Lists `nursery-*` Vast.ai instances, RunPod pods, Together fine-tunes and Replicate trainings with no live
+    job and (unless dry_run) destroys / terminates / cancels them; returns {dry_run, orphans, kept, destroyed, errors} (rows carry `provider`).
     `client` is a Vast client (kept for callers), `clients` maps provider -> client; by default every provider
     with a key. Raises InvalidConfig when no key is set."""
     store = get_store()
@@ -79,7 +109,6 @@ def nursery_reap_instances(dry_run: bool = False, client=None, clients: dict | N
     if client is not None:
         given["vast"] = client
     clients, own = _clients(given)
-    listers = {"vast": _vast_rows, "runpod": _runpod_rows}
     orphans: list[dict] = []
     kept: list[dict] = []
     destroyed: list = []
@@ -87,7 +116,7 @@ def nursery_reap_instances(dry_run: bool = False, client=None, clients: dict | N
     try:
         for provider, c in clients.items():
             try:
-                rows = listers[provider](c)
+                rows = LISTERS[provider](c)
             except Exception as e:  # noqa: BLE001 — one provider down must not keep the others from reaping
                 errors.append({"provider": provider, "instance_id": None, "error": f"listing failed: {e}"})
                 continue
@@ -100,10 +129,7 @@ def nursery_reap_instances(dry_run: bool = False, client=None, clients: dict | N
             for row in orphans:
                 c = clients[row["provider"]]
                 try:
-                    if row["provider"] == "runpod":
-                        c.terminate_pod(str(row["instance_id"]), confirm=True)
-                    else:
-                        c.destroy(int(row["instance_id"]), confirm=True)
+                    _release(row["provider"], c, row["instance_id"])
                     destroyed.append(row["instance_id"])
                     log.warning("reaper destroyed %s instance %s (%s: %s)", row["provider"], row["instance_id"],
                                 row["label"], row["job_state"])
@@ -125,7 +151,7 @@ def reap_on_start() -> dict | None:
     from ..errors import NurseryError
 
     try:
-        if not (key_status("vast")["set"] or key_status("runpod")["set"]):
+        if not any(key_status(p)["set"] for p in LISTERS):
             return None
         result = nursery_reap_instances(dry_run=False)
     except NurseryError as e:

@@ -124,13 +124,16 @@ def _provider_inputs(kind: str, key: str) -> dict:
 
 def render_instance_state(job: dict) -> None:
     """The cloud side of a job: phase, machine, price and cost so far (nothing secret is in provider_state)."""
+    from ..jobs.backends import cloud_providers
+
     state = job.get("provider_state") or {}
-    if job.get("kind") not in ("vast", "ssh") or not state:
+    if job.get("kind") not in cloud_providers() or not state:
         return
     cols = st.columns(4)
     cols[0].metric("Phase", str(state.get("phase") or "queued"))
-    if job["kind"] == "vast":
-        cols[1].metric("Instance", str(state.get("instance_id") or "–"))
+    if job["kind"] in ("vast", "runpod"):
+        cols[1].metric("Pod" if job["kind"] == "runpod" else "Instance",
+                       str(state.get("instance_id") or state.get("pod_id") or "–"))
         cols[2].metric("GPU", str(state.get("gpu_name") or "–"))
         dph = state.get("dph_total")
         cols[3].metric("$/hour", f"{dph:.3f}" if dph else "–")
@@ -143,8 +146,17 @@ def render_instance_state(job: dict) -> None:
         budget = job.get("budget") or {}
         if budget:
             st.caption("Caps: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in budget.items()))
-    else:
+    elif job["kind"] == "ssh":
         cols[1].metric("Server", str(state.get("server") or "–"))
+    else:  # managed: the provider's own run id, Together's price estimate
+        cols[1].metric("Run", str(state.get("fine_tune_id") or state.get("training_id") or state.get("call_id")
+                                  or "–"))
+        if state.get("together_estimate_usd") is not None:
+            cols[2].metric("Together's estimate", f"${float(state['together_estimate_usd']):.4f}")
+        if job.get("cost_usd") is not None:
+            st.caption(f"Cost ${float(job['cost_usd']):.4f}")
+        for note in state.get("mapping") or []:
+            st.caption(f"Changed for {job['kind']}: {note}")
 
 
 def render_reaper_panel(key: str = "reaper") -> None:
