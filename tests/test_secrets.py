@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cloud_helpers import KEY, cloud_env, queue, runner, vast, wait  # noqa: F401
-from provider_fixtures import box, runpod, together  # noqa: F401
+from provider_fixtures import box, replicate, runpod, tiny_trainer, together  # noqa: F401
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
@@ -85,12 +85,12 @@ def _assert_key_nowhere(key: str, job_id: str, st: dict, caplog, capsys, *roots:
     assert key not in out.out and key not in out.err
 
 
-def _one_run(kind: str, tiny_model_dir) -> tuple[dict, dict]:
+def _one_run(kind: str, tiny_model_dir, **options) -> tuple[dict, dict]:
     from provider_fixtures import make_runner
 
     r = make_runner(kind)
     try:
-        job = queue(tiny_model_dir, provider=kind)
+        job = queue(tiny_model_dir, provider=kind, **options)
         st = wait(job["id"])
     finally:
         r.shutdown(timeout=30)
@@ -118,6 +118,43 @@ def test_together_key_never_stored_logged_or_shown(together, tiny_model_dir, cap
     job, st = _one_run("together", tiny_model_dir)
     assert "Together.ai API call failed" in caplog.text
     _assert_key_nowhere(TG_KEY, job["id"], st, caplog, capsys)
+
+
+def test_replicate_token_never_stored_logged_or_shown(replicate, tiny_model_dir, caplog, capsys):  # noqa: F811
+    from provider_fixtures import R8_KEY
+
+    caplog.set_level(logging.DEBUG)
+    replicate.add_fault("files_create", 429)
+    job, st = _one_run("replicate", tiny_model_dir, trainer=tiny_trainer(replicate))
+    assert "Replicate API call failed" in caplog.text
+    _assert_key_nowhere(R8_KEY, job["id"], st, caplog, capsys)
+    # the rendered training data and the trainer's inputs carry no token
+    assert R8_KEY not in json.dumps(replicate.state(), default=str)
+
+
+def test_modal_token_never_reaches_the_generated_app_or_the_job(tiny_model_dir, tmp_path, monkeypatch, caplog,
+                                                                capsys, nursery_home):
+    from nursery_core.jobs.backends import BACKENDS
+    from nursery_core.jobs.backends.modal import ModalBackend
+    from provider_fixtures import LocalModal, make_runner
+
+    secret = "as-modal-secret-3141592"
+    for k, v in {"MODAL_TOKEN_ID": "ak-modal-id-2718", "MODAL_TOKEN_SECRET": secret,
+                 "NURSERY_MODAL_VOLUME_ROOT": str(tmp_path / "vol"), "NURSERY_MODAL_POLL_S": "0.05",
+                 "NURSERY_SECRETS_FILE": str(tmp_path / "none.toml")}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setitem(BACKENDS, "modal", ModalBackend(launcher_factory=LocalModal(tmp_path / "vol")))
+    caplog.set_level(logging.DEBUG)
+    r = make_runner("modal")
+    try:
+        job = queue(tiny_model_dir, provider="modal")
+        st = wait(job["id"])
+    finally:
+        r.shutdown(timeout=30)
+    assert st["status"] == "succeeded", st["error"]
+    for key in (secret, "ak-modal-id-2718"):
+        _assert_key_nowhere(key, job["id"], st, caplog, capsys, tmp_path / "vol")
+    assert secret not in (Path(st["job_dir"]) / "modal" / "app.py").read_text()
 
 
 def test_settings_lists_all_five_providers_with_key_status_never_values(monkeypatch, tmp_path):
