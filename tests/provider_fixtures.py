@@ -15,20 +15,20 @@ from nursery_core.emulators.together import TogetherEmulator
 
 
 @pytest.fixture
-def box(tmp_path):
-    return FakeBox(tmp_path / "gpubox")
+def box(cloud_env, tmp_path):  # noqa: F811
+    """The rented machines' fake GPUs (the one cloud_env put on the GPU check's PATH)."""
+    return FakeBox.existing(tmp_path / "cloud-gpubox")
 
 
 RP_KEY = "rp-e2e-key-91c2d7e4"
 
 
 @pytest.fixture
-def runpod(sshd, cloud_env, box, monkeypatch):  # noqa: F811
+def runpod(sshd, cloud_env, monkeypatch):  # noqa: F811
     emu = RunPodEmulator(RP_KEY, ssh_port=sshd.port, authorized_keys=sshd.authorized_keys, boot_polls=2).start()
     env = {"RUNPOD_API_KEY": RP_KEY, "RUNPOD_API_BASE_URL": emu.url, "NURSERY_RUNPOD_RETRY_WAIT": "0.01",
            "NURSERY_RUNPOD_RETRY_MAX_WAIT": "0.05", "NURSERY_RUNPOD_POLL_S": "0.05",
-           "NURSERY_RUNPOD_REMOTE_PYTHON": sys.executable, "NURSERY_RUNPOD_REMOTE_ROOT": str(cloud_env),
-           "NURSERY_GPU_CHECK_PATH": str(box.path), "NURSERY_GPU_CHECK_PYTHON": box.python}
+           "NURSERY_RUNPOD_REMOTE_PYTHON": sys.executable, "NURSERY_RUNPOD_REMOTE_ROOT": str(cloud_env)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     yield emu
