@@ -10,7 +10,8 @@ from .credentials import key_status, ssh_servers
 
 PROVIDER_TABLE: list[dict[str, Any]] = [
     {"id": "vast", "name": "Vast.ai", "supported": True, "kind": "rented GPU + SSH",
-     "summary": "Rents the cheapest verified GPU that fits your caps, trains over SSH, destroys it afterwards.",
+     "summary": "Rents the cheapest verified GPU that fits your caps, checks its GPUs (a faulty machine is "
+                "replaced), trains over SSH on every GPU, destroys it afterwards.",
      "needs": "VAST_API_KEY (env or .streamlit/secrets.toml); VAST_API_URL points at another API (the emulator)."},
     {"id": "ssh", "name": "Your own GPU server (SSH)", "supported": True, "kind": "SSH",
      "summary": "Same upload / run / stream / download path on a machine you own; nothing to rent or destroy.",

@@ -10,6 +10,8 @@ dashboard that died) no longer needs its machine.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import NotFound
 from ..status import JobStatus
@@ -91,7 +93,8 @@ def _clients(clients: dict | None) -> tuple[dict, set[str]]:
     from ..cloud.vast import VastClient
     from ..errors import InvalidConfig
 
-    makers = {"vast": VastClient, "runpod": lambda: RunPodClient(provider_secret("runpod") or ""),
+    makers: dict[str, Callable[[], Any]] = {
+        "vast": VastClient, "runpod": lambda: RunPodClient(provider_secret("runpod") or ""),
               "together": TogetherClient, "replicate": ReplicateClient}
     made: dict = {p: make() for p, make in makers.items() if key_status(p)["set"]}
     if not made:

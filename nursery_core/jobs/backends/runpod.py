@@ -31,7 +31,6 @@ from ...cloud.remote import RemoteTarget
 from ...cloud.runpod import RunPodClient
 from ...cloud.ssh import generate_keypair
 from ...errors import BackendError, InvalidInput
-from ...gpu_check import check_gpus
 from ...rows import JobRow
 from ...store import now
 from ..budget import budget_reason, positive
@@ -39,6 +38,7 @@ from ..context import RunContext
 from ..errors import Cancelled
 from ..supervise import stop_as_cancel, supervise
 from .options import env_float as _env
+from .gpu_health import check_remote_gpus
 from .live import LiveMachines
 from .options import require_key
 from .remote import BudgetReached, Limits, RemoteRun
@@ -216,10 +216,7 @@ class RunPodBackend:
             remote = RemoteRun(ctx, target, self._limits(run, pod, budget), on_phase=run.phase)
             remote.connect()
             run.phase("checking_gpu", pod_id=pod.pod_id)
-            verdict = check_gpus(remote.s, expected_gpus=pod.gpu_count,
-                                 min_memory_mb=float(offer.get("memory_gb") or 0) * 1024.0,
-                                 python=os.environ.get("NURSERY_GPU_CHECK_PYTHON") or target.python,
-                                 extra_path=os.environ.get("NURSERY_GPU_CHECK_PATH") or None, require_torch=False)
+            verdict = check_remote_gpus(remote, pod.gpu_count, float(offer.get("memory_gb") or 0) * 1024.0)
             if verdict.ok:
                 ctx.log(f"GPU check on pod {pod.pod_id}: {verdict.reason}")
                 return remote, pod

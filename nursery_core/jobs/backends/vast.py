@@ -1,4 +1,5 @@
-"""The `vast` backend: rent the cheapest fitting Vast.ai GPU, train there over SSH, and always destroy it.
+"""The `vast` backend: rent the cheapest fitting Vast.ai GPU, check its GPUs (`gpu_check`: a faulty machine is
+destroyed and another offer rented), train there over SSH on every GPU, and always destroy it.
 
 The instance id is stored (instances table + provider_state) the moment the rent call returns; teardown runs
 in `finally` for success, failure, cancel and shutdown, is retried, and is confirmed. An on-instance
@@ -23,13 +24,13 @@ from ...cloud.ssh import generate_keypair
 from ...cloud.vast import VastClient, env_float
 from ...cloud.watchdog import GRACE_S, HARD_MAX_S, watchdog_onstart
 from ...errors import BackendError, InvalidConfig, InvalidInput
-from ...gpu_check import check_gpus
 from ...rows import JobRow
 from ...store import now
 from ..budget import budget_reason, max_seconds, positive
 from ..context import RunContext
 from ..errors import Cancelled
 from ..supervise import stop_as_cancel, supervise
+from .gpu_health import check_remote_gpus
 from .live import LiveMachines
 from .remote import BudgetReached, Limits, RemoteRun
 
@@ -156,9 +157,7 @@ class VastBackend:
             remote = RemoteRun(ctx, target, limits, on_phase=rental.phase)
             remote.connect()
             rental.phase("checking_gpu")
-            verdict = check_gpus(remote.s, expected_gpus=rental.num_gpus, min_memory_mb=rental.gpu_ram_mb,
-                                 python=os.environ.get("NURSERY_GPU_CHECK_PYTHON") or target.python,
-                                 extra_path=os.environ.get("NURSERY_GPU_CHECK_PATH") or None, require_torch=False)
+            verdict = check_remote_gpus(remote, rental.num_gpus, rental.gpu_ram_mb)
             if verdict.ok:
                 ctx.log(f"GPU check on instance {rental.iid}: {verdict.reason}")
                 return remote, limits
