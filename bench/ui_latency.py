@@ -2,11 +2,12 @@
 time to the first streamed token (cold: a fresh pool loads the model; warm: the model is in the pool), decode
 tokens/s, and a 2-prompt compare (adapter vs its bare base, the UI's defaults: guarded, greedy, 256 new tokens).
 
-"before" is the code path the dashboard used until now, reproduced with today's functions: no prompt-prefix KV
-cache (every call runs the whole system turn with the tools again) and no stop after the tool calls (a row
-writes on until end of turn or max_new_tokens). "after" is the default now: the pool keeps each model's prefix
-KV (PrefixCache) and interactive calls stop once their calls are complete (StopAfterCalls). Both sides run the
-same prompts on the same warm model, and the bench checks that they give the same calls.
+"before" is the code path the dashboard used originally, reproduced with today's functions: torch, no
+prompt-prefix KV cache (every call runs the whole system turn with the tools again) and no stop after the tool
+calls (a row writes on until end of turn or max_new_tokens). "after" is the default now: interactive calls are
+served by llama.cpp (nursery_core/engines/llamacpp.py: a GGUF copy of the model, warm in its server, which keeps
+the previous prompt's KV) and stop once their calls are complete. Both sides run the same prompts, guarded and
+greedy, and the bench checks that the two engines give the same calls on every prompt.
 
     python bench/ui_latency.py [--adapter DIR] [--repeats 3]
 
@@ -48,28 +49,44 @@ def _random_adapter(base_dir: Path, out: Path) -> Path:
 
 
 def _stream(model: str, prompt: str, tools: list[dict], after: bool) -> dict:
-    """One streamed answer through the pool, as the Test tab runs it; before = no prefix cache, no stop."""
-    from nursery_core.inference import (GenerationSettings, analyse_completion, build_messages, get_pool,
-                                        stream_with)
+    """One streamed answer as the Test tab runs it; before = torch without prefix cache or stop, after = the
+    default (stream_generate with engine "auto": llama.cpp, stopping after the calls)."""
+    from nursery_core.inference import GenerationSettings, analyse_completion, build_messages, get_pool, stream_with
+    from nursery_core.interactive import stream_generate
 
     s = GenerationSettings.of(None, max_new_tokens=256, guarded=True, stop_after_calls=after)
     item = {"messages": build_messages(prompt), "tools": tools}
     pool = get_pool()
     start = time.perf_counter()
     first, chunks = None, []
-    with pool._active(model) as (m, tok):  # noqa: SLF001  (the same lock and adapter switch as the UI)
-        cache = pool.prefix_cache(model) if after else None
-        for chunk in stream_with(m, tok, item, s, prefix_cache=cache):
-            if first is None:
-                first = time.perf_counter() - start
-            chunks.append(chunk)
-        total = time.perf_counter() - start
-        text = "".join(chunks)
-        n_tokens = len(tok(text, add_special_tokens=False)["input_ids"])
+    report: dict = {}
+    if after:
+        stream = stream_generate(model, item, s, report=report)
+    else:
+        report["engine"] = "torch"
+        stream = pool.stream(model, lambda m, tok, cache: stream_with(m, tok, item, s))
+    for chunk in stream:
+        if first is None:
+            first = time.perf_counter() - start
+        chunks.append(chunk)
+    total = time.perf_counter() - start
+    text = "".join(chunks)
+    n_tokens = len(_tokenizer()(text, add_special_tokens=False)["input_ids"])
     calls = analyse_completion(text, tools)["calls"]
-    return {"ttft": first or total, "total": total, "tokens": n_tokens, "text": text,
+    return {"ttft": first or total, "total": total, "tokens": n_tokens, "text": text, "engine": report.get("engine"),
             "calls": [(c["name"], c["arguments"]) for c in calls],
             "tok_s": (n_tokens - 1) / (total - first) if first and total > first and n_tokens > 1 else None}
+
+
+_TOK = []
+
+
+def _tokenizer():
+    if not _TOK:
+        from nursery_core.base_models import EMBEDDED_ALIAS, load_tokenizer
+
+        _TOK.append(load_tokenizer(EMBEDDED_ALIAS))
+    return _TOK[0]
 
 
 def main(argv=None) -> int:
@@ -107,16 +124,36 @@ def main(argv=None) -> int:
     print(f"# ui_latency: SmolLM2-135M + {source}; torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
 
-    # cold: a fresh pool (what the first Test click of a dashboard process pays), each side
+    from nursery_core.engines import llamacpp
+    from nursery_core.engines.gguf_cache import outtype
+
+    os.environ["NURSERY_ENGINE"] = "auto"
+    from nursery_core.engines.llamacpp_server import default_threads
+
+    print(f"# after: llama.cpp, GGUF {outtype()}, {default_threads()} thread(s)")
+    from nursery_core.interactive import engine_status
+
+    status = engine_status(name)
+    if status["engine"] != "llama.cpp":
+        print(f"llama.cpp cannot serve here ({status['reason']}): nothing to compare")
+        return 1
+    # the one-time cost: GGUF copies of the adapter (merged) and of the base, cached under NURSERY_HOME
+    for m in (name, EMBEDDED_ALIAS):
+        start = time.perf_counter()
+        llamacpp.get_llamacpp_pool().served(m)
+        print(f"GGUF copy of {m} built and served in {time.perf_counter() - start:.1f} s (once per model version)")
+
+    # cold: fresh pools (what the first Test click of a dashboard process pays), each side
     cold = {}
     for side, after in (("before", False), ("after", True)):
         inference._POOL = ModelPool()  # noqa: SLF001
+        llamacpp.get_llamacpp_pool().clear()
         start = time.perf_counter()
         r = _stream(name, PROMPTS[0], tools, after)
         cold[side] = time.perf_counter() - start - (r["total"] - r["ttft"])
     print(f"first token, cold (load + first token): before {cold['before']:.1f} s, after {cold['after']:.1f} s")
 
-    # warm: the model is in the pool; the after side's first call fills the prefix cache (counted: one miss)
+    # warm: the model is loaded on both engines
     pool = get_pool()
     pool.warm(name)
     warm = {"before": [], "after": []}
@@ -127,32 +164,37 @@ def main(argv=None) -> int:
             a = _stream(name, prompt, tools, after=True)
             warm["before"].append(b)
             warm["after"].append(a)
-            same_calls &= b["calls"] == a["calls"]
+            same = b["calls"] == a["calls"]
+            same_calls &= same
+            if not same:
+                print(f"  different calls on {prompt!r}: torch {b['calls']} vs llama.cpp {a['calls']}")
+    engines = sorted({r["engine"] for r in warm["after"]})
     med = {side: statistics.median(r["ttft"] for r in rs) for side, rs in warm.items()}
-    tps = {side: statistics.median(r["tok_s"] for r in rs if r["tok_s"]) for side, rs in warm.items()}
+    tps = {side: statistics.median([r["tok_s"] for r in rs if r["tok_s"]] or [0.0]) for side, rs in warm.items()}
     tok = {side: statistics.median(r["tokens"] for r in rs) for side, rs in warm.items()}
     print(f"first token, warm (median of {len(warm['before'])}): before {med['before']:.2f} s, after "
-          f"{med['after']:.2f} s -> {med['before'] / med['after']:.1f}x")
+          f"{med['after']:.2f} s -> {med['before'] / med['after']:.1f}x (after served by {', '.join(engines)})")
     for side in ("before", "after"):
         print(f"  {side}: " + ", ".join(f"{r['ttft']:.2f}" for r in warm[side]) + " s")
     print(f"decode: before {tps['before']:.1f} tok/s, after {tps['after']:.1f} tok/s; answer length (median) "
           f"before {tok['before']:.0f}, after {tok['after']:.0f} tokens")
-    print(f"same tool calls before and after on every prompt: {same_calls}")
+    print(f"same tool calls from torch (before) and llama.cpp (after) on every prompt: {same_calls}")
 
-    # compare: 2 prompts, adapter vs its bare base, as the Compare tab runs it (the pool warm on both sides)
+    # compare: 2 prompts, adapter vs its bare base, as the Compare tab runs it (both warm on both engines)
     pool.warm(EMBEDDED_ALIAS)
     times, results = {}, {}
     for side, after in (("before", False), ("after", True)):
+        os.environ["NURSERY_ENGINE"] = "auto" if after else "torch"
         start = time.perf_counter()
         results[side] = nursery_compare_models(name, EMBEDDED_ALIAS, COMPARE_PROMPTS, tools=tools,
                                                max_new_tokens=256, stop_after_calls=after)
         times[side] = time.perf_counter() - start
+    os.environ["NURSERY_ENGINE"] = "auto"
     same = all(ra["a"]["calls"] == rb["a"]["calls"] and ra["b"]["calls"] == rb["b"]["calls"]
                for ra, rb in zip(results["before"]["rows"], results["after"]["rows"]))
+    served = {k: v["engine"] for k, v in results["after"]["engines"].items()}
     print(f"compare, 2 prompts, adapter vs base: before {times['before']:.1f} s, after {times['after']:.1f} s -> "
-          f"{times['before'] / times['after']:.1f}x (same calls: {same})")
-    cache = pool.prefix_cache(name)
-    print(f"prefix cache of the adapter: {cache.hits} hits, {cache.misses} misses")
+          f"{times['before'] / times['after']:.1f}x (same calls: {same}; after served by {served})")
     shutil.rmtree(home, ignore_errors=True)
     return 0
 

@@ -250,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cached = link_embedded_base(home, args.base_cache)
 
-    overrides = dict(parse_setting(item) for item in args.set)
+    # TRL has no decision-token weight: both trainers minimise the same plain token-mean loss.
+    overrides = {"decision_weight": 1.0, **dict(parse_setting(item) for item in args.set)}
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     recipe = TrainConfig(base_model=EMBEDDED_ALIAS, base_model_dir=str(cached)).with_overrides(**overrides).validate()

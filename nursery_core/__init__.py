@@ -21,7 +21,7 @@ _API = {
     "nursery_list_jobs": "nursery_core.jobs.api:nursery_list_jobs",
     "nursery_cancel_job": "nursery_core.jobs.api:nursery_cancel_job",
     "nursery_list_models": "nursery_core.registry:nursery_list_models",
-    "nursery_test_model": "nursery_core.inference:nursery_test_model",
+    "nursery_test_model": "nursery_core.interactive:nursery_test_model",
     "nursery_compare_models": "nursery_core.compare:nursery_compare_models",
     "nursery_evaluate": "nursery_core.evaluation.api:nursery_evaluate",
     "nursery_leaderboard": "nursery_core.evaluation.api:nursery_leaderboard",

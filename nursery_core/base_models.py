@@ -243,7 +243,8 @@ def load_base(ref: str | None, dtype: Any = None, device: str | None = None):
 
 
 def load_tokenizer(ref: str | None):
-    """The base's tokenizer with Nursery's tool-aware chat template installed (what training renders with)."""
+    """The base model's tokenizer prepared for tools (its family's chat template), without the weights: what
+    load_base returns beside the model, for engines that run the weights elsewhere (llama.cpp)."""
     from transformers import AutoTokenizer
 
     from .training.rendering import prepare_tokenizer

@@ -8,6 +8,9 @@ from typing import Any, Callable
 
 from .errors import InvalidInput
 
+# An interactive compare diffs calls: a guarded answer that has begun as plain text can make none, so it is shown
+# cut after this many tokens (GenerationSettings.text_tokens) instead of written on to max_new_tokens.
+COMPARE_TEXT_TOKENS = 48
 OUTCOMES = ("both right", "A right, B wrong", "B right, A wrong", "both wrong")
 
 
@@ -20,16 +23,16 @@ def diff_calls(calls_a: list[dict], calls_b: list[dict]) -> list[dict]:
     rows = []
     unused_b = list(range(len(calls_b)))
     pairs: list[tuple[dict | None, dict | None]] = []
-    for a in calls_a:
+    for call in calls_a:
         # the same-named B call that agrees most with A
-        cands = [j for j in unused_b if calls_b[j]["name"] == a["name"]]
+        cands = [j for j in unused_b if calls_b[j]["name"] == call["name"]]
         if cands:
             j = max(cands, key=lambda j: sum(_canon(calls_b[j]["arguments"].get(k)) == _canon(v)
-                                             for k, v in a["arguments"].items()))
+                                             for k, v in call["arguments"].items()))
             unused_b.remove(j)
-            pairs.append((a, calls_b[j]))
+            pairs.append((call, calls_b[j]))
         else:
-            pairs.append((a, None))
+            pairs.append((call, None))
     pairs += [(None, calls_b[j]) for j in unused_b]
     for a, b in pairs:
         args_a = (a or {}).get("arguments") or {}
@@ -45,7 +48,7 @@ def diff_calls(calls_a: list[dict], calls_b: list[dict]) -> list[dict]:
             status = "only_a" if b is None else "only_b"
         else:
             status = "same" if all(x["status"] == "same" for x in args) else "different"
-        rows.append({"tool": (a or b)["name"], "status": status, "arguments": args})
+        rows.append({"tool": next(c for c in (a, b) if c is not None)["name"], "status": status, "arguments": args})
     return rows
 
 
@@ -65,9 +68,12 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                            guarded: bool = True, progress: Callable[[str, int, int], object] | None = None,
                            stop_after_calls: bool = True) -> dict:
     """Interactive (prompts) or batch (a dataset's split): both models answer every prompt, batched, guarded by
-    default; interactive answers stop once their tool calls are complete (`stop_after_calls`). The result's `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran."""
+    default; interactive answers stop once their tool calls are complete (`stop_after_calls`) and are served by
+    llama.cpp when it can (`engines`: {"A"|"B": {"engine", "notes"}}). The result's `decoding` ("guarded" |
+    "free" | "mixed") and `decoding_notes` say what ran."""
     from .evaluation.api import load_eval_examples, score_outputs
-    from .inference import GenerationSettings, analyse_completion, build_messages, generate_batch, resolve_tools
+    from .inference import GenerationSettings, analyse_completion, build_messages, resolve_tools
+    from .interactive import generate_batch
     from .training.rendering import eval_prompts
 
     if not model_a or not model_b:
@@ -79,13 +85,17 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
         raise InvalidInput("give either prompts or a dataset to compare on", field="prompts")
     gen = GenerationSettings.of(None, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                 seed=seed, batch_size=batch_size, guarded=guarded,
-                                stop_after_calls=bool(stop_after_calls and prompts))
+                                stop_after_calls=bool(stop_after_calls and prompts),
+                                text_tokens=COMPARE_TEXT_TOKENS if stop_after_calls and prompts else None)
     ran: list[dict] = []
+    engines: dict[str, dict] = {}
 
     def run(which: str, name: str, items: list[dict]) -> list[str]:
         cb = (lambda done, total: progress(which, done, total)) if progress else None
-        out = generate_batch(name, items, gen, progress=cb)
+        # interactive prompts are served by llama.cpp when it can; a dataset's split stays on torch's batches
+        out = generate_batch(name, items, gen, progress=cb, engine="auto" if prompts else "torch")
         ran.append(out.decoding)
+        engines[which] = out.engine
         return out
 
     def decoding() -> dict:
@@ -106,19 +116,20 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
             rows.append({"prompt": p, "a": a, "b": b, "diff": diff_calls(a["calls"], b["calls"]),
                          "same_calls": sorted(map(_canon, a["calls"])) == sorted(map(_canon, b["calls"]))})
         return {"mode": "interactive", "model_a": model_a, "model_b": model_b, "settings": gen.to_dict(),
-                **decoding(), "tools": [t["function"]["name"] for t in tool_list], "tools_source": source,
-                "rows": rows}
+                **decoding(), "engines": engines, "tools": [t["function"]["name"] for t in tool_list],
+                "tools_source": source, "rows": rows}
 
+    assert dataset  # exactly one of prompts and dataset, checked above
     examples = load_eval_examples(dataset, split, limit)
-    items = []
+    batch: list[dict] = []
     for ex in examples:
         prefix, _ = eval_prompts(ex)
-        items.append({"messages": prefix, "tools": ex.get("tools")})
-    out_a, out_b = run("A", model_a, items), run("B", model_b, items)
+        batch.append({"messages": prefix, "tools": ex.get("tools")})
+    out_a, out_b = run("A", model_a, batch), run("B", model_b, batch)
     det_a, met_a = score_outputs(examples, out_a)
     det_b, met_b = score_outputs(examples, out_b)
     rows = []
-    for ex, item, da, db in zip(examples, items, det_a, det_b):
+    for ex, item, da, db in zip(examples, batch, det_a, det_b):
         rows.append({"id": ex.get("id"), "category": da["category"], "prompt": _last_user(item["messages"]),
                      "gold": da["gold"], "outcome": outcome(da["ast_ok"], db["ast_ok"]),
                      "a": {"completion": da["output"], "calls": da["calls"], "ast_ok": da["ast_ok"],

@@ -162,7 +162,13 @@ def count_tokens(examples: list[dict], tokenizer=None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------- CPU probe
+PROBE_STEPS = 2          # timed LoRA steps, after one warm-up step
+PROBE_BATCH = 2          # examples per step
+PROBE_MAX_TOKENS = 256   # each example cut to this many tokens: a probe takes seconds, not minutes
+
+
 def machine_key() -> str:
+    """This machine as the probe cache knows it: host, CPU model and the threads training uses."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -173,7 +179,17 @@ def machine_key() -> str:
         pass
     from .training.trainer import cpu_count
 
-    return f"{socket.gethostname()}|{cpu}|{cpu_count()}cpu"
+    return f"{socket.gethostname()}|{cpu}|{cpu_count()} threads"
+
+
+def probe_description(base_model: str, steps: int = PROBE_STEPS, batch_size: int = PROBE_BATCH,
+                      max_tokens: int = PROBE_MAX_TOKENS) -> str:
+    """What the probe measures, in words (shown before it runs and with its result)."""
+    from .training.trainer import cpu_count
+
+    return (f"times {steps} LoRA training steps of {base_model} on this CPU ({cpu_count()} threads), after one "
+            f"warm-up step: {batch_size} of the dataset's examples per step, each cut to {max_tokens} tokens; "
+            "the result (training tokens per second) is kept for this machine and model until re-measured")
 
 
 def _probe_cache() -> Path:
@@ -183,6 +199,7 @@ def _probe_cache() -> Path:
 
 
 def cached_probe(base_model: str) -> dict | None:
+    """The kept probe result of this machine (machine_key) and base model, or None."""
     try:
         data = json.loads(_probe_cache().read_text())
     except (OSError, ValueError):
@@ -190,9 +207,11 @@ def cached_probe(base_model: str) -> dict | None:
     return data.get(f"{machine_key()}|{base_model}")
 
 
-def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = 3, batch_size: int = 4) -> dict:
-    """Times a few real LoRA forward/backward steps of the base on this CPU (after one warm-up step) at the
-    dataset's real sequence lengths; caches real tokens/s per machine and model in NURSERY_HOME/cache."""
+def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = PROBE_STEPS,
+                      batch_size: int = PROBE_BATCH, max_tokens: int = PROBE_MAX_TOKENS) -> dict:
+    """Times a few real LoRA forward/backward steps of the base on this CPU (after one warm-up step) on the
+    dataset's examples cut to `max_tokens`; keeps {"tokens_per_s", "tokens", "seconds", "measured_at",
+    "machine", "what"} per machine and model in NURSERY_HOME/cache/cpu_probe.json (replacing an older one)."""
     import torch
 
     from .training import trainer
@@ -203,7 +222,7 @@ def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = 3, bat
     model, tok, _ = trainer.load_model_and_tokenizer(cfg, torch.float32)
     model, _ = trainer.add_lora(model, cfg)
     model.train()
-    enc, _ = trainer.encode_all(tok, examples[: batch_size * (steps + 1)], cfg.max_length)
+    enc, _ = trainer.encode_all(tok, examples[: batch_size * (steps + 1)], min(cfg.max_length, max_tokens))
     if not enc:
         raise InvalidConfig("no example to probe with")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -221,7 +240,8 @@ def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = 3, bat
             elapsed += time.perf_counter() - t0
             tokens += int(mask.sum())
     result = {"tokens_per_s": round(tokens / max(elapsed, 1e-9), 2), "tokens": tokens, "seconds": round(elapsed, 3),
-              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_key()}
+              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine_key(),
+              "what": probe_description(base_model, steps, batch_size, max_tokens)}
     cache = _probe_cache()
     try:
         data = json.loads(cache.read_text())
@@ -242,19 +262,31 @@ def past_cpu_tokens_per_s(base_model: str) -> float | None:
     return statistics.median(rates) if rates else None
 
 
-def cpu_estimate(base_model: str, tokens: int, flops: float, examples: list[dict] | None, probe: bool) -> dict:
-    tps, method = past_cpu_tokens_per_s(base_model), "past local runs"
+def cpu_estimate(base_model: str, tokens: int, flops: float, examples: list[dict] | None, probe: bool,
+                 remeasure: bool = False) -> dict:
+    """This machine's training time from, in order: a probe measured now (`remeasure`), past local runs (the
+    best calibration), the probe kept for this machine and model, a probe measured now (`probe`, once per
+    machine and model), else an assumed CPU_FALLBACK_FLOPS. `probe` in the result: what the probe measured,
+    when, and whether it was `reused`."""
+    measured = None
+    if remeasure and examples:
+        measured = {**measure_cpu_probe(base_model, examples), "reused": False}
+    tps, method = (measured["tokens_per_s"], "measured probe") if measured else (None, None)
     if tps is None:
-        cached = cached_probe(base_model)
-        if cached is None and probe and examples:
-            cached = measure_cpu_probe(base_model, examples)
-        if cached is not None:
-            tps, method = cached["tokens_per_s"], "measured probe"
+        tps, method = past_cpu_tokens_per_s(base_model), "past local runs"
+    if tps is None:
+        kept = cached_probe(base_model)
+        if kept is not None:
+            measured = {**kept, "reused": True}
+        elif probe and examples:
+            measured = {**measure_cpu_probe(base_model, examples), "reused": False}
+        if measured is not None:
+            tps, method = measured["tokens_per_s"], "measured probe"
     if tps is None:
         secs = flops / CPU_FALLBACK_FLOPS
         return {"seconds": round(secs, 1), "tokens_per_s": round(tokens / secs, 1) if secs else None,
-                "method": f"assumed {CPU_FALLBACK_FLOPS / 1e9:.0f} GFLOP/s (no probe yet)"}
-    return {"seconds": round(tokens / tps, 1), "tokens_per_s": tps, "method": method}
+                "method": f"assumed {CPU_FALLBACK_FLOPS / 1e9:.0f} GFLOP/s (no probe yet)", "probe": None}
+    return {"seconds": round(tokens / tps, 1), "tokens_per_s": tps, "method": method, "probe": measured}
 
 
 # ------------------------------------------------------------------------------------------ public
@@ -275,9 +307,10 @@ def _vocab(spec) -> int:
 
 
 def nursery_estimate_cost(dataset_name: str, base_model: str = "smollm2-135m", epochs: float | None = None,
-                          probe: bool = True, config=None, num_gpus: int = 1) -> dict:
+                          probe: bool = True, config=None, num_gpus: int = 1, remeasure: bool = False) -> dict:
     """Tokens, LoRA FLOPs, memory, and per-GPU-tier fit/time/$ of training a dataset on boxes of `num_gpus` GPUs
-    (DDP); plus this machine's CPU time (measured probe, cached) and the error of past estimates."""
+    (DDP); plus this machine's CPU time (`local_cpu`: a short measured probe kept per machine and model, see
+    probe_description; `remeasure` runs it again) and the error of past estimates."""
     from .base_models import resolve
     from .datasets import load_examples
     from .training.config import TrainConfig
@@ -295,7 +328,8 @@ def nursery_estimate_cost(dataset_name: str, base_model: str = "smollm2-135m", e
     mem = memory_gb(spec, _vocab(spec), cfg.batch_size, min(cfg.max_length, max(1, tok_info["max"])), cfg.r)
     cpu_mem = memory_gb(spec, _vocab(spec), cfg.batch_size, min(cfg.max_length, max(1, tok_info["max"])), cfg.r,
                         bytes_per_param=4, cuda_overhead_gb=0.0)
-    local = cpu_estimate(base_model, tokens, flops["lora_total"], examples, probe and spec.params < 2e9)
+    local = cpu_estimate(base_model, tokens, flops["lora_total"], examples, probe and spec.params < 2e9,
+                         remeasure and spec.params < 2e9)
     local["memory_gb"] = round(cpu_mem["total_gb"], 2)
     return {"dataset": dataset_name, "base_model": spec.alias, "params": spec.params, "epochs": epochs,
             "tokens": {**tok_info, "train_total": tokens}, "flops": flops, "memory": mem,

@@ -50,3 +50,12 @@ def count(n, missing: str = "–") -> str:
             v = n / div
             return f"{v:.0f}{unit}" if v >= 10 else f"{v:.1f}{unit}"
     return f"{n:.0f}"
+
+
+def served_by(result: dict) -> tuple[str, list[str]]:
+    """('llama.cpp' or 'A: llama.cpp; B: torch', the engines' notes) of a test-model or compare result ('' and
+    [] when it does not say)."""
+    engines = result.get("engines") or ({"": {"engine": result["engine"], "notes": result.get("engine_notes") or []}}
+                                        if result.get("engine") else {})
+    served = "; ".join(f"{k + ': ' if k else ''}{e['engine']}" for k, e in engines.items())
+    return served, [n for e in engines.values() for n in e.get("notes") or []]

@@ -6,6 +6,7 @@ base serialises generation on it (switching the active adapter is global state o
 """
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -42,6 +43,9 @@ class GenerationSettings:
     # interactive calls (test, compare) stop a row once its tool calls are complete and anything else starts,
     # instead of writing on to max_new_tokens; evaluation keeps the whole completion
     stop_after_calls: bool = False
+    # compare (which diffs calls): a guarded answer that has begun as plain text can call no tool (the guard's
+    # grammar allows no call after text), so it is cut after this many tokens instead of written on (None: never)
+    text_tokens: int | None = None
 
     def validate(self) -> "GenerationSettings":
         if not isinstance(self.max_new_tokens, int) or not 1 <= self.max_new_tokens <= 8192:
@@ -54,6 +58,8 @@ class GenerationSettings:
             raise InvalidConfig(f"batch_size must be an integer from 1 to 512, not {self.batch_size!r}")
         if not isinstance(self.guarded, bool):
             raise InvalidConfig(f"guarded must be true or false, not {self.guarded!r}")
+        if self.text_tokens is not None and (not isinstance(self.text_tokens, int) or self.text_tokens < 1):
+            raise InvalidConfig(f"text_tokens must be a positive integer or none, not {self.text_tokens!r}")
         if not isinstance(self.stop_after_calls, bool):
             raise InvalidConfig(f"stop_after_calls must be true or false, not {self.stop_after_calls!r}")
         return self
@@ -65,7 +71,7 @@ class GenerationSettings:
     def to_dict(self) -> dict:
         return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "top_p": self.top_p,
                 "seed": self.seed, "batch_size": self.batch_size, "greedy": self.greedy, "guarded": self.guarded,
-                "stop_after_calls": self.stop_after_calls}
+                "stop_after_calls": self.stop_after_calls, "text_tokens": self.text_tokens}
 
     @classmethod
     def of(cls, settings: "GenerationSettings | dict | None" = None, **overrides: Any) -> "GenerationSettings":
@@ -99,9 +105,10 @@ def _adapter_base(row: ModelRow | dict, adapter: Path) -> str:
                 continue
             d = data.get("base_model_dir")
             if d and Path(d).is_dir() and (Path(d) / "config.json").exists():
-                return d
-    if row.get("base_model"):
-        return row["base_model"]
+                return str(d)
+    base = row.get("base_model")
+    if base:
+        return str(base)
     raise NotFound(f"model {row['name']!r} does not say which base model it adapts")
 
 
@@ -225,7 +232,8 @@ class ModelPool:
         if ref.kind != "adapter":
             return True
         hit = entry.adapters.get(ref.name)
-        return hit is not None and tuple(hit[1:]) == (str(ref.adapter_path), _adapter_mtime(ref.adapter_path))
+        return (hit is not None and ref.adapter_path is not None
+                and tuple(hit[1:]) == (str(ref.adapter_path), _adapter_mtime(ref.adapter_path)))
 
     def warm(self, model_name: str) -> float:
         """Loads `model_name` (base and adapter) without generating; returns the seconds it took."""
@@ -257,7 +265,7 @@ class ModelPool:
         """Called with entry.lock held: loads the adapter if needed and makes it (or the bare base) active."""
         from peft import PeftModel
 
-        if ref.kind != "adapter":
+        if ref.kind != "adapter" or ref.adapter_path is None:
             return
         stamp = (str(ref.adapter_path), _adapter_mtime(ref.adapter_path))
         hit = entry.adapters.get(ref.name)
@@ -422,6 +430,37 @@ class StopAfterCalls:
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+def is_text_answer(text: str) -> bool:
+    """True once a guarded answer has taken the grammar's plain-text branch (guard.grammar.tool_grammar: text,
+    which never holds a call, or calls, each opening with TOOL_CALL_OPEN after at most MAX_GAP whitespace)."""
+    from .guard.grammar import MAX_GAP
+    from .training.rendering import TOOL_CALL_OPEN
+
+    body = text.lstrip()
+    if not body:
+        return False
+    if len(text) - len(body) > MAX_GAP:
+        return True
+    return not (body.startswith(TOOL_CALL_OPEN) or TOOL_CALL_OPEN.startswith(body))
+
+
+class StopTextAnswers:
+    """A stopping criterion per row for guarded rows (settings.text_tokens): a row that has written `limit`
+    tokens of an answer that began as plain text is done, since the guard allows it no call any more."""
+
+    def __init__(self, tokenizer, prompt_len: int, limit: int, guarded_rows: list[bool]):
+        self.tokenizer, self.prompt_len, self.limit, self.guarded_rows = tokenizer, prompt_len, limit, guarded_rows
+
+    def __call__(self, input_ids, scores, **kwargs):
+        import torch
+
+        new = input_ids[:, self.prompt_len:]
+        done = [bool(g) and new.shape[1] >= self.limit
+                and is_text_answer(self.tokenizer.decode(row, skip_special_tokens=False))
+                for g, row in zip(self.guarded_rows, new)]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 class RowProgress:
     """Never stops anything: reports how many rows of a batch have ended (an end-of-turn token), each time that
     number grows, so a batch of answers shows progress answer by answer."""
@@ -468,10 +507,13 @@ Prompt = Any  # {"messages", "tools", optional "tool_choice"} | (messages, tools
 class Completions(list):
     """Completions in prompt order, plus `decoding`: what ran ({"decoding": "guarded" | "free" | "mixed",
     "guarded_prompts", "prompts", "notes"}; see guard.grammar.decoding_summary), and `usage`: per prompt
-    {"prompt_tokens", "completion_tokens", "stopped"} (stopped: False when max_new_tokens ended it)."""
+    {"prompt_tokens", "completion_tokens", "stopped"} (stopped: False when max_new_tokens ended it), and
+    `engine`: {"engine": "llama.cpp" | "torch", "notes"} (which engine served, and what it left to torch)."""
 
     decoding: dict = {}
     usage: list = []
+    engine: dict = {}
+    guard: dict = {}   # {"errors": {prompt index: why it decoded free}, "closed": answers steered to close}
 
 
 def _prompt_tools(prompt: Prompt) -> list[dict] | None:
@@ -525,6 +567,11 @@ def _render(tokenizer, prompt: Prompt) -> str:
     return render_prompt(tokenizer, messages, tools)
 
 
+def _row_progress(progress: Callable[[int, int], object], base: int, total: int, finished: int) -> None:
+    """RowProgress's report for a batch starting at answer `base` of `total`."""
+    progress(base + finished, total)
+
+
 def _stop_ids(tokenizer) -> list[int]:
     from .training.rendering import end_of_turn
 
@@ -557,7 +604,7 @@ def _gen_config(tokenizer, s: GenerationSettings):
 
 
 def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
-                  progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Completions:
+                  progress: Callable[[int, int], object] | None = None, **overrides: Any) -> Completions:
     """Raw completions for already-loaded (model, tokenizer): several prompts per forward pass, left-padded,
     each cut at the family's end of turn; guarded rows each get their own grammar matcher. `.decoding` of the
     result says what ran."""
@@ -591,13 +638,13 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
             enc = {k: v.to(device) for k, v in enc.items()}
             guard, processors = _guard(tokenizer, [plans[i].grammar for i in idx], s)
-            stops = _stops(tokenizer, enc["input_ids"].shape[1], s)
+            stops = _stops(tokenizer, enc["input_ids"].shape[1], s, [plans[i].grammar is not None for i in idx])
             if progress and len(idx) > 1:  # per answer inside a batch, not only per batch
                 from transformers import StoppingCriteriaList
 
                 stops = StoppingCriteriaList([*(stops or []), RowProgress(
                     enc["input_ids"].shape[1], _stop_ids(tokenizer),
-                    lambda finished, base=done: progress(base + finished, len(texts)))])
+                    functools.partial(_row_progress, progress, done, len(texts)))])
             with torch.inference_mode():
                 gen = model.generate(**enc, generation_config=gen_cfg, logits_processor=processors,
                                      stopping_criteria=stops)
@@ -621,15 +668,17 @@ def generate_with(model, tokenizer, prompts: Sequence[Prompt], settings: Generat
     result = Completions(out)
     result.decoding = decoding_summary(s.guarded, plans, runtime_errors, closed)
     result.usage = usage
+    result.guard = {"errors": runtime_errors, "closed": closed}
     return result
 
 
-def _stops(tokenizer, prompt_len: int, s: GenerationSettings):
-    if not s.stop_after_calls:
-        return None
+def _stops(tokenizer, prompt_len: int, s: GenerationSettings, guarded_rows: list[bool] | None = None):
     from transformers import StoppingCriteriaList
 
-    return StoppingCriteriaList([StopAfterCalls(tokenizer, prompt_len)])
+    stops: list[Any] = [StopAfterCalls(tokenizer, prompt_len)] if s.stop_after_calls else []
+    if s.text_tokens and guarded_rows and any(guarded_rows):
+        stops.append(StopTextAnswers(tokenizer, prompt_len, s.text_tokens, guarded_rows))
+    return StoppingCriteriaList(stops) if stops else None
 
 
 def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings | dict | None = None,
@@ -655,7 +704,7 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
         past = prefix_cache.past_for(model, tokenizer, prompt, enc["input_ids"][0].tolist())
         if past is not None:
             extra["past_key_values"] = past
-    stops = _stops(tokenizer, enc["input_ids"].shape[1], s)
+    stops = _stops(tokenizer, enc["input_ids"].shape[1], s, [plans[0].grammar is not None])
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
     if s.seed is not None:
         torch.manual_seed(int(s.seed))
@@ -686,14 +735,19 @@ def stream_with(model, tokenizer, prompt: Prompt, settings: GenerationSettings |
 
 
 def generate_batch(model_name: str, prompts: Sequence[Prompt], settings: GenerationSettings | dict | None = None,
-                   progress: Callable[[int, int], None] | None = None, **overrides: Any) -> Completions:
-    """Raw completions of a pooled model (adapter or base) for many prompts, batched (`.decoding`: what ran)."""
+                   progress: Callable[[int, int], object] | None = None, **overrides: Any) -> Completions:
+    """Raw completions of a pooled torch model (adapter or base) for many prompts, batched (`.decoding`: what
+    ran; `.engine`: {"engine": "torch", "notes": []}). Interactive calls go through interactive.py, which serves
+    them from llama.cpp when it can."""
     s = GenerationSettings.of(settings, **overrides)
-    return get_pool().run(model_name, lambda m, t: generate_with(m, t, prompts, s, progress=progress))
+    out = get_pool().run(model_name, lambda m, t: generate_with(m, t, prompts, s, progress=progress))
+    out.engine = {"engine": "torch", "notes": []}
+    return out
 
 
 def stream_generate(model_name: str, prompt: Prompt, settings: GenerationSettings | dict | None = None,
                     report: dict | None = None, **overrides: Any) -> Iterator[str]:
+    """Text chunks of one answer of a pooled torch model; `report` gets the decoding summary at the end."""
     s = GenerationSettings.of(settings, **overrides)
     return get_pool().stream(model_name, lambda m, t, cache: stream_with(m, t, prompt, s, report=report,
                                                                          prefix_cache=cache))
@@ -716,8 +770,9 @@ def resolve_tools(model_name: str | None = None, tools: Any = None, tools_from: 
             row = store.get_model(model_name)
             if row.get("tools"):
                 return tools_from_data(row["tools"], f"model {model_name}"), f"training tools of {model_name}"
-            if row.get("dataset") and get_store().has_dataset(row["dataset"]):
-                return dataset_tools(row["dataset"]), f"dataset {row['dataset']}"
+            held = row.get("dataset")
+            if held and get_store().has_dataset(held):
+                return dataset_tools(held), f"dataset {held}"
     return [], "none"
 
 
@@ -744,41 +799,3 @@ def build_messages(prompt: str, system: str | None = None) -> list[dict]:
         raise InvalidInput("the prompt is empty", field="prompt")
     msgs = [{"role": "system", "content": system}] if system else []
     return msgs + [{"role": "user", "content": prompt}]
-
-
-def nursery_test_model(model_name: str, prompt: str, tools: Any = None, tools_from: str | None = None,
-                       system: str | None = None, settings: GenerationSettings | dict | None = None,
-                       **generation: Any) -> dict:
-    """One prompt through a model with its tools: raw completion, parsed calls, JSON and schema validity, and
-    `decoding` ("guarded" by default, "free" when turned off or when the tools' schemas cannot be guarded; the
-    reason is in `decoding_notes`)."""
-    s = GenerationSettings.of(settings, **{"stop_after_calls": True, **generation})
-    tool_list, source = resolve_tools(model_name, tools, tools_from)
-    messages = build_messages(prompt, system)
-    out = generate_batch(model_name, [{"messages": messages, "tools": tool_list}], s)
-    return {"model": model_name, "prompt": prompt, "tools": [t["function"]["name"] for t in tool_list],
-            "tools_source": source, "settings": s.to_dict(), "decoding": out.decoding["decoding"],
-            "decoding_notes": out.decoding["notes"], **analyse_completion(out[0], tool_list)}
-
-
-class TextStream:
-    """The chunks of one streamed completion (iterate once, e.g. with st.write_stream) and `decoding`, the
-    summary of what ran: known before the first chunk, updated when the stream ends."""
-
-    def __init__(self, chunks: Callable[[dict], Iterator[str]], decoding: dict):
-        self.decoding = decoding
-        self._chunks = chunks(self.decoding)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._chunks)
-
-
-def stream_test_model(model_name: str, prompt: str, tools: list[dict], system: str | None = None,
-                      settings: GenerationSettings | dict | None = None, **generation: Any) -> TextStream:
-    """The streamed counterpart of nursery_test_model (tools already resolved); pair with analyse_completion."""
-    from .guard.grammar import decoding_summary
-
-    s = GenerationSettings.of(settings, **{"stop_after_calls": True, **generation})
-    item = {"messages": build_messages(prompt, system), "tools": tools}
-    return TextStream(lambda report: stream_generate(model_name, item, s, report=report),
-                      decoding_summary(s.guarded, _guard_plans([item], s)))

@@ -53,6 +53,11 @@ def evaluations_dir() -> Path:
     return _sub("evaluations")
 
 
+def gguf_cache_dir() -> Path:
+    """GGUF copies of bases and adapters that interactive inference runs with llama.cpp (rebuildable cache)."""
+    return _sub("gguf_cache")
+
+
 def slugify(text: str) -> str:
     """Turns what a user typed into a safe lowercase name (letters, digits, '.', '_', '-')."""
     s = re.sub(r"[^a-z0-9._-]+", "-", str(text).strip().lower())

@@ -3,7 +3,7 @@ import streamlit as st
 
 from nursery_core.base_models import REGISTRY
 from nursery_core.errors import DuplicateRun, NurseryError
-from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost
+from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost, probe_description
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
 from nursery_core.jobs.backends import cloud_providers
 from nursery_core.jobs.train_cloud import nursery_train_cloud
@@ -39,14 +39,16 @@ with tab_est:
     e1, e2 = st.columns([1, 3])
     epochs_est = e1.number_input("Epochs", min_value=0.1, max_value=100.0, value=float(DEFAULTS.epochs), step=1.0,
                                  key="tf_est_epochs")
-    probe = e1.checkbox("Time a few steps here", value=False, key="tf_est_probe",
-                        help="Measures this machine: times a few real training steps once per machine and "
-                             "base model; later estimates reuse the measurement.")
+    probe = e1.checkbox("Measure this machine", value=False, key="tf_est_probe",
+                        help="The probe " + probe_description(base_model) + ".")
+    remeasure = e1.checkbox("Measure again", value=False, key="tf_est_remeasure", disabled=not probe,
+                            help="Times the steps again instead of reusing this machine's kept measurement.")
     if e1.button("Estimate", key="tf_est_go", disabled=not dataset):
         try:
-            with st.spinner("Counting tokens, then timing a few training steps on this machine…" if probe
-                            else "Counting tokens…"):
-                st.session_state["tf_estimate"] = nursery_estimate_cost(dataset, base_model, epochs_est, probe=probe)
+            with st.spinner("Counting tokens, then timing a few training steps on this machine (seconds)…"
+                            if probe else "Counting tokens…"):
+                st.session_state["tf_estimate"] = nursery_estimate_cost(dataset, base_model, epochs_est, probe=probe,
+                                                                        remeasure=probe and remeasure)
         except NurseryError as e:
             st.error(str(e))
     est = st.session_state.get("tf_estimate")
@@ -57,6 +59,10 @@ with tab_est:
         e2.dataframe(tw.gpu_frame(est), hide_index=True, key="tf_gpu_table")
         cpu = est["local_cpu"]
         e2.markdown(f"This machine (CPU): **{tw.duration(cpu['seconds'])}** ({cpu['method']})")
+        if cpu.get("probe"):
+            e2.caption(f"Probe {'kept from' if cpu['probe'].get('reused') else 'measured'} "
+                       f"{tw.when(cpu['probe'].get('measured_at'))}: {cpu['probe']['tokens_per_s']:.0f} training "
+                       f"tokens/s; it {cpu['probe'].get('what', 'timed a few training steps')}.")
     acc = estimate_accuracy()
     if acc["count"]:
         st.caption(f"Past estimates were off by {acc['mean_abs_error_pct']}% on average ({acc['count']} runs).")

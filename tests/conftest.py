@@ -42,6 +42,9 @@ def nursery_home(tmp_path, monkeypatch):
     home = tmp_path / "nursery_home"
     home.mkdir()
     monkeypatch.setenv("NURSERY_HOME", str(home))
+    # Interactive calls default to llama.cpp when it can serve ("auto"); tests of other features run torch's
+    # path so they build no GGUFs. tests/test_llamacpp_engine.py sets "auto" and checks the two agree.
+    monkeypatch.setenv("NURSERY_ENGINE", "torch")
     yield home
     from nursery_core import store as store_mod
     if "streamlit" in sys.modules:

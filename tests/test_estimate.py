@@ -100,3 +100,49 @@ def test_cpu_probe_measures_and_caches(tiny_model_dir):
     r = estimate.measure_cpu_probe(str(tiny_model_dir), examples(8), steps=1, batch_size=2)
     assert r["tokens_per_s"] > 0
     assert estimate.cached_probe(str(tiny_model_dir))["tokens_per_s"] == r["tokens_per_s"]
+
+
+def test_machine_probe_is_short_says_what_it_measures_and_is_kept_until_remeasured(tiny_model_dir, monkeypatch):
+    """'Measure this machine': a few tiny steps on sequences cut short, kept per machine (host, CPU model,
+    threads) and model, reused by later estimates, measured again only when asked."""
+
+    store_dataset("lockers", n=12)
+    base = str(tiny_model_dir)
+    calls = []
+    real = estimate.measure_cpu_probe
+
+    def counting(base_model, exs, **kw):
+        calls.append(kw)
+        return real(base_model, exs, **kw)
+
+    monkeypatch.setattr(estimate, "measure_cpu_probe", counting)
+    first = estimate.nursery_estimate_cost("lockers", base_model=base, epochs=1, probe=True)["local_cpu"]
+    assert len(calls) == 1 and first["method"] == "measured probe"
+    probe = first["probe"]
+    assert probe["reused"] is False and probe["tokens"] > 0 and probe["tokens_per_s"] > 0
+    # says what it measures: steps, batch, sequence cut, threads, and that the result is kept
+    assert f"{estimate.PROBE_STEPS} LoRA training steps" in probe["what"] and "threads" in probe["what"]
+    assert f"cut to {estimate.PROBE_MAX_TOKENS} tokens" in probe["what"] and "kept" in probe["what"]
+    # a few tiny steps: at most (steps + 1) batches of at most PROBE_MAX_TOKENS tokens each were run
+    assert probe["tokens"] <= estimate.PROBE_STEPS * estimate.PROBE_BATCH * estimate.PROBE_MAX_TOKENS
+    # kept per machine: the key names the threads, and the next estimate reuses it without measuring
+    assert "threads" in estimate.machine_key() and probe["machine"] == estimate.machine_key()
+    again = estimate.nursery_estimate_cost("lockers", base_model=base, epochs=1, probe=True)["local_cpu"]
+    assert len(calls) == 1 and again["probe"]["reused"] is True
+    assert again["probe"]["measured_at"] == probe["measured_at"]
+    # another machine (other thread count) does not see it
+    here = estimate.machine_key
+    monkeypatch.setattr(estimate, "machine_key", lambda: "elsewhere|cpu|64 threads")
+    assert estimate.cached_probe(base) is None
+    monkeypatch.setattr(estimate, "machine_key", here)
+    # asked to re-measure: measured again and kept in place of the old one
+    fresh = estimate.nursery_estimate_cost("lockers", base_model=base, epochs=1, remeasure=True)["local_cpu"]
+    assert len(calls) == 2 and fresh["probe"]["reused"] is False
+    assert estimate.cached_probe(base)["measured_at"] == fresh["probe"]["measured_at"]
+
+
+def test_estimate_cli_offers_remeasure():
+    from nursery_core.cli import build_parser
+
+    args = build_parser().parse_args(["estimate-cost", "lockers", "--remeasure"])
+    assert args.remeasure is True

@@ -270,7 +270,8 @@ def test_guarded_batches_match_one_by_one_and_valid_free_output(tiny_model_dir, 
 
 
 def test_unguardable_requests_decode_free_and_results_say_so(tiny_model_dir, fresh_pool):
-    from nursery_core.inference import generate_batch, nursery_test_model
+    from nursery_core.inference import generate_batch
+    from nursery_core.interactive import nursery_test_model
 
     make_adapter("ada", tiny_model_dir, seed=1)
     odd = fn("odd", {"a": {"if": {"type": "string"}, "then": {"minLength": 2}}})
@@ -288,7 +289,8 @@ def test_unguardable_requests_decode_free_and_results_say_so(tiny_model_dir, fre
 
 
 def test_the_stream_reports_its_decoding(tiny_model_dir, fresh_pool):
-    from nursery_core.inference import generate_batch, stream_test_model
+    from nursery_core.inference import generate_batch
+    from nursery_core.interactive import stream_test_model
 
     make_adapter("ada", tiny_model_dir, seed=1)
     stream = stream_test_model("ada", "Weather in Oslo?", TOOLS, max_new_tokens=8)

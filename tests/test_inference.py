@@ -98,7 +98,8 @@ def test_adapter_retrained_under_the_same_name_is_reloaded(tiny_model_dir):
 
 
 def test_test_model_reports_calls_and_validity(tiny_model_dir):
-    from nursery_core.inference import analyse_completion, nursery_test_model
+    from nursery_core.inference import analyse_completion
+    from nursery_core.interactive import nursery_test_model
 
     make_adapter("ada", tiny_model_dir, seed=1)
     r = nursery_test_model("ada", "Weather in Oslo?", max_new_tokens=8)
@@ -115,7 +116,8 @@ def test_test_model_reports_calls_and_validity(tiny_model_dir):
 
 def test_unknown_model_and_bad_settings_are_clear_errors(tiny_model_dir):
     from nursery_core.errors import InvalidConfig, NotFound
-    from nursery_core.inference import generate_batch, nursery_test_model
+    from nursery_core.inference import generate_batch
+    from nursery_core.interactive import nursery_test_model
 
     with pytest.raises(NotFound, match="no model named 'ghost'"):
         generate_batch("ghost", PROMPTS)

@@ -92,9 +92,10 @@ def test_run_an_evaluation_and_drill_down(app):
     small(app, "mc_eval")
     app.button(key="mc_eval_go").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
-    board = frame(app, "rank", "model", "examples")
-    assert sorted(zip(board["model"], board["decoding"])) == [("ada", "free"), ("ada", "guarded")]
-    assert list(board["examples"]) == [4, 4]
+    board = frame(app, "Rank", "Model", "Examples")
+    assert sorted(zip(board["Model"], board["Decoding"])) == [("ada", "free"), ("ada", "guarded")]
+    assert list(board["Examples"]) == [4, 4]
+    assert all(v.endswith(" %") for v in board["AST accuracy"])
     assert app.session_state["mc_eval_last"]
     app.radio(key="mc_drill_which").set_value("all").run()
     assert len(frame(app, "correct", "error", "format ok")) == 4

@@ -153,8 +153,13 @@ def test_model_cradle_and_overview_show_golden_beside_held_out(store, tmp_path):
     assert card["model"].tolist() == ["m"]
     assert card["golden: gold"][0].startswith("100.0% [34.2–100.0%] n=2 ⚠ small sample")
     assert card["held-out AST (95% CI)"][0].startswith("0.0% [0.0–79.3%] n=1 ⚠")
-    board = table(at, "rank", "kind", "AST 95% CI", "warning")
-    assert set(board["kind"]) == {"golden", "held-out"} and all(board["warning"])
+    board = table(at, "Rank", "Data", "AST accuracy", "AST 95 % interval", "Warning")
+    assert set(board["Data"]) == {"golden", "held-out"} and all(board["Warning"])
+    # readable names and percentages, never raw metric keys or unrounded fractions
+    assert not any("_" in c for c in board.columns), list(board.columns)
+    by_data = dict(zip(board["Data"], board["AST accuracy"]))
+    assert by_data == {"golden": "100.0 %", "held-out": "0.0 %"}
+    assert dict(zip(board["Data"], board["AST 95 % interval"]))["golden"] == "34.2–100.0 %"
     models = table(at, "name", "held-out AST (95% CI)", "golden sets AST (95% CI)")
     assert models["golden sets AST (95% CI)"][0].startswith("gold: 100.0%")
     assert at.checkbox(key="mc_eval_with_base") and at.multiselect(key="mc_eval_golden").options == ["gold"]

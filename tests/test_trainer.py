@@ -206,6 +206,6 @@ def test_decision_weight_scales_only_the_first_token_of_each_trained_answer(tiny
 def test_decision_weight_is_a_validated_recipe_setting():
     from nursery_core.errors import InvalidConfig
 
-    assert TrainConfig().decision_weight == 1.0
+    assert TrainConfig().decision_weight == 8.0  # the default recipe's (bench/QUALITY.md, session 6, run E)
     with pytest.raises(InvalidConfig, match="decision_weight"):
         TrainConfig(decision_weight=-1.0).validate()

@@ -31,8 +31,13 @@ def _with_decoding(cmd: Command, default: str) -> Command:
 
 
 def _decoding_line(r: dict) -> str:
-    notes = r.get("decoding_notes") or []
-    return f"decoding: {r.get('decoding')}" + "".join(f"\n  note: {n}" for n in notes)
+    """'decoding: guarded · served by llama.cpp' and the notes of both (test-model and compare results)."""
+    from ..formatting import served_by
+
+    served, engine_notes = served_by(r)
+    notes = (r.get("decoding_notes") or []) + engine_notes
+    return (f"decoding: {r.get('decoding')}" + (f" · served by {served}" if served else "")
+            + "".join(f"\n  note: {n}" for n in notes))
 
 
 def _with_generation(cmd: Command) -> Command:
@@ -43,7 +48,7 @@ def _with_generation(cmd: Command) -> Command:
 
 
 def _test(args) -> dict:
-    from ..inference import nursery_test_model
+    from ..interactive import nursery_test_model
 
     tools = None
     if args.tools_file:

@@ -14,7 +14,8 @@ from . import Command, CommandResult
 
 def _estimate(args):
     from ..estimate import nursery_estimate_cost
-    return nursery_estimate_cost(args.dataset, base_model=args.base_model, epochs=args.epochs)
+    return nursery_estimate_cost(args.dataset, base_model=args.base_model, epochs=args.epochs,
+                                 remeasure=args.remeasure)
 
 
 def _human_estimate(e: dict) -> str:
@@ -29,6 +30,10 @@ def _human_estimate(e: dict) -> str:
     cpu = e.get("local_cpu") or {}
     if cpu.get("seconds") is not None:
         lines.append(f"this machine (CPU, {cpu.get('method')}): {_dur(cpu['seconds'])}")
+    probe = cpu.get("probe")
+    if probe:
+        lines.append(f"  probe {'kept from' if probe.get('reused') else 'measured'} {probe.get('measured_at')}: "
+                     f"{probe.get('tokens_per_s')} tokens/s; it {probe.get('what', 'timed a few training steps')}")
     return "\n".join(lines)
 
 
@@ -161,7 +166,9 @@ def register(sub) -> None:
     Command(sub, "estimate-cost", "estimate tokens, FLOPs, memory, time and $ of training a dataset", _estimate,
             _human_estimate) \
         .arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \
-        .arg("--epochs", type=float, default=None, help="epochs (default: the training default)")
+        .arg("--epochs", type=float, default=None, help="epochs (default: the training default)") \
+        .arg("--remeasure", action="store_true",
+             help="time a few training steps on this machine again instead of reusing the kept measurement")
     train = Command(sub, "train-local", "train a LoRA adapter on this machine (queued as a background job)",
                     _train_local, _human_status) \
         .arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \

@@ -225,7 +225,10 @@ def unpack_archive(data: bytes, dest: Path | str, *, require: str | None = None,
                     continue
                 if not m.isfile():
                     raise ProviderAPIError(f"the archive holds a link or device {m.name!r}; nothing was unpacked")
-                members.append((_safe_name(m.name), tar.extractfile(m).read()))
+                fh = tar.extractfile(m)
+                if fh is None:  # a regular member always has a file object; kept explicit for the type checker
+                    raise ProviderAPIError(f"the archive member {m.name!r} could not be read; nothing was unpacked")
+                members.append((_safe_name(m.name), fh.read()))
     if not members:
         raise ProviderAPIError("the downloaded archive is empty")
     tops = {Path(n).parts[0] for n, _ in members}

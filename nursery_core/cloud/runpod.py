@@ -187,12 +187,12 @@ class RunPodClient:
             raise ValueError(f"cloud_type must be ALL, SECURE or COMMUNITY, not {cloud_type!r}")
         out = []
         for g in self.gpu_types(gpu_count):
-            prices = [g.get(f) for f in price_field if g.get(f)]
+            prices = [float(g[f]) for f in price_field if g.get(f)]
             if not prices or not (g.get("lowestPrice") or {}).get("uninterruptablePrice"):
                 continue
             if int(g.get("maxGpuCount") or 0) < gpu_count or float(g.get("memoryInGb") or 0) < min_memory_gb:
                 continue
-            per_gpu = float(min(prices))
+            per_gpu = min(prices)
             if max_usd_per_hour is not None and per_gpu * gpu_count > max_usd_per_hour:
                 continue
             out.append({"gpu_type_id": g["id"], "gpu_name": g.get("displayName") or g["id"],

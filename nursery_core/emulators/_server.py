@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -64,10 +64,10 @@ def parse_multipart(content_type: str, raw: bytes) -> dict[str, dict]:
     msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw)
     if not msg.is_multipart():
         raise ApiError(400, "the multipart body could not be parsed")
-    out = {}
+    out: dict[str, dict] = {}
     for part in msg.iter_parts():
         name = part.get_param("name", header="content-disposition")
-        if name:
+        if isinstance(name, str) and name:
             out[name] = {"filename": part.get_filename(), "content_type": part.get_content_type(),
                          "data": part.get_payload(decode=True) or b""}
     return out
@@ -197,6 +197,8 @@ class EmulatorServer:
 
 class _Handler(BaseHTTPRequestHandler):
     emulator: EmulatorServer
+    _endpoint: str = "unknown"
+    _recorded: bool = False
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     server_version = "nginx"
@@ -306,7 +308,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(reply)
 
 
-def serve_forever(emu: EmulatorServer, banner: Callable[[EmulatorServer], str]) -> int:
+class _Servable(Protocol):
+    def start(self) -> Any: ...
+
+    def stop(self) -> None: ...
+
+
+_E = TypeVar("_E", bound=_Servable)
+
+
+def serve_forever(emu: _E, banner: Callable[[_E], str]) -> int:
     """Starts `emu`, prints `banner(emu)`, and serves until SIGTERM or Ctrl-C (the standalone entry points)."""
     emu.start()
     print(banner(emu), flush=True)

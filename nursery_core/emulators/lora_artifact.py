@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import threading
 import zipfile
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 # HuggingFaceTB/SmolLM2-135M-Instruct's config.json (the embedded default's architecture).
 SMOLLM2_135M = {"model_type": "llama", "vocab_size": 49152, "hidden_size": 576, "intermediate_size": 1536,
@@ -34,7 +36,7 @@ class UnknownBase(ValueError):
     """The emulator knows no architecture for this model name."""
 
 
-def base_config(model: str, local_bases: dict[str, Path | str] | None = None) -> dict:
+def base_config(model: str, local_bases: Mapping[str, Path | str] | None = None) -> dict:
     """The config dict of `model`: a local HF directory's config.json, else SHAPES; raises UnknownBase."""
     if local_bases and model in local_bases:
         return json.loads((Path(local_bases[model]) / "config.json").read_text())
@@ -67,7 +69,8 @@ def build_adapter(out_dir: Path | str, model: str, config: dict, *, r: int = 8, 
                                                     if not k.startswith("_") and k != "architectures"})
     with init_empty_weights():
         base = AutoModelForCausalLM.from_config(hf_config)
-    lora = LoraConfig(r=int(r), lora_alpha=float(alpha), lora_dropout=float(dropout),
+    lora = LoraConfig(r=int(r), lora_alpha=float(alpha),  # type: ignore[arg-type]  # peft annotates int; providers send float alphas and scaling is alpha/r either way
+                      lora_dropout=float(dropout),
                       target_modules=_target_modules(target_modules), task_type="CAUSAL_LM")
     peft_model = get_peft_model(base, lora)
     gen = torch.Generator().manual_seed(int(seed))
@@ -107,3 +110,24 @@ def pack_zip(src: Path | str) -> bytes:
         for f in sorted(Path(src).iterdir()):
             zf.write(f, arcname=f.name)
     return buf.getvalue()
+
+
+def build_in_background(record: dict, lock: AbstractContextManager, result_key: str, build: Callable[[], Any],
+                        thread_name: str) -> None:
+    """Runs `build()` on a daemon thread kept in `record["_builder"]` (an emulator's "training"): its return
+    value lands in `record[result_key]`, an exception as "Type: message" in `record["_build_error"]` (reported
+    as the run's error, like a real crash); both written under `lock`."""
+
+    def run() -> None:
+        try:
+            result = build()
+        except Exception as e:  # noqa: BLE001 - any crash becomes the emulated run's error
+            with lock:
+                record["_build_error"] = f"{type(e).__name__}: {e}"
+            return
+        with lock:
+            record[result_key] = result
+
+    th = threading.Thread(target=run, name=thread_name, daemon=True)
+    record["_builder"] = th
+    th.start()

@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -107,7 +106,7 @@ class ReplicateEmulator(EmulatorServer):
         self.boot_polls, self.running_polls = int(boot_polls), max(1, int(running_polls))
         self.price_per_second = float(price_per_second)
         self._tmp = None if work_dir else tempfile.TemporaryDirectory(prefix="replicate-emu-")
-        self.work_dir = Path(work_dir or self._tmp.name)
+        self.work_dir = Path(work_dir) if work_dir else Path(self._tmp.name) if self._tmp else Path()
         self.files: dict[str, dict] = {}
         self.models: dict[str, dict] = {}
         self.trainings: dict[str, dict] = {}
@@ -384,23 +383,15 @@ class ReplicateEmulator(EmulatorServer):
         config = lora_artifact.base_config(t["_base"], self.local_bases)
         out = self.work_dir / t["id"] / "adapter"
 
-        def build() -> None:
-            try:
-                lora_artifact.build_adapter(out, t["_base"], config, r=int(inp.get("lora_rank", 8)),
-                                            alpha=float(inp.get("lora_alpha", 16)),
-                                            dropout=float(inp.get("lora_dropout", 0.1)),
-                                            target_modules=inp.get("lora_target_modules", "q_proj,v_proj"),
-                                            seed=int(inp.get("seed", 0)))
-                data = lora_artifact.pack_zip(out)
-                with self._lock:
-                    t["_built"] = data
-            except Exception as e:  # noqa: BLE001 - reported as the training's error, like a real crash
-                with self._lock:
-                    t["_build_error"] = f"{type(e).__name__}: {e}"
+        def build() -> bytes:
+            lora_artifact.build_adapter(out, t["_base"], config, r=int(inp.get("lora_rank", 8)),
+                                        alpha=float(inp.get("lora_alpha", 16)),
+                                        dropout=float(inp.get("lora_dropout", 0.1)),
+                                        target_modules=inp.get("lora_target_modules", "q_proj,v_proj"),
+                                        seed=int(inp.get("seed", 0)))
+            return lora_artifact.pack_zip(out)
 
-        th = threading.Thread(target=build, name=f"replicate-build-{t['id']}", daemon=True)
-        t["_builder"] = th
-        th.start()
+        lora_artifact.build_in_background(t, self._lock, "_built", build, f"replicate-build-{t['id']}")
 
     def wait_built(self, training_id: str, timeout: float = 120.0) -> None:
         """Blocks until a processing training's adapter is built (tests poll without sleeping on it)."""

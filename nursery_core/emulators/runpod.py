@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,6 +31,8 @@ from urllib.parse import urlsplit
 
 from graphql import GraphQLError, build_schema, graphql_sync, parse
 from graphql.language import OperationDefinitionNode
+
+from ._server import Fault, serve_forever
 
 # Storage prices in $/GB/month (runpod/docs pods/pricing.mdx), billed per second over a 30-day month.
 DISK_RUNNING_GB_MONTH = 0.10
@@ -172,17 +173,6 @@ def default_gpu_types() -> list[dict]:
     return out
 
 
-class _Fault:
-    def __init__(self, endpoint: str, status: int, count: int = 1, body: Any = None, apply: bool = False,
-                 skip: int = 0):
-        self.endpoint, self.status, self.count, self.body = endpoint, int(status), int(count), body
-        self.apply, self.skip = bool(apply), int(skip)
-
-    def to_dict(self) -> dict:
-        return {"endpoint": self.endpoint, "status": self.status, "count": self.count, "apply": self.apply,
-                "skip": self.skip}
-
-
 class _QueryFailed(Exception):
     """A resolver refusal; it reaches the client as a GraphQL error message."""
 
@@ -207,7 +197,7 @@ class RunPodEmulator:
         self.clock = clock
         self.pods: dict[str, dict] = {}          # every pod ever created (terminated ones kept)
         self.account_pub_key = ""
-        self.faults: list[_Fault] = []
+        self.faults: list[Fault] = []
         self.requests: list[dict] = []           # ts, root fields, status
         self._lock = threading.RLock()
         self._schema = build_schema(SCHEMA_SDL)
@@ -256,7 +246,7 @@ class RunPodEmulator:
         after `skip` good ones. status 0 drops the connection; apply=True performs the call first (a pod that
         was created although the client saw a 5xx)."""
         with self._lock:
-            self.faults.append(_Fault(endpoint, status, count, body, apply, skip))
+            self.faults.append(Fault(endpoint, int(status), int(count), body, bool(apply), int(skip)))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -308,7 +298,7 @@ class RunPodEmulator:
         return {"data": result.data}
 
     # ---------------------------------------------------------------------------------- internals
-    def _take_fault(self, endpoints: list[str]) -> _Fault | None:
+    def _take_fault(self, endpoints: list[str]) -> Fault | None:
         with self._lock:
             for f in self.faults:
                 if (f.endpoint == "*" or f.endpoint in endpoints) and f.count > 0:
@@ -626,7 +616,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, emu.execute(query, body.get("variables")))
 
-    def _send_fault(self, fault: _Fault) -> None:
+    def _send_fault(self, fault: Fault) -> None:
         if fault.body is not None:
             self._send(fault.status, fault.body)
         elif fault.status == 429:
@@ -682,18 +672,9 @@ def main(argv: list[str] | None = None) -> int:
     keys = a.api_keys or [os.environ.get("RUNPOD_API_KEY") or "emulator-key"]
     emu = RunPodEmulator(keys, ssh_host=a.ssh_host, ssh_port=a.ssh_port, authorized_keys=a.authorized_keys,
                          boot_polls=a.boot_polls, host=a.host, port=a.port)
-    emu.start()
-    print(f"RunPod emulator on {emu.url} (set RUNPOD_API_BASE_URL={emu.url}); pods -> ssh root@{a.ssh_host}:"
-          f"{a.ssh_port}; {len(emu.gpu_types)} GPU types. Ctrl-C stops.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    emu.stop()
-    return 0
-
+    return serve_forever(emu, lambda e: f"RunPod emulator on {e.url} (set RUNPOD_API_BASE_URL={e.url}); pods -> "
+                                        f"ssh root@{a.ssh_host}:{a.ssh_port}; {len(e.gpu_types)} GPU types. "
+                                        "Ctrl-C stops.")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -27,7 +27,6 @@ import os
 import re
 import secrets
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -154,7 +153,7 @@ class TogetherEmulator(EmulatorServer):
         self.queue_polls = (int(queue_polls[0]), int(queue_polls[1]))
         self.credit, self.price_per_mtok = float(credit), float(price_per_mtok)
         self._tmp = None if work_dir else tempfile.TemporaryDirectory(prefix="together-emu-")
-        self.work_dir = Path(work_dir or self._tmp.name)
+        self.work_dir = Path(work_dir) if work_dir else Path(self._tmp.name) if self._tmp else Path()
         self.files: dict[str, dict] = {}
         self.jobs: dict[str, dict] = {}
         self._uploads: dict[str, str] = {}        # one-time upload token -> file id
@@ -478,21 +477,14 @@ class TogetherEmulator(EmulatorServer):
         config = lora_artifact.base_config(job["model"], self.local_bases)
         out = self.work_dir / job["id"] / "adapter"
 
-        def build() -> None:
-            try:
-                lora_artifact.build_adapter(out, job["model"], config, r=tt["lora_r"], alpha=tt["lora_alpha"],
-                                            dropout=tt["lora_dropout"], target_modules=tt["lora_trainable_modules"],
-                                            seed=job["_seed"])
-                (out / "README.md").write_text(f"LoRA adapter of {job['model']} from fine-tune {job['id']}\n")
-                with self._lock:
-                    job["_archive"] = out
-            except Exception as e:  # noqa: BLE001 - reported as the job's error, like a real crash
-                with self._lock:
-                    job["_build_error"] = f"{type(e).__name__}: {e}"
+        def build() -> Path:
+            lora_artifact.build_adapter(out, job["model"], config, r=tt["lora_r"], alpha=tt["lora_alpha"],
+                                        dropout=tt["lora_dropout"], target_modules=tt["lora_trainable_modules"],
+                                        seed=job["_seed"])
+            (out / "README.md").write_text(f"LoRA adapter of {job['model']} from fine-tune {job['id']}\n")
+            return out
 
-        t = threading.Thread(target=build, name=f"together-build-{job['id']}", daemon=True)
-        job["_builder"] = t
-        t.start()
+        lora_artifact.build_in_background(job, self._lock, "_archive", build, f"together-build-{job['id']}")
 
     def wait_built(self, job_id: str, timeout: float = 120.0) -> None:
         """Blocks until a compressing job's adapter is built (tests poll without sleeping on it)."""

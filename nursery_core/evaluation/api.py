@@ -298,8 +298,8 @@ def evaluation_plan(model_name: str, dataset: str | None = None, split: str = "e
     if dataset:
         store.get_dataset(dataset)  # NotFound before anything loads
     row = store.get_model(model_name) if model_name and store.has_model(model_name) else None
-    held = dataset or (row.get("dataset") if row and row.get("dataset") and store.has_dataset(row["dataset"])
-                       else None)
+    row_dataset = row.get("dataset") if row else None
+    held = dataset or (row_dataset if row_dataset and store.has_dataset(row_dataset) else None)
     if golden is None:
         tools = [t.get("function", {}).get("name") for t in (row or {}).get("tools") or [] if isinstance(t, dict)]
         names = golden_sets_for(tools or None)

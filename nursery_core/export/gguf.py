@@ -101,3 +101,27 @@ def convert(model_dir: Path | str, outfile: Path | str, outtype: str = "q8_0", t
         raise BackendError(f"llama.cpp's converter failed on {model_dir.name} (exit {proc.returncode}): {last[0]}")
     return {"path": str(outfile), "size": outfile.stat().st_size, "outtype": outtype,
             "seconds": round(time.monotonic() - start, 2), "log": log[-4000:]}
+
+
+def set_end_of_turn(infile: Path | str, outfile: Path | str, token_id: int, timeout: float = 600) -> dict:
+    """Copies a GGUF with `token_id` recorded as its end-of-turn token (tokenizer.ggml.eot_token_id), using
+    gguf-py's gguf_new_metadata.py. llama.cpp guesses the end of turn from token texts when the converter did not
+    write one, and for ChatML vocabularies guesses `<|endoftext|>`; its llguidance sampler only lets a grammar
+    end on that token, so a guarded answer could not end on `<|im_end|>`. Returns {"path", "seconds"}."""
+    script = tools_dir() / "gguf-py" / "gguf" / "scripts" / "gguf_new_metadata.py"
+    if not script.is_file():
+        raise BackendError(f"gguf-py's metadata tool is missing from {tools_dir()}: run `make setup`")
+    argv = [sys.executable, str(script), str(infile), str(outfile), "--special-token-by-id", "eot", str(int(token_id)),
+            "--force"]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(argv, env=converter_env(), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        Path(outfile).unlink(missing_ok=True)
+        raise BackendError(f"rewriting {Path(infile).name}'s metadata took longer than {timeout:.0f} s") from None
+    if proc.returncode != 0 or not Path(outfile).exists():
+        Path(outfile).unlink(missing_ok=True)
+        last = [ln for ln in ((proc.stdout or "") + (proc.stderr or "")).strip().splitlines() if ln.strip()][-1:]
+        raise BackendError(f"could not set the end-of-turn token of {Path(infile).name}: "
+                           f"{last[0] if last else '(no output)'}")
+    return {"path": str(outfile), "seconds": round(time.monotonic() - start, 2)}

@@ -89,7 +89,7 @@ def _family(tokenizer, info: dict[str, Any]) -> str:
         spec = resolve(info.get("base_model"))
         if spec.alias in REGISTRY and not spec.local_dir:
             return spec.family
-    except Exception:  # a local path that no longer exists: fall back to the template's markers
+    except (NurseryError, OSError, ValueError):  # unknown alias, or a local path gone/unreadable: the template decides
         pass
     return family_of_template(tokenizer.chat_template)
 

@@ -12,12 +12,12 @@ as plain greedy decoding, at a fraction of the CPU time.
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import BackendError, InvalidInput
+from ..engines.llamacpp_server import GGUFRunner  # noqa: F401  (verification runs the GGUF with it)
+from ..errors import InvalidInput, NurseryError
 
 DEFAULT_THRESHOLD = 0.95
 DEFAULT_LIMIT = 20
@@ -58,7 +58,7 @@ def eval_prompt_set(dataset: str | None, limit: int = DEFAULT_LIMIT) -> tuple[li
             from ..datasets import load_examples
 
             examples = load_examples(dataset, "eval", limit=limit)
-        except Exception:  # dataset deleted or unreadable: verification still runs on the built-ins
+        except (NurseryError, OSError, ValueError):  # dataset deleted, its file gone or not JSONL: the built-ins
             examples = []
         prompts = []
         for ex in examples:
@@ -68,59 +68,6 @@ def eval_prompt_set(dataset: str | None, limit: int = DEFAULT_LIMIT) -> tuple[li
         if prompts:
             return prompts[:limit], f"dataset {dataset} (eval split)"
     return _builtin_prompts()[:limit], "built-in prompts"
-
-
-class GGUFRunner:
-    """A GGUF loaded in llama.cpp's server engine (in-process, on a free loopback port) for tokenize/complete."""
-
-    def __init__(self, gguf_path: Path | str, n_ctx: int = 4096, threads: int | None = None):
-        try:
-            import xllamacpp as xlc
-        except ImportError:
-            raise BackendError("llama.cpp's Python bindings (xllamacpp) are not installed: run `make setup`") from None
-        import httpx
-
-        p = xlc.CommonParams()
-        p.model.path = str(gguf_path)
-        p.n_ctx = n_ctx
-        p.n_parallel = 1
-        p.warmup = False
-        p.verbosity = 0
-        threads = threads or max(1, os.cpu_count() or 1)
-        p.cpuparams.n_threads = threads
-        p.cpuparams_batch.n_threads = threads
-        try:
-            self._server = xlc.Server(p)
-        except Exception as e:
-            raise BackendError(f"llama.cpp could not load {Path(gguf_path).name}: {e}") from e
-        self.url = self._server.listening_address
-        self._http = httpx.Client(base_url=self.url, timeout=600, trust_env=False)
-
-    def tokenize(self, text: str, add_special: bool = True) -> list[int]:
-        r = self._http.post("/tokenize", json={"content": text, "add_special": add_special, "parse_special": True})
-        r.raise_for_status()
-        return list(r.json()["tokens"])
-
-    def complete(self, prompt: str | list[int], max_new_tokens: int) -> list[int]:
-        """Greedy token ids (argmax each step) after the prompt, until an end-of-generation token or the limit."""
-        body = {"prompt": prompt, "n_predict": max_new_tokens, "temperature": 0.0, "top_k": 1,
-                "samplers": ["top_k"], "repeat_penalty": 1.0, "return_tokens": True, "cache_prompt": False,
-                "seed": 0}
-        r = self._http.post("/completion", json=body)
-        if r.status_code >= 400:
-            raise BackendError(f"llama.cpp completion failed ({r.status_code}): {r.text[:200]}")
-        return list(r.json().get("tokens") or [])
-
-    def close(self) -> None:
-        self._http.close()
-        server, self._server = getattr(self, "_server", None), None
-        del server
-
-    def __enter__(self) -> "GGUFRunner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _cut_ids(ids: list[int], stop_ids: set[int]) -> list[int]:
@@ -228,8 +175,8 @@ def verify_export(merged_dir: Path | str, gguf_path: Path | str, prompts: list[d
     rows = []
     for k, p in enumerate(prompts):
         g_ids, g_out = gguf_rows[k]
-        g_text = tok.decode(g_out, skip_special_tokens=False).strip()
-        h_text = tok.decode(hf_outs[k], skip_special_tokens=False).strip()
+        g_text = str(tok.decode(g_out, skip_special_tokens=False)).strip()  # one id sequence decodes to one str
+        h_text = str(tok.decode(hf_outs[k], skip_special_tokens=False)).strip()
         h_calls, g_calls = parse_tool_calls(h_text).calls, parse_tool_calls(g_text).calls
         user = next((m.get("content") for m in reversed(p["messages"]) if m["role"] == "user"), "")
         rows.append({

@@ -166,6 +166,20 @@ def tool_grammar(tools: list[dict], caps: GuardCaps = GuardCaps(),
     return "\n".join(lines), relaxed
 
 
+# x-guidance options newer than the llguidance inside llama.cpp's bindings (xllamacpp 2026.10), which rejects a
+# grammar naming them and then decodes free without a word; engines/llamacpp.py sends the grammar without them.
+LLAMACPP_UNKNOWN_OPTIONS = ("json_allow_general_unicode_escapes",)
+
+
+def llamacpp_grammar(grammar: str) -> str:
+    """The guard's grammar for llama.cpp's llguidance: the same, less LLAMACPP_UNKNOWN_OPTIONS (so \\uXXXX escapes
+    of ordinary characters are not allowed there; engines/llamacpp.py checks every answer against the full
+    grammar with the Python llguidance and runs it on torch when it falls outside)."""
+    for option in LLAMACPP_UNKNOWN_OPTIONS:
+        grammar = grammar.replace(f', "{option}": true', "").replace(f', "{option}": false', "")
+    return grammar
+
+
 def compile_error(grammar: str) -> str | None:
     """llguidance's complaint about a grammar (None when it compiles). Raises ImportError without llguidance."""
     from llguidance import LLMatcher

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
 import anyio
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from .. import paths
 from ..cloud.credentials import DEFAULT_MAX_DPH, DEFAULT_MAX_HOURS
@@ -189,7 +189,7 @@ TOOLS: list[ToolSpec] = [
              hide=("ollama_host",), task="deploy", progress_kw="progress", precheck=_precheck_deploy,
              note="Through MCP this starts a task and returns its id at once (the Ollama host is the one "
                   "configured in Settings); follow it with nursery_job_status, whose `result` is the deployment."),
-    ToolSpec("nursery_test_model", "nursery_core.inference:nursery_test_model", hide=("settings",),
+    ToolSpec("nursery_test_model", "nursery_core.interactive:nursery_test_model", hide=("settings",),
              types={"tools": ToolList}, generation=True),
     ToolSpec("nursery_compare_models", "nursery_core.compare:nursery_compare_models",
              types={"tools": ToolList}),
@@ -363,8 +363,8 @@ class NurseryMCP:
         tool = _clear_errors_tool(Tool).from_function(call, name=spec.name, description=_description(spec, fn),
                                                       structured_output=True)
         base = tool.fn_metadata.arg_model
-        strict = type(base.__name__, (base,), {"model_config": ConfigDict(**base.model_config, extra="forbid"),
-                                               "__module__": base.__module__})
+        strict = typing.cast(type[BaseModel], type(base.__name__, (base,), {
+            "model_config": ConfigDict(**base.model_config, extra="forbid"), "__module__": base.__module__}))
         tool.fn_metadata.arg_model = strict
         tool.parameters = strict.model_json_schema(by_alias=True)
         return tool
@@ -525,8 +525,11 @@ def argument_errors(exc: Any) -> str:
     return "; ".join(out)
 
 
+_ToolT = typing.TypeVar("_ToolT")
+
+
 @functools.cache
-def _clear_errors_tool(base: type) -> type:
+def _clear_errors_tool(base: type[_ToolT]) -> type[_ToolT]:
     """The mcp Tool class whose argument-validation errors read like the CLI's (field: what is wrong)."""
     from mcp.server.mcpserver.exceptions import ToolError
     from pydantic import ValidationError

@@ -183,7 +183,7 @@ class ChatService:
         return model, {"messages": messages, "tools": tools, "tool_choice": choice}, settings, choice
 
     def complete(self, body: Any) -> dict:
-        from ..inference import generate_batch
+        from ..interactive import generate_batch
 
         model, prompt, s, choice = self.prepare(body)
         out = generate_batch(model, [prompt], s)
@@ -202,7 +202,7 @@ class ChatService:
     def stream(self, body: Any) -> Iterator[str]:
         """Server-sent events: content deltas as they are generated (held back from the first sign of a
         `<tool_call>`), then the calls, each whole in one delta, then the finish reason and [DONE]."""
-        from ..inference import stream_generate
+        from ..interactive import stream_generate
         from ..training.rendering import TOOL_CALL_OPEN
 
         model, prompt, s, choice = self.prepare(body)

@@ -42,6 +42,7 @@ class Tasks:
         if progress_kw:
             kwargs = {**kwargs, progress_kw: lambda *a: self._progress(task_id, *a)}
         started = self.status(task_id)
+        assert started is not None  # registered above, under the lock; _trim never drops an active task
         threading.Thread(target=self._run, args=(task_id, fn, kwargs), name=f"nursery-{task_id}",
                          daemon=True).start()
         return started
@@ -66,7 +67,7 @@ class Tasks:
             result, status, error = fn(**kwargs), JobStatus.SUCCEEDED, None
         except NurseryError as e:
             result, status, error = None, JobStatus.FAILED, str(e)
-        except Exception as e:  # unexpected: the type and message, like the CLI's one line
+        except Exception as e:  # noqa: BLE001 — unexpected: logged with its traceback, the task records type and message
             traceback.print_exc()
             result, status, error = None, JobStatus.FAILED, f"internal {type(e).__name__}: {e}"
         with self._lock:

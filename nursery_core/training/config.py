@@ -73,9 +73,10 @@ class TrainConfig:
     group_by_length: bool = _f(True, "batch examples of similar length together (less padding)",
                                group="optim")
     seed: int = _f(0, "random seed (shuffling, LoRA init, dropout)", min=0, max=2**31 - 1, group="optim")
-    decision_weight: float = _f(1.0, "loss weight of each answer's first token, where the model decides between a "
+    decision_weight: float = _f(8.0, "loss weight of each answer's first token, where the model decides between a "
                                 "tool call and a plain answer (1 = plain token mean; higher teaches when not to "
-                                "call with the same data)", min=0.0, max=100.0, group="optim")
+                                "call with the same data)", min=0.0, max=100.0, group="optim",
+                                label="Decision-token weight")
     # training-data recipe (applied to the training split when the job is prepared; the eval split is never touched)
     function_masking: float = _f(0.0, "share of training examples whose tool and parameter names become random "
                                  "identifiers (tools shuffled, descriptions kept), so the model learns to read "

@@ -62,7 +62,7 @@ def init(rank: Rank, device_type: str):
     if rank.distributed and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
                                 rank=rank.rank, world_size=rank.world_size,
-                                **({"device_id": device} if device_type == "cuda" else {}))
+                                device_id=device if device_type == "cuda" else None)
     return device
 
 

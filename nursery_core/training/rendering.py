@@ -257,7 +257,8 @@ def encode_example(tokenizer, example: dict, max_length: int, with_text: bool = 
     full, spans = assistant_spans(tokenizer, example)
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
                     max_length=max_length)
-    labels, decisions = [], []
+    labels: list[int] = []
+    decisions: list[int] = []
     for pos, (tok_id, (start, end)) in enumerate(zip(enc["input_ids"], enc["offset_mapping"])):
         inside = any(s <= start < e for s, e in spans) and end > start
         if inside and (not labels or labels[-1] == -100):

@@ -16,6 +16,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
+from typing import Callable
 
 from ..jobs import events
 
@@ -66,7 +67,7 @@ class _SecondaryRank:
         self.rank = rank
 
     def __call__(self, event: dict) -> None:
-        if event.get("kind") == "error":
+        if event.get("kind") == events.ERROR:
             sys.stderr.write(f"rank {self.rank}: {event.get('message')}\n{event.get('traceback', '')}\n")
             sys.stderr.flush()
 
@@ -98,15 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop_flag.set())
     signal.signal(signal.SIGINT, lambda *_: stop_flag.set())
 
+    from ..errors import InvalidConfig
     from .distributed import Rank
     try:
         rank = Rank.from_env()
-    except Exception as e:  # noqa: BLE001 — reported like a missing config, before anything is written
-        print(json.dumps({"kind": "error", "message": str(e), "traceback": ""}))
+    except InvalidConfig as e:  # reported like a missing config, before anything is written
+        print(json.dumps({"kind": events.ERROR, "message": str(e), "traceback": ""}))
         return EXIT_ERROR
     # Progress bars are noise in train.log; the events carry the progress.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    emit: Callable[[dict], None]
     if rank.is_main:
         _setup_logging(job_dir)
         emit = EventWriter(job_dir / "events.jsonl", echo=not args.no_stdout)

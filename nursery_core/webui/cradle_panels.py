@@ -13,8 +13,9 @@ from ..datasets import load_examples
 from ..errors import NurseryError
 from ..evaluation.api import (HEADLINE, decoding_of, evaluation_details, list_evaluations, nursery_evaluate,
                               nursery_evaluate_suite, nursery_leaderboard, nursery_scorecard)
-from ..formatting import count, when
-from ..inference import analyse_completion, resolve_tools, stream_test_model
+from ..formatting import count, served_by, when
+from ..inference import analyse_completion, resolve_tools
+from ..interactive import stream_test_model
 from ..registry import delete_model
 from . import scores, widgets
 
@@ -57,7 +58,10 @@ def generation_settings(prefix: str, batch: bool = False, guard: bool = True) ->
 
 def decoding_caption(result: dict) -> None:
     notes = result.get("decoding_notes") or []
-    st.caption(f"Decoding: **{result.get('decoding')}**" + "".join(f"  \n{n}" for n in notes))
+    served, engine_notes = served_by(result)
+    notes = notes + engine_notes
+    st.caption(f"Decoding: **{result.get('decoding')}**" + (f" · served by **{served}**" if served else "")
+               + "".join(f"  \n{n}" for n in notes))
 
 
 def diff_frame(diff: list[dict]) -> pd.DataFrame:
@@ -173,7 +177,8 @@ def render_test_tab(model_names: list[str], datasets: list[str]) -> None:
                 text = st.write_stream(stream)
             st.session_state["mc_test_result"] = {
                 "model": model, "tools": tools, "decoding": stream.decoding["decoding"],
-                "decoding_notes": stream.decoding["notes"],
+                "decoding_notes": stream.decoding["notes"], "engine": stream.decoding.get("engine"),
+                "engine_notes": stream.decoding.get("engine_notes") or [],
                 **analyse_completion(text if isinstance(text, str) else "", tools)}
         except NurseryError as e:
             st.session_state["mc_test_error"] = str(e)
@@ -343,14 +348,9 @@ def render_evaluate_tab(model_names: list[str], datasets: list[str], golden_sets
     if not board:
         st.caption("No evaluations yet.")
     else:
-        frame = pd.DataFrame([{"rank": r["rank"], "model": r["model"], "decoding": r["decoding"] or "file",
-                               "dataset": r["dataset"],
-                               "kind": "golden" if r.get("dataset_kind") == "golden" else "held-out",
-                               "examples": r["num_examples"], **{k: r[k] for k in HEADLINE},
-                               "AST 95% CI": scores.cell({"ast_accuracy": r["ast_accuracy"], "ci95": r.get("ast_ci95")}),
-                               "warning": "⚠ under 30 examples" if r.get("warning") else ""} for r in board])
         st.altair_chart(scores.leaderboard_chart(board), width="stretch", key="mc_board_chart")
-        st.dataframe(frame, hide_index=True, width="stretch", key="mc_board_table")
+        st.dataframe(scores.leaderboard_frame(board, HEADLINE), hide_index=True, width="stretch",
+                     key="mc_board_table")
         st.markdown("**Held-out vs golden sets** (AST accuracy, Wilson 95% interval; ⚠ under 30 examples; the "
                     "newest evaluation of each)")
         st.dataframe(scores.scorecard_frame(nursery_scorecard(sorted({r["model"] for r in board}))),
@@ -374,8 +374,7 @@ def render_evaluate_tab(model_names: list[str], datasets: list[str], golden_sets
         ev = next(e for e in evals if e["id"] == pick)
         per = (ev.get("metrics") or {}).get("per_category") or {}
         if per:
-            st.dataframe(pd.DataFrame([{"category": c, **{k: m.get(k) for k in ["num_examples", *HEADLINE]}}
-                                       for c, m in per.items()]), hide_index=True, width="stretch",
+            st.dataframe(scores.categories_frame(per, HEADLINE), hide_index=True, width="stretch",
                          key="mc_drill_categories")
         f1, f2 = st.columns(2)
         which = f1.radio("Show", ["failed", "passed", "all"], horizontal=True, key="mc_drill_which")

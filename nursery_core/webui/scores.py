@@ -2,6 +2,8 @@
 each with its Wilson 95 % interval and a visible mark under 30 examples (evaluate.ast_score's shape)."""
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import pandas as pd
 import streamlit as st
@@ -29,6 +31,55 @@ def scorecard_frame(card: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "held-out AST (95% CI)", *(f"golden: {g}" for g in sets)])
 
 
+# Column names people read for the evaluation metrics (evaluate.HEADLINE's keys; rates are fractions 0..1).
+METRIC_LABELS = {
+    "ast_accuracy": "AST accuracy", "format_validity": "Format valid", "call_precision": "Call precision",
+    "call_recall": "Call recall", "no_call_precision": "No-call precision", "no_call_recall": "No-call recall",
+    "name_accuracy": "Tool name accuracy", "arg_exact_match": "Arguments exact", "arg_f1": "Arguments F1",
+    "schema_validity": "Schema valid", "hallucinated_tool_rate": "Invented tools",
+    "hallucinated_param_rate": "Invented parameters", "num_examples": "Examples",
+}
+
+
+def metric_label(key: str) -> str:
+    """A metric key as a column name: METRIC_LABELS, else the key with spaces and a capital."""
+    return METRIC_LABELS.get(key) or key.replace("_", " ").capitalize()
+
+
+def percent(value, digits: int = 1) -> str:
+    """A fraction 0..1 as '62.5 %' ('–' when missing)."""
+    return "–" if value is None else f"{100 * float(value):.{digits}f} %"
+
+
+def interval(ci) -> str:
+    """A Wilson interval [low, high] (fractions) as '41.2–80.1 %' ('–' when missing)."""
+    return f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f} %" if ci else "–"
+
+
+def metrics_cells(metrics: dict, keys: list[str]) -> dict[str, Any]:
+    """{readable column: '62.5 %'} for these metric keys (an example count stays a number)."""
+    return {metric_label(k): (metrics.get(k) if k == "num_examples" else percent(metrics.get(k))) for k in keys}
+
+
+def leaderboard_frame(board: list[dict], keys: list[str]) -> pd.DataFrame:
+    """The leaderboard as people read it (nursery_leaderboard's rows): rank, model, decoding, data, examples,
+    each metric in `keys` as a percentage under a readable name, AST accuracy's 95 % interval and the warning."""
+    rows = []
+    for r in board:
+        rows.append({"Rank": r["rank"], "Model": r["model"], "Decoding": r.get("decoding") or "file",
+                     "Dataset": r["dataset"], "Data": "golden" if r.get("dataset_kind") == "golden" else "held-out",
+                     "Examples": r["num_examples"], **metrics_cells(r, keys),
+                     "AST 95 % interval": interval(r.get("ast_ci95")),
+                     "Warning": "⚠ under 30 examples" if r.get("warning") else ""})
+    return pd.DataFrame(rows)
+
+
+def categories_frame(per_category: dict[str, dict], keys: list[str]) -> pd.DataFrame:
+    """One line per example category of an evaluation (metrics' per_category), metrics as percentages."""
+    return pd.DataFrame([{"Category": c, **metrics_cells(m, ["num_examples", *keys])}
+                         for c, m in per_category.items()])
+
+
 def runs_frame(runs: list[dict]) -> pd.DataFrame:
     """One line per run of an evaluation suite (nursery_evaluate_suite's `runs`)."""
     rows = []
@@ -39,10 +90,9 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
                      "data": "golden" if r.get("dataset_kind") == "golden" else "held-out",
                      "dataset": r.get("dataset"), "decoding": r.get("decoding") or "–",
                      "examples": r.get("num_examples"),
-                     "AST accuracy": m.get("ast_accuracy"),
-                     "95% CI": f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%" if ci else "–",
+                     "AST accuracy": percent(m.get("ast_accuracy")), "95 % interval": interval(ci),
                      "warning": "⚠ under 30 examples" if m.get("warning") else ""})
-    return pd.DataFrame(rows, columns=["model", "data", "dataset", "decoding", "examples", "AST accuracy", "95% CI",
+    return pd.DataFrame(rows, columns=["model", "data", "dataset", "decoding", "examples", "AST accuracy", "95 % interval",
                                        "warning"])
 
 

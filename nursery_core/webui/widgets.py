@@ -187,12 +187,31 @@ def action_done(key: str) -> None:
 
 
 def loading_status(model: str) -> None:
-    """A visible "Loading model …" status while a model's weights are read (the first use in this dashboard
-    process: seconds to a minute on a CPU); nothing when it is already in memory."""
+    """A visible status while a model is made ready (the first use in this dashboard process): on llama.cpp,
+    building its GGUF copy (once per model version) and starting its server; on torch, reading its weights.
+    Nothing when it is already warm. The engine that will serve is named either way."""
     import time
 
+    from ..engines.llamacpp import get_llamacpp_pool
+    from ..interactive import engine_status
+    from ..errors import NurseryError
     from ..inference import get_pool
 
+    status = engine_status(model)
+    if status["loaded"]:
+        st.caption(f"Served by {status['label']}")
+        return
+    start = time.monotonic()
+    if status["engine"] == "llama.cpp":
+        with st.status(f"Preparing model {model} for llama.cpp… (first use: a GGUF copy is built once per model "
+                       "version, then its server starts)", expanded=False) as box:
+            try:
+                get_llamacpp_pool().served(model)
+                box.update(label=f"Model {model} ready on llama.cpp in {time.monotonic() - start:.0f} s; it stays "
+                                 "warm for the next calls", state="complete")
+                return
+            except NurseryError as e:
+                box.update(label=f"llama.cpp cannot serve {model} ({e}); using torch", state="error")
     pool = get_pool()
     if pool.is_loaded(model):
         return

@@ -1,0 +1,397 @@
+"""Interactive inference on llama.cpp: each pooled model (a base, or an adapter merged into its base) runs as a
+GGUF copy (engines/gguf_cache.py) in llama.cpp's server engine, kept warm in a small LRU of servers.
+
+Same answers as the torch path, faster on a CPU: prompts are rendered and tokenized by the same HF tokenizer and
+chat template (the adapter's own when it has one) and sent as token ids; greedy is argmax (top_k 1); a guarded
+request sends the guard's own llguidance grammar (guard.grammar.plan_for), which llama.cpp's llguidance sampler
+enforces exactly as the torch guard does; the answer's token ids are decoded by the HF tokenizer (llama.cpp's
+own text drops control tokens). llama-server keeps the KV cache of the previous prompt (`cache_prompt`), so a
+warm model only runs what differs from the last call (the system turn with the tools is shared).
+
+What stays on torch (the caller falls back, and says so in the notes): an engine setting of "torch"
+(NURSERY_ENGINE), missing bindings or converter, a model whose GGUF cannot be built, a prompt longer than the
+server's context, and a guarded answer that llama.cpp cut at max_new_tokens inside a call: only the torch guard
+steers an answer to close its call within the budget (guard/processor.py), so that prompt is run again there.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from ..errors import BackendError, InvalidConfig, NurseryError
+from ..guard.processor import CLOSING_WINDOW
+
+ENGINES = ("auto", "torch", "llama.cpp")
+N_CTX = 4096  # tokens per server: a tool-calling prompt and its answer with room to spare (about 90 MB of KV)
+
+
+def engine_setting() -> str:
+    """NURSERY_ENGINE: "auto" (llama.cpp when it can serve, else torch; the default), "torch" or "llama.cpp"."""
+    e = os.environ.get("NURSERY_ENGINE", "auto").strip() or "auto"
+    if e not in ENGINES:
+        raise InvalidConfig(f"NURSERY_ENGINE must be one of {', '.join(ENGINES)}, not {e!r}")
+    return e
+
+
+def unavailable_reason() -> str | None:
+    """Why llama.cpp cannot serve on this installation (None when it can)."""
+    from ..export.gguf import converter_available
+    from ..export.verify import bindings_available
+
+    if engine_setting() == "torch":
+        return "NURSERY_ENGINE is torch"
+    if not bindings_available():
+        return "llama.cpp's bindings (xllamacpp) are not installed: run `make setup`"
+    if not converter_available():
+        return "llama.cpp's GGUF converter is missing: run `make setup`"
+    return None
+
+
+@dataclass
+class _Served:
+    model_name: str
+    stamp: str                      # the GGUF's path: a retrained adapter has another
+    runner: Any                     # GGUFRunner
+    tokenizer: Any
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    prepared_s: float = 0.0         # seconds spent building the GGUF (0 when cached) and starting the server
+
+
+def _tokenizer_for(ref) -> Any:
+    from ..base_models import load_tokenizer
+    from ..inference import adapter_chat_template
+
+    tok = load_tokenizer(ref.base_ref if ref.kind == "adapter" else str(ref.base_dir))
+    template = adapter_chat_template(ref.adapter_path) if ref.kind == "adapter" else None
+    if template:
+        tok.chat_template = template
+    return tok
+
+
+def _end_of_turn_id(tok) -> int | None:
+    from ..training.rendering import end_of_turn
+
+    tid = tok.convert_tokens_to_ids(end_of_turn(tok))
+    return tid if isinstance(tid, int) and tid >= 0 and tid != tok.unk_token_id else None
+
+
+def gguf_of(ref, tokenizer) -> dict:
+    """{"path", "built", "seconds"} of a resolved model's GGUF copy (built now unless cached), with the
+    end-of-turn token of `tokenizer` (the model's, prepared for its family) recorded in it."""
+    from .gguf_cache import adapter_gguf, base_gguf
+
+    eot = _end_of_turn_id(tokenizer)
+    if ref.kind == "adapter":
+        return adapter_gguf(ref.name, ref.adapter_path, ref.base_dir, eot)
+    return base_gguf(ref.base_dir, eot)
+
+
+class LlamaCppPool:
+    """Warm llama.cpp servers, one per model (LRU, at most `max_models`), and the models that could not be
+    served (with why, until their files change)."""
+
+    def __init__(self, max_models: int | None = None):
+        from ..inference import _max_bases_default
+
+        self.max_models = max_models or _max_bases_default()
+        self._served: "OrderedDict[str, _Served]" = OrderedDict()
+        self._lock = threading.RLock()
+        self._building: dict[str, threading.Lock] = {}
+        self.failures: dict[str, tuple[str, str]] = {}   # model name → (files stamp, reason)
+        self.loads = 0
+
+    def _stamp(self, ref) -> str:
+        from ..inference import _adapter_mtime
+
+        return f"{ref.adapter_path}:{_adapter_mtime(ref.adapter_path)}" if ref.kind == "adapter" else str(ref.base_dir)
+
+    def failure(self, model_name: str) -> str | None:
+        from ..inference import resolve_model
+
+        hit = self.failures.get(model_name)
+        if hit is None:
+            return None
+        return hit[1] if hit[0] == self._stamp(resolve_model(model_name)) else None
+
+    def is_loaded(self, model_name: str) -> bool:
+        from ..inference import resolve_model
+
+        ref = resolve_model(model_name)
+        with self._lock:
+            served = self._served.get(model_name)
+        if served is None:
+            return False
+        try:
+            return served.stamp == gguf_path_if_cached(ref)
+        except NurseryError:
+            return False
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._served)
+
+    def served(self, model_name: str) -> _Served:
+        """The warm server of `model_name`, building its GGUF and starting it when needed. Raises
+        BackendError (recorded as this model's failure) when llama.cpp cannot serve it."""
+        from ..inference import resolve_model
+        from .llamacpp_server import GGUFRunner, default_threads
+
+        ref = resolve_model(model_name)
+        with self._lock:
+            gate = self._building.setdefault(model_name, threading.Lock())
+        with gate:
+            cached = gguf_path_if_cached(ref)
+            with self._lock:
+                hit = self._served.get(model_name)
+                if hit is not None and hit.stamp == cached:
+                    self._served.move_to_end(model_name)
+                    return hit
+            start = time.monotonic()
+            try:
+                tok = _tokenizer_for(ref)
+                built = gguf_of(ref, tok)
+                runner = GGUFRunner(built["path"], n_ctx=N_CTX, threads=default_threads())
+            except NurseryError as e:
+                self.failures[model_name] = (self._stamp(ref), str(e))
+                raise BackendError(str(e)) from e
+            served = _Served(model_name, built["path"], runner, tok, prepared_s=time.monotonic() - start)
+            with self._lock:
+                old = self._served.pop(model_name, None)
+                self._served[model_name] = served
+                while len(self._served) > self.max_models:
+                    _, evicted = self._served.popitem(last=False)
+                    _close_later(evicted)
+                self.loads += 1
+                self.failures.pop(model_name, None)
+            if old is not None:
+                _close_later(old)
+            return served
+
+    def clear(self) -> None:
+        with self._lock:
+            items = list(self._served.values())
+            self._served.clear()
+        for s in items:
+            _close_later(s)
+
+
+def gguf_path_if_cached(ref) -> str:
+    """The path a resolved model's GGUF has (or will have once built) for its current files."""
+    from .gguf_cache import adapter_target, base_target
+
+    if ref.kind == "adapter":
+        return str(adapter_target(ref.name, ref.adapter_path, ref.base_dir)[0])
+    return str(base_target(ref.base_dir)[0])
+
+
+def _close_later(served: _Served) -> None:
+    """Stops a server once no generation holds it (a running stream keeps it until it ends)."""
+    def close():
+        with served.lock:
+            served.runner.close()
+
+    threading.Thread(target=close, name="nursery-llamacpp-close", daemon=True).start()
+
+
+_POOL: LlamaCppPool | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def get_llamacpp_pool() -> LlamaCppPool:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = LlamaCppPool()
+        return _POOL
+
+
+@atexit.register
+def _close_all() -> None:
+    pool = _POOL
+    if pool is not None:
+        with pool._lock:  # noqa: SLF001
+            items = list(pool._served.values())  # noqa: SLF001
+            pool._served.clear()  # noqa: SLF001
+        for s in items:
+            s.runner.close()
+
+
+# ------------------------------------------------------------------------------------------ generation
+def _body(ids: list[int], s, grammar: str | None) -> dict:
+    body: dict[str, Any] = {"prompt": ids, "n_predict": s.max_new_tokens, "cache_prompt": True,
+                            "return_tokens": True, "repeat_penalty": 1.0}
+    if s.greedy:
+        body.update(temperature=0.0, top_k=1, samplers=["top_k"])
+    else:
+        body.update(temperature=float(s.temperature), top_p=float(s.top_p), top_k=0, min_p=0.0,
+                    samplers=["top_p", "temperature"])
+    body["seed"] = int(s.seed) if s.seed is not None else -1
+    if grammar is not None:
+        body["grammar"] = grammar
+    return body
+
+
+class _NeedsTorch(Exception):
+    """This prompt must run on torch (the reason is the message)."""
+
+
+@dataclass
+class _Run:
+    """One answer from llama.cpp: token ids, how it ended, and the text shown so far while streaming."""
+
+    ids: list[int] = field(default_factory=list)
+    stop_type: str | None = None
+    prompt_tokens: int = 0
+
+
+def _open_call(text: str) -> bool:
+    from ..training.rendering import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+
+    return text.count(TOOL_CALL_OPEN) > text.count(TOOL_CALL_CLOSE)
+
+
+def _events(served: _Served, prompt, s, grammar: str | None, run: _Run) -> Iterator[str]:
+    """Streams one answer as text (the tokenizer's decoding without special tokens, as torch's streamer), and
+    fills `run`. Stops early once the answer's calls are complete when `s.stop_after_calls`. A guarded answer is
+    checked token by token against the guard's own grammar (Python llguidance): one that leaves it raises
+    _NeedsTorch, as does a prompt that does not fit the context."""
+    from ..guard.grammar import llamacpp_grammar
+    from ..guard.processor import new_matcher
+    from ..inference import StopAfterCalls, _render, _stop_ids, is_text_answer
+
+    tok = served.tokenizer
+    ids = tok(_render(tok, prompt), add_special_tokens=False)["input_ids"]
+    if len(ids) + s.max_new_tokens > served.runner.n_ctx:
+        raise _NeedsTorch(f"the prompt ({len(ids)} tokens) and max_new_tokens do not fit llama.cpp's context of "
+                          f"{served.runner.n_ctx} tokens")
+    stop_ids = set(_stop_ids(tok))
+    matcher = None
+    if grammar is not None:
+        matcher, err = new_matcher(tok, sorted(stop_ids), grammar)
+        if matcher is None:
+            raise _NeedsTorch(err)
+    run.prompt_tokens = len(ids)
+    shown = ""
+    events = served.runner.stream(_body(ids, s, llamacpp_grammar(grammar) if grammar is not None else None))
+    try:
+        for ev in events:
+            new = [int(t) for t in ev.get("tokens") or []]
+            for t in new:
+                if matcher is not None and t not in stop_ids and not matcher.consume_token(t):
+                    raise _NeedsTorch("llama.cpp's answer left the guard's grammar")
+            run.ids += [t for t in new if t not in stop_ids]
+            text = tok.decode(run.ids, skip_special_tokens=True)
+            # the torch guard may steer an answer in its last CLOSING_WINDOW tokens: held back until the end,
+            # so a torch rerun (see stream) only ever continues text that both engines write
+            held = grammar is not None and len(run.ids) > s.max_new_tokens - CLOSING_WINDOW
+            if not held and not text.endswith("\ufffd") and len(text) > len(shown) and text.startswith(shown):
+                yield text[len(shown):]
+                shown = text
+            if ev.get("stop"):
+                run.stop_type = ev.get("stop_type") or "eos"
+                break
+            if s.stop_after_calls and StopAfterCalls.finished(text):
+                run.stop_type = "calls"
+                break
+            if grammar is not None and s.text_tokens and len(run.ids) >= s.text_tokens \
+                    and is_text_answer(tok.decode(run.ids, skip_special_tokens=False)):
+                run.stop_type = "text"
+                break
+    finally:
+        events.close()
+    if matcher is not None and run.stop_type == "eos" and not matcher.is_accepting():
+        raise _NeedsTorch("llama.cpp's answer ended where the guard's grammar does not allow it")
+    text = tok.decode(run.ids, skip_special_tokens=True)
+    if _cut_at_limit_in_call(run, grammar, text):
+        return  # left to torch (or, sampled, to stream's own ending)
+    if len(text) > len(shown) and text.startswith(shown):
+        yield text[len(shown):]
+
+
+def _cut_at_limit_in_call(run: _Run, grammar: str | None, text: str) -> bool:
+    return grammar is not None and run.stop_type == "limit" and _open_call(text)
+
+
+def _final_text(served: _Served, run: _Run, s) -> str:
+    from ..inference import StopAfterCalls, _cut
+
+    text = _cut(served.tokenizer, served.tokenizer.decode(run.ids, skip_special_tokens=False))
+    return StopAfterCalls.cut(text) if s.stop_after_calls else text
+
+
+def generate(model_name: str, prompts: Sequence, s, plans: list,
+             progress: Callable[[int, int], object] | None = None) -> tuple[list[str | None], list[dict], list[str]]:
+    """(texts, usage, notes) for prompts on llama.cpp; a None text is a prompt that must run on torch (its
+    reason is in notes). Raises BackendError when the model cannot be served at all."""
+    served = get_llamacpp_pool().served(model_name)
+    texts: list[str | None] = []
+    usage: list[dict] = []
+    notes: list[str] = []
+    with served.lock:
+        for k, (prompt, plan) in enumerate(zip(prompts, plans)):
+            run = _Run()
+            try:
+                for _ in _events(served, prompt, s, plan.grammar, run):
+                    pass
+            except _NeedsTorch as e:
+                texts.append(None)
+                usage.append({})
+                notes.append(f"{e}: run on torch")
+                continue
+            text = _final_text(served, run, s)
+            if _cut_at_limit_in_call(run, plan.grammar, text):
+                texts.append(None)
+                usage.append({})
+                notes.append("an answer reached max_new_tokens inside a tool call: run on torch, whose guard "
+                             "steers it to close the call")
+                continue
+            texts.append(text)
+            usage.append({"prompt_tokens": run.prompt_tokens, "completion_tokens": len(run.ids),
+                          "stopped": run.stop_type != "limit"})
+            if run.stop_type == "text":
+                notes.append(f"text answers cut after {s.text_tokens} tokens: a guarded answer that begins as "
+                             "text can call no tool")
+            if progress:
+                progress(k + 1, len(prompts))
+    return texts, usage, notes
+
+
+def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator[str]],
+           notes: list[str]) -> Iterator[str]:
+    """Text chunks of one answer on llama.cpp. Where llama.cpp cannot finish it (see the module docstring) the
+    torch stream `torch_stream()` runs instead: before the first chunk, or, for a greedy answer cut at the
+    budget inside a call, again from the start with only what was not shown yet passed on."""
+    served = get_llamacpp_pool().served(model_name)
+    shown = ""
+    with served.lock:
+        started = _Run()
+        run: _Run | None = started
+        try:
+            for chunk in _events(served, prompt, s, plan.grammar, started):
+                shown += chunk
+                yield chunk
+        except _NeedsTorch as e:
+            notes.append(f"{e}: run on torch")
+            run = None
+    if run is not None:
+        text = served.tokenizer.decode(run.ids, skip_special_tokens=True)
+        if not _cut_at_limit_in_call(run, plan.grammar, text):
+            return
+        if not s.greedy:
+            notes.append("the answer reached max_new_tokens inside a tool call (sampled on llama.cpp, so it "
+                         "cannot be continued on torch)")
+            if text.startswith(shown):
+                yield text[len(shown):]
+            return
+        notes.append("the answer reached max_new_tokens inside a tool call: continued on torch, whose guard "
+                     "steers it to close the call")
+    again = ""
+    for chunk in torch_stream():
+        again += chunk
+        if len(again) > len(shown):
+            yield again[max(len(shown), len(again) - len(chunk)):]

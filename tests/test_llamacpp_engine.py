@@ -1,0 +1,124 @@
+"""Interactive inference on llama.cpp (nursery_core/engines/): the same greedy calls as torch on the packaged
+SmolLM2, guarded calls valid against the offered schemas, a retrained adapter rebuilt, and a clear status of
+which engine serves."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import require
+from training_helpers import MEMORY_TOOL
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                   "required": ["city"]}}}
+TOOLS = [WEATHER_TOOL, MEMORY_TOOL]
+
+
+def _llamacpp_ready():
+    from nursery_core.export.gguf import converter_available
+    from nursery_core.export.verify import bindings_available
+
+    require(bindings_available(), "llama.cpp bindings (xllamacpp)")
+    require(converter_available(), "llama.cpp's GGUF converter (make setup)")
+
+
+@pytest.fixture
+def auto_engine(monkeypatch):
+    monkeypatch.setenv("NURSERY_ENGINE", "auto")
+    monkeypatch.setenv("NURSERY_LLAMACPP_THREADS", "1")
+    yield
+    from nursery_core.engines import llamacpp
+
+    llamacpp.get_llamacpp_pool().clear()
+
+
+def _calls(text, tools):
+    from nursery_core.inference import analyse_completion
+
+    return analyse_completion(text, tools)["calls"]
+
+
+@pytest.mark.slow
+def test_llamacpp_gives_torchs_greedy_calls_on_smollm2(smollm2_home, auto_engine):
+    _llamacpp_ready()
+    import torch
+
+    from nursery_core.interactive import generate_batch, stream_generate
+
+    torch.set_num_threads(1)
+    prompts = [
+        # the guard forces a call: both engines must pick the same tool and arguments, valid for its schema
+        {"messages": [{"role": "user", "content": "What's the weather in Oslo?"}], "tools": TOOLS,
+         "tool_choice": "required"},
+        {"messages": [{"role": "user", "content": "Remember that the garage code is 4821."}], "tools": TOOLS,
+         "tool_choice": {"type": "function", "function": {"name": "memory_store"}}},
+        # free choice: the bare base answers in text, the same text on both
+        {"messages": [{"role": "user", "content": "What is 17 times 23?"}], "tools": TOOLS},
+    ]
+    settings = {"max_new_tokens": 48, "stop_after_calls": True}
+    ref = generate_batch("smollm2-135m", prompts, settings, engine="torch", batch_size=1)
+    out = generate_batch("smollm2-135m", prompts, settings, engine="auto")
+    assert ref.engine["engine"] == "torch" and out.engine["engine"] == "llama.cpp", out.engine
+    assert out.decoding["decoding"] == "guarded"
+    for k, (a, b) in enumerate(zip(ref, out)):
+        ca, cb = _calls(a, TOOLS), _calls(b, TOOLS)
+        assert [(c["name"], c["arguments"]) for c in cb] == [(c["name"], c["arguments"]) for c in ca], (k, a, b)
+        if k < 2:
+            assert cb and all(c["schema_valid"] for c in cb), b
+    assert _calls(out[1], TOOLS)[0]["name"] == "memory_store"
+    assert out[2] == ref[2]
+    # compare's cut of text answers (text_tokens): a guarded answer begun as text stops there on both engines
+    short = {**settings, "text_tokens": 6}
+    cut_ref = generate_batch("smollm2-135m", prompts[2:], short, engine="torch")
+    cut = generate_batch("smollm2-135m", prompts[2:], short, engine="auto")
+    assert cut[0] == cut_ref[0] and cut.usage[0]["completion_tokens"] == 6 and len(cut[0]) < len(ref[2])
+    assert any("cut after 6 tokens" in n for n in cut.engine["notes"])
+    # streamed (the Test tab): the same answer, and the report says llama.cpp served it
+    report: dict = {}
+    text = "".join(stream_generate("smollm2-135m", prompts[0], settings, report=report, engine="auto"))
+    assert report["engine"] == "llama.cpp" and report["decoding"] == "guarded"
+    assert _calls(text, TOOLS) == _calls(out[0], TOOLS), (text, report)
+
+
+@pytest.mark.slow
+def test_changed_adapter_invalidates_its_cached_gguf(tiny_model_dir, nursery_home, auto_engine):
+    _llamacpp_ready()
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from cradle_helpers import make_adapter
+    from nursery_core.engines.gguf_cache import adapter_gguf, adapter_target
+    from nursery_core.engines.llamacpp import get_llamacpp_pool
+    from nursery_core.interactive import engine_status
+
+    adapter = make_adapter("tiny-a", tiny_model_dir, seed=1)
+    first = adapter_gguf("tiny-a", adapter, tiny_model_dir, 2)
+    assert first["built"] and adapter_target("tiny-a", adapter, tiny_model_dir)[0] == __import__("pathlib").Path(first["path"])
+    assert adapter_gguf("tiny-a", adapter, tiny_model_dir, 2)["built"] is False  # cached
+    served = get_llamacpp_pool().served("tiny-a")
+    assert served.stamp == first["path"] and engine_status("tiny-a")["loaded"]
+    # retrain: new weights under the same name
+    weights = adapter / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({k: v + 0.01 * torch.ones_like(v) for k, v in tensors.items()}, str(weights))
+    assert not engine_status("tiny-a")["loaded"]  # the warm server holds the old copy
+    second = get_llamacpp_pool().served("tiny-a")
+    assert second.stamp != first["path"]
+    assert not __import__("pathlib").Path(first["path"]).exists()  # the stale copy is gone
+    assert __import__("pathlib").Path(second.stamp).is_file()
+
+
+def test_engine_status_says_which_engine_serves_and_why(tiny_model_dir, nursery_home, monkeypatch):
+    from cradle_helpers import make_adapter
+    from nursery_core.interactive import engine_status
+    from nursery_core.errors import InvalidConfig
+
+    make_adapter("tiny-b", tiny_model_dir, seed=2)
+    monkeypatch.setenv("NURSERY_ENGINE", "torch")
+    st = engine_status("tiny-b")
+    assert st["engine"] == "torch" and "NURSERY_ENGINE" in st["reason"] and not st["loaded"]
+    monkeypatch.setenv("NURSERY_ENGINE", "vulkan")
+    with pytest.raises(InvalidConfig, match="NURSERY_ENGINE must be one of"):
+        engine_status("tiny-b")
