@@ -27,7 +27,7 @@ from ...rows import JobRow
 from ...store import now
 from ..context import RunContext
 from ..errors import Cancelled
-from ..events import decode_events, is_final
+from ..events import DONE, decode_events, is_final
 from ..supervise import result_from_output
 from .options import env_float, refuse_options, require_key
 from .remote import LOCAL_ONLY, BudgetReached
@@ -188,7 +188,7 @@ class ModalBackend:
             out = self._follow(ctx, call, budget, started)
             finished = True
             self._record_events(ctx, launcher, out)
-            if out.get("status") != "done" or not out.get("adapter_dir"):
+            if out.get("status") != DONE or not out.get("adapter_dir"):  # status: the worker's final event kind
                 final = out.get("final") or {}
                 raise BackendError(f"the Modal run ended {out.get('status')} (exit {out.get('exit_code')})"
                                    + (f": {final.get('message')}" if final.get("message") else ""))

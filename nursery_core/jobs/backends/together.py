@@ -36,6 +36,9 @@ from .options import refuse_options, require_key
 from .remote import BudgetReached
 
 KIND = "together"
+# Together's words (FinetuneJobStatus, event levels), not Nursery event kinds that happen to be spelled alike
+CANCELLED_STATUSES = frozenset({"cancelled"})
+ERROR_LEVELS = frozenset({"error"})
 # The options that mean something only for a rented machine; Together runs on its own hardware.
 MACHINE_OPTIONS = ("gpu", "gpu_count", "offer_id", "min_gpu_ram_gb", "image", "disk_gb", "ssh_server", "host",
                    "port", "user", "key_path", "python", "remote_root", "trainer", "destination")
@@ -249,14 +252,14 @@ class TogetherBackend:
             time.sleep(poll)
         if status == "completed":
             return ft
-        if status == "cancelled" and stop_why == "cancel":
+        if status in CANCELLED_STATUSES and stop_why == "cancel":
             raise Cancelled(f"cancelled: Together fine-tune {ft['id']} was cancelled at step {step if step > 0 else 0}")
         if stop_why == "budget":
             raise BudgetReached(f"budget cap reached (max {float(budget['max_hours']):g} h): Together fine-tune "
                                 f"{ft['id']} was cancelled at step {max(step, 0)}")
         if stop_why == "shutdown":
             raise BackendError(f"Together fine-tune {ft['id']} was cancelled because the dashboard shut down")
-        errors = [e.get("message") for e in events if e.get("level") == "error"]
+        errors = [e.get("message") for e in events if e.get("level") in ERROR_LEVELS]
         raise BackendError(f"Together fine-tune {ft['id']} ended {status}"
                            + (f": {errors[-1]}" if errors else "") + " (nothing is left running)")
 
