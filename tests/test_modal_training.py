@@ -53,7 +53,8 @@ def test_full_modal_run_produces_a_listed_tested_model(modal_env, tiny_model_dir
     job = queue(tiny_model_dir, provider="modal", gpu="a10g", max_hours=1)
     st = _run_with(fake, job["id"])
     assert st["status"] == "succeeded", st["error"]
-    from nursery_core import inference, nursery_list_models
+    from nursery_core import nursery_list_models
+    from nursery_core.interactive import nursery_test_model
     from nursery_core.store import get_store
 
     assert "cloud-adapter" in [m["name"] for m in nursery_list_models()]
@@ -66,8 +67,7 @@ def test_full_modal_run_produces_a_listed_tested_model(modal_env, tiny_model_dir
     assert len(progress) == 3 and st["step"] == 3
     inst = get_store().list_instances(job_id=job["id"])
     assert inst[0]["provider"] == "modal" and inst[0]["destroyed_at"]
-    monkeypatch.setattr(inference, "_POOL", None)
-    assert inference.nursery_test_model("cloud-adapter", "Remember 4821.", max_new_tokens=4)["model"] == \
+    assert nursery_test_model("cloud-adapter", "Remember 4821.", max_new_tokens=4)["model"] == \
         "cloud-adapter"
 
 

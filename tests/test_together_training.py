@@ -28,7 +28,8 @@ def test_full_together_run_produces_a_listed_tested_model(together, runner, tiny
     job = queue(tiny_model_dir, provider="together", max_cost=5)
     st = wait(job["id"])
     assert st["status"] == "succeeded", st["error"]
-    from nursery_core import inference, nursery_list_models
+    from nursery_core import nursery_list_models
+    from nursery_core.interactive import nursery_test_model
     from nursery_core.store import get_store
 
     assert "cloud-adapter" in [m["name"] for m in nursery_list_models()]
@@ -48,8 +49,7 @@ def test_full_together_run_produces_a_listed_tested_model(together, runner, tiny
     assert st["step"] == ft["total_steps"] and get_store().job_events(job["id"], kinds=["progress"])
     assert st["actual"]["provider"] == "together" and st["actual"]["fine_tune_id"] == ft["id"]
     assert get_store().get_job(job["id"])["provider_state"]["together_estimate_usd"] > 0
-    monkeypatch.setattr(inference, "_POOL", None)
-    r = inference.nursery_test_model("cloud-adapter", "Remember that the garage code is 4821.", max_new_tokens=4)
+    r = nursery_test_model("cloud-adapter", "Remember that the garage code is 4821.", max_new_tokens=4)
     assert r["model"] == "cloud-adapter"
 
 
