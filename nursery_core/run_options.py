@@ -23,19 +23,23 @@ class CloudRunOptions:
     provider: str = field(default="vast", metadata={"help": "where the run goes", "choices": cloud_providers(),
                                                      "label": "Provider"})
     max_dph: Optional[float] = _o("max $/hour for the instance; offers above it are never rented (vast)",
-                                  label="Max $/hour", min=0.0, step=0.05, format="%.2f", providers=("vast",))
+                                  label="Max $/hour", min=0.0, step=0.05, format="%.2f", providers=("vast", "runpod"))
     max_hours: Optional[float] = _o("stop (saving the checkpoint) and release the machine after this many hours",
                                     label="Max hours", min=0.0, step=0.5)
     max_cost: Optional[float] = _o("stop (saving the checkpoint) after spending this many $",
-                                   label="Max $ for the run", min=0.0, step=0.5, providers=("vast",))
-    gpu: Optional[str] = _o("GPU name, e.g. 'RTX 4090' or RTX_4090 (vast)", label="GPU name (optional)",
-                            providers=("vast",))
+                                   label="Max $ for the run", min=0.0, step=0.5,
+                                   providers=("vast", "runpod", "together", "replicate"))
+    gpu: Optional[str] = _o("GPU name, e.g. 'RTX 4090' or RTX_4090 (vast, runpod)", label="GPU name (optional)",
+                            providers=("vast", "runpod"))
+    gpu_count: Optional[int] = _o("GPUs in the pod; training uses all of them (runpod; default 1)",
+                                  label="GPUs", min=1, max=8, cli=("--gpus",), providers=("runpod",))
     offer_id: Optional[int] = _o("rent this offer (see list-offers)", label="Offer", min=1, providers=("vast",))
-    min_gpu_ram_gb: Optional[float] = _o("GB of GPU memory needed (vast; default 8)", label="Min GPU memory (GB)",
-                                         min=0.0, step=4.0, cli=("--min-gpu-ram",), providers=("vast",))
-    image: Optional[str] = _o("docker image (vast)", label="Docker image", providers=("vast",))
-    disk_gb: Optional[float] = _o("disk GB (vast; default 20)", label="Disk (GB)", min=0.0, cli=("--disk",),
-                                  providers=("vast",))
+    min_gpu_ram_gb: Optional[float] = _o("GB of GPU memory needed (vast, runpod; default 8)",
+                                         label="Min GPU memory (GB)", min=0.0, step=4.0, cli=("--min-gpu-ram",),
+                                         providers=("vast", "runpod"))
+    image: Optional[str] = _o("docker image (vast, runpod)", label="Docker image", providers=("vast", "runpod"))
+    disk_gb: Optional[float] = _o("disk GB (vast, runpod; default 20)", label="Disk (GB)", min=0.0, cli=("--disk",),
+                                  providers=("vast", "runpod"))
     ssh_server: Optional[str] = _o("a configured [ssh_servers.<name>] (ssh)", label="Server", cli=("--server",),
                                    providers=("ssh",))
     host: Optional[str] = _o("SSH host (ssh)", label="Host", providers=("ssh",))
@@ -45,6 +49,11 @@ class CloudRunOptions:
     python: Optional[str] = _o("python on the remote machine (default python3)", label="Remote python",
                                cli=("--remote-python",))
     remote_root: Optional[str] = _o("working directory on the remote machine", label="Remote directory")
+    trainer: Optional[str] = _o("Replicate trainer model owner/name; its base must be the run's base model "
+                                "(replicate)", label="Trainer", providers=("replicate",))
+    destination: Optional[str] = _o("Replicate model owner/name that receives the trained version (replicate; "
+                                    "default <REPLICATE_OWNER>/nursery-<output>)", label="Destination model",
+                                    providers=("replicate",))
 
 
 def cloud_options(names: Sequence[str] | None = None) -> list[Option]:
@@ -52,6 +61,14 @@ def cloud_options(names: Sequence[str] | None = None) -> list[Option]:
     name."""
     opts = {o.name: o for o in options_of(CloudRunOptions)}
     return list(opts.values()) if names is None else [opts[n] for n in names]
+
+
+def provider_option_names(provider: str, exclude: Sequence[str] = ()) -> list[str]:
+    """The cloud run options that `provider` reads (metadata `providers` names it), in declaration order."""
+    from dataclasses import fields
+
+    return [f.name for f in fields(CloudRunOptions)
+            if provider in (f.metadata.get("providers") or ()) and f.name not in exclude]
 
 
 def add_run_arguments(parser, cloud: bool = False) -> None:

@@ -17,9 +17,13 @@ FAST = {"max_steps": 3, "batch_size": 4, "max_length": 512, "eval_every": 1000}
 
 @pytest.fixture
 def cloud_env(monkeypatch, tmp_path):
-    """Environment for fast cloud runs (short retry waits and polls; remote python = this interpreter)."""
+    """Environment for fast cloud runs (short retry waits and polls; remote python = this interpreter; the GPU
+    health check on a rented machine finds a fake, healthy 2-GPU `nvidia-smi`: tests/gpu_helpers.py)."""
+    from gpu_helpers import FakeBox
+
     remote_root = tmp_path / "remote"
-    env = {
+    box = FakeBox(tmp_path / "cloud-gpubox")
+    env = {"NURSERY_GPU_CHECK_PATH": str(box.path), "NURSERY_GPU_CHECK_PYTHON": box.python,
         "VAST_API_KEY": KEY, "NURSERY_VAST_RETRY_WAIT": "0.01", "NURSERY_VAST_RETRY_MAX_WAIT": "0.05",
         "NURSERY_VAST_POLL_S": "0.05", "NURSERY_REMOTE_POLL_S": "0.2", "NURSERY_REMOTE_HEARTBEAT_S": "1",
         "NURSERY_REMOTE_TERM_AFTER_S": "2", "NURSERY_REMOTE_KILL_AFTER_S": "4",

@@ -43,6 +43,14 @@ class FakeBox:
         self.smi(HEALTHY_2)
         self.torch(count=2)
 
+    @classmethod
+    def existing(cls, root: Path) -> "FakeBox":
+        """A handle on a box another fixture made under `root` (same queues, same files)."""
+        box = cls.__new__(cls)
+        box.path, box.state = Path(root) / "bin", Path(root) / "state"
+        box._n = 1000
+        return box
+
     @property
     def python(self) -> str:
         return str(self.path / "fakepython")

@@ -79,8 +79,11 @@ def test_providers_table_shows_only_whether_keys_are_set(emu, capsys, tmp_path):
     assert rows["vast"]["supported"] and rows["ssh"]["supported"]
     assert rows["vast"]["key"] == {"set": True, "source": "env", "name": "VAST_API_KEY"}
     assert rows["together"]["key"]["set"] and rows["together"]["key"]["source"] == "secrets.toml"
-    assert not rows["runpod"]["key"]["set"] and not rows["runpod"]["supported"]
-    assert "podTerminate" in rows["runpod"]["needs"]
+    assert not rows["runpod"]["key"]["set"] and rows["runpod"]["supported"]
+    assert "RUNPOD_API_KEY" in rows["runpod"]["needs"]
+    # all five providers (and the own server) are supported; each lists its key's name
+    assert all(r["supported"] for r in rows.values()) and set(rows) == {"vast", "ssh", "runpod", "together",
+                                                                         "replicate", "modal"}
     assert rows["ssh"]["servers"][0]["host"] == "10.0.0.5" and rows["ssh"]["servers"][0]["port"] == 2200
     assert KEY not in out and "tg-secret-value" not in out
 
@@ -113,7 +116,8 @@ def test_settings_panel_and_reaper_panel_render(emu, tmp_path):
     at = AppTest.from_function(app, default_timeout=30).run()
     assert not at.exception
     text = " ".join(e.value.to_csv() for e in at.dataframe)
-    assert "Vast.ai" in text and "not yet supported" in text and "key set (env)" in text
+    assert "Vast.ai" in text and "RunPod" in text and "Modal" in text and "key set (env)" in text
+    assert "key not set" in text and "not yet supported" not in text
     assert KEY not in text and KEY not in "".join(str(c.value) for c in at.caption)
     at.button(key="reaper_dry").click().run()
     assert not at.exception

@@ -209,3 +209,37 @@ def test_ssh_run_outlives_a_runner_shutdown_and_the_next_runner_reattaches(sshd,
     logs = [e["message"] or "" for e in get_store().job_events(job["id"], kinds=["log"])]
     assert any("re-attached to the remote training" in m for m in logs)
     assert (Path(os.environ["NURSERY_HOME"]) / "models" / "reattached-adapter" / "adapter_config.json").exists()
+
+
+def test_gpu_err_at_start_is_replaced_by_another_instance(vast, runner, tiny_model_dir, tmp_path):
+    from gpu_helpers import ERR_ROW, HEALTHY_2, FakeBox
+    from nursery_core.store import get_store
+
+    FakeBox.existing(tmp_path / "cloud-gpubox").smi_sequence([ERR_ROW, HEALTHY_2])  # first machine: GPU 1 ERR!
+    job = queue(tiny_model_dir, max_dph=0.5)
+    st = wait(job["id"])
+    assert st["status"] == "succeeded", st["error"]
+    logs = [e.get("message") or "" for e in get_store().job_events(job["id"], kinds=["log"])]
+    fault = [m for m in logs if m.startswith("GPU fault on instance")]
+    assert len(fault) == 1 and "ERR!" in fault[0] and "renting another (2/3)" in fault[0]
+    insts = get_store().list_instances(job_id=job["id"])
+    assert len(insts) == 2 and all(i["destroyed_at"] for i in insts)
+    assert vast.live_instances() == []
+    # the faulty machine was destroyed (billing stopped) before the next was rented, and never rented again
+    rents = [i for i, m in enumerate(logs) if m.startswith("rented instance")]
+    assert len(rents) == 2 and rents[0] < logs.index(fault[0]) < rents[1]
+    assert all(b["destroyed"] for b in vast.billing())
+    faulty = get_store().get_job(job["id"])["provider_state"]["gpu_faults"][0]["instance_id"]
+    machines = {i["id"]: i["machine_id"] for i in vast.state()["instances"]}
+    assert len(set(machines.values())) == 2 and faulty in machines
+    assert st["actual"]["cost_usd"] > 0
+
+
+def test_gpu_fault_on_every_instance_fails_after_three(vast, runner, tiny_model_dir, tmp_path):
+    from gpu_helpers import ERR_ROW, FakeBox
+
+    FakeBox.existing(tmp_path / "cloud-gpubox").smi(ERR_ROW)
+    st = wait(queue(tiny_model_dir, max_dph=0.5)["id"])
+    assert st["status"] == "failed"
+    assert "every instance rented had a GPU fault (3 tries" in st["error"] and "ERR!" in st["error"]
+    assert len(vast.state()["instances"]) == 3 and vast.live_instances() == []

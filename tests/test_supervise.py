@@ -158,9 +158,10 @@ def test_transport_stop_becomes_the_runners_cancel_with_its_message():
 
 
 def test_providers_come_from_the_backend_registry():
-    assert cloud_providers() == ["vast", "ssh"]
+    assert cloud_providers() == ["vast", "ssh", "runpod", "together", "replicate", "modal"]
     assert get_provider("ssh").kind == "ssh"
-    with pytest.raises(InvalidInput, match="provider 'nope' is not supported .*vast, ssh"):
+    with pytest.raises(InvalidInput,
+                       match="provider .nope. is not supported .*vast, ssh, runpod, together, replicate, modal"):
         get_provider("nope")
 
 

@@ -1,4 +1,5 @@
-"""CLI for cloud training: train-cloud (Vast.ai or an SSH server), list-offers, reap-instances, providers."""
+"""CLI for cloud training: train-cloud (Vast.ai, an SSH server, RunPod, Together.ai, Replicate, Modal), list-offers,
+reap-instances (Vast.ai instances and RunPod pods), providers."""
 from __future__ import annotations
 
 import signal
@@ -19,6 +20,7 @@ def _train_cloud(args):
                                  **_hyper(args))
     if not args.wait:
         return status
+    from ..jobs.backends.runpod import terminate_live_pods
     from ..jobs.backends.vast import destroy_live_instances
     from ..jobs.runner import JobRunner
 
@@ -41,6 +43,7 @@ def _train_cloud(args):
             final = None
         finally:
             destroy_live_instances("interrupted")
+            terminate_live_pods("interrupted")
         if final is None:
             from ..jobs.api import nursery_job_status
             final = nursery_job_status(status["id"])
@@ -75,9 +78,9 @@ def _human_reap(r: dict) -> str:
         return f"no orphaned nursery instances ({len(r['kept'])} in use)"
     verb = "would destroy" if r["dry_run"] else "destroyed"
     lines = [f"{verb} {len(r['orphans']) if r['dry_run'] else len(r['destroyed'])} instance(s):"]
-    lines += [f"  {o['instance_id']} {o['label']} ({o['job_state']}) {o['gpu_name']} ${o['dph_total'] or 0:.3f}/h"
-              for o in r["orphans"]]
-    lines += [f"  failed {e['instance_id']}: {e['error']}" for e in r["errors"]]
+    lines += [f"  {o.get('provider', 'vast')} {o['instance_id']} {o['label']} ({o['job_state']}) {o['gpu_name']} "
+              f"${o['dph_total'] or 0:.3f}/h" for o in r["orphans"]]
+    lines += [f"  failed {e.get('provider', 'vast')} {e['instance_id'] or ''}: {e['error']}" for e in r["errors"]]
     return "\n".join(lines)
 
 
@@ -100,7 +103,7 @@ def register(sub) -> None:
     offers = Command(sub, "list-offers", "live Vast.ai offers that fit, cheapest first", _list_offers, _human_offers)
     add_arguments(offers.parser, cloud_options(["max_dph", "min_gpu_ram_gb", "gpu", "disk_gb"]))
     offers.arg("--limit", type=int, default=20)
-    Command(sub, "reap-instances", "destroy nursery-* Vast.ai instances that no live job uses", _reap, _human_reap) \
+    Command(sub, "reap-instances", "destroy nursery-* Vast.ai instances and RunPod pods that no live job uses", _reap, _human_reap) \
         .arg("--dry-run", action="store_true", help="only list them")
     Command(sub, "cloud-providers", "the provider table: supported providers and which keys are set",
             _providers)

@@ -10,32 +10,37 @@ from .credentials import key_status, ssh_servers
 
 PROVIDER_TABLE: list[dict[str, Any]] = [
     {"id": "vast", "name": "Vast.ai", "supported": True, "kind": "rented GPU + SSH",
-     "summary": "Rents the cheapest verified GPU that fits your caps, trains over SSH, destroys it afterwards.",
+     "summary": "Rents the cheapest verified GPU that fits your caps, checks its GPUs (a faulty machine is "
+                "replaced), trains over SSH on every GPU, destroys it afterwards.",
      "needs": "VAST_API_KEY (env or .streamlit/secrets.toml); VAST_API_URL points at another API (the emulator)."},
     {"id": "ssh", "name": "Your own GPU server (SSH)", "supported": True, "kind": "SSH",
      "summary": "Same upload / run / stream / download path on a machine you own; nothing to rent or destroy.",
      "needs": "[ssh_servers.<name>] host, port, user, key_path (python, remote_root optional) in "
               ".streamlit/secrets.toml, NURSERY_SSH_HOST/PORT/USER/KEY_PATH, or --host/--port/--user/--key-path."},
-    {"id": "runpod", "name": "RunPod", "supported": False, "kind": "rented GPU + SSH",
-     "summary": "Not yet supported.",
-     "needs": "GraphQL podFindAndDeployOnDemand / podTerminate (or REST v1 /pods) with RUNPOD_API_KEY; 'Full SSH' "
-              "with a public IP and port 22 exposed (the proxied basic SSH has no SFTP); an emulator of those "
-              "calls mapping portMappings['22'] to a local sshd."},
-    {"id": "together", "name": "Together.ai fine-tuning", "supported": False, "kind": "managed fine-tuning",
-     "summary": "Not yet supported.",
-     "needs": "TOGETHER_API_KEY; upload via POST /v1/files (302 to a presigned PUT) + preprocess; POST "
-              "/v1/fine-tunes with training_type Lora; poll GET /v1/fine-tunes/{id} and its events; download the "
-              "adapter from /v1/finetune/download. Their trainer, not Nursery's rendering, formats the data."},
-    {"id": "replicate", "name": "Replicate trainings", "supported": False, "kind": "managed fine-tuning",
-     "summary": "Not yet supported.",
-     "needs": "REPLICATE_API_TOKEN; POST /v1/models/{owner}/{name}/versions/{version}/trainings with a dataset "
-              "URL and a destination model; poll GET /v1/trainings/{id}; fetch the weights URL from its output "
-              "(trainer-specific)."},
-    {"id": "modal", "name": "Modal", "supported": False, "kind": "serverless GPU functions",
-     "summary": "Not yet supported.",
-     "needs": "the modal SDK and MODAL_TOKEN_ID/MODAL_TOKEN_SECRET; an App with an Image (torch, peft, ...) and a "
-              "gpu= function running the worker, results through a Volume. It speaks gRPC, so tests would use a "
-              "fake behind the provider interface rather than an HTTP emulator."},
+    {"id": "runpod", "name": "RunPod", "supported": True, "kind": "rented GPU + SSH",
+     "summary": "Creates the cheapest fitting pod (every GPU of it trains, DDP), checks its GPUs (a faulty pod is "
+                "replaced), trains over SSH, always terminates it (a stopped pod still bills its disk).",
+     "needs": "RUNPOD_API_KEY (env or [runpod] api_key in .streamlit/secrets.toml); RUNPOD_API_BASE_URL points "
+              "at another API (the emulator)."},
+    {"id": "together", "name": "Together.ai fine-tuning", "supported": True, "kind": "managed fine-tuning",
+     "summary": "Uploads the data in Together's messages + tools format, runs a LoRA fine-tune with your "
+                "hyper-parameters (changes are logged), follows it live, downloads the adapter into models/. "
+                "Refused when Together's own price estimate is above max_cost.",
+     "needs": "TOGETHER_API_KEY (env or [together] api_key in .streamlit/secrets.toml); TOGETHER_BASE_URL points "
+              "at another API (the emulator)."},
+    {"id": "replicate", "name": "Replicate trainings", "supported": True, "kind": "managed fine-tuning",
+     "summary": "Renders each example with Nursery's chat template into a text row (Replicate's LLM trainers take "
+                "text, not tool schemas; prompts are not masked), uploads it through Replicate's files API, trains "
+                "on the trainer you name, downloads the weights into models/. Trainers whose base Nursery cannot "
+                "load are refused.",
+     "needs": "REPLICATE_API_TOKEN (env or [replicate] api_token); REPLICATE_OWNER (or [replicate] owner) for the "
+              "destination model, or --destination; --trainer owner/name; REPLICATE_BASE_URL points at another "
+              "API (the emulator)."},
+    {"id": "modal", "name": "Modal", "supported": True, "kind": "serverless GPU functions",
+     "summary": "Generates a Modal app for the run (pinned training stack, gpu= and timeout= from max_hours, a "
+                "Volume for the adapter), spawns it, cancels it with FunctionCall.cancel, copies the adapter "
+                "into models/. Progress arrives when the function returns; max_cost is not enforceable.",
+     "needs": "the modal package and MODAL_TOKEN_ID / MODAL_TOKEN_SECRET (or `modal token new`)."},
 ]
 
 

@@ -67,17 +67,22 @@ def render_offers_table(max_dph: float | None, key: str = "cloud") -> dict:
 def render_cloud_training_options(key: str = "cloud") -> dict | None:
     """Provider choice plus its settings; returns keyword arguments for nursery_train_cloud (None = local)."""
     from ..cloud.credentials import key_status, ssh_servers
+    from ..jobs.backends import cloud_providers, get_provider
 
-    where = st.radio("Where to train", ["This machine", "Vast.ai (rented GPU)", "My GPU server (SSH)"],
-                     horizontal=True, key=f"{key}_provider")
-    if where == "This machine":
+    choices = {"This machine": None} | {("My GPU server (SSH)" if k == "ssh" else get_provider(k).label): k
+                                         for k in cloud_providers()}
+    kind = choices[st.radio("Where to train", list(choices), horizontal=True, key=f"{key}_provider")]
+    if kind is None:
         return None
-    if where.startswith("Vast"):
-        if not key_status("vast")["set"]:
-            st.warning("Set VAST_API_KEY (environment or .streamlit/secrets.toml) to train on Vast.ai.")
-            return {"provider": "vast"}
+    if kind != "ssh" and not key_status(kind)["set"]:
+        st.warning(f"Set {key_status(kind)['name']} (environment or .streamlit/secrets.toml) to train on "
+                   f"{get_provider(kind).label}.")
+        return {"provider": kind}
+    if kind == "vast":
         caps = render_budget_inputs(key)
         return {"provider": "vast", **caps, **render_offers_table(caps.get("max_dph"), key)}
+    if kind != "ssh":
+        return {"provider": kind, **_provider_inputs(kind, key)}
     try:
         servers = ssh_servers()
     except NurseryError as e:
@@ -99,15 +104,36 @@ def render_cloud_training_options(key: str = "cloud") -> dict | None:
     return opts
 
 
+def _provider_inputs(kind: str, key: str) -> dict:
+    """The budget caps and settings a provider reads (run_options metadata), as widgets; the values set."""
+    from ..run_options import provider_option_names
+
+    if kind == "replicate":
+        st.caption("Replicate's trainers take text, not tool schemas: each example is rendered with Nursery's chat "
+                   "template into one text row (prompts are not masked out).")
+    caps = ["max_hours"] + provider_option_names(kind, exclude=["max_hours"])
+    names = [n for n in caps if n in ("max_dph", "max_hours", "max_cost")]
+    rest = [n for n in caps if n not in names]
+    values = _inputs(names, {"max_dph": DEFAULT_MAX_DPH, "max_hours": DEFAULT_MAX_HOURS, "max_cost": 0.0},
+                     f"{key}_{kind}", st.columns(len(names)))
+    if rest:
+        values.update(_inputs(rest, {"gpu_count": 1, "min_gpu_ram_gb": 8.0, "disk_gb": 20.0}, f"{key}_{kind}",
+                              st.columns(len(rest))))
+    return {k: (v.strip() if isinstance(v, str) else v) for k, v in values.items() if v}
+
+
 def render_instance_state(job: dict) -> None:
     """The cloud side of a job: phase, machine, price and cost so far (nothing secret is in provider_state)."""
+    from ..jobs.backends import cloud_providers
+
     state = job.get("provider_state") or {}
-    if job.get("kind") not in ("vast", "ssh") or not state:
+    if job.get("kind") not in cloud_providers() or not state:
         return
     cols = st.columns(4)
     cols[0].metric("Phase", str(state.get("phase") or "queued"))
-    if job["kind"] == "vast":
-        cols[1].metric("Instance", str(state.get("instance_id") or "–"))
+    if job["kind"] in ("vast", "runpod"):
+        cols[1].metric("Pod" if job["kind"] == "runpod" else "Instance",
+                       str(state.get("instance_id") or state.get("pod_id") or "–"))
         cols[2].metric("GPU", str(state.get("gpu_name") or "–"))
         dph = state.get("dph_total")
         cols[3].metric("$/hour", f"{dph:.3f}" if dph else "–")
@@ -120,8 +146,17 @@ def render_instance_state(job: dict) -> None:
         budget = job.get("budget") or {}
         if budget:
             st.caption("Caps: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in budget.items()))
-    else:
+    elif job["kind"] == "ssh":
         cols[1].metric("Server", str(state.get("server") or "–"))
+    else:  # managed: the provider's own run id, Together's price estimate
+        cols[1].metric("Run", str(state.get("fine_tune_id") or state.get("training_id") or state.get("call_id")
+                                  or "–"))
+        if state.get("together_estimate_usd") is not None:
+            cols[2].metric("Together's estimate", f"${float(state['together_estimate_usd']):.4f}")
+        if job.get("cost_usd") is not None:
+            st.caption(f"Cost ${float(job['cost_usd']):.4f}")
+        for note in state.get("mapping") or []:
+            st.caption(f"Changed for {job['kind']}: {note}")
 
 
 def render_reaper_panel(key: str = "reaper") -> None:

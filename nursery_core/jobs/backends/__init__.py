@@ -1,7 +1,7 @@
 """Where training runs: the `Backend` and `Provider` protocols and the registry of backends by job kind.
 
 A job's `kind` names its backend: `local` (this machine), `vast` (a rented Vast.ai GPU), `ssh` (the team's
-own server). The runner (`jobs/runner.py`) claims a queued job, builds a `RunContext`, and calls
+own server), `runpod` (a RunPod pod), `together` / `replicate` (managed fine-tuning), `modal` (a Modal function). The runner (`jobs/runner.py`) claims a queued job, builds a `RunContext`, and calls
 `backend.run(job, ctx)`; after a restart it calls `backend.recover(job, ctx)` for a job whose runner died.
 It owns every state transition: a backend only reports (events, columns) and returns or raises.
 
@@ -11,8 +11,9 @@ Adding a cloud provider is one module, `jobs/backends/<name>.py`, plus one line 
 - `kind: str` — the job kind and `--provider` value ("vast").
 - `label: str` — the name users read ("Vast.ai").
 - `request(options, estimate) -> dict` — at submit time, in the caller's process: validate the provider
-  options the user gave (the keyword arguments of `nursery_train_cloud`: gpu, offer_id, min_gpu_ram_gb,
-  image, disk_gb, ssh_server, host, port, user, key_path, python, remote_root; absent ones are None) and
+  options the user gave (the keyword arguments of `nursery_train_cloud`: gpu, gpu_count, offer_id,
+  min_gpu_ram_gb, image, disk_gb, ssh_server, host, port, user, key_path, python, remote_root, trainer,
+  destination; absent ones are None; `run_options.CloudRunOptions` says which provider reads which) and
   return the request stored in the job's `provider_state["request"]` — JSON, never a secret (check that a
   key is configured, do not copy it). `estimate` is the job's memory/time estimate or None. Raises
   InvalidInput (field named) or InvalidConfig.
@@ -64,6 +65,10 @@ LOCAL_KIND = "local"
 BACKENDS: dict[str, object] = {
     LOCAL_KIND: "nursery_core.jobs.backends.local:LocalBackend",
     "vast": "nursery_core.jobs.backends.vast:VastBackend", "ssh": "nursery_core.jobs.backends.ssh:SSHBackend",
+    "runpod": "nursery_core.jobs.backends.runpod:RunPodBackend",
+    "together": "nursery_core.jobs.backends.together:TogetherBackend",
+    "replicate": "nursery_core.jobs.backends.replicate:ReplicateBackend",
+    "modal": "nursery_core.jobs.backends.modal:ModalBackend",
 }
 
 

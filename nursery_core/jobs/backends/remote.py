@@ -22,9 +22,10 @@ from ... import paths
 from ...cloud.remote import REMOTE_PACKAGES, RemoteTarget, code_tarball, dir_fingerprint, remote_requirements
 from ...cloud.ssh import SSHDropped, SSHError, SSHSession, q
 from ...errors import BackendError
+from ...training.launch import launch_command
 from ..errors import Cancelled
 from ..events import CANCELLED, DONE, ERROR, STOP_FILE, Event, decode_events
-from ..supervise import WORKER_MODULE, Outcome, StopReason, Supervision, result_from_output
+from ..supervise import Outcome, StopReason, Supervision, result_from_output
 
 log = logging.getLogger(__name__)
 
@@ -212,12 +213,13 @@ class RemoteRun:
             raise Cancelled("cancelled during upload")
 
     # ------------------------------------------------------------------------------------ start
-    def start(self, remote_model: str) -> int:
+    def start(self, remote_model: str, nproc: int = 1) -> int:
+        """Starts the worker detached on `nproc` processes (one per GPU; more than one runs torchrun + DDP
+        through `training.launch`); returns its pid."""
         self.on_phase("training")
         j = self.job
-        worker = [self.target.python, "-m", WORKER_MODULE, j, "--no-stdout"]
-        if remote_model:
-            worker += ["--base-model-dir", remote_model]
+        worker = launch_command(j, nproc, python=self.target.python, worker_args=["--no-stdout"] + (
+            ["--base-model-dir", remote_model] if remote_model else []))
         inner = (f"{q(*worker)} > {q(j + '/stdout.log')} 2> {q(j + '/stderr.log')} < /dev/null; "
                  f"echo $? > {q(j + '/EXIT_CODE')}")
         env = (f"PYTHONPATH={q(posixpath.join(self.root, 'code'))} "

@@ -1,4 +1,5 @@
-"""The `vast` backend: rent the cheapest fitting Vast.ai GPU, train there over SSH, and always destroy it.
+"""The `vast` backend: rent the cheapest fitting Vast.ai GPU, check its GPUs (`gpu_check`: a faulty machine is
+destroyed and another offer rented), train there over SSH on every GPU, and always destroy it.
 
 The instance id is stored (instances table + provider_state) the moment the rent call returns; teardown runs
 in `finally` for success, failure, cancel and shutdown, is retried, and is confirmed. An on-instance
@@ -11,7 +12,6 @@ import atexit
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +30,9 @@ from ..budget import budget_reason, max_seconds, positive
 from ..context import RunContext
 from ..errors import Cancelled
 from ..supervise import stop_as_cancel, supervise
-from .remote import Limits, RemoteRun
+from .gpu_health import check_remote_gpus
+from .live import LiveMachines
+from .remote import BudgetReached, Limits, RemoteRun
 
 log = logging.getLogger("nursery.cloud")
 
@@ -39,25 +41,12 @@ DEFAULT_REMOTE_ROOT = "/root/nursery-jobs"
 DEFAULT_DISK_GB = 20.0
 
 # Instances this process rented and has not destroyed yet (for signal/atexit teardown).
-_LIVE: dict[int, Any] = {}
-_LIVE_LOCK = threading.Lock()
+_LIVE = LiveMachines("Vast.ai instance")
 
 
 def destroy_live_instances(reason: str = "shutdown") -> list[int]:
     """Destroys every instance this process still holds (signal handlers and atexit call this)."""
-    with _LIVE_LOCK:
-        items = list(_LIVE.items())
-    done = []
-    for iid, client in items:
-        try:
-            client.destroy(iid, confirm=True, confirm_timeout=30)
-            done.append(iid)
-            with _LIVE_LOCK:
-                _LIVE.pop(iid, None)
-            log.warning("destroyed Vast.ai instance %s (%s)", iid, reason)
-        except Exception as e:  # noqa: BLE001 — best effort at exit; the watchdog and reaper remain
-            log.error("could not destroy Vast.ai instance %s at %s: %s", iid, reason, e)
-    return done
+    return _LIVE.release_all(reason)
 
 
 atexit.register(destroy_live_instances, "exit")
@@ -75,6 +64,11 @@ class Rental:
     rent_at: float | None = None
     dph: float | None = None
     gpu: str | None = None
+    num_gpus: int = 1
+    gpu_ram_mb: float = 0.0     # per GPU, as the offer promised
+    offer: dict = field(default_factory=dict)
+    spent: float = 0.0          # US$ of instances already destroyed for a GPU fault
+    excluded: set = field(default_factory=set)   # ("offer", id) / ("machine", id) not to rent again
 
     def phase(self, p: str, **extra: Any) -> None:
         """Records the run's phase (searching, renting, starting, connecting, ...) in provider_state."""
@@ -122,16 +116,10 @@ class VastBackend:
         result: dict[str, Any] | None = None
         try:
             with stop_as_cancel():
-                key_path, public = self._rent(job, ctx, rental, req, budget)
-                target = self._boot(job, ctx, rental, req, budget, key_path, public)
-                limits = Limits.from_env(max_seconds=max_seconds(budget, rental.dph),
-                                         clock_start=rental.rent_at or rental.started,
-                                         budget_reason=budget_reason(budget, rental.dph))
-                remote = RemoteRun(ctx, target, limits, on_phase=rental.phase)
-                remote.connect()
+                remote, limits = self._healthy_instance(job, ctx, rental, req, budget)
                 remote_model = remote.prepare((job.get("config") or {}).get("base_model_dir") or "")
             remote.heartbeat()
-            remote.start(remote_model)
+            remote.start(remote_model, nproc=rental.num_gpus)
             # a rented machine must not outlive its dashboard: on shutdown the run stops and the machine goes
             result = remote.finish(supervise(remote, ctx, limits.supervision(on_shutdown="stop")), rental.started)
             return result
@@ -147,12 +135,64 @@ class VastBackend:
                 shutil.rmtree(ctx.job_dir / "ssh", ignore_errors=True)
                 rental.client.close()
 
+    def _healthy_instance(self, job: JobRow, ctx: RunContext, rental: Rental, req: dict,
+                          budget: dict) -> tuple[RemoteRun, Limits]:
+        """Rents, boots and connects until the instance's GPUs pass the health check (`gpu_check`; at most
+        NURSERY_VAST_GPU_TRIES, default 3, within max_cost). A faulty instance is destroyed before the next
+        offer (never the same offer or machine) is rented, and why is recorded in the job's log."""
+        tries = max(1, int(env_float("NURSERY_VAST_GPU_TRIES", 3)))
+        faults: list[str] = []
+        for attempt in range(tries):
+            left = dict(budget)
+            if budget.get("max_cost") is not None:
+                left["max_cost"] = float(budget["max_cost"]) - rental.spent
+                if left["max_cost"] <= 0:
+                    raise BudgetReached(f"budget cap reached ({budget_reason(budget, None)}) after {attempt} "
+                                        "instance(s) with a GPU fault: " + "; ".join(faults))
+            key_path, public = self._rent(job, ctx, rental, req, left)
+            target = self._boot(job, ctx, rental, req, left, key_path, public)
+            limits = Limits.from_env(max_seconds=max_seconds(left, rental.dph),
+                                     clock_start=rental.rent_at or rental.started,
+                                     budget_reason=budget_reason(budget, rental.dph))
+            remote = RemoteRun(ctx, target, limits, on_phase=rental.phase)
+            remote.connect()
+            rental.phase("checking_gpu")
+            verdict = check_remote_gpus(remote, rental.num_gpus, rental.gpu_ram_mb)
+            if verdict.ok:
+                ctx.log(f"GPU check on instance {rental.iid}: {verdict.reason}")
+                return remote, limits
+            remote.close()
+            faults.append(f"instance {rental.iid} ({rental.gpu}): {verdict.reason}")
+            self._replace(ctx, rental, verdict.reason, attempt + 1 < tries, f"{attempt + 2}/{tries}")
+        raise BackendError(f"every instance rented had a GPU fault ({tries} tries; each was destroyed): "
+                           + "; ".join(faults))
+
+    def _replace(self, ctx: RunContext, rental: Rental, reason: str, more: bool, which: str) -> None:
+        """Destroys a faulty instance (confirmed), adds its cost to the run's and keeps its offer and machine
+        from being rented again."""
+        iid = rental.iid
+        assert iid is not None
+        state = rental.state
+        state.setdefault("gpu_faults", []).append({"instance_id": iid, "reason": reason})
+        rental.client.destroy(iid, confirm=True)
+        _LIVE.discard(iid)
+        cost = (time.time() - (rental.rent_at or time.time())) * (rental.dph or 0.0) / 3600.0
+        rental.spent += cost
+        ctx.store.update_instance(str(iid), state="destroyed", destroyed_at=now())
+        rental.excluded |= {(k, rental.offer.get(f)) for k, f in (("offer", "id"), ("machine", "machine_id"))
+                            if rental.offer.get(f) is not None}
+        ctx.log(f"GPU fault on instance {iid} ({rental.gpu}): {reason}; destroyed it (${cost:.4f})"
+                + (f" and renting another ({which})" if more else ""))
+        rental.iid, rental.rent_at = None, None
+
     def _rent(self, job: JobRow, ctx: RunContext, rental: Rental, req: dict, budget: dict) -> tuple[Path, str]:
         """Picks an offer and rents it with the watchdog onstart; returns the run's SSH key pair
         (private key path, public key)."""
         client = rental.client
-        offer = self.pick_offer(client, req, budget, job)
-        rental.dph, rental.gpu = float(offer["dph_total"]), offer.get("gpu_name")
+        offer = self.pick_offer(client, req, budget, job, exclude=rental.excluded)
+        rental.dph, rental.gpu, rental.offer = float(offer["dph_total"]), offer.get("gpu_name"), offer
+        rental.num_gpus = max(1, int(offer.get("num_gpus") or 1))
+        rental.gpu_ram_mb = float(offer.get("gpu_ram") or 0.0)
         ctx.log(f"chose offer {offer['id']}: {rental.gpu} x{offer.get('num_gpus', 1)}, "
                 f"{offer.get('gpu_ram', 0) / 1000:.0f} GB, ${rental.dph:.3f}/h, reliability "
                 f"{offer.get('reliability', 0):.3f}")
@@ -170,8 +210,7 @@ class VastBackend:
                              disk_gb=float(req.get("disk_gb") or DEFAULT_DISK_GB), label=label, onstart=onstart)
         iid = rental.iid = rented["instance_id"]
         rental.rent_at = time.time()
-        with _LIVE_LOCK:
-            _LIVE[iid] = client
+        _LIVE.add(iid, lambda: client.destroy(iid, confirm=True, confirm_timeout=30))
         ctx.store.record_instance({"id": str(iid), "provider": "vast", "job_id": job["id"], "label": label,
                                    "state": "starting", "gpu_name": rental.gpu, "dph": rental.dph,
                                    "data": {"offer_id": offer["id"], "adopted": rented["adopted"]}})
@@ -222,6 +261,9 @@ class VastBackend:
         actual.update({"provider": "vast", "gpu_name": gpu, "dph_total": dph, "instance_id": iid,
                        "wall_seconds": round(time.time() - rental.started, 2)})
         if iid is None:
+            if rental.spent:
+                actual.update(cost_usd=round(rental.spent, 6))
+                ctx.update(cost_usd=round(rental.spent, 6))
             ctx.update(actual=actual, provider_state={**state, "phase": "done"})
             return
         state["phase"] = "destroying"
@@ -238,10 +280,9 @@ class VastBackend:
                 raise BackendError(msg) from None
             raise BackendError(f"{primary}; also {msg}") from None
         destroyed_at = time.time()
-        with _LIVE_LOCK:
-            _LIVE.pop(iid, None)
+        _LIVE.discard(iid)
         seconds = destroyed_at - (rent_at or destroyed_at)
-        cost = seconds * (dph or 0.0) / 3600.0
+        cost = seconds * (dph or 0.0) / 3600.0 + rental.spent
         actual.update(seconds_billed=round(seconds, 2), cost_usd=round(cost, 6))
         ctx.store.update_instance(str(iid), state="destroyed", destroyed_at=now())
         state.update(phase="destroyed", destroyed_at=destroyed_at)
@@ -268,11 +309,13 @@ class VastBackend:
         return None
 
     # ------------------------------------------------------------------------------------ offers
-    def pick_offer(self, client: Any, req: dict, budget: dict, job: JobRow) -> dict:
-        """The user's chosen offer (re-checked), else the cheapest verified offer that fits."""
+    def pick_offer(self, client: Any, req: dict, budget: dict, job: JobRow, exclude: set | None = None) -> dict:
+        """The user's chosen offer (re-checked), else the cheapest verified offer that fits and is not in
+        `exclude` ({("offer", id), ("machine", id)}: machines that showed a GPU fault)."""
+        exclude = exclude or set()
         cap = budget.get("max_dph")
         disk = float(req.get("disk_gb") or DEFAULT_DISK_GB)
-        if req.get("offer_id"):
+        if req.get("offer_id") and ("offer", int(req["offer_id"])) not in exclude:
             oid = int(req["offer_id"])
             offers = client.request("POST", "/api/v0/bundles/", json_body={
                 "id": {"eq": oid}, "rentable": {"eq": True}, "allocated_storage": disk}).get("offers") or []
@@ -284,8 +327,9 @@ class VastBackend:
                                     f"${float(cap):.3f}/h")
             return offer
         need = float(req.get("min_gpu_ram_gb") or ((job.get("estimate") or {}).get("gpu_ram_gb") or 8))
-        offers = client.search_offers(max_dph=cap, min_gpu_ram_gb=need, disk_gb=disk, gpu_name=req.get("gpu"),
-                                      limit=10)
+        offers = [o for o in client.search_offers(max_dph=cap, min_gpu_ram_gb=need, disk_gb=disk,
+                                                  gpu_name=req.get("gpu"), limit=10)
+                  if ("offer", o.get("id")) not in exclude and ("machine", o.get("machine_id")) not in exclude]
         if not offers:
             what = [f"{need:g} GB GPU RAM"] + ([f"under ${float(cap):g}/h"] if cap is not None else []) + \
                    ([f"GPU {req['gpu']}"] if req.get("gpu") else [])

@@ -1,0 +1,109 @@
+"""Replicate training end to end: `train-cloud --provider replicate` against the Replicate emulator through the
+real runner: examples rendered with Nursery's chat template into text rows, files API upload, training on a
+trainer version into a destination model, logs as progress, weights into models/; and the faults (a trainer
+whose base Nursery cannot load, cancel mid-run, a crash, 5xx at create). No live training is left."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cloud_helpers import queue, wait, wait_until
+from provider_fixtures import logs, runner_fixture, replicate, tiny_trainer  # noqa: F401
+
+pytestmark = [pytest.mark.slow]
+
+
+runner = runner_fixture("replicate")
+
+
+def test_full_replicate_run_renders_text_rows_and_lands_a_model(replicate, runner, tiny_model_dir):
+    replicate.add_fault("create", 500, apply=True)  # created although the answer was lost: adopted
+    job = queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate))
+    st = wait(job["id"])
+    assert st["status"] == "succeeded", st["error"]
+    from nursery_core import nursery_list_models
+    from nursery_core.store import get_store
+
+    assert "cloud-adapter" in [m["name"] for m in nursery_list_models()]
+    assert (Path(os.environ["NURSERY_HOME"]) / "models" / "cloud-adapter" / "adapter_config.json").exists()
+    assert len(replicate.trainings) == 1 and replicate.live_trainings() == []
+    assert replicate.files == {}
+    t = next(iter(replicate.trainings.values()))
+    assert t["destination"] == f"{replicate.owner}/nursery-cloud-adapter"
+    cfg = get_store().get_job(job["id"])["config"]
+    assert t["input"]["lora_rank"] == cfg["r"] and t["input"]["max_steps"] == 3
+    # the uploaded rows were Nursery's rendering of each example (kept in the job dir)
+    from nursery_core.base_models import load_tokenizer
+    from nursery_core.training.rendering import render_conversation
+
+    job_dir = Path(st["job_dir"])
+    rows = [json.loads(x) for x in (job_dir / "replicate" / "train.jsonl").read_text().splitlines()]
+    examples = [json.loads(x) for x in (job_dir / "data" / "train.jsonl").read_text().splitlines()]
+    assert len(rows) == len(examples) and all(set(r) == {"text"} for r in rows)
+    assert rows[0]["text"] == render_conversation(load_tokenizer(str(tiny_model_dir)), examples[0])
+    assert examples[0]["tools"][0]["function"]["name"] in rows[0]["text"]
+    assert any("rendered" in m and "chat template" in m for m in logs(job["id"]))
+    assert get_store().job_events(job["id"], kinds=["progress"])
+
+
+def test_a_trainer_nursery_cannot_load_is_refused_before_upload(replicate, runner, tiny_model_dir):
+    st = wait(queue(tiny_model_dir, provider="replicate", trainer="meta/llama-2-7b")["id"])
+    assert st["status"] == "failed" and "Nursery cannot load" in st["error"] and "meta/llama-2-7b" in st["error"]
+    assert replicate.trainings == {} and replicate.files == {}
+
+
+def test_cancel_mid_run_cancels_the_training(replicate, runner, tiny_model_dir):
+    replicate.running_polls = 100000
+    from nursery_core.store import get_store
+
+    job = queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate))
+    wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="progress")
+    get_store().request_cancel(job["id"])
+    st = wait(job["id"])
+    assert st["status"] == "cancelled" and "Replicate training" in st["error"]
+    assert replicate.live_trainings() == []
+    assert [b["status"] for b in replicate.billing()] == ["canceled"]
+
+
+def test_crash_fails_with_the_reason(replicate, runner, tiny_model_dir):
+    replicate.running_polls = 100000
+    from nursery_core.store import get_store
+
+    job = queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate))
+    wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="progress")
+    tid = get_store().get_job(job["id"])["provider_state"]["training_id"]
+    replicate.fail_training(tid, "CUDA error: out of memory")
+    st = wait(job["id"])
+    assert st["status"] == "failed" and f"Replicate training {tid} failed" in st["error"]
+    assert "out of memory" in st["error"] and replicate.live_trainings() == []
+
+
+def test_persistent_5xx_at_create_fails_cleanly(replicate, runner, tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("NURSERY_CLOUD_RETRY_ATTEMPTS", "2")
+    replicate.add_fault("create", 503, count=100)
+    st = wait(queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate))["id"])
+    assert st["status"] == "failed" and "503" in st["error"]
+    assert replicate.live_trainings() == [] and replicate.files == {}
+
+
+def test_request_validation(replicate, monkeypatch):
+    from nursery_core.errors import InvalidConfig, InvalidInput
+    from nursery_core.jobs.backends import get_provider
+
+    p = get_provider("replicate")
+    assert p.request({"trainer": "a/b"}, None) == {"trainer": "a/b", "destination": None}
+    for bad, field in (({}, "trainer"), ({"trainer": "Not Valid"}, "trainer"),
+                       ({"trainer": "a/b", "destination": "x"}, "destination"),
+                       ({"trainer": "a/b", "gpu": "H100"}, "gpu")):
+        with pytest.raises(InvalidInput) as e:
+            p.request(bad, None)
+        assert e.value.field == field
+    monkeypatch.delenv("REPLICATE_OWNER")
+    with pytest.raises(InvalidConfig, match="REPLICATE_OWNER"):
+        p.request({"trainer": "a/b"}, None)
+    monkeypatch.delenv("REPLICATE_API_TOKEN")
+    with pytest.raises(InvalidConfig, match="REPLICATE_API_TOKEN"):
+        p.request({"trainer": "a/b", "destination": "a/c"}, None)
