@@ -307,7 +307,7 @@ def test_a_smollm2_adapter_from_the_emulator_is_listed_and_tested_by_nursery(smo
                                                                              monkeypatch):
     """The default base end to end: Together 'trains' SmolLM2-135M, the client unpacks the adapter into
     models/NAME/, and Nursery's own list-models and test-model work on it (the lead wires the row later)."""
-    from nursery_core import inference, paths
+    from nursery_core import inference, interactive, paths
     from nursery_core.registry import nursery_list_models
     from nursery_core.store import get_store
     from training_helpers import MEMORY_TOOL
@@ -325,7 +325,7 @@ def test_a_smollm2_adapter_from_the_emulator_is_listed_and_tested_by_nursery(smo
     get_store().add_model({"name": "tg-smol", "path": str(dest), "base_model": "smollm2-135m",
                            "tools": [MEMORY_TOOL]})
     assert "tg-smol" in [m["name"] for m in nursery_list_models()]
-    r = inference.nursery_test_model("tg-smol", "Remember that the garage code is 4821.", max_new_tokens=8)
+    r = interactive.nursery_test_model("tg-smol", "Remember that the garage code is 4821.", max_new_tokens=8)
     assert r["model"] == "tg-smol" and r["tools"] == ["memory_store"] and r["completion"]
     assert r["decoding"] == "guarded" and all(c["name"] == "memory_store" for c in r["calls"])
 
