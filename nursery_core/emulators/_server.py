@@ -152,7 +152,9 @@ class EmulatorServer:
         return key is not None and any(secrets.compare_digest(key, k) for k in self.api_keys)
 
     def route(self, endpoint: str, method: str, params: dict, query: dict, request: "_Handler") -> Reply:
-        raise NotImplementedError
+        """Answers one authorised, fault-free request: each provider's emulator implements its own API here
+        (together.py, replicate.py); the base only serves, authenticates, logs and injects faults."""
+        raise NotImplementedError(f"{type(self).__name__} does not answer {method} {endpoint}")
 
     def error_reply(self, status: int, message: str, **extra: Any) -> Reply:
         return Reply(status, {"error": {"message": message}})

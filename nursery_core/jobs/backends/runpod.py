@@ -37,9 +37,9 @@ from ..budget import budget_reason, positive
 from ..context import RunContext
 from ..errors import Cancelled
 from ..supervise import stop_as_cancel, supervise
-from .options import env_float as _env
 from .gpu_health import check_remote_gpus
 from .live import LiveMachines
+from .options import env_float as _env
 from .options import require_key
 from .remote import BudgetReached, Limits, RemoteRun
 
