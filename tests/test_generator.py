@@ -403,3 +403,35 @@ def test_a_quoted_value_is_never_two_calls():
             a, b = (re.escape(c["arguments"]["query"]) for c in calls)
             assert not re.search(r"[\"“'`][^\"”'`]*" + a + r"[^\"”'`]*" + b + r"[\"”'`]", user_text(e)), user_text(e)
     assert parallel >= 20
+
+
+@pytest.mark.parametrize("level", ["low", "medium"])
+def test_runs_of_examples_offer_one_drawn_tool_list(level):
+    """requests_per_tool_set: consecutive examples reuse one drawn list (exactly the same tools in the same
+    order, so training can share its rendering), every call still uses offered tools, and the runs cover
+    calls and requests the list cannot serve alike."""
+    exs, rep = generate_examples(DEFAULT_TOOL_NAMES, 240, level, seed=3, requests_per_tool_set=8)
+    assert rep["requests_per_tool_set"] == 8
+    lists = [json.dumps(e["tools"]) for e in exs]
+    runs, k = [], 0
+    while k < len(lists):
+        j = k
+        while j < len(lists) and lists[j] == lists[k]:
+            j += 1
+        runs.append(j - k)
+        k = j
+    assert max(runs) <= 8 * 2  # a new draw can happen to repeat the list before it
+    assert sum(runs) / len(runs) >= 4, runs  # most runs reach several examples
+    for e in exs:
+        offered = {t["function"]["name"] for t in e["tools"]}
+        called = {c["function"]["name"] for m in e["messages"] for c in m.get("tool_calls") or []}
+        assert called <= offered
+        if e["meta"].get("no_call_kind") == "absent_tool":
+            assert e["meta"]["requested_tool"].split(":")[0] not in offered or ":" in e["meta"]["requested_tool"]
+    mixed = [i for i in range(1, len(exs)) if lists[i] == lists[i - 1]
+             and (exs[i]["meta"]["category"] == "no_call") != (exs[i - 1]["meta"]["category"] == "no_call")]
+    assert mixed  # the same tools with a request they serve next to one they do not
+    singles, _ = generate_examples(DEFAULT_TOOL_NAMES, 240, level, seed=3, requests_per_tool_set=1)
+    assert len({json.dumps(e["tools"]) for e in singles}) > 2 * len(set(lists))
+    with pytest.raises(InvalidConfig, match="requests per tool set"):
+        generate_examples(DEFAULT_TOOL_NAMES, 10, level, requests_per_tool_set=0)

@@ -153,7 +153,8 @@ def test_multi_epoch_top_layer_training_reuses_the_trunk_and_matches_uncached_tr
     run = dict(epochs=3, lora_layers=1, eval_fraction=0.0, batch_size=2, grad_accum=1)
     m = trainer.train(cfg(tiny_model_dir, **run), job_dir_with(tmp_path / "a", examples(6), examples(2)))
     tc = m["trunk_cache"]
-    assert tc["cached_examples"] == 8 and tc["hits"] > tc["misses"] > 0
+    # the 6 training examples offer one tool: with share_prefix they pack into 3 rows of 2 (batch_size 2)
+    assert tc["cached_rows"] == 3 + 2 and tc["hits"] > tc["misses"] > 0
     monkeypatch.setattr(trunk_cache.TrunkCache, "build", classmethod(lambda *a, **k: None))
     ref = trainer.train(cfg(tiny_model_dir, **run), job_dir_with(tmp_path / "b", examples(6), examples(2)))
     assert ref["trunk_cache"] is None

@@ -54,7 +54,8 @@ def _generate(args: argparse.Namespace) -> dict:
             raise InvalidInput("example queries file not found", file=args.example_queries)
         queries = [q.strip() for q in p.read_text(encoding="utf-8-sig").splitlines() if q.strip()]
     return _meta(nursery_generate_data(tools, args.num_examples, args.variation, seed=args.seed, name=args.name,
-                                       example_queries=queries, created_by=args.created_by))
+                                       example_queries=queries, created_by=args.created_by,
+                                       requests_per_tool_set=args.requests_per_tool_set))
 
 
 def _extract(args: argparse.Namespace) -> dict:
@@ -129,6 +130,7 @@ def _delete(args: argparse.Namespace) -> dict:
 
 def register(sub) -> None:
     from . import Command
+    from ..data.generator import REQUESTS_PER_TOOL_SET
     from ..data.importers import FORMATS
     (Command(sub, "generate-data", "Generate synthetic tool-calling examples for built-in tools or your own "
              "schema and store them as a dataset.", _generate, _human_meta)
@@ -140,6 +142,9 @@ def register(sub) -> None:
      .arg("--seed", type=int, default=0, metavar="S")
      .arg("--name", metavar="NAME", help="dataset name (default: from the tool names)")
      .arg("--example-queries", metavar="FILE", help="a text file with example user queries, one per line")
+     .arg("--requests-per-tool-set", type=positive_int, default=REQUESTS_PER_TOOL_SET, metavar="K",
+          help="examples in a row that offer one drawn tool list (1 = each draws its own); training runs a "
+               "shared tool list once per batch")
      .arg("--created-by", metavar="WHO", help=argparse.SUPPRESS))
     (Command(sub, "extract-conversations", "Import chat history (ChatGPT/Claude exports, OpenAI JSONL, "
              "ShareGPT, Hermes, flat rows, glaive v2, xLAM/APIGen) as tool-calling examples.", _extract, _human_meta)

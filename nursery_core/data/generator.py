@@ -29,6 +29,11 @@ from .steering import templatise
 from .tools import DEFAULT_TOOLS, conversion_notes, resolve_tools
 
 MAX_EXAMPLES = 200_000
+# Consecutive examples offering one drawn tool list, as an app sends many requests against its one fixed list.
+# The model then sees, for the same tools, requests they serve and requests they do not; and the trainer runs a
+# shared tool list once per micro-batch (training/packing.py), so the same minutes train on several times more
+# examples (bench/QUALITY.md, session 7).
+REQUESTS_PER_TOOL_SET = 8
 
 
 @dataclass(frozen=True)
@@ -168,8 +173,13 @@ def _catalogue() -> list[tuple[dict, set[str]]]:
 # -------------------------------------------------------------------------------------- the generator
 class _Generator:
     def __init__(self, tools: list[dict], level: Level, level_name: str, seed: int,
-                 example_queries: list[str] | None, paraphraser: Paraphraser | None):
+                 example_queries: list[str] | None, paraphraser: Paraphraser | None,
+                 per_tool_set: int = REQUESTS_PER_TOOL_SET):
         self.tools, self.level, self.level_name, self.seed = tools, level, level_name, seed
+        self.per_tool_set = per_tool_set
+        # The tool list the next examples offer while it has uses left: names, plans, the exact list, its
+        # distractors (None when the next example draws its own).
+        self.anchor: dict[str, Any] | None = None
         self.rng = random.Random(seed)
         self.plans = [_plan(t, self.rng) for t in tools]
         self.by_name = {p.name: p for p in self.plans}
@@ -273,13 +283,41 @@ class _Generator:
             segs = P.roughen(segs, rng)
         return segs
 
+    def anchored(self) -> list[_Plan] | None:
+        """The plans of the tool list in use (None: the next example draws its own list)."""
+        a = self.anchor
+        return a["plans"] if a is not None and a["left"] > 0 else None
+
+    def accepted(self) -> None:
+        """One example was kept: one use fewer of the tool list in use."""
+        if self.anchor is not None:
+            self.anchor["left"] -= 1
+
     def _tools_for_example(self, used: set[str], room_for: set[str] | None = None,
-                           keep: Callable[[dict], bool] | None = None) -> list[dict]:
+                           keep: Callable[[dict], bool] | None = None, new_run: bool = True) -> list[dict]:
         """The called tools, then other selected tools up to the level's cap, then unrelated distractors.
 
         Capping keeps prompts short (every schema costs hundreds of tokens) while the model still has to
         pick the right tool among several. `room_for` (the tools a conversation or a no-call example was
-        built for) replaces the called-plus-random selection when given; `keep` filters distractors."""
+        built for) replaces the called-plus-random selection when given; `keep` filters distractors. While a
+        drawn list has uses left (per_tool_set examples in a row) and fits (it holds the called tools, is the
+        list a conversation was built for, keeps no distractor `keep` refuses), it is offered again unchanged;
+        a new list starts a run unless `new_run` is False (a no-call example's own subset of the tools)."""
+        a = self.anchor
+        if (a is not None and a["left"] > 0 and used <= a["names"]
+                and (room_for is None or set(room_for) == a["names"])
+                and (keep is None or all(keep(t) for t in a["extra"]))):
+            return list(a["tools"])
+        tools, extra = self._draw_tools(used, room_for, keep)
+        names = {tool_name(t) for t in tools if t not in extra}
+        if new_run or (a is not None and a["left"] <= 0):
+            self.anchor = ({"names": names, "plans": [p for p in self.plans if p.name in names], "tools": tools,
+                            "extra": extra, "left": self.per_tool_set} if self.per_tool_set > 1 and new_run else None)
+        return list(tools)
+
+    def _draw_tools(self, used: set[str], room_for: set[str] | None,
+                    keep: Callable[[dict], bool] | None) -> tuple[list[dict], list[dict]]:
+        """(a new tool list, the distractors in it): see _tools_for_example."""
         rng = self.rng
         named = self.named
         if room_for is None:
@@ -290,13 +328,14 @@ class _Generator:
         tools = [t for n, t in named if n in room_for]  # selection order: position gives nothing away
         lo, hi = self.level.distractors
         if not hi:
-            return tools
+            return tools, []
         pool = [t for t in self.pool if keep is None or keep(t)]
         k = min(rng.randint(lo, hi), len(pool))
-        tools += rng.sample(pool, k) if k else []
+        extra = rng.sample(pool, k) if k else []
+        tools += extra
         if self.level.shuffle:
             rng.shuffle(tools)
-        return tools
+        return tools, extra
 
     # ---- examples, by category
     def example(self, cat: str) -> tuple[dict, list[str]]:
@@ -306,7 +345,7 @@ class _Generator:
         if cat == "parallel":
             return self._parallel_example(meta)
         rng = self.rng
-        plan = rng.choice(self.plans)
+        plan = rng.choice(self.anchored() or self.plans)
         segs, calls, kind = self._request(plan)
         segs = self._finish(segs, kind)
         text, how = self._llm(segs)
@@ -329,7 +368,9 @@ class _Generator:
                 segs = self._finish(segs, kind)
         if not calls:
             n = 3 if self.level_name == "high" and rng.random() < 0.2 else 2
-            plans = rng.sample(self.plans, min(n, len(self.plans))) if len(self.plans) > 1 else [self.plans[0]] * 2
+            pick = self.anchored() or self.plans
+            pick = pick if len(pick) >= n else self.plans
+            plans = rng.sample(pick, min(n, len(pick))) if len(pick) > 1 else [pick[0]] * 2
             parts = []
             for plan in plans:
                 s, args_list, kind = self._request(plan)
@@ -348,12 +389,13 @@ class _Generator:
         rng, lv = self.rng, self.level
         if rng.random() < lv.absent:
             k = rng.randint(1, min(lv.tool_cap, len(self.plans)))
-            offered = rng.sample(self.plans, k)
+            anchored = self.anchored()
+            offered = anchored or rng.sample(self.plans, k)
             made = self._absent(offered)
             if made is not None:
                 text, answer, requested, keep = made
                 meta["no_call_kind"], meta["requested_tool"] = "absent_tool", requested
-                tools = self._tools_for_example(set(), {p.name for p in offered}, keep)
+                tools = self._tools_for_example(set(), {p.name for p in offered}, keep, new_run=bool(anchored))
                 return {"tools": tools, "messages": [{"role": "user", "content": text},
                                                      {"role": "assistant", "content": answer}], "meta": meta}, [text]
         tools = self._tools_for_example(set())
@@ -437,7 +479,9 @@ class _Generator:
         prompt of one. Returns the names of the tools to offer."""
         rng, lv = self.rng, self.level
         others = [p for p in self.plans if p is not plan]
-        room = [plan] + rng.sample(others, min(max(0, lv.tool_cap - 1), len(others)))
+        anchored = self.anchored()
+        room = (list(anchored) if anchored and plan in anchored
+                else [plan] + rng.sample(others, min(max(0, lv.tool_cap - 1), len(others))))
         rounds = rng.randint(*lv.rounds)
         call_no = 0
         for rnd in range(rounds):
@@ -553,10 +597,12 @@ def _category_plan(n: int, level: Level, plans: list[_Plan], rng: random.Random)
 def generate_examples(tools: Any, num_examples: int, variation_level: str = "medium", seed: int = 0,
                       example_queries: list[str] | None = None,
                       paraphraser: Paraphraser | None = None,
-                      avoid: set[str] | None = None) -> tuple[list[dict], dict]:
+                      avoid: set[str] | None = None,
+                      requests_per_tool_set: int = REQUESTS_PER_TOOL_SET) -> tuple[list[dict], dict]:
     """(normalised examples, report) for built-in names, schemas or both; nothing is stored. An example with a
     request whose overlap.normal_request is in `avoid` (the golden sets' requests) is dropped and drawn again,
-    counted in the report as golden_requests_avoided."""
+    counted in the report as golden_requests_avoided. requests_per_tool_set: how many examples in a row offer
+    one drawn tool list (1 = every example draws its own)."""
     if variation_level not in LEVELS:
         raise InvalidConfig(f"variation level must be one of {', '.join(LEVELS)}, not {variation_level!r}")
     if isinstance(num_examples, bool) or not isinstance(num_examples, int) or not 1 <= num_examples <= MAX_EXAMPLES:
@@ -566,8 +612,13 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
         seed = int(seed)
     except (TypeError, ValueError):
         raise InvalidConfig(f"seed must be a whole number, not {seed!r}") from None
+    if isinstance(requests_per_tool_set, bool) or not isinstance(requests_per_tool_set, int) \
+            or not 1 <= requests_per_tool_set <= 1000:
+        raise InvalidConfig(f"requests per tool set must be a whole number from 1 to 1000, not "
+                            f"{requests_per_tool_set!r}")
     tools = resolve_tools(tools)
-    gen = _Generator(tools, LEVELS[variation_level], variation_level, seed, example_queries, paraphraser)
+    gen = _Generator(tools, LEVELS[variation_level], variation_level, seed, example_queries, paraphraser,
+                     requests_per_tool_set)
     out: list[dict] = []
     seen: set[str] = set()
     dupes = attempts = bad = avoided = 0
@@ -606,6 +657,7 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
                 continue
             seen.update(keys)
             out.append(ex)
+            gen.accepted()
             break
         if exhausted:
             break
@@ -624,6 +676,7 @@ def generate_examples(tools: Any, num_examples: int, variation_level: str = "med
         if ex["meta"].get("no_call_kind"):
             kinds[ex["meta"]["no_call_kind"]] = kinds.get(ex["meta"]["no_call_kind"], 0) + 1
     report = {"requested": num_examples, "delivered": len(out), "variation": variation_level, "seed": seed,
+              "requests_per_tool_set": requests_per_tool_set,
               "tools": [tool_name(t) for t in tools], "categories": cats, "no_call_kinds": kinds,
               "near_duplicates_dropped": dupes, "regenerated_for_schema": bad, "golden_requests_avoided": avoided,
               "attempts": attempts, "steering": gen.steering, "paraphrase": gen.llm}
@@ -666,7 +719,8 @@ def default_name(tools: list[dict]) -> str:
 def nursery_generate_data(tool_name: Any, num_examples: int = 100, variation_level: str = "medium",
                           seed: int = 0, name: str | None = None, example_queries: list[str] | None = None,
                           paraphraser: Paraphraser | dict | None = None, created_by: str | None = None,
-                          eval_fraction: float = 0.1) -> dict:
+                          eval_fraction: float = 0.1,
+                          requests_per_tool_set: int = REQUESTS_PER_TOOL_SET) -> dict:
     """Generates a tool-calling dataset for built-in tool name(s) or custom schema(s) and stores it; returns
     its metadata (name, path, num_examples, tools, categories, split, stats, report)."""
     from ..datasets import write_dataset
@@ -685,7 +739,8 @@ def nursery_generate_data(tool_name: Any, num_examples: int = 100, variation_lev
     elif paraphraser is None:
         paraphraser = Paraphraser.from_env()
     examples, report = generate_examples(tools, num_examples, variation_level, seed, example_queries, paraphraser,
-                                         avoid=get_store().golden_request_norms())
+                                         avoid=get_store().golden_request_norms(),
+                                         requests_per_tool_set=requests_per_tool_set)
     report["schema_conversions"] = conversions  # the supplied schemas as converted, never silently
     report["notes"] = conversion_notes(conversions) + report["notes"]
     names = [t["function"]["name"] for t in tools]

@@ -48,6 +48,8 @@ PARAM_HELP = {
     "variation_level": "low | medium | high: how much noise, distractor tools, optional arguments and no-call "
                        "examples",
     "seed": "random seed (the same seed gives the same result)",
+    "requests_per_tool_set": "how many examples in a row offer one drawn tool list (1 = each draws its own); "
+                             "training runs a shared tool list once per batch",
     "name": "name to store the result under (lowercase letters, digits, '.', '_', '-'); default: derived",
     "example_queries": "example user requests in your own words, mixed into the generated requests",
     "source": "a chat export under the data directory (ChatGPT/Claude conversations.json, a folder or .zip, "
@@ -164,7 +166,8 @@ TOOLS: list[ToolSpec] = [
     ToolSpec("nursery_generate_data", "nursery_core.data.generator:nursery_generate_data",
              hide=("paraphraser", "eval_fraction"),
              types={"tool_name": ToolNames, "variation_level": Literal[tuple(GENERATION_LEVELS)],  # type: ignore[valid-type]
-                    "num_examples": Annotated[int, Field(ge=1, le=MAX_EXAMPLES)]}),
+                    "num_examples": Annotated[int, Field(ge=1, le=MAX_EXAMPLES)],
+                    "requests_per_tool_set": Annotated[int, Field(ge=1, le=1000)]}),
     ToolSpec("nursery_extract_conversations", "nursery_core.data.importers:nursery_extract_conversations",
              paths=("source",)),
     ToolSpec("nursery_list_datasets", "nursery_core.datasets:nursery_list_datasets"),

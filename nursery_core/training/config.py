@@ -59,7 +59,7 @@ class TrainConfig:
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = run the epochs)", min=0,
                         max=10_000_000, group="optim",
                     label="Max steps (0 = epochs)")
-    batch_size: int = _f(2, "examples per micro-batch", min=1, max=4096, group="optim")
+    batch_size: int = _f(8, "examples per micro-batch", min=1, max=4096, group="optim")
     grad_accum: int = _f(1, "micro-batches per optimizer step", min=1, max=1024, group="optim",
                     label="Gradient accumulation")
     max_length: int = _f(2560, "tokens per example (longer ones are truncated)", min=16, max=131072,
@@ -77,6 +77,10 @@ class TrainConfig:
                                 "tool call and a plain answer (1 = plain token mean; higher teaches when not to "
                                 "call with the same data)", min=0.0, max=100.0, group="optim",
                                 label="Decision-token weight")
+    share_prefix: bool = _f(True, "micro-batches gather examples whose prompts start with the same tokens (the "
+                            "same tool list) and run that prompt once per batch, each example attending to it and "
+                            "to itself only: the same loss for several times fewer tokens (exact; see "
+                            "training/packing.py)", group="optim", label="Share tool prompts in a batch")
     # training-data recipe (applied to the training split when the job is prepared; the eval split is never touched)
     function_masking: float = _f(0.0, "share of training examples whose tool and parameter names become random "
                                  "identifiers (tools shuffled, descriptions kept), so the model learns to read "

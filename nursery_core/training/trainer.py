@@ -21,7 +21,7 @@ from typing import Any
 
 from ..errors import InvalidConfig, InvalidInput
 from ..jobs import events
-from . import distributed
+from . import distributed, packing
 from .config import TrainConfig
 
 log = logging.getLogger("nursery.train")
@@ -272,28 +272,35 @@ class LossFn:
                      and not getattr(cfg, "final_logit_softcapping", None)
                      and getattr(cfg, "logit_scale", None) in (None, 1, 1.0))
 
-    def __call__(self, ids, mask, labels, keys: list | None = None, weights=None):
-        """keys name the batch's examples for the trunk cache (None: no caching); weights (batch, T) scale each
-        label position's loss (decision_weights; None: all 1). Returns (weighted loss sum, label tokens)."""
+    def __call__(self, ids, mask, labels, keys: list | None = None, weights=None, position_ids=None,
+                 lengths: list[int] | None = None):
+        """keys name the batch's rows for the trunk cache (None: no caching); weights (batch, T) scale each
+        label position's loss (decision_weights; None: all 1). mask is the 2-D padding mask collate builds, or a
+        packed batch's 4-D block mask (packing.collate_rows) with its position_ids and real row lengths.
+        Returns (weighted loss sum, label tokens)."""
         import torch.nn.functional as F
 
+        packed = mask is not None and mask.dim() == 4
         cached = self.fast and self.trunk is not None and keys is not None and mask is not None
-        lengths = mask.sum(dim=1).tolist() if cached else None  # real tokens per row, for the cache
+        if cached and not packed:
+            lengths = mask.sum(dim=1).tolist()  # real tokens per row, for the cache
 
         # Right padding (what collate builds) sits after every real token, so causal attention never lets a
         # real position see it: the mask changes nothing the loss reads. Dropping it lets SDPA take its fused
         # causal kernel instead of materialising a (batch, heads, T, T) masked score matrix per layer.
-        if mask is not None and bool((mask[:, :-1] >= mask[:, 1:]).all()):
+        if not packed and mask is not None and bool((mask[:, :-1] >= mask[:, 1:]).all()):
             mask = None
         shift = labels[:, 1:]
         sel = shift != -100
         n = int(sel.sum())
         if self.fast:
-            hidden = (self.trunk.hidden(ids, keys, lengths) if cached and mask is None
-                      else self.decoder(input_ids=ids, attention_mask=mask, use_cache=False)[0])
+            hidden = (self.trunk.hidden(ids, keys, lengths, mask, position_ids) if cached and (packed or mask is None)
+                      else self.decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids,
+                                        use_cache=False)[0])
             logits = self.head(hidden[:, :-1][sel]).float()
         else:
-            logits = self.peft_model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][sel]
+            logits = self.peft_model(input_ids=ids, attention_mask=mask, position_ids=position_ids,
+                                     use_cache=False).logits[:, :-1][sel]
             logits = logits.float()
         if weights is None:
             return F.cross_entropy(logits, shift[sel], reduction="sum"), n
@@ -354,7 +361,7 @@ class _Run:
         self.rank = rank or distributed.Rank.from_env()
         self.history: list[dict] = []
         self.eval_history: list[dict] = []
-        self.step, self.epoch, self.real_tokens = 0, 0, 0
+        self.step, self.epoch, self.real_tokens, self.computed_tokens, self.examples_seen = 0, 0, 0, 0, 0
         self.loss_val = float("nan")
         self.eval_seconds = 0.0
         self.started = 0.0
@@ -400,7 +407,12 @@ class _Run:
         self.loss_fn = LossFn(self.model, self.trunk)
         self.step_fn: Any = _data_parallel(self.model, self.loss_fn, self.device) if rank.distributed else self.loss_fn
         self.lengths = [len(e["input_ids"]) for e in self.train_enc]
-        micro_per_epoch = math.ceil(len(self.train_enc) / config.batch_size)
+        # With share_prefix the micro-batches are fixed for the run (examples sharing a prompt prefix together,
+        # packing.make_units) and only their order changes per epoch; otherwise they are drawn per epoch.
+        self.units = (packing.make_units(self.train_enc, config.batch_size, config.seed) if config.share_prefix
+                      else None)
+        micro_per_epoch = (len(self.units) if self.units is not None
+                           else math.ceil(len(self.train_enc) / config.batch_size))
         self.steps_per_epoch = math.ceil(micro_per_epoch / self.micro_per_step)
         self.total_steps = config.max_steps or max(1, math.ceil(self.steps_per_epoch * config.epochs))
         self.eval_every = config.eval_every or min(self.steps_per_epoch, max(1, math.ceil(self.total_steps / 2)))
@@ -470,8 +482,7 @@ class _Run:
         self.started = time.perf_counter()
         try:
             while self.step < self.total_steps:
-                batches = batch_order(self.lengths, self.config.batch_size, self.config.seed, self.epoch,
-                                      self.config.group_by_length)
+                batches = self.epoch_batches()
                 for g in range(0, len(batches), self.micro_per_step):
                     if self.step >= self.total_steps:
                         break
@@ -485,6 +496,30 @@ class _Run:
             self.train_seconds = time.perf_counter() - self.started - self.eval_seconds
         return False
 
+    def epoch_batches(self) -> list[list[int]]:
+        """This epoch's micro-batches (lists of training-example indices) in order."""
+        if self.units is None:
+            return batch_order(self.lengths, self.config.batch_size, self.config.seed, self.epoch,
+                               self.config.group_by_length)
+        order = list(range(len(self.units)))
+        random.Random(self.config.seed * 1_000_003 + self.epoch).shuffle(order)
+        return [self.units[u] for u in order]
+
+    def micro_batch(self, b: list[int]) -> tuple[tuple, int]:
+        """(the loss function's arguments for micro-batch b, tokens its forward pass runs): plain rows padded
+        per batch, or with share_prefix its packed rows (one per shared prefix, packing.pack_unit)."""
+        rows = [self.train_enc[i] for i in b]
+        if self.units is None:
+            ids, mask, labels = collate(rows, self.pad_id, self.device)
+            weights = decision_weights(rows, ids.shape[1], self.config.decision_weight, self.device)
+            return (ids, mask, labels, [f"t{i}" for i in b], weights), sum(len(r["input_ids"]) for r in rows)
+        packed = packing.pack_unit(self.train_enc, b)
+        ids, mask, labels, pos, weights = packing.collate_rows(packed, self.pad_id, self.device,
+                                                               self.config.decision_weight)
+        lengths = [len(r.input_ids) for r in packed]
+        keys = ["t" + "+".join(map(str, r.members)) for r in packed]
+        return (ids, mask, labels, keys, weights, pos, lengths), sum(lengths)
+
     def optimiser_step(self, group: list[list[int]]) -> None:
         """One accumulated step over a group of micro-batches (token-mean loss over the whole group), the group
         shared out across the data-parallel processes."""
@@ -495,19 +530,17 @@ class _Run:
         group_labels = sum(sum(1 for t in train_enc[i]["labels"][1:] if t != -100) for b in group for i in b)
         mine = group[rank.rank::rank.world_size]
         work = mine or group[:1]  # a process with no batch left still joins the all-reduce
-        step_loss, step_tokens = 0.0, 0.0
+        step_loss, step_tokens, step_computed, step_examples = 0.0, 0.0, 0.0, 0.0
         for k, b in enumerate(work):
             if not rank.distributed and self.should_stop():
                 raise Stopped()
-            rows = [train_enc[i] for i in b]
-            ids, mask, labels = collate(rows, self.pad_id, self.device)
-            weights = decision_weights(rows, ids.shape[1], self.config.decision_weight, self.device)
+            args, computed = self.micro_batch(b)
             # gradients are all-reduced once per step, at the last micro-batch
             sync = (contextlib.nullcontext() if not rank.distributed or k == len(work) - 1
                     else self.step_fn.no_sync())
             with sync:
                 with self.autocast():
-                    s, n = self.step_fn(ids, mask, labels, [f"t{i}" for i in b], weights)
+                    s, n = self.step_fn(*args)
                 # DDP averages gradients over the processes; scaling by world_size makes that average the
                 # token-mean over the whole global step, what one process would compute. A stand-in batch (no
                 # batch of its own left) adds a zero gradient.
@@ -515,10 +548,15 @@ class _Run:
                 (scaler.scale(loss) if scaler else loss).backward()
             if mine:
                 step_loss += float(s.detach())
-                step_tokens += int(mask.sum())
+                step_tokens += sum(len(train_enc[i]["input_ids"]) for i in b)
+                step_computed += computed
+                step_examples += len(b)
         if rank.distributed:
-            step_loss, step_tokens = distributed.all_sum([step_loss, step_tokens], self.device)
+            step_loss, step_tokens, step_computed, step_examples = distributed.all_sum(
+                [step_loss, step_tokens, step_computed, step_examples], self.device)
         self.real_tokens += int(step_tokens)
+        self.computed_tokens += int(step_computed)
+        self.examples_seen += int(step_examples)
         if scaler:
             scaler.unscale_(opt)
         if self.config.max_grad_norm:
@@ -559,10 +597,12 @@ class _Run:
             "num_examples": len(self.train_enc), "num_eval_examples": len(self.eval_enc),
             "train_seconds": round(train_seconds, 3), "eval_seconds": round(self.eval_seconds, 3),
             "real_tokens": self.real_tokens, "tokens_per_s": round(self.real_tokens / max(train_seconds, 1e-9), 2),
+            "computed_tokens": self.computed_tokens,
+            "examples_per_s": round(self.examples_seen / max(train_seconds, 1e-9), 3),
             "trainable_params": self.n_trainable, "device": str(self.device), "threads": torch.get_num_threads(),
             "world_size": self.rank.world_size, "history": self.history, "eval_history": self.eval_history, "stopped": stopped, "family": self.family,
             "trunk_cache": None if trunk is None else {
-                "frozen_layers": trunk.split, "cached_examples": len(trunk.store), "bytes": trunk.used,
+                "frozen_layers": trunk.split, "cached_rows": len(trunk.store), "bytes": trunk.used,
                 "hits": trunk.hits, "misses": trunk.misses},
         }
 
@@ -578,8 +618,8 @@ def _data_parallel(model, loss_fn: LossFn, device):
             super().__init__()
             self.model = model  # registers the parameters DDP syncs
 
-        def forward(self, ids, mask, labels, keys=None, weights=None):
-            return loss_fn(ids, mask, labels, keys, weights)
+        def forward(self, ids, mask, labels, keys=None, weights=None, position_ids=None, lengths=None):
+            return loss_fn(ids, mask, labels, keys, weights, position_ids, lengths)
 
     return DistributedDataParallel(LossModule(), device_ids=[device.index] if device.type == "cuda" else None)
 

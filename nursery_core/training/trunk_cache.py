@@ -80,7 +80,7 @@ class TrunkCache:
         finally:
             self.decoder.layers = self.all_layers
 
-    def _bottom(self, ids):
+    def _bottom(self, ids, mask=None, position_ids=None):
         """Output of the frozen blocks (before the final norm), without autograd."""
         import torch
 
@@ -92,13 +92,14 @@ class TrunkCache:
         hook = self.bottom[-1].register_forward_hook(grab)
         try:
             with torch.no_grad(), self._layers(self.bottom):
-                self.decoder(input_ids=ids, use_cache=False)
+                self.decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids, use_cache=False)
         finally:
             hook.remove()
         return captured["h"]
 
-    def hidden(self, ids, keys: list, lengths: list[int]):
-        """The top blocks' output (after the final norm) for a right-padded batch, trunk from the cache."""
+    def hidden(self, ids, keys: list, lengths: list[int], mask=None, position_ids=None):
+        """The top blocks' output (after the final norm) for a right-padded batch, trunk from the cache. mask and
+        position_ids: a packed batch's 4-D block mask and positions (training/packing.py), None for plain rows."""
         import torch
 
         if keys and all(k in self.store for k in keys):
@@ -109,7 +110,7 @@ class TrunkCache:
                 h = self.store[k]
                 trunk[row, :h.shape[0]] = h
         else:
-            trunk = self._bottom(ids)
+            trunk = self._bottom(ids, mask, position_ids)
             self.misses += len(keys)
             for row, (k, n) in enumerate(zip(keys, lengths)):
                 if k in self.store:
@@ -120,4 +121,5 @@ class TrunkCache:
                 self.store[k] = trunk[row, :n].clone()
                 self.used += size
         with self._layers(self.top):
-            return self.decoder(inputs_embeds=trunk, use_cache=False)[0]
+            return self.decoder(inputs_embeds=trunk, attention_mask=mask, position_ids=position_ids,
+                                use_cache=False)[0]
