@@ -23,14 +23,21 @@ def box(cloud_env, tmp_path):  # noqa: F811
 RP_KEY = "rp-e2e-key-91c2d7e4"
 
 
-@pytest.fixture
-def runpod(sshd, cloud_env, monkeypatch):  # noqa: F811
-    emu = RunPodEmulator(RP_KEY, ssh_port=sshd.port, authorized_keys=sshd.authorized_keys, boot_polls=2).start()
+def start_runpod(server, remote_root: Path, monkeypatch) -> RunPodEmulator:
+    """A RunPod emulator whose pods are `server` (an sshd), wired through the environment."""
+    emu = RunPodEmulator(RP_KEY, ssh_port=server.port, authorized_keys=server.authorized_keys,
+                         boot_polls=2).start()
     env = {"RUNPOD_API_KEY": RP_KEY, "RUNPOD_API_BASE_URL": emu.url, "NURSERY_RUNPOD_RETRY_WAIT": "0.01",
            "NURSERY_RUNPOD_RETRY_MAX_WAIT": "0.05", "NURSERY_RUNPOD_POLL_S": "0.05",
-           "NURSERY_RUNPOD_REMOTE_PYTHON": sys.executable, "NURSERY_RUNPOD_REMOTE_ROOT": str(cloud_env)}
+           "NURSERY_RUNPOD_REMOTE_PYTHON": sys.executable, "NURSERY_RUNPOD_REMOTE_ROOT": str(remote_root)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    return emu
+
+
+@pytest.fixture
+def runpod(sshd, cloud_env, monkeypatch):  # noqa: F811
+    emu = start_runpod(sshd, cloud_env, monkeypatch)
     yield emu
     stop_remote_workers(cloud_env)
     emu.stop()
