@@ -187,3 +187,13 @@ def test_train_cloud_wait_runs_the_job_and_reports_a_clean_failure(emu, capsys, 
     assert code == 1 and st["status"] == "failed" and "renting offer" in st["error"]
     assert "queued on vast" in err and "chose offer" in err
     assert emu.live_instances() == [] and KEY not in out + err
+
+
+def test_the_reaper_knows_every_provider():
+    # a provider added without a way to find what a dead dashboard left (or a reason why nothing is left) fails
+    from nursery_core.jobs.backends import cloud_providers
+    from nursery_core.jobs.reaper import LISTERS, NOTHING_TO_REAP
+
+    assert set(LISTERS) | set(NOTHING_TO_REAP) == set(cloud_providers())
+    assert not set(LISTERS) & set(NOTHING_TO_REAP)
+    assert all(len(why) > 40 for why in NOTHING_TO_REAP.values())

@@ -89,14 +89,99 @@ def test_persistent_5xx_at_create_fails_cleanly(replicate, runner, tiny_model_di
     assert replicate.live_trainings() == [] and replicate.files == {}
 
 
+def test_price_above_cap_starts_nothing(replicate, runner, tiny_model_dir):
+    # the LLM trainers' 8x A40 bills $0.0058/s = $20.88/h (replicate.com/pricing)
+    st = wait(queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate), max_dph=5)["id"])
+    assert st["status"] == "failed"
+    assert "$20.88/h" in st["error"] and "above your cap of max $5/h" in st["error"]
+    assert replicate.trainings == {} and replicate.files == {}
+
+
+def test_budget_cap_cancels_the_training(replicate, runner, tiny_model_dir, monkeypatch):
+    # $0.001 at $0.0058/s is under 0.2 s of processing; polls of 0.5 s keep the 3 steps from finishing first
+    monkeypatch.setenv("NURSERY_REPLICATE_POLL_S", "0.5")
+    st = wait(queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate), max_cost=0.001)["id"])
+    assert st["status"] == "failed"
+    assert "budget cap reached" in st["error"] and "Replicate training" in st["error"]
+    assert replicate.live_trainings() == [] and replicate.files == {}
+    assert [b["status"] for b in replicate.billing()] == ["canceled"]
+
+
+def test_persistent_5xx_at_cancel_names_the_training_and_the_reaper_ends_it(replicate, runner, tiny_model_dir,
+                                                                             monkeypatch):
+    monkeypatch.setenv("NURSERY_CLOUD_RETRY_ATTEMPTS", "2")
+    monkeypatch.setenv("NURSERY_REPLICATE_POLL_S", "0.5")  # the steps outlast the cancel
+    replicate.add_fault("cancel", 503, count=1000)
+    from nursery_core.store import get_store
+
+    job = queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate))
+    wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="progress")
+    tid = get_store().get_job(job["id"])["provider_state"]["training_id"]
+    get_store().request_cancel(job["id"])
+    st = wait(job["id"])
+    assert st["status"] == "failed"
+    assert f"could not confirm Replicate training {tid} stopped" in st["error"] and "503" in st["error"]
+    assert "reap-instances" in st["error"] and replicate.live_trainings() == [tid]
+    assert get_store().list_instances(job_id=job["id"])[0]["state"] == "destroy_failed"
+    replicate.clear_faults()
+    from nursery_core import nursery_reap_instances
+
+    reaped = nursery_reap_instances()
+    assert reaped["destroyed"] == [tid] and reaped["errors"] == []
+    assert replicate.live_trainings() == []
+    assert get_store().list_instances(live_only=True) == []
+
+
+def test_reaper_cancels_a_training_whose_job_is_gone(replicate, tiny_model_dir, nursery_home):
+    # what a killed dashboard leaves: a recorded, still running training no runner will finish
+    from nursery_core import nursery_reap_instances
+    from nursery_core.cloud.replicate import ReplicateClient
+    from nursery_core.store import get_store
+
+    replicate.running_polls = 100000
+    trainer = tiny_trainer(replicate)
+    with ReplicateClient() as c:
+        version = c.trainer_version(trainer)
+        c.ensure_model(replicate.owner, "orphan")
+        t = c.create_training(trainer, version, destination=f"{replicate.owner}/orphan",
+                              input={"train_data": "https://example.invalid/none.jsonl"})
+    get_store().record_instance({"id": t["id"], "provider": "replicate", "job_id": "gone-job",
+                                 "label": "nursery-gone-job", "state": "starting"})
+    dry = nursery_reap_instances(dry_run=True)
+    assert [(o["provider"], o["instance_id"], o["job_state"]) for o in dry["orphans"]] == [
+        ("replicate", t["id"], "no such job")]
+    assert replicate.live_trainings() == [t["id"]]
+    reaped = nursery_reap_instances()
+    assert reaped["destroyed"] == [t["id"]] and reaped["errors"] == []
+    assert replicate.live_trainings() == [] and get_store().list_instances(live_only=True) == []
+
+
+def test_cost_rate_per_hardware_with_the_env_override(monkeypatch):
+    from nursery_core.cloud.replicate import DEFAULT_TRAINING_HARDWARE, HARDWARE_USD_PER_S, usd_per_second
+
+    monkeypatch.delenv("NURSERY_REPLICATE_USD_PER_S", raising=False)
+    assert usd_per_second() == (0.0058, "replicate.com/pricing (gpu-a40-large-8x)")
+    assert DEFAULT_TRAINING_HARDWARE == "gpu-a40-large-8x"
+    assert usd_per_second("gpu-h100")[0] == HARDWARE_USD_PER_S["gpu-h100"] == 0.001525
+    with pytest.raises(ValueError, match="unknown Replicate hardware 'gpu-x'"):
+        usd_per_second("gpu-x")
+    monkeypatch.setenv("NURSERY_REPLICATE_USD_PER_S", "0.002")
+    assert usd_per_second("gpu-h100") == (0.002, "NURSERY_REPLICATE_USD_PER_S")
+    monkeypatch.setenv("NURSERY_REPLICATE_USD_PER_S", "cheap")
+    with pytest.raises(ValueError, match="NURSERY_REPLICATE_USD_PER_S must be a number"):
+        usd_per_second()
+
+
 def test_request_validation(replicate, monkeypatch):
     from nursery_core.errors import InvalidConfig, InvalidInput
     from nursery_core.jobs.backends import get_provider
 
     p = get_provider("replicate")
-    assert p.request({"trainer": "a/b"}, None) == {"trainer": "a/b", "destination": None}
+    assert p.request({"trainer": "a/b"}, None) == {"trainer": "a/b", "destination": None, "hardware": None}
+    assert p.request({"trainer": "a/b", "hardware": "gpu-h100"}, None)["hardware"] == "gpu-h100"
     for bad, field in (({}, "trainer"), ({"trainer": "Not Valid"}, "trainer"),
                        ({"trainer": "a/b", "destination": "x"}, "destination"),
+                       ({"trainer": "a/b", "hardware": "gpu-b9000"}, "hardware"),
                        ({"trainer": "a/b", "gpu": "H100"}, "gpu")):
         with pytest.raises(InvalidInput) as e:
             p.request(bad, None)

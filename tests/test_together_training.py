@@ -95,6 +95,46 @@ def test_persistent_5xx_at_create_fails_cleanly(together, runner, tiny_model_dir
     assert together.live_jobs() == [] and together.files == {}
 
 
+def test_budget_cap_cancels_the_fine_tune(together, runner, tiny_model_dir, monkeypatch):
+    # Together bills a fine-tune as a whole (its estimate is checked against max_cost before create); the
+    # running cap is max_hours: 0.0003 h is about one second, the fine-tune's 6 steps take 10 polls of 0.5 s
+    monkeypatch.setenv("NURSERY_TOGETHER_POLL_S", "0.5")
+    st = wait(queue(tiny_model_dir, provider="together", max_hours=0.0003)["id"])
+    assert st["status"] == "failed"
+    assert "budget cap reached (max 0.0003 h)" in st["error"] and "Together fine-tune" in st["error"]
+    assert together.live_jobs() == [] and together.files == {}
+    assert [b["status"] for b in together.billing()] == ["cancelled"]
+
+
+def test_persistent_5xx_at_cancel_names_the_fine_tune_and_the_reaper_ends_it(together, runner, tiny_model_dir,
+                                                                               monkeypatch):
+    monkeypatch.setenv("NURSERY_CLOUD_RETRY_ATTEMPTS", "2")
+    monkeypatch.setenv("NURSERY_TOGETHER_POLL_S", "0.5")  # the 6 steps outlast the cancel
+    together.add_fault("cancel", 503, count=1000)
+    from nursery_core.store import get_store
+
+    job = queue(tiny_model_dir, provider="together")
+    ft_id = _ft_id(job["id"])
+    wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="progress")
+    get_store().request_cancel(job["id"])
+    st = wait(job["id"])
+    assert st["status"] == "failed"
+    assert f"could not confirm Together fine-tune {ft_id} stopped" in st["error"] and "503" in st["error"]
+    assert "reap-instances" in st["error"]
+    assert together.live_jobs() == [ft_id]
+    assert get_store().list_instances(job_id=job["id"])[0]["state"] == "destroy_failed"
+    # the API heals: the reaper cancels what was left
+    together.clear_faults()
+    from nursery_core import nursery_reap_instances
+    from nursery_core.cloud.together import TogetherClient
+
+    reaped = nursery_reap_instances()
+    assert reaped["destroyed"] == [ft_id] and reaped["errors"] == []
+    with TogetherClient() as c:
+        c.retrieve(ft_id)  # one poll moves cancel_requested to cancelled
+    assert together.live_jobs() == []
+
+
 def test_request_refuses_machine_options_and_a_missing_key(together, monkeypatch):
     from nursery_core.errors import InvalidConfig, InvalidInput
     from nursery_core.jobs.backends import get_provider

@@ -37,7 +37,7 @@ DEFAULT_GPU = "L4"
 DEFAULT_TIMEOUT_S = 7200
 VOLUME = "nursery-adapters"
 MACHINE_OPTIONS = ("offer_id", "min_gpu_ram_gb", "image", "disk_gb", "ssh_server", "host", "port", "user",
-                   "key_path", "python", "remote_root", "trainer", "destination")
+                   "key_path", "python", "remote_root", "trainer", "destination", "hardware")
 
 
 class ModalCallFailed(BackendError):

@@ -41,7 +41,8 @@ CANCELLED_STATUSES = frozenset({"cancelled"})
 ERROR_LEVELS = frozenset({"error"})
 # The options that mean something only for a rented machine; Together runs on its own hardware.
 MACHINE_OPTIONS = ("gpu", "gpu_count", "offer_id", "min_gpu_ram_gb", "image", "disk_gb", "ssh_server", "host",
-                   "port", "user", "key_path", "python", "remote_root", "trainer", "destination")
+                   "port", "user", "key_path", "python", "remote_root", "trainer", "destination",
+                   "hardware")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -285,9 +286,11 @@ class TogetherBackend:
                 ctx.store.update_instance(ft["id"], state="destroyed", destroyed_at=now())
                 if cost is not None:
                     ctx.update(cost_usd=cost)
-            except Exception as e:  # noqa: BLE001 — reported in the job log; the reaper-less state is named
-                problems.append(f"could not confirm Together fine-tune {ft['id']} stopped: {e}; cancel it with "
-                                f"`together fine-tuning cancel {ft['id']}`")
+            except Exception as e:  # noqa: BLE001 — the job fails naming the fine-tune; the reaper ends it later
+                leaked = (f"could not confirm Together fine-tune {ft['id']} stopped: {e}. It may still be billing: "
+                          f"run reap-instances once Together answers, or `together fine-tuning cancel {ft['id']}`")
+                ctx.store.update_instance(ft["id"], state="destroy_failed")
+                problems.append(leaked)
         for fid in files:
             try:
                 client.delete_file(fid)
@@ -297,6 +300,8 @@ class TogetherBackend:
             ctx.log(p)
         state["phase"] = "released" if not problems else "release_failed"
         ctx.update(provider_state=state)
+        if problems and problems[0].startswith("could not confirm"):
+            raise BackendError(problems[0])
 
     # ------------------------------------------------------------------------------ recovery
     def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
