@@ -89,6 +89,23 @@ def test_persistent_5xx_at_create_fails_cleanly(replicate, runner, tiny_model_di
     assert replicate.live_trainings() == [] and replicate.files == {}
 
 
+def test_cancel_during_upload_creates_no_training(replicate, runner, tiny_model_dir, monkeypatch):
+    from nursery_core.cloud.replicate import ReplicateClient
+    from nursery_core.store import get_store
+
+    original = ReplicateClient.upload_file
+
+    def upload_and_cancel(self, path, *a, **kw):
+        for j in get_store().list_jobs(status="running"):
+            get_store().request_cancel(j["id"])
+        return original(self, path, *a, **kw)
+
+    monkeypatch.setattr(ReplicateClient, "upload_file", upload_and_cancel)
+    st = wait(queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate))["id"])
+    assert st["status"] == "cancelled" and "before the training was created" in st["error"]
+    assert replicate.trainings == {} and replicate.files == {}  # nothing started; the upload was deleted
+
+
 def test_price_above_cap_starts_nothing(replicate, runner, tiny_model_dir):
     # the LLM trainers' 8x A40 bills $0.0058/s = $20.88/h (replicate.com/pricing)
     st = wait(queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate), max_dph=5)["id"])

@@ -80,6 +80,26 @@ def test_crash_fails_with_the_reason(together, runner, tiny_model_dir):
     assert together.live_jobs() == []
 
 
+def test_cancel_during_upload_sends_nothing_more(together, runner, tiny_model_dir, monkeypatch):
+    from nursery_core.cloud.together import TogetherClient
+    from nursery_core.store import get_store
+
+    original, sent = TogetherClient.upload_file, []
+
+    def upload_and_cancel(self, path, *a, **kw):
+        if not sent:
+            for j in get_store().list_jobs(status="running"):
+                get_store().request_cancel(j["id"])
+        sent.append(path)
+        return original(self, path, *a, **kw)
+
+    monkeypatch.setattr(TogetherClient, "upload_file", upload_and_cancel)
+    st = wait(queue(tiny_model_dir, provider="together")["id"])
+    assert st["status"] == "cancelled" and "upload" in st["error"]
+    assert len(sent) == 1  # the validation file was not sent after the cancel
+    assert together.jobs == {} and together.files == {}  # no fine-tune; the uploaded file was deleted
+
+
 def test_price_above_cap_starts_nothing(together, runner, tiny_model_dir):
     st = wait(queue(tiny_model_dir, provider="together", max_cost=1e-9)["id"])
     assert st["status"] == "failed"
