@@ -3,6 +3,7 @@ real runner: upload, price check, create, follow, download into models/, and the
 crash, price above the cap, 5xx at create). Every test ends with no live fine-tune in the emulator."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -44,11 +45,18 @@ def test_full_together_run_produces_a_listed_tested_model(together, runner, tiny
     assert ft["batch_size"] == FAST["batch_size"] and ft["validation_file"]
     lines = logs(job["id"])
     assert any("max_steps 3 ignored" in m for m in lines)
-    assert any("Together's price estimate: $" in m for m in lines)
+    # both price estimates, each labelled with its source, in the job's events and state
+    price = next(m for m in lines if m.startswith("price estimates: "))
+    assert "Together's $" in price and "estimate-price API" in price
+    assert "Nursery's $" in price and "docs.together.ai/docs/fine-tuning/pricing" in price
     assert any("messages+tools format" in m for m in lines)
     assert st["step"] == ft["total_steps"] and get_store().job_events(job["id"], kinds=["progress"])
     assert st["actual"]["provider"] == "together" and st["actual"]["fine_tune_id"] == ft["id"]
-    assert get_store().get_job(job["id"])["provider_state"]["together_estimate_usd"] > 0
+    state = get_store().get_job(job["id"])["provider_state"]
+    assert state["together_estimate_usd"] > 0 and state["nursery_estimate_usd"] > 0
+    # the same rate on nearly the same token counts (Nursery's tokenizer vs Together's count)
+    assert 0.33 < state["nursery_estimate_usd"] / state["together_estimate_usd"] < 3
+    assert st["actual"]["nursery_estimate_usd"] == state["nursery_estimate_usd"]
     r = nursery_test_model("cloud-adapter", "Remember that the garage code is 4821.", max_new_tokens=4)
     assert r["model"] == "cloud-adapter"
 
@@ -153,6 +161,33 @@ def test_persistent_5xx_at_cancel_names_the_fine_tune_and_the_reaper_ends_it(tog
     with TogetherClient() as c:
         c.retrieve(ft_id)  # one poll moves cancel_requested to cancelled
     assert together.live_jobs() == []
+
+
+def test_estimate_cost_shows_togethers_price_beside_nurserys(together, tiny_model_dir, capsys, monkeypatch):
+    from nursery_core.cli import main
+    from training_helpers import store_dataset
+
+    ds = store_dataset("lockers", n=12)
+    assert main(["estimate-cost", ds, "--base-model", str(tiny_model_dir), "--epochs", "2", "--provider",
+                 "together", "--json"]) == 0
+    quote = json.loads(capsys.readouterr().out)["price_quote"]
+    assert quote["provider"] == "together" and quote["epochs"] == 2
+    ours, theirs = quote["estimates"]
+    assert ours["source"] == "Nursery" and ours["usd"] > 0 and "$0.48/M tokens" in ours["how"]
+    assert theirs["source"] == "Together" and theirs["usd"] > 0 and "estimate-price" in theirs["how"]
+    assert together.files == {} and together.jobs == {}  # priced, then deleted; nothing started
+    assert main(["estimate-cost", ds, "--base-model", str(tiny_model_dir), "--provider", "together"]) == 0
+    out = capsys.readouterr().out
+    assert "price on together (2 epoch(s)):" in out  # the training default
+    assert "Nursery's estimate: $" in out and "Together's estimate: $" in out
+    # without a key Nursery's estimate still shows, and says why Together's is missing
+    monkeypatch.delenv("TOGETHER_API_KEY")
+    assert main(["estimate-cost", ds, "--base-model", str(tiny_model_dir), "--provider", "together"]) == 0
+    out = capsys.readouterr().out
+    assert "Nursery's estimate: $" in out and "Together's estimate: n/a (not asked:" in out
+    # a provider that gives no price before a run is named
+    assert main(["estimate-cost", ds, "--base-model", str(tiny_model_dir), "--provider", "runpod"]) != 0
+    assert "RunPod gives no price before a run" in capsys.readouterr().err
 
 
 def test_request_refuses_machine_options_and_a_missing_key(together, monkeypatch):

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ..base_models import resolve
-from ..errors import BackendError
+from ..errors import BackendError, InvalidInput
 from ..estimate import nursery_estimate_cost
 from ..training.config import TrainConfig
 from .api import (
@@ -66,6 +66,20 @@ def nursery_train_cloud(dataset: str, base_model: str = "smollm2-135m", output_n
                      provider_state={"provider": provider, "request": request, "phase": "queued"})
     notify_all()
     return nursery_job_status(job["id"])
+
+
+def nursery_price_quote(dataset: str, base_model: str = "smollm2-135m", provider: str = "together",
+                        epochs: float | None = None) -> dict:
+    """The provider's price for training `dataset` next to Nursery's, each labelled with its source: {"provider",
+    "epochs", "estimates": [{"source", "usd" (None when unavailable), "how"}, ...]}. Only providers that quote
+    before a run (Together.ai) have one. Raises InvalidInput for another provider, NotFound for the dataset."""
+    backend = get_provider(provider)
+    quote = getattr(backend, "quote", None)
+    if quote is None:
+        raise InvalidInput(f"{backend.label} gives no price before a run (only Together.ai does); its cost is in "
+                           "the GPU table above and in the job once it runs", field="provider")
+    check_training_dataset(dataset)
+    return quote(dataset, base_model, build_config(base_model, {"epochs": epochs} if epochs else {}))
 
 
 def _estimate(dataset: str, base_model: str, config: TrainConfig) -> dict | None:
