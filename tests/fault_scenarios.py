@@ -1,7 +1,39 @@
-"""The SSH providers' fault matrix as scenarios shared by the Vast.ai and RunPod test modules: each scenario
-runs one fault against a `Cloud` (the provider's kind and its emulator's count of live machines) and asserts
-the job's reason and zero live machines in the emulator's state. test_cloud_training.py and
-test_runpod_training.py call them with their own fixtures, so both providers pass the same checks."""
+"""The cloud fault matrix: scenarios shared by the provider test modules. Each runs one fault against a
+`Cloud` (the provider's kind and its emulator's live machines / runs) and asserts the job's reason and zero
+live instances, pods or runs in the emulator's state afterwards.
+
+Where each fault is tested (module::test), and why it does not apply where it does not:
+
+| fault              | vast (test_cloud_training)                 | runpod (test_runpod_training)                   |
+|--------------------|--------------------------------------------|-------------------------------------------------|
+| SSH dropped        | test_ssh_dropped_mid_run                   | test_ssh_dropped_mid_run                        |
+| remote crash       | test_remote_training_crash_reports_its_log | test_remote_training_crash_reports_its_log      |
+| 5xx at create      | test_persistent_5xx_during_rent_fails_...  | test_persistent_5xx_at_create_fails_cleanly     |
+| 5xx at delete      | test_full_vast_run_with_api_faults_...     | test_persistent_5xx_at_terminate_names_the_pod  |
+| cancel mid-upload  | test_cancel_during_upload                  | test_cancel_during_upload                       |
+| budget cap         | test_budget_cap_stops_the_run_and_destroys | test_budget_cap_stops_the_run_and_terminates    |
+| price above cap    | test_price_above_cap_after_rent_is_...     | test_price_above_cap_finds_no_pod               |
+| runner killed      | test_dashboard_killed_mid_run_reaper_...   | test_runner_killed_mid_run_reaper_terminates_...|
+
+| fault              | together (test_together_training)          | replicate (test_replicate_training)             |
+|--------------------|--------------------------------------------|-------------------------------------------------|
+| SSH dropped        | n/a: a managed API, no SSH                 | n/a: a managed API, no SSH                      |
+| remote crash       | test_crash_fails_with_the_reason           | test_crash_fails_with_the_reason                |
+| 5xx at create      | test_persistent_5xx_at_create_fails_...    | test_persistent_5xx_at_create_fails_cleanly     |
+| 5xx at delete      | test_persistent_5xx_at_cancel_... (cancel) | test_persistent_5xx_at_cancel_... (cancel)      |
+| cancel mid-upload  | test_cancel_during_upload_sends_nothing_...| test_cancel_during_upload_creates_no_training   |
+| budget cap         | test_budget_cap_cancels_the_fine_tune      | test_budget_cap_cancels_the_training            |
+| price above cap    | test_price_above_cap_starts_nothing        | test_price_above_cap_starts_nothing             |
+| runner killed      | test_reaper_cancels_a_fine_tune_whose_...  | test_reaper_cancels_a_training_whose_job_is_... |
+
+Modal (test_modal_training, through the fake at the launcher seam): remote crash
+test_an_exception_in_the_function_fails_with_the_reason and test_a_failing_worker_reports_its_error; cancel
+test_cancel_cancels_the_function_call (a call still in Modal's queue). Not applicable: SSH (none), 5xx at
+create/delete (Modal speaks gRPC; the SDK raises and the call is cancelled in `finally`), cancel mid-upload
+(the code and job travel as arguments of the one spawn call), price above cap and max_cost (refused with the
+reason: test_max_cost_and_bad_options_are_refused), runner killed (the ephemeral app ends with the process that
+spawned it: jobs/reaper.py NOTHING_TO_REAP, tested by test_cloud_cli::test_the_reaper_knows_every_provider).
+"""
 from __future__ import annotations
 
 import os
@@ -118,3 +150,31 @@ def runner_killed_reaper_cleans_up(cloud: Cloud, tiny_model_dir, remote_root: Pa
         if proc.poll() is None:
             proc.kill()
         stop_remote_workers(remote_root)
+
+
+def cancel_5xx_then_reaper(cloud: Cloud, emu, tiny_model_dir, monkeypatch, *, poll_env: str, id_key: str,
+                           what: str, settle: Callable[[str], object] = lambda run_id: None, **queue_kw) -> None:
+    """A managed run (Together, Replicate) whose cancel endpoint answers 503 forever: the cancelled job fails
+    naming the run still billing and reap-instances; once the API heals the reaper cancels it (`settle` polls
+    what the emulator needs to finish the cancel)."""
+    from nursery_core import nursery_reap_instances
+    from nursery_core.store import get_store
+
+    monkeypatch.setenv("NURSERY_CLOUD_RETRY_ATTEMPTS", "2")
+    monkeypatch.setenv(poll_env, "0.5")  # the run's steps outlast the cancel
+    emu.add_fault("cancel", 503, count=1000)
+    job = queue(tiny_model_dir, provider=cloud.provider, **queue_kw)
+    run_id = wait_until(lambda: (get_store().get_job(job["id"]).get("provider_state") or {}).get(id_key),
+                        what=id_key)
+    _progress(job["id"])
+    get_store().request_cancel(job["id"])
+    st = wait(job["id"])
+    assert st["status"] == "failed"
+    assert f"could not confirm {what} {run_id} stopped" in st["error"] and "503" in st["error"]
+    assert "reap-instances" in st["error"] and cloud.live() == [run_id]
+    assert get_store().list_instances(job_id=job["id"])[0]["state"] == "destroy_failed"
+    emu.clear_faults()
+    reaped = nursery_reap_instances()
+    assert reaped["destroyed"] == [run_id] and reaped["errors"] == []
+    settle(run_id)
+    assert cloud.live() == [] and get_store().list_instances(live_only=True) == []

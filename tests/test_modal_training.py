@@ -1,7 +1,8 @@
 """Modal training end to end through the real runner, with a fake at Nursery's Modal seam (`LocalModal`: the
 generated app's function body runs under `Function.local()`, its Volume a local directory), as issue 16 asks:
 Modal speaks gRPC and cannot be emulated faithfully. Covers a full run into models/, cancel, a crash in the
-function, a failing worker, and max_cost refused; no call is left running."""
+function, a failing worker, live progress, and max_cost refused; no call is left running. Which faults of the
+matrix do not apply to Modal, and why: the table in tests/fault_scenarios.py."""
 from __future__ import annotations
 
 import os

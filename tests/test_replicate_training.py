@@ -1,7 +1,9 @@
 """Replicate training end to end: `train-cloud --provider replicate` against the Replicate emulator through the
 real runner: examples rendered with Nursery's chat template into text rows, files API upload, training on a
 trainer version into a destination model, logs as progress, weights into models/; and the faults (a trainer
-whose base Nursery cannot load, cancel mid-run, a crash, 5xx at create). No live training is left."""
+whose base Nursery cannot load, cancel mid-run, a crash, 5xx at create and at cancel, cancel mid-upload, budget
+cap, price above cap, the reaper). No live training is left. The whole fault matrix, and what does not apply
+(SSH), is the table in tests/fault_scenarios.py."""
 from __future__ import annotations
 
 import json
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import fault_scenarios
 from cloud_helpers import queue, wait, wait_until
 from provider_fixtures import logs, runner_fixture, replicate, tiny_trainer  # noqa: F401
 
@@ -126,27 +129,10 @@ def test_budget_cap_cancels_the_training(replicate, runner, tiny_model_dir, monk
 
 def test_persistent_5xx_at_cancel_names_the_training_and_the_reaper_ends_it(replicate, runner, tiny_model_dir,
                                                                              monkeypatch):
-    monkeypatch.setenv("NURSERY_CLOUD_RETRY_ATTEMPTS", "2")
-    monkeypatch.setenv("NURSERY_REPLICATE_POLL_S", "0.5")  # the steps outlast the cancel
-    replicate.add_fault("cancel", 503, count=1000)
-    from nursery_core.store import get_store
-
-    job = queue(tiny_model_dir, provider="replicate", trainer=tiny_trainer(replicate))
-    wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="progress")
-    tid = get_store().get_job(job["id"])["provider_state"]["training_id"]
-    get_store().request_cancel(job["id"])
-    st = wait(job["id"])
-    assert st["status"] == "failed"
-    assert f"could not confirm Replicate training {tid} stopped" in st["error"] and "503" in st["error"]
-    assert "reap-instances" in st["error"] and replicate.live_trainings() == [tid]
-    assert get_store().list_instances(job_id=job["id"])[0]["state"] == "destroy_failed"
-    replicate.clear_faults()
-    from nursery_core import nursery_reap_instances
-
-    reaped = nursery_reap_instances()
-    assert reaped["destroyed"] == [tid] and reaped["errors"] == []
-    assert replicate.live_trainings() == []
-    assert get_store().list_instances(live_only=True) == []
+    fault_scenarios.cancel_5xx_then_reaper(
+        fault_scenarios.Cloud("replicate", replicate.live_trainings), replicate, tiny_model_dir, monkeypatch,
+        poll_env="NURSERY_REPLICATE_POLL_S", id_key="training_id", what="Replicate training",
+        trainer=tiny_trainer(replicate))
 
 
 def test_reaper_cancels_a_training_whose_job_is_gone(replicate, tiny_model_dir, nursery_home):

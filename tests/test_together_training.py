@@ -1,6 +1,8 @@
 """Together.ai training end to end: `train-cloud --provider together` against the Together emulator, through the
 real runner: upload, price check, create, follow, download into models/, and the faults (cancel mid-run, a
-crash, price above the cap, 5xx at create). Every test ends with no live fine-tune in the emulator."""
+crash, price above the cap, 5xx at create and at cancel, cancel mid-upload, budget cap, the reaper). Every test
+ends with no live fine-tune in the emulator. The whole fault matrix, and what does not apply to a managed API
+(SSH), is the table in tests/fault_scenarios.py."""
 from __future__ import annotations
 
 import json
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import fault_scenarios
 from cloud_helpers import FAST, queue, wait, wait_until
 from provider_fixtures import logs, runner_fixture, together  # noqa: F401
 
@@ -136,31 +139,15 @@ def test_budget_cap_cancels_the_fine_tune(together, runner, tiny_model_dir, monk
 
 def test_persistent_5xx_at_cancel_names_the_fine_tune_and_the_reaper_ends_it(together, runner, tiny_model_dir,
                                                                                monkeypatch):
-    monkeypatch.setenv("NURSERY_CLOUD_RETRY_ATTEMPTS", "2")
-    monkeypatch.setenv("NURSERY_TOGETHER_POLL_S", "0.5")  # the 6 steps outlast the cancel
-    together.add_fault("cancel", 503, count=1000)
-    from nursery_core.store import get_store
-
-    job = queue(tiny_model_dir, provider="together")
-    ft_id = _ft_id(job["id"])
-    wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="progress")
-    get_store().request_cancel(job["id"])
-    st = wait(job["id"])
-    assert st["status"] == "failed"
-    assert f"could not confirm Together fine-tune {ft_id} stopped" in st["error"] and "503" in st["error"]
-    assert "reap-instances" in st["error"]
-    assert together.live_jobs() == [ft_id]
-    assert get_store().list_instances(job_id=job["id"])[0]["state"] == "destroy_failed"
-    # the API heals: the reaper cancels what was left
-    together.clear_faults()
-    from nursery_core import nursery_reap_instances
     from nursery_core.cloud.together import TogetherClient
 
-    reaped = nursery_reap_instances()
-    assert reaped["destroyed"] == [ft_id] and reaped["errors"] == []
-    with TogetherClient() as c:
-        c.retrieve(ft_id)  # one poll moves cancel_requested to cancelled
-    assert together.live_jobs() == []
+    def settle(ft_id):
+        with TogetherClient() as c:
+            c.retrieve(ft_id)  # one poll moves cancel_requested to cancelled
+
+    fault_scenarios.cancel_5xx_then_reaper(
+        fault_scenarios.Cloud("together", together.live_jobs), together, tiny_model_dir, monkeypatch,
+        poll_env="NURSERY_TOGETHER_POLL_S", id_key="fine_tune_id", what="Together fine-tune", settle=settle)
 
 
 def test_estimate_cost_shows_togethers_price_beside_nurserys(together, tiny_model_dir, capsys, monkeypatch):
