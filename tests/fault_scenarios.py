@@ -9,7 +9,7 @@ Where each fault is tested (module::test), and why it does not apply where it do
 | SSH dropped        | test_ssh_dropped_mid_run                   | test_ssh_dropped_mid_run                        |
 | remote crash       | test_remote_training_crash_reports_its_log | test_remote_training_crash_reports_its_log      |
 | 5xx at create      | test_persistent_5xx_during_rent_fails_...  | test_persistent_5xx_at_create_fails_cleanly     |
-| 5xx at delete      | test_full_vast_run_with_api_faults_...     | test_persistent_5xx_at_terminate_names_the_pod  |
+| 5xx at delete      | test_persistent_5xx_at_destroy_names_...   | test_persistent_5xx_at_terminate_names_the_pod  |
 | cancel mid-upload  | test_cancel_during_upload                  | test_cancel_during_upload                       |
 | budget cap         | test_budget_cap_stops_the_run_and_destroys | test_budget_cap_stops_the_run_and_terminates    |
 | price above cap    | test_price_above_cap_after_rent_is_...     | test_price_above_cap_finds_no_pod               |
@@ -178,3 +178,28 @@ def cancel_5xx_then_reaper(cloud: Cloud, emu, tiny_model_dir, monkeypatch, *, po
     assert reaped["destroyed"] == [run_id] and reaped["errors"] == []
     settle(run_id)
     assert cloud.live() == [] and get_store().list_instances(live_only=True) == []
+
+
+def delete_5xx_then_reaper(cloud: Cloud, emu, tiny_model_dir, monkeypatch, *, endpoint: str, retry_env: str,
+                           what: str) -> None:
+    """An SSH provider whose destroy/terminate endpoint answers 503 forever: the job fails naming the machine
+    still billing and reap-instances, the instance is recorded destroy_failed; once the API heals the reaper
+    releases it."""
+    from nursery_core import nursery_reap_instances
+    from nursery_core.store import get_store
+
+    monkeypatch.setenv(retry_env, "2")
+    emu.add_fault(endpoint, 503, count=1000)
+    job = queue(tiny_model_dir, provider=cloud.provider)
+    st = wait(job["id"])
+    assert st["status"] == "failed"
+    inst = get_store().list_instances(job_id=job["id"])
+    assert len(inst) == 1 and inst[0]["state"] == "destroy_failed"
+    assert f"could not {what} {inst[0]['id']}" in st["error"] and "reap-instances" in st["error"]
+    assert [str(m["id"]) for m in cloud.live()] == [inst[0]["id"]]
+    emu.clear_faults()
+    for key in cloud.other_keys:
+        monkeypatch.delenv(key, raising=False)
+    reaped = nursery_reap_instances()
+    assert [str(i) for i in reaped["destroyed"]] == [inst[0]["id"]] and reaped["errors"] == []
+    assert cloud.live() == []

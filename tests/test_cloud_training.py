@@ -60,6 +60,11 @@ def test_persistent_5xx_during_rent_fails_cleanly(vast, runner, tiny_model_dir):
     assert vast.live_instances() == []
 
 
+def test_persistent_5xx_at_destroy_names_the_instance(vast, runner, tiny_model_dir, monkeypatch):
+    fault_scenarios.delete_5xx_then_reaper(_cloud(vast), vast, tiny_model_dir, monkeypatch, endpoint="destroy",
+                                           retry_env="NURSERY_VAST_RETRY_ATTEMPTS", what="destroy Vast.ai instance")
+
+
 def test_ssh_dropped_mid_run(sshd_factory, cloud_env, monkeypatch, runner, tiny_model_dir):
     server = sshd_factory()
     emu = make_emulator(server, monkeypatch)

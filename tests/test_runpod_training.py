@@ -63,25 +63,9 @@ def test_persistent_5xx_at_create_fails_cleanly(runpod, runner, tiny_model_dir):
 
 
 def test_persistent_5xx_at_terminate_names_the_pod(runpod, runner, tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("NURSERY_RUNPOD_RETRY_ATTEMPTS", "2")
-    runpod.add_fault("podTerminate", 503, count=1000)
-    job = queue(tiny_model_dir, provider="runpod")
-    st = wait(job["id"])
-    assert st["status"] == "failed"
-    pod_id = st["actual"]["instance_id"] if st.get("actual") else None
-    assert "could not terminate RunPod pod" in st["error"] and "reap-instances" in st["error"]
-    from nursery_core.store import get_store
-
-    inst = get_store().list_instances(job_id=job["id"])
-    assert inst[0]["state"] == "destroy_failed" and (pod_id is None or inst[0]["id"] == pod_id)
-    # the API heals: the reaper terminates what was left
-    runpod.clear_faults()
-    monkeypatch.delenv("VAST_API_KEY")
-    from nursery_core import nursery_reap_instances
-
-    reaped = nursery_reap_instances()
-    assert reaped["destroyed"] == [inst[0]["id"]]
-    assert runpod.live_pods() == []
+    fault_scenarios.delete_5xx_then_reaper(_cloud(runpod), runpod, tiny_model_dir, monkeypatch,
+                                           endpoint="podTerminate", retry_env="NURSERY_RUNPOD_RETRY_ATTEMPTS",
+                                           what="terminate RunPod pod")
 
 
 def test_ssh_dropped_mid_run(sshd_factory, cloud_env, monkeypatch, runner, tiny_model_dir):
