@@ -44,6 +44,7 @@ from ..context import RunContext
 from ..errors import Cancelled
 from ..events import PROGRESS, START
 from ..supervise import result_from_output
+from .managed import recover_run, release_run
 from .options import env_float as _env
 from .options import refuse_options, require_key
 from .remote import BudgetReached
@@ -279,37 +280,25 @@ class ReplicateBackend:
 
     def _release(self, ctx: RunContext, client: Any, t: dict, file_id: str | None, state: dict) -> None:
         """Makes sure the training is over (cancel when not) and deletes the uploaded data file."""
-        problems = []
-        if t.get("id"):
-            try:
-                cur = client.get_training(t["id"])
-                if cur.get("status") not in TERMINAL_STATUSES:
-                    client.cancel_training(t["id"])
-                    cur = client.get_training(t["id"])
-                    ctx.log(f"Replicate training {t['id']} is {cur.get('status')}")
-                ctx.store.update_instance(t["id"], state="destroyed", destroyed_at=now())
-            except Exception as e:  # noqa: BLE001 — the job fails naming the training; the reaper ends it later
-                ctx.store.update_instance(t["id"], state="destroy_failed")
-                problems.append(f"could not confirm Replicate training {t['id']} stopped: {e}. It may still be "
-                                f"billing: run reap-instances once Replicate answers, or cancel it at "
-                                f"replicate.com/p/{t['id']}")
-        if file_id:
-            try:
-                client.delete_file(file_id)
-            except Exception as e:  # noqa: BLE001 — Replicate deletes it after 24 h anyway; logged
-                problems.append(f"could not delete Replicate file {file_id}: {e}")
-        for p in problems:
-            ctx.log(p)
-        state["phase"] = "released" if not problems else "release_failed"
-        ctx.update(provider_state=state)
-        if problems and problems[0].startswith("could not confirm"):
-            raise BackendError(problems[0])
+        def stop() -> None:
+            if client.get_training(t["id"]).get("status") not in TERMINAL_STATUSES:
+                client.cancel_training(t["id"])
+                ctx.log(f"Replicate training {t['id']} is {client.get_training(t['id']).get('status')}")
+
+        release_run(ctx, state, run_id=t.get("id"), label="Replicate", what="Replicate training", stop=stop,
+                    files=[file_id] if file_id else [], delete_file=client.delete_file,
+                    manual=f"cancel it at replicate.com/p/{t.get('id')}")
 
     def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
         """The dashboard died mid-run: cancel the training it left (the run is not re-attached)."""
         tid = (job.get("provider_state") or {}).get("training_id")
         if not tid:
             return None
+        client = self.client()
+        recover_run(ctx, client, tid, what="Replicate training", verb="canceled",
+                    is_over=lambda: client.get_training(tid).get("status") in TERMINAL_STATUSES,
+                    cancel=lambda: client.cancel_training(tid))
+        return None
         client = self.client()
         try:
             if client.get_training(tid).get("status") not in TERMINAL_STATUSES:

@@ -33,6 +33,7 @@ from ..context import RunContext
 from ..errors import Cancelled
 from ..events import PROGRESS, START
 from ..supervise import result_from_output
+from .managed import recover_run, release_run
 from .options import env_float as _env
 from .options import refuse_options, require_key
 from .remote import BudgetReached
@@ -340,37 +341,22 @@ class TogetherBackend:
 
     def _release(self, ctx: RunContext, client: Any, ft: dict, files: list[str], state: dict) -> None:
         """Makes sure the fine-tune is terminal (cancel, then wait a little) and deletes the uploaded files."""
-        problems = []
-        if ft.get("id"):
-            try:
-                cur = client.retrieve(ft["id"])
-                if cur.get("status") not in TERMINAL_STATUSES:
-                    client.cancel(ft["id"])
-                    deadline = time.monotonic() + _env("NURSERY_TOGETHER_CANCEL_WAIT_S", 120.0)
-                    while cur.get("status") not in TERMINAL_STATUSES and time.monotonic() < deadline:
-                        time.sleep(min(2.0, _env("NURSERY_TOGETHER_POLL_S", 10.0)))
-                        cur = client.retrieve(ft["id"])
-                    ctx.log(f"Together fine-tune {ft['id']} is {cur.get('status')}")
-                cost = self._cost(cur)
-                ctx.store.update_instance(ft["id"], state="destroyed", destroyed_at=now())
-                if cost is not None:
-                    ctx.update(cost_usd=cost)
-            except Exception as e:  # noqa: BLE001 — the job fails naming the fine-tune; the reaper ends it later
-                leaked = (f"could not confirm Together fine-tune {ft['id']} stopped: {e}. It may still be billing: "
-                          f"run reap-instances once Together answers, or `together fine-tuning cancel {ft['id']}`")
-                ctx.store.update_instance(ft["id"], state="destroy_failed")
-                problems.append(leaked)
-        for fid in files:
-            try:
-                client.delete_file(fid)
-            except Exception as e:  # noqa: BLE001 — a leftover data file costs nothing; logged
-                problems.append(f"could not delete Together file {fid}: {e}")
-        for p in problems:
-            ctx.log(p)
-        state["phase"] = "released" if not problems else "release_failed"
-        ctx.update(provider_state=state)
-        if problems and problems[0].startswith("could not confirm"):
-            raise BackendError(problems[0])
+        def stop() -> None:
+            cur = client.retrieve(ft["id"])
+            if cur.get("status") not in TERMINAL_STATUSES:
+                client.cancel(ft["id"])
+                deadline = time.monotonic() + _env("NURSERY_TOGETHER_CANCEL_WAIT_S", 120.0)
+                while cur.get("status") not in TERMINAL_STATUSES and time.monotonic() < deadline:
+                    time.sleep(min(2.0, _env("NURSERY_TOGETHER_POLL_S", 10.0)))
+                    cur = client.retrieve(ft["id"])
+                ctx.log(f"Together fine-tune {ft['id']} is {cur.get('status')}")
+            cost = self._cost(cur)
+            if cost is not None:
+                ctx.update(cost_usd=cost)
+
+        release_run(ctx, state, run_id=ft.get("id"), label="Together", what="Together fine-tune", stop=stop,
+                    files=files, delete_file=client.delete_file,
+                    manual=f"`together fine-tuning cancel {ft.get('id')}`")
 
     # ------------------------------------------------------------------------------ recovery
     def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
@@ -378,6 +364,11 @@ class TogetherBackend:
         ft_id = (job.get("provider_state") or {}).get("fine_tune_id")
         if not ft_id:
             return None
+        client = self.client()
+        recover_run(ctx, client, ft_id, what="Together fine-tune",
+                    is_over=lambda: client.retrieve(ft_id).get("status") in TERMINAL_STATUSES,
+                    cancel=lambda: client.cancel(ft_id))
+        return None
         client = self.client()
         try:
             cur = client.retrieve(ft_id)
