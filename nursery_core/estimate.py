@@ -139,6 +139,11 @@ def _tokenizer_for(base_model: str):
         return None
 
 
+def count_base_tokens(examples: list[dict], base_model: str) -> dict:
+    """count_tokens with the base's own tokenizer when it is on this machine (else the character estimate)."""
+    return count_tokens(examples, _tokenizer_for(base_model))
+
+
 def count_tokens(examples: list[dict], tokenizer=None) -> dict:
     """Real tokens per epoch of the rendered examples: exact with a tokenizer (on a sample, extrapolated),
     else characters / CHARS_PER_TOKEN of the JSON."""

@@ -22,8 +22,9 @@ class CloudRunOptions:
 
     provider: str = field(default="vast", metadata={"help": "where the run goes", "choices": cloud_providers(),
                                                      "label": "Provider"})
-    max_dph: Optional[float] = _o("max $/hour for the instance; offers above it are never rented (vast)",
-                                  label="Max $/hour", min=0.0, step=0.05, format="%.2f", providers=("vast", "runpod"))
+    max_dph: Optional[float] = _o("max $/hour for the instance; offers above it are never rented (vast, runpod, "
+                                  "replicate)", label="Max $/hour", min=0.0, step=0.05, format="%.2f",
+                                  providers=("vast", "runpod", "replicate"))
     max_hours: Optional[float] = _o("stop (saving the checkpoint) and release the machine after this many hours",
                                     label="Max hours", min=0.0, step=0.5)
     max_cost: Optional[float] = _o("stop (saving the checkpoint) after spending this many $",
@@ -54,6 +55,9 @@ class CloudRunOptions:
     destination: Optional[str] = _o("Replicate model owner/name that receives the trained version (replicate; "
                                     "default <REPLICATE_OWNER>/nursery-<output>)", label="Destination model",
                                     providers=("replicate",))
+    hardware: Optional[str] = _o("the trainer's Replicate hardware SKU as its train page names it, for the cost "
+                                 "rate (replicate; default gpu-a40-large-8x)", label="Trainer hardware",
+                                 providers=("replicate",))
 
 
 def cloud_options(names: Sequence[str] | None = None) -> list[Option]:

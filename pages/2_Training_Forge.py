@@ -6,7 +6,7 @@ from nursery_core.errors import DuplicateRun, NurseryError
 from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost, probe_description
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
 from nursery_core.jobs.backends import cloud_providers
-from nursery_core.jobs.train_cloud import nursery_train_cloud
+from nursery_core.jobs.train_cloud import nursery_price_quote, nursery_train_cloud
 from nursery_core.run_options import train_command
 from nursery_core.settings import effective_training_defaults
 from nursery_core.status import ACTIVE
@@ -63,6 +63,19 @@ with tab_est:
             e2.caption(f"Probe {'kept from' if cpu['probe'].get('reused') else 'measured'} "
                        f"{tw.when(cpu['probe'].get('measured_at'))}: {cpu['probe']['tokens_per_s']:.0f} training "
                        f"tokens/s; it {cpu['probe'].get('what', 'timed a few training steps')}.")
+    if e1.button("Ask Together.ai for its price", key="tf_est_together", disabled=not dataset,
+                 help="Uploads the dataset's splits to Together.ai to price them, then deletes them."):
+        try:
+            with st.spinner("Asking Together.ai…"):
+                st.session_state["tf_quote"] = nursery_price_quote(dataset, base_model, "together", epochs_est)
+        except NurseryError as e:
+            st.error(str(e))
+    quote = st.session_state.get("tf_quote")
+    if quote:
+        e2.markdown(f"**Price on {quote['provider']}** ({quote['epochs']} epoch(s)):")
+        for q in quote["estimates"]:
+            usd = "n/a" if q["usd"] is None else f"${q['usd']:.4f}"
+            e2.markdown(f"- {q['source']}'s estimate: **{usd}** ({q['how']})")
     acc = estimate_accuracy()
     if acc["count"]:
         st.caption(f"Past estimates were off by {acc['mean_abs_error_pct']}% on average ({acc['count']} runs).")

@@ -23,14 +23,21 @@ def box(cloud_env, tmp_path):  # noqa: F811
 RP_KEY = "rp-e2e-key-91c2d7e4"
 
 
-@pytest.fixture
-def runpod(sshd, cloud_env, monkeypatch):  # noqa: F811
-    emu = RunPodEmulator(RP_KEY, ssh_port=sshd.port, authorized_keys=sshd.authorized_keys, boot_polls=2).start()
+def start_runpod(server, remote_root: Path, monkeypatch) -> RunPodEmulator:
+    """A RunPod emulator whose pods are `server` (an sshd), wired through the environment."""
+    emu = RunPodEmulator(RP_KEY, ssh_port=server.port, authorized_keys=server.authorized_keys,
+                         boot_polls=2).start()
     env = {"RUNPOD_API_KEY": RP_KEY, "RUNPOD_API_BASE_URL": emu.url, "NURSERY_RUNPOD_RETRY_WAIT": "0.01",
            "NURSERY_RUNPOD_RETRY_MAX_WAIT": "0.05", "NURSERY_RUNPOD_POLL_S": "0.05",
-           "NURSERY_RUNPOD_REMOTE_PYTHON": sys.executable, "NURSERY_RUNPOD_REMOTE_ROOT": str(cloud_env)}
+           "NURSERY_RUNPOD_REMOTE_PYTHON": sys.executable, "NURSERY_RUNPOD_REMOTE_ROOT": str(remote_root)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
+    return emu
+
+
+@pytest.fixture
+def runpod(sshd, cloud_env, monkeypatch):  # noqa: F811
+    emu = start_runpod(sshd, cloud_env, monkeypatch)
     yield emu
     stop_remote_workers(cloud_env)
     emu.stop()
@@ -100,7 +107,9 @@ def tiny_trainer(emu) -> str:
 
 class LocalModal:
     """A fake at the Modal seam (jobs.backends.modal.ModalLauncher): `spawn` runs the generated app's function
-    body with `Function.local()` in a thread, its Volume a local directory (NURSERY_MODAL_VOLUME_ROOT);
+    body with `Function.local()` in a thread, its Volume a local directory (NURSERY_MODAL_VOLUME_ROOT), its
+    progress queue a local one (the app module's `progress_queue` hook: the body streams through it exactly as
+    it does to a modal.Queue);
     `hold=True` makes a call that never starts (stuck in Modal's queue) until cancelled. `calls` records every
     call: spawned, finished, cancelled."""
 
@@ -120,6 +129,7 @@ class LocalModal:
 
         mod = load_app_module(Path(app_file))
         call = _FakeCall(f"fc-{len(self.calls) + 1:04d}")
+        mod.progress_queue = lambda queue_id: call.queue if queue_id == call.id else None
 
         def body():
             try:
@@ -130,7 +140,7 @@ class LocalModal:
                     raise self.raise_in_body
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # "executing locally ... no access to the mounted Volume"
-                    call.out = mod.train.local(code_tar, job_tar)
+                    call.out = mod.train.local(code_tar, job_tar, call.id)
             except BaseException as e:  # noqa: BLE001 — what Modal re-raises from .get()
                 call.error = e
             finally:
@@ -156,6 +166,19 @@ class LocalModal:
         return [c.id for c in self.calls if not c.finished and not c.cancelled]
 
 
+class _LocalQueue:
+    """What the function body uses of a modal.Queue: put_many."""
+
+    def __init__(self):
+        import queue
+
+        self.q = queue.Queue()
+
+    def put_many(self, values):
+        for v in values:
+            self.q.put(v)
+
+
 class _FakeCall:
     def __init__(self, call_id: str):
         import threading
@@ -164,6 +187,21 @@ class _FakeCall:
         self.finished = self.cancelled = False
         self.release = threading.Event()
         self.thread = None
+        self.queue = _LocalQueue()
+        self.live_events = 0  # events handed out by progress() while the function still ran
+
+    def progress(self):
+        import queue
+
+        running, out = not self.finished, []
+        while True:
+            try:
+                out.append(self.queue.q.get_nowait())
+            except queue.Empty:
+                break
+        if running:
+            self.live_events += len(out)
+        return out
 
     def result(self, timeout: float):
         from nursery_core.jobs.backends.modal import ModalCallFailed

@@ -187,3 +187,28 @@ def test_train_cloud_wait_runs_the_job_and_reports_a_clean_failure(emu, capsys, 
     assert code == 1 and st["status"] == "failed" and "renting offer" in st["error"]
     assert "queued on vast" in err and "chose offer" in err
     assert emu.live_instances() == [] and KEY not in out + err
+
+
+def test_the_reaper_knows_every_provider():
+    # a provider added without a way to find what a dead dashboard left (or a reason why nothing is left) fails
+    from nursery_core.jobs.backends import cloud_providers
+    from nursery_core.jobs.reaper import LISTERS, NOTHING_TO_REAP
+
+    assert set(LISTERS) | set(NOTHING_TO_REAP) == set(cloud_providers())
+    assert not set(LISTERS) & set(NOTHING_TO_REAP)
+    assert all(len(why) > 40 for why in NOTHING_TO_REAP.values())
+
+
+def test_job_panel_shows_togethers_estimate_beside_nurserys():
+    from streamlit.testing.v1 import AppTest
+
+    def app():
+        from nursery_core.webui.cloud_panel import render_instance_state
+        render_instance_state({"kind": "together", "cost_usd": 0.0012, "provider_state": {
+            "phase": "running", "fine_tune_id": "ft-1", "together_estimate_usd": 0.0014,
+            "nursery_estimate_usd": 0.0016, "nursery_estimate_how": "3,000 tokens processed at $0.48/M tokens"}})
+
+    at = AppTest.from_function(app, default_timeout=30).run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Together's estimate"] == "$0.0014" and metrics["Nursery's estimate"] == "$0.0016"

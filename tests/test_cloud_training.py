@@ -1,22 +1,25 @@
 """Cloud training end to end: the Vast.ai emulator + a real sshd + the real worker on a tiny model.
 
 Every test ends with zero live instances in the emulator; every fault ends with the job failed or cancelled
-with a clear reason.
+with a clear reason. The faults RunPod shares with Vast (SSH dropped, remote crash, cancel mid-upload, runner
+killed) run the scenarios in tests/fault_scenarios.py, as test_runpod_training.py does.
 """
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cloud_helpers import (ROOT, cloud_env, make_emulator, queue, runner,  # noqa: F401
-                           stop_remote_workers, vast, wait, wait_until)
+import fault_scenarios
+from cloud_helpers import cloud_env, make_emulator, queue, runner, vast, wait, wait_until  # noqa: F401
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
+
+
+def _cloud(emu) -> fault_scenarios.Cloud:
+    return fault_scenarios.Cloud("vast", emu.live_instances)
 
 
 def test_full_vast_run_with_api_faults_produces_a_listed_model(vast, runner, tiny_model_dir, cloud_env):
@@ -57,58 +60,26 @@ def test_persistent_5xx_during_rent_fails_cleanly(vast, runner, tiny_model_dir):
     assert vast.live_instances() == []
 
 
+def test_persistent_5xx_at_destroy_names_the_instance(vast, runner, tiny_model_dir, monkeypatch):
+    fault_scenarios.delete_5xx_then_reaper(_cloud(vast), vast, tiny_model_dir, monkeypatch, endpoint="destroy",
+                                           retry_env="NURSERY_VAST_RETRY_ATTEMPTS", what="destroy Vast.ai instance")
+
+
 def test_ssh_dropped_mid_run(sshd_factory, cloud_env, monkeypatch, runner, tiny_model_dir):
     server = sshd_factory()
     emu = make_emulator(server, monkeypatch)
     try:
-        job = queue(tiny_model_dir, max_steps=400)
-        from nursery_core.store import get_store
-
-        wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="training progress")
-        server.kill()
-        st = wait(job["id"])
-        assert st["status"] == "failed"
-        assert "dropped" in st["error"] and "could not be re-established" in st["error"]
-        assert emu.live_instances() == []
+        fault_scenarios.ssh_dropped(_cloud(emu), server, tiny_model_dir, cloud_env)
     finally:
-        stop_remote_workers(cloud_env)
         emu.stop()
 
 
 def test_remote_training_crash_reports_its_log(vast, runner, tiny_model_dir, tmp_path):
-    broken = tmp_path / "broken-model"
-    import shutil
-
-    shutil.copytree(tiny_model_dir, broken)
-    (broken / "config.json").write_text('{"model_type": "no-such-architecture"}')
-    st = wait(queue(broken)["id"])
-    assert st["status"] == "failed"
-    assert "remote training" in st["error"] and "failed" in st["error"]
-    assert "train.log" in st["error"]
-    assert vast.live_instances() == []
+    fault_scenarios.remote_crash(_cloud(vast), tiny_model_dir, tmp_path)
 
 
 def test_cancel_during_upload(vast, runner, tiny_model_dir, monkeypatch):
-    from nursery_core.cloud import ssh as ssh_mod
-    from nursery_core.store import get_store
-
-    original = ssh_mod.SSHSession.put_file
-    calls = []
-
-    def put_and_cancel(self, local, remote):
-        if not calls:
-            for j in get_store().list_jobs(status="running"):
-                get_store().request_cancel(j["id"])
-        calls.append(remote)
-        return original(self, local, remote)
-
-    monkeypatch.setattr(ssh_mod.SSHSession, "put_file", put_and_cancel)
-    job = queue(tiny_model_dir)
-    st = wait(job["id"])
-    assert st["status"] == "cancelled" and "upload" in st["error"]
-    assert len(calls) == 1  # nothing more was sent after the cancel
-    assert not get_store().job_events(job["id"], kinds=["start", "progress"])
-    assert vast.live_instances() == []
+    fault_scenarios.cancel_during_upload(_cloud(vast), tiny_model_dir, monkeypatch)
 
 
 def test_budget_cap_stops_the_run_and_destroys(vast, runner, tiny_model_dir):
@@ -136,42 +107,8 @@ def test_price_above_cap_after_rent_is_destroyed_at_once(vast, runner, tiny_mode
     assert vast.live_instances() == []
 
 
-def test_dashboard_killed_mid_run_reaper_cleans_up(vast, tiny_model_dir, cloud_env, nursery_home):
-    from nursery_core.store import get_store
-
-    job = queue(tiny_model_dir, max_steps=400)
-    code = ("import time; from nursery_core.jobs.runner import JobRunner; "
-            "JobRunner(kinds=['vast'], poll_s=0.1).start(); time.sleep(600)")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: get_store().job_events(job["id"], kinds=["progress"]), what="remote progress")
-        assert len(vast.live_instances()) == 1
-        proc.send_signal(signal.SIGKILL)  # no finally, no atexit: the machine is left behind
-        proc.wait(timeout=10)
-        assert len(vast.live_instances()) == 1
-        from nursery_core import nursery_reap_instances
-
-        dry = nursery_reap_instances(dry_run=True)
-        assert [o["job_id"] for o in dry["orphans"]] == [job["id"]] and dry["destroyed"] == []
-        assert len(vast.live_instances()) == 1
-        reaped = nursery_reap_instances()
-        assert reaped["destroyed"] == [dry["orphans"][0]["instance_id"]]
-        assert vast.live_instances() == []
-        # the next runner marks the orphaned job instead of leaving it running
-        from nursery_core.jobs.runner import JobRunner
-
-        r = JobRunner(kinds=["vast"], poll_s=0.1).start()
-        try:
-            st = wait(job["id"], timeout=60)
-        finally:
-            r.shutdown()
-        assert st["status"] == "interrupted"
-        assert vast.live_instances() == []
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        stop_remote_workers(cloud_env)
+def test_dashboard_killed_mid_run_reaper_cleans_up(vast, tiny_model_dir, cloud_env, nursery_home, monkeypatch):
+    fault_scenarios.runner_killed_reaper_cleans_up(_cloud(vast), tiny_model_dir, cloud_env, monkeypatch)
 
 
 def test_ssh_provider_full_run(sshd, cloud_env, runner, tiny_model_dir, tmp_path):

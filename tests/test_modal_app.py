@@ -69,10 +69,26 @@ def test_generated_function_trains_a_tiny_job_locally_into_the_volume(tiny_model
     assert isinstance(mod.train, modal.Function) and isinstance(mod.app, modal.App)
     volume_root = tmp_path / "volume"
     monkeypatch.setenv("NURSERY_MODAL_VOLUME_ROOT", str(volume_root))
+    monkeypatch.setenv("NURSERY_MODAL_PROGRESS_S", "0.05")
+
+    class BreakingQueue:  # takes one batch of live events, then fails as a lost connection would
+        def __init__(self):
+            self.batches = []
+
+        def put_many(self, values):
+            if self.batches:
+                raise ConnectionError("queue gone")
+            self.batches.append(list(values))
+
+    q = BreakingQueue()
+    mod.progress_queue = lambda queue_id: q if queue_id == "qu-test" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # "executing locally ... no access to the mounted Volume"
-        result = mod.train.local(code_tarball(), job_tarball(job, LOCAL_ONLY))
+        result = mod.train.local(code_tarball(), job_tarball(job, LOCAL_ONLY), "qu-test")
     assert result["exit_code"] == 0 and result["status"] == "done", result
+    # the queue failing stopped the live stream, never the training; the Volume has every event
+    assert len(q.batches) == 1 and result["streamed"] == len(q.batches[0]) >= 1
+    assert all(isinstance(e, dict) and "kind" in e for e in q.batches[0])
     assert result["final"]["step"] == 2 and result["adapter_dir"] == "r7/adapter"
     adapter = volume_root / "r7" / "adapter"
     assert {"adapter_config.json", "adapter_model.safetensors"} <= set(result["files"])

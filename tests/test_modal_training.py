@@ -1,7 +1,8 @@
 """Modal training end to end through the real runner, with a fake at Nursery's Modal seam (`LocalModal`: the
 generated app's function body runs under `Function.local()`, its Volume a local directory), as issue 16 asks:
 Modal speaks gRPC and cannot be emulated faithfully. Covers a full run into models/, cancel, a crash in the
-function, a failing worker, and max_cost refused; no call is left running."""
+function, a failing worker, live progress, and max_cost refused; no call is left running. Which faults of the
+matrix do not apply to Modal, and why: the table in tests/fault_scenarios.py."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cloud_helpers import queue, wait, wait_until
-from provider_fixtures import LocalModal
+from provider_fixtures import LocalModal, logs
 
 pytestmark = [pytest.mark.slow]
 
@@ -28,6 +29,7 @@ def modal_env(tmp_path, monkeypatch, nursery_home):
     volume = tmp_path / "modal-volume"
     for k, v in {"MODAL_TOKEN_ID": "ak-modal-test-id", "MODAL_TOKEN_SECRET": "as-modal-test-secret",
                  "NURSERY_MODAL_VOLUME_ROOT": str(volume), "NURSERY_MODAL_POLL_S": "0.05",
+                 "NURSERY_MODAL_PROGRESS_S": "0.05",
                  "NURSERY_SECRETS_FILE": str(tmp_path / "no-secrets.toml")}.items():
         monkeypatch.setenv(k, v)
     return volume
@@ -64,7 +66,10 @@ def test_full_modal_run_produces_a_listed_tested_model(modal_env, tiny_model_dir
     app = (Path(st["job_dir"]) / "modal" / "app.py").read_text()
     assert "gpu='A10G'" in app and "timeout=3600" in app
     progress = get_store().job_events(job["id"], kinds=["progress"])
-    assert len(progress) == 3 and st["step"] == 3
+    assert len(progress) == 3 and st["step"] == 3  # each step once: streamed live, not again from the Volume
+    # progress arrived while the function ran (the body streamed it through the queue), not only at the end
+    assert fake.calls[0].live_events > 0 and fake.calls[0].out["streamed"] >= 3
+    assert any("events streamed from Modal while the function ran" in m for m in logs(job["id"]))
     inst = get_store().list_instances(job_id=job["id"])
     assert inst[0]["provider"] == "modal" and inst[0]["destroyed_at"]
     assert nursery_test_model("cloud-adapter", "Remember 4821.", max_new_tokens=4)["model"] == \
@@ -115,6 +120,7 @@ def test_max_cost_and_bad_options_are_refused(modal_env, tiny_model_dir, monkeyp
     fake = LocalModal(modal_env)
     st = _run_with(fake, queue(tiny_model_dir, provider="modal", max_cost=1)["id"])
     assert st["status"] == "failed" and "max_cost cannot be enforced on Modal" in st["error"]
+    assert "modal.com/pricing" in st["error"] and "max_hours" in st["error"]
     assert fake.calls == []
     p = get_provider("modal")
     assert p.request({"gpu": "h100", "gpu_count": 2}, None) == {"gpu": "H100:2"}

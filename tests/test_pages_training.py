@@ -5,6 +5,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
+from provider_fixtures import together  # noqa: F401
 from training_helpers import store_dataset
 
 PAGE = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "pages" / "2_Training_Forge.py")
@@ -54,6 +55,18 @@ def test_estimate_panel_shows_the_gpu_table(tiny_model_dir):
     gpu = [f for f in frames if "GPU" in f.columns]
     assert gpu and list(gpu[0]["GPU"])[:2] == ["RTX 3080 Ti", "RTX 4090"]
     assert any("This machine (CPU)" in m.value for m in at.markdown)
+
+
+def test_estimate_panel_shows_togethers_price_beside_nurserys(together, tiny_model_dir):
+    store_dataset("lockers", n=10)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.text_input(key="tf_base_path").set_value(str(tiny_model_dir))
+    at.button(key="tf_est_together").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    lines = [m.value for m in at.markdown]
+    assert any(m.startswith("- Nursery's estimate: **$") and "docs.together.ai" in m for m in lines), lines
+    assert any(m.startswith("- Together's estimate: **$") and "estimate-price API" in m for m in lines), lines
+    assert together.files == {} and together.jobs == {}
 
 
 def test_recipe_inputs_reach_the_config_and_bad_ones_are_an_error():

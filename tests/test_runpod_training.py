@@ -2,7 +2,8 @@
 `nvidia-smi` on the pod for the GPU health check.
 
 Every test ends with zero live pods in the emulator (terminated, never stopped) and, for every fault, the job
-failed with a clear reason.
+failed with a clear reason. The faults RunPod shares with Vast (SSH dropped, remote crash, cancel mid-upload,
+runner killed -> reaper) run the same scenarios as the Vast tests (tests/fault_scenarios.py).
 """
 from __future__ import annotations
 
@@ -11,13 +12,18 @@ from pathlib import Path
 
 import pytest
 
+import fault_scenarios
 from cloud_helpers import cloud_env, queue, wait  # noqa: F401
 from gpu_helpers import ERR_ROW, HEALTHY_2
-from provider_fixtures import RP_KEY, box, logs, runner_fixture, runpod  # noqa: F401
+from provider_fixtures import RP_KEY, box, logs, runner_fixture, runpod, start_runpod  # noqa: F401
 
 pytestmark = [pytest.mark.ssh, pytest.mark.slow]
 
 runner = runner_fixture("runpod")
+
+
+def _cloud(emu) -> fault_scenarios.Cloud:
+    return fault_scenarios.Cloud("runpod", emu.live_pods, other_keys=("VAST_API_KEY",))
 
 
 def test_full_runpod_run_with_api_faults_produces_a_listed_model(runpod, runner, tiny_model_dir):
@@ -57,25 +63,31 @@ def test_persistent_5xx_at_create_fails_cleanly(runpod, runner, tiny_model_dir):
 
 
 def test_persistent_5xx_at_terminate_names_the_pod(runpod, runner, tiny_model_dir, monkeypatch):
-    monkeypatch.setenv("NURSERY_RUNPOD_RETRY_ATTEMPTS", "2")
-    runpod.add_fault("podTerminate", 503, count=1000)
-    job = queue(tiny_model_dir, provider="runpod")
-    st = wait(job["id"])
-    assert st["status"] == "failed"
-    pod_id = st["actual"]["instance_id"] if st.get("actual") else None
-    assert "could not terminate RunPod pod" in st["error"] and "reap-instances" in st["error"]
-    from nursery_core.store import get_store
+    fault_scenarios.delete_5xx_then_reaper(_cloud(runpod), runpod, tiny_model_dir, monkeypatch,
+                                           endpoint="podTerminate", retry_env="NURSERY_RUNPOD_RETRY_ATTEMPTS",
+                                           what="terminate RunPod pod")
 
-    inst = get_store().list_instances(job_id=job["id"])
-    assert inst[0]["state"] == "destroy_failed" and (pod_id is None or inst[0]["id"] == pod_id)
-    # the API heals: the reaper terminates what was left
-    runpod.clear_faults()
-    monkeypatch.delenv("VAST_API_KEY")
-    from nursery_core import nursery_reap_instances
 
-    reaped = nursery_reap_instances()
-    assert reaped["destroyed"] == [inst[0]["id"]]
-    assert runpod.live_pods() == []
+def test_ssh_dropped_mid_run(sshd_factory, cloud_env, monkeypatch, runner, tiny_model_dir):
+    server = sshd_factory()
+    emu = start_runpod(server, cloud_env, monkeypatch)
+    try:
+        fault_scenarios.ssh_dropped(_cloud(emu), server, tiny_model_dir, cloud_env)
+    finally:
+        emu.stop()
+
+
+def test_remote_training_crash_reports_its_log(runpod, runner, tiny_model_dir, tmp_path):
+    fault_scenarios.remote_crash(_cloud(runpod), tiny_model_dir, tmp_path)
+
+
+def test_cancel_during_upload(runpod, runner, tiny_model_dir, monkeypatch):
+    fault_scenarios.cancel_during_upload(_cloud(runpod), tiny_model_dir, monkeypatch)
+
+
+def test_runner_killed_mid_run_reaper_terminates_the_pod(runpod, tiny_model_dir, cloud_env, nursery_home,
+                                                          monkeypatch):
+    fault_scenarios.runner_killed_reaper_cleans_up(_cloud(runpod), tiny_model_dir, cloud_env, monkeypatch)
 
 
 def test_budget_cap_stops_the_run_and_terminates(runpod, runner, tiny_model_dir):

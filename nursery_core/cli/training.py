@@ -14,8 +14,19 @@ from . import Command, CommandResult
 
 def _estimate(args):
     from ..estimate import nursery_estimate_cost
-    return nursery_estimate_cost(args.dataset, base_model=args.base_model, epochs=args.epochs,
-                                 remeasure=args.remeasure)
+    out = nursery_estimate_cost(args.dataset, base_model=args.base_model, epochs=args.epochs,
+                                remeasure=args.remeasure)
+    if args.provider:
+        from ..jobs.train_cloud import nursery_price_quote
+        out["price_quote"] = nursery_price_quote(args.dataset, args.base_model, args.provider, args.epochs)
+    return out
+
+
+def quote_lines(q: dict) -> list[str]:
+    """A provider's price quote as lines, each estimate labelled with its source."""
+    return [f"price on {q['provider']} ({q['epochs']} epoch(s)):"] + [
+        f"  {e['source']}'s estimate: {'n/a' if e['usd'] is None else '$%.4f' % e['usd']} ({e['how']})"
+        for e in q["estimates"]]
 
 
 def _human_estimate(e: dict) -> str:
@@ -34,6 +45,8 @@ def _human_estimate(e: dict) -> str:
     if probe:
         lines.append(f"  probe {'kept from' if probe.get('reused') else 'measured'} {probe.get('measured_at')}: "
                      f"{probe.get('tokens_per_s')} tokens/s; it {probe.get('what', 'timed a few training steps')}")
+    if e.get("price_quote"):
+        lines += quote_lines(e["price_quote"])
     return "\n".join(lines)
 
 
@@ -130,6 +143,11 @@ def _human_status(s: dict) -> str:
         lines.append(f"error: {s['error']}")
     if s.get("model_name"):
         lines.append(f"model: {s['model_name']}")
+    actual = s.get("actual") or {}
+    if "together_estimate_usd" in actual:  # a Together run: its own price estimate beside Nursery's and the bill
+        usd = lambda v: "n/a" if v is None else f"${float(v):.4f}"  # noqa: E731
+        lines.append(f"price: Together's estimate {usd(actual.get('together_estimate_usd'))}, Nursery's estimate "
+                     f"{usd(actual.get('nursery_estimate_usd'))}, billed {usd(actual.get('cost_usd'))}")
     return "\n".join(lines)
 
 
@@ -168,7 +186,10 @@ def register(sub) -> None:
         .arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \
         .arg("--epochs", type=float, default=None, help="epochs (default: the training default)") \
         .arg("--remeasure", action="store_true",
-             help="time a few training steps on this machine again instead of reusing the kept measurement")
+             help="time a few training steps on this machine again instead of reusing the kept measurement") \
+        .arg("--provider", default=None,
+             help="also the provider's own price beside Nursery's (together: uploads the splits to price them, "
+                  "then deletes them)")
     train = Command(sub, "train-local", "train a LoRA adapter on this machine (queued as a background job)",
                     _train_local, _human_status) \
         .arg("dataset").arg("--base-model", default="smollm2-135m", help="alias or local model directory") \

@@ -3,14 +3,18 @@
 that keeps the adapter. Modal speaks gRPC and cannot be emulated faithfully (more-providers.md §4.2), so
 the function's body is written to run unchanged under `Function.local()` too (tests, offline).
 
-The function takes two tarballs (Nursery's code, the job dir: config.json + data/) and returns
-{"run_id", "exit_code", "status" ("done" | "cancelled" | "error"), "final" (the worker's last event),
-"adapter_dir" (relative to the Volume), "files"}. The adapter, events.jsonl and train.log land in
-`<volume>/<run_id>/`; NURSERY_MODAL_VOLUME_ROOT overrides the mount point (what `.local()` runs use).
+The function takes two tarballs (Nursery's code, the job dir: config.json + data/) and the id of a
+`modal.Queue` for live progress, and returns {"run_id", "exit_code", "status" ("done" | "cancelled" | "error"),
+"final" (the worker's last event), "adapter_dir" (relative to the Volume), "files", "streamed" (events put on
+the queue)}. While the worker trains, the function tails its events.jsonl and puts each new event (a dict) on
+the queue, every NURSERY_MODAL_PROGRESS_S seconds (2): the caller's ephemeral queue, attached with
+`modal.Queue.from_id` as Modal's docs pass one to a function (modal/queue.py `Queue.from_id`). The adapter,
+events.jsonl and train.log land in `<volume>/<run_id>/`; NURSERY_MODAL_VOLUME_ROOT overrides the mount point
+(what `.local()` runs use), and a `.local()` run replaces the module's `progress_queue` with a local queue.
 
-Launch (the provider's job, later): `fc = module.train.spawn(code_tar, job_tar)` inside `app.run()`,
-follow with `fc.get(timeout=...)`, cancel with `fc.cancel(terminate_containers=True)`, then read the
-adapter with `Volume.read_file` / `listdir`.
+Launch (jobs/backends/modal.py): `fc = module.train.spawn(code_tar, job_tar, queue.object_id)` inside
+`app.run()` with `modal.Queue.ephemeral()`, follow with `fc.get(timeout=...)` and `queue.get_many(block=False)`,
+cancel with `fc.cancel(terminate_containers=True)`, then read the adapter with `Volume.read_file` / `listdir`.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import modal
@@ -62,15 +67,53 @@ def _unpack(blob, dest):
         tar.extractall(dest, filter="data")
 
 
+def progress_queue(queue_id):
+    """The caller's queue for live events (None: no live progress)."""
+    return modal.Queue.from_id(queue_id) if queue_id else None
+
+
+def _stream_events(path, queue, proc, every):
+    """Until the worker exits: puts each complete new line of its events.jsonl on the queue (decoded). Returns
+    how many events were put; a queue that fails stops the streaming, never the training (the Volume keeps
+    the whole events file)."""
+    offset, sent = 0, 0
+    while True:
+        exited = proc.poll() is not None
+        if path.exists() and queue is not None:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                chunk = fh.read()
+            end = chunk.rfind(b"\\n") + 1
+            offset += end
+            batch = []
+            for line in chunk[:end].splitlines():
+                try:
+                    batch.append(json.loads(line))
+                except ValueError:
+                    pass
+            if batch:
+                try:
+                    queue.put_many(batch)
+                    sent += len(batch)
+                except Exception as e:  # noqa: BLE001
+                    print("live progress stopped: " + type(e).__name__ + ": " + str(e), file=sys.stderr)
+                    queue = None
+        if exited:
+            return sent
+        time.sleep(every)
+
+
 @app.function(gpu={gpu!r}, timeout={timeout_s!r}, image=image, volumes={{VOLUME_MOUNT: volume}}, retries=0)
-def train(code_tar: bytes, job_tar: bytes) -> dict:
+def train(code_tar: bytes, job_tar: bytes, progress_queue_id: str = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nursery-" + RUN_ID + "-"))
     code, job = work / "code", work / "job"
     _unpack(code_tar, code)
     _unpack(job_tar, job)
     env = dict(os.environ, PYTHONPATH=str(code), TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run([sys.executable, "-m", "nursery_core.training.worker", str(job), "--no-stdout"],
-                          env=env, cwd=str(work))
+    proc = subprocess.Popen([sys.executable, "-m", "nursery_core.training.worker", str(job), "--no-stdout"],
+                            env=env, cwd=str(work))
+    streamed = _stream_events(job / "events.jsonl", progress_queue(progress_queue_id), proc,
+                              float(os.environ.get("NURSERY_MODAL_PROGRESS_S", "2")))
     events = []
     if (job / "events.jsonl").exists():
         for line in (job / "events.jsonl").read_text(encoding="utf-8").splitlines():
@@ -96,7 +139,7 @@ def train(code_tar: bytes, job_tar: bytes) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     status = final.get("kind") if final else "error"
     return {{"run_id": RUN_ID, "exit_code": proc.returncode, "status": status, "final": final,
-             "adapter_dir": RUN_ID + "/adapter" if files else None, "files": files}}
+             "adapter_dir": RUN_ID + "/adapter" if files else None, "files": files, "streamed": streamed}}
 '''
 
 

@@ -17,6 +17,43 @@ from .http_api import JsonApiClient, ProviderAPIError, unpack_archive
 
 TERMINAL_STATUSES = {"succeeded", "failed", "canceled"}
 
+# USD per second of each hardware SKU, from replicate.com/pricing (the table replicate.com/docs/billing shows);
+# a training bills the seconds its trainer's hardware spends processing.
+HARDWARE_USD_PER_S = {
+    "cpu": 0.000100, "gpu-t4": 0.000225, "gpu-a40-small": 0.000575,
+    "gpu-a40-large": 0.000725, "gpu-a40-large-2x": 0.001450, "gpu-a40-large-4x": 0.002900,
+    "gpu-a40-large-8x": 0.005800,
+    "gpu-l40s": 0.000975, "gpu-2x-l40s": 0.001950, "gpu-4x-l40s": 0.003900, "gpu-8x-l40s": 0.007800,
+    "gpu-a100-large": 0.001400, "gpu-a100-large-2x": 0.002800, "gpu-a100-large-4x": 0.005600,
+    "gpu-a100-large-8x": 0.011200,
+    "gpu-h100": 0.001525, "gpu-h100-2x": 0.003050, "gpu-h100-4x": 0.006100, "gpu-h100-8x": 0.012200,
+}
+# Replicate's LLM trainers run on 8x A40 (Large): "$0.0058 per second" on their train pages (more-providers.md §3.2).
+DEFAULT_TRAINING_HARDWARE = "gpu-a40-large-8x"
+RATE_ENV = "NURSERY_REPLICATE_USD_PER_S"
+
+
+def usd_per_second(hardware: str | None = None) -> tuple[float, str]:
+    """(USD per second, where that rate comes from) for a hardware SKU (default: the LLM trainers' 8x A40).
+    NURSERY_REPLICATE_USD_PER_S overrides the table (a trainer on hardware not listed, a negotiated price).
+    Raises ValueError for a SKU not in HARDWARE_USD_PER_S or a malformed override."""
+    import os
+
+    override = os.environ.get(RATE_ENV, "").strip()
+    if override:
+        try:
+            rate = float(override)
+        except ValueError:
+            raise ValueError(f"{RATE_ENV} must be a number of US dollars per second, got {override!r}") from None
+        if rate < 0:
+            raise ValueError(f"{RATE_ENV} must not be negative, got {override!r}")
+        return rate, RATE_ENV
+    sku = (hardware or DEFAULT_TRAINING_HARDWARE).strip()
+    if sku not in HARDWARE_USD_PER_S:
+        raise ValueError(f"unknown Replicate hardware {sku!r}; known: {', '.join(sorted(HARDWARE_USD_PER_S))} "
+                         f"(or set {RATE_ENV})")
+    return HARDWARE_USD_PER_S[sku], f"replicate.com/pricing ({sku})"
+
 
 class ReplicateClient(JsonApiClient):
     provider, label = "replicate", "Replicate"

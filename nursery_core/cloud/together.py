@@ -18,6 +18,27 @@ from .http_api import JsonApiClient, ProviderAPIError, unpack_archive
 TERMINAL_STATUSES = {"completed", "cancelled", "error", "user_error"}  # the SDK's COMPLETED_STATUSES
 FAILED_STATUSES = {"cancelled", "error", "user_error"}
 
+# Together bills a LoRA SFT fine-tune per token processed, n_epochs x training tokens + n_evals x validation
+# tokens, at $0.48 per million tokens for models up to 16B parameters (docs.together.ai/docs/fine-tuning/pricing).
+PRICING_SOURCE = "docs.together.ai/docs/fine-tuning/pricing"
+LORA_SFT_USD_PER_MTOK = 0.48
+LORA_SFT_RATE_MAX_PARAMS = 16e9
+
+
+def nursery_price(train_tokens: int, n_epochs: int, eval_tokens: int = 0, n_evals: int = 0,
+                  params: float | None = None) -> dict:
+    """Nursery's own estimate of a Together LoRA SFT run from token counts (per epoch / per eval pass):
+    {"usd" (None above 16B parameters, where Nursery has no rate), "tokens" processed, "usd_per_mtok", "how"}."""
+    tokens = int(train_tokens) * int(n_epochs) + int(eval_tokens) * int(n_evals)
+    if params is not None and params > LORA_SFT_RATE_MAX_PARAMS:
+        return {"usd": None, "tokens": tokens, "usd_per_mtok": None,
+                "how": f"no Nursery rate for bases above 16B parameters ({PRICING_SOURCE})"}
+    return {"usd": round(tokens * LORA_SFT_USD_PER_MTOK / 1e6, 6), "tokens": tokens,
+            "usd_per_mtok": LORA_SFT_USD_PER_MTOK,
+            "how": f"{tokens:,} tokens processed ({int(n_epochs)} epoch(s)"
+                   + (f" + {int(n_evals)} eval pass(es)" if n_evals and eval_tokens else "")
+                   + f") at ${LORA_SFT_USD_PER_MTOK}/M tokens ({PRICING_SOURCE})"}
+
 
 def write_training_file(examples: list[dict], path: Path | str) -> dict:
     """Writes canonical examples as Together's conversational tool-calling JSONL (`messages` + `tools` per

@@ -1,6 +1,6 @@
-"""What the managed-training emulators (Together, Replicate) share: a threaded HTTP server on loopback,
-bearer-key auth, a request log, per-endpoint fault injection, a `/_emulator/*` control plane, multipart
-parsing and the standalone `main` loop.
+"""What the HTTP emulators (Vast.ai, Together, Replicate) share: a threaded HTTP server on loopback, key auth
+(bearer by default; a subclass decides per route), a request log, per-endpoint fault injection, a
+`/_emulator/*` control plane, multipart parsing and the standalone `main` loop.
 
 A fault answers the next `count` calls to an endpoint (after `skip` good ones) with `status`; status 0
 drops the connection without a reply; `apply=True` performs the action first, so the client sees an error
@@ -51,8 +51,9 @@ class Reply:
     headers: dict | None = None
 
 
-# method, path regex (named groups become params), endpoint name, needs the API key
-Route = tuple[str, str, str, bool]
+# method, path regex (named groups become params), endpoint name, auth (falsy: open; else what `authorize` is
+# given: True for the API key, or a subclass's own kind)
+Route = tuple[str, str, str, Any]
 
 
 def parse_multipart(content_type: str, raw: bytes) -> dict[str, dict]:
@@ -78,7 +79,7 @@ class EmulatorServer:
 
     Subclasses set `name`, `routes`, implement `route(endpoint, method, params, query, request)` returning
     a Reply, `error_reply(status, message, **extra)` in the provider's error shape, and may extend
-    `control()` and `state()`."""
+    `authorize()`, `auth_failure()`, `fault_reply()`, `control()` and `state()`."""
 
     name = "emulator"
     routes: list[Route] = []
@@ -151,6 +152,14 @@ class EmulatorServer:
     def check_key(self, key: str | None) -> bool:
         return key is not None and any(secrets.compare_digest(key, k) for k in self.api_keys)
 
+    def authorize(self, auth: Any, params: dict, query: dict, request: "_Handler") -> bool:
+        """Whether a request to a route whose auth is `auth` (truthy) may go on: by default its bearer key."""
+        return self.check_key(request.bearer())
+
+    def auth_failure(self) -> ApiError:
+        """What a request that fails `authorize` is answered with."""
+        return ApiError(401, "invalid API key")
+
     def route(self, endpoint: str, method: str, params: dict, query: dict, request: "_Handler") -> Reply:
         """Answers one authorised, fault-free request: each provider's emulator implements its own API here
         (together.py, replicate.py); the base only serves, authenticates, logs and injects faults."""
@@ -178,7 +187,7 @@ class EmulatorServer:
                                    f.get("apply", False), f.get("skip", 0))
             elif method == "DELETE":
                 self.clear_faults()
-            return Reply(200, {"faults": [f.to_dict() for f in self.faults]})
+            return Reply(200, {"success": True, "faults": [f.to_dict() for f in self.faults]})
         if path.rstrip("/") == "/_emulator/state":
             return Reply(200, self.state())
         return Reply(404, {"error": "unknown emulator control path"})
@@ -282,7 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._endpoint = "control"
                 self._send(emu.control(method, path, self.json_body()))
                 return
-            for m, rx, name, needs_key in emu._routes_re:
+            for m, rx, name, auth in emu._routes_re:
                 match = rx.match(path)
                 if m == method and match:
                     endpoint, params = name, match.groupdict()
@@ -290,8 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
                     break
             else:
                 raise ApiError(404, f"no route for {method} {path}")
-            if needs_key and not emu.check_key(self.bearer()):
-                raise ApiError(401, "invalid API key")
+            if auth and not emu.authorize(auth, params, query, self):
+                raise emu.auth_failure()
             fault = emu._take_fault(endpoint)
             if fault is not None and fault.apply:
                 emu.route(endpoint, method, params, query, self)  # it happened, but the reply is an error

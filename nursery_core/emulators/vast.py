@@ -4,6 +4,9 @@ Its "instances" are one local OpenSSH server: renting writes the instance's SSH 
 authorized_keys, and `actual_status` moves null -> loading -> running over successive polls. Faults (429,
 5xx, dropped connections, terminal states) are injected per endpoint through `POST /_emulator/faults` or
 `add_fault()`, and every instance's billed seconds x dph_total is recorded so tests can assert on teardown.
+The serving, request log, faults and control plane are the shared emulator base's (`_server.py`); this module
+adds Vast's routes, its key rules (bearer or `?api_key=`, an instance's own container key for that instance)
+and its error bodies.
 
 Standalone: `python -m nursery_core.emulators.vast --port 8765 --ssh-port 2222 --authorized-keys FILE`.
 """
@@ -19,10 +22,10 @@ import signal
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from ._server import ApiError, EmulatorServer, Reply, serve_forever
 
 # Query aliases and unit multipliers the official client applies (vastai offers_alias / offers_mult).
 _ALIASES = {"cuda_vers": "cuda_max_good", "dph": "dph_total", "dlperf_usd": "dlperf_per_dphtotal",
@@ -72,26 +75,44 @@ def default_offers() -> list[dict]:
     return offers
 
 
-class _Fault:
-    def __init__(self, endpoint: str, status: int, count: int = 1, body: Any = None, apply: bool = False,
-                 skip: int = 0):
-        self.endpoint, self.status, self.count, self.body = endpoint, int(status), int(count), body
-        self.apply, self.skip = bool(apply), int(skip)
 
-    def to_dict(self) -> dict:
-        return {"endpoint": self.endpoint, "status": self.status, "count": self.count, "apply": self.apply,
-                "skip": self.skip}
+_AUTH_BODY = {"success": False, "error": "auth_error", "msg": "Invalid user key"}
+_ERROR_CODES = {400: "invalid_args", 404: "not_found"}
+_ROUTES = [
+    # method, regex, endpoint name, auth ("user" | "instance" | None)
+    ("GET", r"/api/v0/gpu_names/unique", "gpu_names", None),
+    ("GET", r"/api/v0/users/current", "users", "user"),
+    ("POST", r"/api/v0/bundles", "search", "user"),
+    ("GET", r"/api/v0/bundles", "search", "user"),
+    ("PUT", r"/api/v0/search/asks", "search", "user"),
+    ("PUT", r"/api/v0/asks/(?P<ask>\d+)", "rent", "user"),
+    ("GET", r"/api/v0/instances", "list_v0", "user"),
+    ("GET", r"/api/v1/instances", "list", "user"),
+    ("GET", r"/api/v[01]/instances/(?P<iid>\d+)", "show", "instance"),
+    ("PUT", r"/api/v[01]/instances/(?P<iid>\d+)", "manage", "instance"),
+    ("DELETE", r"/api/v[01]/instances/(?P<iid>\d+)", "destroy", "instance"),
+    ("POST", r"/api/v0/instances/(?P<iid>\d+)/ssh", "attach_ssh", "user"),
+    ("GET", r"/api/v0/instances/(?P<iid>\d+)/ssh", "instance_ssh", "user"),
+    ("DELETE", r"/api/v0/instances/(?P<iid>\d+)/ssh/(?P<kid>\d+)", "detach_ssh", "user"),
+    ("POST", r"/api/v0/ssh", "ssh_keys", "user"),
+    ("GET", r"/api/v0/ssh", "ssh_keys", "user"),
+    ("DELETE", r"/api/v0/ssh/(?P<kid>\d+)", "ssh_keys", "user"),
+    ("PUT", r"/api/v0/instances/request_logs/(?P<iid>\d+)", "logs", "instance"),
+]
 
 
-class VastEmulator:
+class VastEmulator(EmulatorServer):
     """The emulated API; `start()` serves it on 127.0.0.1 in a daemon thread (`.url`), `stop()` ends it."""
+
+    name = "vast"
+    routes = _ROUTES
 
     def __init__(self, api_keys: list[str] | str = "emulator-key", *, ssh_host: str = "127.0.0.1",
                  ssh_port: int = 22, authorized_keys: Path | str | None = None,
                  offers: list[dict] | None = None, boot_polls: tuple[int, int] = (1, 2),
                  auth_error_status: int = 401, run_onstart: bool = False, legacy_v0_list: bool = False,
                  host: str = "127.0.0.1", port: int = 0):
-        self.api_keys = {api_keys} if isinstance(api_keys, str) else set(api_keys)
+        super().__init__(api_keys, host=host, port=port)
         self.ssh_host, self.ssh_port = ssh_host, int(ssh_port)
         self.authorized_keys = Path(authorized_keys) if authorized_keys else None
         self._base_auth_lines: list[str] = []
@@ -104,37 +125,10 @@ class VastEmulator:
         self.legacy_v0_list = legacy_v0_list
         self.instances: dict[int, dict] = {}      # every instance ever created (destroyed ones kept)
         self.account_keys: dict[int, dict] = {}
-        self.faults: list[_Fault] = []
-        self.requests: list[dict] = []            # method, path (no query), endpoint, status
         self._onstart_procs: dict[int, subprocess.Popen] = {}
         self._timers: list[threading.Timer] = []
-        self._lock = threading.RLock()
         self._next_id = 7400101
         self._next_key_id = 501
-        self._host, self._port = host, port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # ---------------------------------------------------------------------------------- lifecycle
-    def start(self) -> "VastEmulator":
-        emu = self
-
-        class Handler(_Handler):
-            emulator = emu
-
-        self._server = ThreadingHTTPServer((self._host, self._port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="vast-emulator", daemon=True)
-        self._thread.start()
-        return self
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1] if self._server else self._port
-
-    @property
-    def url(self) -> str:
-        return f"http://{self._host}:{self.port}"
 
     def stop(self) -> None:
         with self._lock:
@@ -142,31 +136,9 @@ class VastEmulator:
                 t.cancel()
             for iid in list(self._onstart_procs):
                 self._kill_onstart(iid)
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> "VastEmulator":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        super().stop()
 
     # ------------------------------------------------------------------------------- test controls
-    def add_fault(self, endpoint: str, status: int, count: int = 1, body: Any = None, apply: bool = False,
-                  skip: int = 0) -> None:
-        """Answers the next `count` calls to `endpoint` (after `skip` good ones) with `status`.
-
-        status 0 drops the connection without a reply; apply=True performs the action first (a rent that
-        happened although the client saw a 5xx)."""
-        with self._lock:
-            self.faults.append(_Fault(endpoint, status, count, body, apply, skip))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self.faults.clear()
-
     def set_status(self, instance_id: int, actual_status: str | None) -> None:
         """Forces an instance's actual_status (e.g. 'exited', 'offline') from now on."""
         with self._lock:
@@ -201,31 +173,54 @@ class VastEmulator:
 
     def state(self) -> dict:
         with self._lock:
-            return {"instances": [self._public(i, internal=True) for i in self.instances.values()],
+            return {**super().state(),
+                    "instances": [self._public(i, internal=True) for i in self.instances.values()],
                     "live": [i["id"] for i in self.instances.values() if not i["_destroyed"]],
-                    "billing": self.billing(), "faults": [f.to_dict() for f in self.faults],
-                    "requests": list(self.requests)}
+                    "billing": self.billing()}
+
+    # ------------------------------------------------------------------------ the base's provider hooks
+    @staticmethod
+    def request_key(request: Any, query: dict) -> str | None:
+        """The key a call carries: `Authorization: Bearer` (the client) or `?api_key=` (the CLI)."""
+        auth = request.headers.get("Authorization") or ""
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        vals = query.get("api_key")
+        return vals[0] if vals else None
+
+    def authorize(self, auth: Any, params: dict, query: dict, request: Any) -> bool:
+        iid = int(params["iid"]) if auth == "instance" and params.get("iid") else None
+        return self._auth(self.request_key(request, query), iid)
+
+    def auth_failure(self) -> ApiError:
+        return ApiError(self.auth_error_status, _AUTH_BODY["msg"], error=_AUTH_BODY["error"])
+
+    def error_reply(self, status: int, message: str, **extra: Any) -> Reply:
+        code = extra.pop("error", _ERROR_CODES.get(status, "server_error"))
+        return Reply(status, {"success": False, "error": code, "msg": message, **extra})
+
+    def fault_reply(self, fault: Any) -> Reply:
+        """Vast's own fault bodies: a plain-text 429, nginx's HTML 5xx pages, else a JSON server error."""
+        if fault.body is not None:
+            return Reply(fault.status, fault.body)
+        if fault.status == 429:
+            return Reply(429, "API requests too frequent endpoint threshold=4.5", "text/plain")
+        if fault.status in (502, 503, 504):
+            names = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
+            return Reply(fault.status, f"<html><head><title>{fault.status} {names[fault.status]}</title></head>"
+                         f"<body><center><h1>{fault.status} {names[fault.status]}</h1></center></body></html>",
+                         "text/html")
+        return self.error_reply(fault.status, "Internal Server Error")
+
+    def route(self, endpoint: str, method: str, params: dict, query: dict, request: Any) -> Reply:
+        body = request.json_body() if method in ("POST", "PUT", "DELETE") else {}
+        return Reply(*self._answer(endpoint, method, params, query, body, request))
 
     # ---------------------------------------------------------------------------------- internals
-    def _take_fault(self, endpoint: str) -> _Fault | None:
-        with self._lock:
-            for f in self.faults:
-                if f.endpoint in (endpoint, "*") and f.count > 0:
-                    if f.skip > 0:
-                        f.skip -= 1
-                        continue
-                    f.count -= 1
-                    if f.count <= 0:
-                        self.faults.remove(f)
-                    return f
-        return None
-
     def _auth(self, key: str | None, instance_id: int | None = None) -> bool:
-        if key is None:
-            return False
-        if key in self.api_keys:
+        if self.check_key(key):
             return True
-        if instance_id is not None:
+        if key is not None and instance_id is not None:
             inst = self.instances.get(instance_id)
             return bool(inst and secrets.compare_digest(inst["_container_key"], key))
         return False
@@ -264,8 +259,7 @@ class VastEmulator:
             cond = {"eq": cond}
         for op, want in cond.items():
             if op not in _OPS:
-                raise _ApiError(400, {"success": False, "error": "invalid_args",
-                                      "msg": f"Unknown operator {op!r} for field {field!r}"})
+                raise ApiError(400, f"Unknown operator {op!r} for field {field!r}")
             if op in ("in", "notin"):
                 wants = [self._coerce(w, actual) for w in (want if isinstance(want, list) else [want])]
                 if isinstance(actual, str):
@@ -293,7 +287,7 @@ class VastEmulator:
         storage = float(query.get("allocated_storage", 5.0) or 5.0)
         otype = query.get("type", "on-demand")
         if otype not in ("on-demand", "ondemand", "bid", "reserved", "interruptible"):
-            raise _ApiError(400, {"success": False, "error": "invalid_args", "msg": f"invalid type {otype!r}"})
+            raise ApiError(400, f"invalid type {otype!r}")
         with self._lock:
             rows = [self._price(o, storage) for o in self.offers.values()]
         for raw_field, cond in query.items():
@@ -440,152 +434,10 @@ class VastEmulator:
         return row
 
 
-class _ApiError(Exception):
-    def __init__(self, status: int, body: Any):
-        self.status, self.body = status, body
-
-
-_AUTH_BODY = {"success": False, "error": "auth_error", "msg": "Invalid user key"}
-_ROUTES = [
-    # method, regex, endpoint name, auth ("user" | "instance" | None)
-    ("GET", r"/api/v0/gpu_names/unique", "gpu_names", None),
-    ("GET", r"/api/v0/users/current", "users", "user"),
-    ("POST", r"/api/v0/bundles", "search", "user"),
-    ("GET", r"/api/v0/bundles", "search", "user"),
-    ("PUT", r"/api/v0/search/asks", "search", "user"),
-    ("PUT", r"/api/v0/asks/(?P<ask>\d+)", "rent", "user"),
-    ("GET", r"/api/v0/instances", "list_v0", "user"),
-    ("GET", r"/api/v1/instances", "list", "user"),
-    ("GET", r"/api/v[01]/instances/(?P<iid>\d+)", "show", "instance"),
-    ("PUT", r"/api/v[01]/instances/(?P<iid>\d+)", "manage", "instance"),
-    ("DELETE", r"/api/v[01]/instances/(?P<iid>\d+)", "destroy", "instance"),
-    ("POST", r"/api/v0/instances/(?P<iid>\d+)/ssh", "attach_ssh", "user"),
-    ("GET", r"/api/v0/instances/(?P<iid>\d+)/ssh", "instance_ssh", "user"),
-    ("DELETE", r"/api/v0/instances/(?P<iid>\d+)/ssh/(?P<kid>\d+)", "detach_ssh", "user"),
-    ("POST", r"/api/v0/ssh", "ssh_keys", "user"),
-    ("GET", r"/api/v0/ssh", "ssh_keys", "user"),
-    ("DELETE", r"/api/v0/ssh/(?P<kid>\d+)", "ssh_keys", "user"),
-    ("PUT", r"/api/v0/instances/request_logs/(?P<iid>\d+)", "logs", "instance"),
-]
-_ROUTES_RE = [(m, re.compile("^" + p + "/?$"), name, auth) for m, p, name, auth in _ROUTES]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    emulator: VastEmulator
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes; no delayed-ACK stalls
-    server_version = "nginx"
-    sys_version = ""
-
-    def log_message(self, fmt: str, *args: Any) -> None:  # quiet: tests read emulator.requests instead
-        return
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    # ------------------------------------------------------------------------------------- plumbing
-    def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
-        data = body if isinstance(body, bytes) else (
-            body.encode() if isinstance(body, str) else json.dumps(body).encode())
-        self._record(status)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)  # exactly application/json: the CLI checks it
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _record(self, status: int) -> None:
-        """Logs the call before replying, so a client that got its answer finds it in `requests`."""
-        if getattr(self, "_recorded", True):
-            return
-        self._recorded = True
-        with self.emulator._lock:
-            self.emulator.requests.append({"method": self.command, "path": urlsplit(self.path).path,
-                                           "endpoint": self._endpoint, "status": status, "ts": time.time()})
-
-    def _body(self) -> Any:
-        raw = self._raw
-        if not raw.strip():
-            return {}
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise _ApiError(400, {"success": False, "error": "invalid_args", "msg": "Request body is not JSON"})
-
-    def _key(self, query: dict) -> str | None:
-        auth = self.headers.get("Authorization") or ""
-        if auth.lower().startswith("bearer "):
-            return auth[7:].strip()
-        vals = query.get("api_key")
-        return vals[0] if vals else None
-
-    def _dispatch(self, method: str) -> None:
-        emu = self.emulator
-        # read the body first, whatever happens next, so a keep-alive connection stays in sync
-        n = int(self.headers.get("Content-Length") or 0)
-        self._raw = self.rfile.read(n) if n else b""
-        parts = urlsplit(self.path)
-        path, query = parts.path, parse_qs(parts.query)
-        self._endpoint, self._recorded = "unknown", False
-        try:
-            if path.startswith("/_emulator/"):
-                self._endpoint = "control"
-                status, body = self._control(method, path)
-                self._send(status, body)
-                return
-            for m, rx, name, auth in _ROUTES_RE:
-                match = rx.match(path)
-                if m == method and match:
-                    endpoint, params = name, match.groupdict()
-                    self._endpoint = endpoint
-                    break
-            else:
-                raise _ApiError(404, {"success": False, "error": "not_found",
-                                      "msg": f"No route for {method} {path}"})
-            iid = int(params["iid"]) if params.get("iid") else None
-            if auth and not emu._auth(self._key(query), iid if auth == "instance" else None):
-                raise _ApiError(emu.auth_error_status, _AUTH_BODY)
-            fault = emu._take_fault(endpoint)
-            if fault is not None and fault.apply:
-                self._route(endpoint, method, params, query)  # it happened, but the reply is an error
-            if fault is not None:
-                if fault.status == 0:
-                    self._record(0)
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                    return
-                self._send_fault(fault)
-                return
-            self._send(*self._route(endpoint, method, params, query))
-        except _ApiError as e:
-            self._send(e.status, e.body)
-
-    def _send_fault(self, fault: _Fault) -> None:
-        if fault.body is not None:
-            self._send(fault.status, fault.body)
-        elif fault.status == 429:
-            self._send(429, "API requests too frequent endpoint threshold=4.5", "text/plain")
-        elif fault.status in (502, 503, 504):
-            names = {502: "Bad Gateway", 503: "Service Temporarily Unavailable", 504: "Gateway Time-out"}
-            self._send(fault.status, f"<html><head><title>{fault.status} {names[fault.status]}</title></head>"
-                       f"<body><center><h1>{fault.status} {names[fault.status]}</h1></center></body></html>",
-                       "text/html")
-        else:
-            self._send(fault.status, {"success": False, "error": "server_error", "msg": "Internal Server Error"})
-
     # --------------------------------------------------------------------------------------- routes
-    def _route(self, endpoint: str, method: str, params: dict, query: dict) -> tuple[int, Any]:
-        emu = self.emulator
-        body = self._body() if method in ("POST", "PUT", "DELETE") else {}
+    def _answer(self, endpoint: str, method: str, params: dict, query: dict, body: Any,
+                request: Any) -> tuple[int, Any]:
+        emu = self
         with emu._lock:
             if endpoint == "gpu_names":
                 return 200, {"gpu_names": _GPU_NAMES}
@@ -639,7 +491,7 @@ class _Handler(BaseHTTPRequestHandler):
             if endpoint == "destroy":
                 if not live:
                     return 404, {"success": False, "error": "not_found", "msg": "Instance not found"}
-                by = "container" if self._key(query) == inst["_container_key"] else "api"
+                by = "container" if self.request_key(request, query) == inst["_container_key"] else "api"
                 emu._destroy(iid, by=by)
                 return 200, {"success": True}
             if endpoint in ("attach_ssh", "instance_ssh", "detach_ssh") and not live:
@@ -667,10 +519,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if not live:
                     return 404, {"success": False, "error": "not_found", "msg": "Instance not found"}
                 return 200, {"success": True, "result_url": f"{emu.url}/_emulator/logs/{iid}"}
-        raise _ApiError(404, {"success": False, "error": "not_found", "msg": "unknown endpoint"})
+        raise ApiError(404, "unknown endpoint")
+
 
     def _rent(self, ask_id: int, body: dict) -> tuple[int, Any]:
-        emu = self.emulator
+        emu = self
         offer = emu.offers.get(ask_id)
         if offer is None or not offer["rentable"]:
             return 404, {"success": False, "error": "invalid_args", "ask_id": ask_id,
@@ -695,7 +548,7 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, {"success": True, "new_contract": inst["id"], "instance_api_key": inst["_container_key"]}
 
     def _list_v1(self, query: dict) -> tuple[int, Any]:
-        emu = self.emulator
+        emu = self
 
         def jparam(name: str, default: Any) -> Any:
             if name not in query:
@@ -703,8 +556,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 return json.loads(query[name][0])
             except ValueError:
-                raise _ApiError(400, {"success": False, "error": "invalid_args",
-                                      "msg": f"{name} must be JSON"})
+                raise ApiError(400, f"{name} must be JSON") from None
 
         filters = jparam("select_filters", {}) or {}
         order_by = jparam("order_by", [{"col": "id", "dir": "asc"}]) or [{"col": "id", "dir": "asc"}]
@@ -712,11 +564,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             limit = min(25, max(1, int(query.get("limit", ["25"])[0])))
         except ValueError:
-            raise _ApiError(400, {"success": False, "error": "invalid_args", "msg": "limit must be an integer"})
+            raise ApiError(400, "limit must be an integer") from None
         for f in filters:
             if f in _COMPUTED:
-                raise _ApiError(400, {"success": False, "error": "invalid_args",
-                                      "msg": f"Computed field {f!r} is not filterable"})
+                raise ApiError(400, f"Computed field {f!r} is not filterable")
         live = [i for i in emu.instances.values() if not i["_destroyed"]]
         rows = [emu._public(i) for i in live]
         for f, cond in filters.items():
@@ -729,7 +580,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 after = json.loads(base64.b64decode(query["after_token"][0]))["values"]["id"]
             except (ValueError, KeyError, TypeError):
-                raise _ApiError(400, {"success": False, "error": "invalid_args", "msg": "bad after_token"})
+                raise ApiError(400, "bad after_token") from None
             ids = [r["id"] for r in rows]
             rows = rows[ids.index(after) + 1:] if after in ids else [r for r in rows if r["id"] > after]
         page = rows[:limit]
@@ -745,7 +596,7 @@ class _Handler(BaseHTTPRequestHandler):
                      "label_counts": counts, "next_token": next_token, "instances": page}
 
     def _ssh_keys(self, method: str, params: dict, body: dict) -> tuple[int, Any]:
-        emu = self.emulator
+        emu = self
         if method == "GET":
             return 200, [dict(k) for k in emu.account_keys.values()]
         if method == "POST":
@@ -762,39 +613,28 @@ class _Handler(BaseHTTPRequestHandler):
             return 404, {"success": False, "error": "not_found", "msg": "SSH key not found"}
         return 200, {"success": True}
 
+
     # ------------------------------------------------------------------------------ control plane
-    def _control(self, method: str, path: str) -> tuple[int, Any]:
-        emu = self.emulator
-        body = self._body() if method in ("POST", "PUT", "DELETE") else {}
-        if path.rstrip("/") == "/_emulator/faults":
-            if method == "POST":
-                items = body if isinstance(body, list) else [body]
-                for f in items:
-                    emu.add_fault(f["endpoint"], f["status"], f.get("count", 1), f.get("body"),
-                                  f.get("apply", False), f.get("skip", 0))
-                return 200, {"success": True, "faults": [f.to_dict() for f in emu.faults]}
-            if method == "DELETE":
-                emu.clear_faults()
-                return 200, {"success": True}
-            return 200, {"faults": [f.to_dict() for f in emu.faults]}
-        if path.rstrip("/") == "/_emulator/state":
-            return 200, emu.state()
+    def control(self, method: str, path: str, body: Any) -> Reply:
+        """The base's faults and state, plus forcing an instance's status, a scheduled destroy and logs."""
+        emu = self
         m = re.match(r"^/_emulator/instances/(\d+)/(status|schedule_destroy)/?$", path)
         if m and method == "POST":
             iid = int(m.group(1))
             if iid not in emu.instances:
-                return 404, {"success": False, "error": "not_found", "msg": "Instance not found"}
+                return self.error_reply(404, "Instance not found")
             if m.group(2) == "status":
                 emu.set_status(iid, body.get("actual_status"))
             else:
                 emu.schedule_destroy(iid, float(body.get("after_s", 0)))
-            return 200, {"success": True}
+            return Reply(200, {"success": True})
         m = re.match(r"^/_emulator/logs/(\d+)/?$", path)
         if m:
             inst = emu.instances.get(int(m.group(1)))
             text = "" if inst is None else f"onstart: {inst.get('onstart') or ''}\n{inst.get('status_msg') or ''}\n"
-            return 200, {"logs": text}
-        return 404, {"success": False, "error": "not_found", "msg": "unknown emulator control path"}
+            return Reply(200, {"logs": text})
+        return super().control(method, path, body)
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -818,17 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     emu = VastEmulator(keys, ssh_host=a.ssh_host, ssh_port=a.ssh_port, authorized_keys=a.authorized_keys,
                        boot_polls=(null_polls, loading_polls), auth_error_status=a.auth_error_status,
                        run_onstart=a.run_onstart, legacy_v0_list=a.legacy_v0_list, host=a.host, port=a.port)
-    emu.start()
-    print(f"Vast.ai emulator on {emu.url} (set VAST_API_URL={emu.url}); instances -> ssh root@{a.ssh_host}:"
-          f"{a.ssh_port}; {len(emu.offers)} offers. Ctrl-C stops.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    emu.stop()
-    return 0
+    return serve_forever(emu, lambda e: f"Vast.ai emulator on {e.url} (set VAST_API_URL={e.url}); instances -> "
+                                        f"ssh root@{a.ssh_host}:{a.ssh_port}; {len(e.offers)} offers. Ctrl-C stops.")
 
 
 if __name__ == "__main__":

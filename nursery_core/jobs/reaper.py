@@ -79,6 +79,13 @@ def _release(provider: str, client, instance_id) -> None:
 
 LISTERS = {"vast": _vast_rows, "runpod": _runpod_rows, "together": _recorded_rows("together"),
            "replicate": _recorded_rows("replicate")}
+# The providers with nothing to reap, and why (every provider is in LISTERS or here: tests/test_cloud_cli.py).
+NOTHING_TO_REAP = {
+    "ssh": "the user's own server: Nursery rents and bills nothing there, and the next runner re-attaches to a "
+           "run a dead dashboard left (jobs/backends/ssh.py recover)",
+    "modal": "the run is a call in an ephemeral Modal app (`app.run()`, not --detach), which Modal stops with the "
+             "process that started it (modal.com/docs/guide/apps); the next runner marks the job",
+}
 
 
 def _clients(clients: dict | None) -> tuple[dict, set[str]]:

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ..base_models import resolve
-from ..errors import BackendError
+from ..errors import BackendError, InvalidInput
 from ..estimate import nursery_estimate_cost
 from ..training.config import TrainConfig
 from .api import (
@@ -38,7 +38,8 @@ def nursery_train_cloud(dataset: str, base_model: str = "smollm2-135m", output_n
                         ssh_server: str | None = None, host: str | None = None, port: int | None = None,
                         user: str | None = None, key_path: str | None = None, python: str | None = None,
                         remote_root: str | None = None, trainer: str | None = None,
-                        destination: str | None = None, created_by: str | None = None, **hyper: Any) -> dict:
+                        destination: str | None = None, hardware: str | None = None,
+                        created_by: str | None = None, **hyper: Any) -> dict:
     """Queues a cloud run after checking everything (dataset, base model, output name, provider settings and
     caps); returns the job's status (nursery_job_status's keys). A JobRunner (dashboard or
     `train-cloud --wait`) runs it. Caps: max_dph in US$ per GPU hour, max_hours wall-clock hours, max_cost
@@ -50,7 +51,7 @@ def nursery_train_cloud(dataset: str, base_model: str = "smollm2-135m", output_n
     options = {"gpu": gpu, "offer_id": offer_id, "min_gpu_ram_gb": min_gpu_ram_gb, "gpu_count": gpu_count,
                "image": image, "disk_gb": disk_gb, "ssh_server": ssh_server, "host": host, "port": port, "user": user,
                "key_path": key_path, "python": python, "remote_root": remote_root, "trainer": trainer,
-               "destination": destination}
+               "destination": destination, "hardware": hardware}
     config = build_config(base_model, hyper)
     try:
         source, spec = base_model_source(base_model)
@@ -65,6 +66,20 @@ def nursery_train_cloud(dataset: str, base_model: str = "smollm2-135m", output_n
                      provider_state={"provider": provider, "request": request, "phase": "queued"})
     notify_all()
     return nursery_job_status(job["id"])
+
+
+def nursery_price_quote(dataset: str, base_model: str = "smollm2-135m", provider: str = "together",
+                        epochs: float | None = None) -> dict:
+    """The provider's price for training `dataset` next to Nursery's, each labelled with its source: {"provider",
+    "epochs", "estimates": [{"source", "usd" (None when unavailable), "how"}, ...]}. Only providers that quote
+    before a run (Together.ai) have one. Raises InvalidInput for another provider, NotFound for the dataset."""
+    backend = get_provider(provider)
+    quote = getattr(backend, "quote", None)
+    if quote is None:
+        raise InvalidInput(f"{backend.label} gives no price before a run (only Together.ai does); its cost is in "
+                           "the GPU table above and in the job once it runs", field="provider")
+    check_training_dataset(dataset)
+    return quote(dataset, base_model, build_config(base_model, {"epochs": epochs} if epochs else {}))
 
 
 def _estimate(dataset: str, base_model: str, config: TrainConfig) -> dict | None:

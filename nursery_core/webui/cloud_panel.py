@@ -148,11 +148,14 @@ def render_instance_state(job: dict) -> None:
             st.caption("Caps: " + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in budget.items()))
     elif job["kind"] == "ssh":
         cols[1].metric("Server", str(state.get("server") or "–"))
-    else:  # managed: the provider's own run id, Together's price estimate
+    else:  # managed: the provider's own run id; Together's price estimate beside Nursery's
         cols[1].metric("Run", str(state.get("fine_tune_id") or state.get("training_id") or state.get("call_id")
                                   or "–"))
         if state.get("together_estimate_usd") is not None:
             cols[2].metric("Together's estimate", f"${float(state['together_estimate_usd']):.4f}")
+        if state.get("nursery_estimate_usd") is not None:
+            cols[3].metric("Nursery's estimate", f"${float(state['nursery_estimate_usd']):.4f}",
+                           help=state.get("nursery_estimate_how"))
         if job.get("cost_usd") is not None:
             st.caption(f"Cost ${float(job['cost_usd']):.4f}")
         for note in state.get("mapping") or []:

@@ -13,7 +13,7 @@ Adding a cloud provider is one module, `jobs/backends/<name>.py`, plus one line 
 - `request(options, estimate) -> dict` — at submit time, in the caller's process: validate the provider
   options the user gave (the keyword arguments of `nursery_train_cloud`: gpu, gpu_count, offer_id,
   min_gpu_ram_gb, image, disk_gb, ssh_server, host, port, user, key_path, python, remote_root, trainer,
-  destination; absent ones are None; `run_options.CloudRunOptions` says which provider reads which) and
+  destination, hardware; absent ones are None; `run_options.CloudRunOptions` says which provider reads which) and
   return the request stored in the job's `provider_state["request"]` — JSON, never a secret (check that a
   key is configured, do not copy it). `estimate` is the job's memory/time estimate or None. Raises
   InvalidInput (field named) or InvalidConfig.

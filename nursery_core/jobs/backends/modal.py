@@ -9,8 +9,9 @@ Modal speaks gRPC and cannot be emulated faithfully, so everything Modal-specifi
 `ModalLauncher` (spawn -> `ModalCall` with result/cancel, fetch from a Volume); `ModalSDK` is the real one
 (the `modal` package, credentials MODAL_TOKEN_ID / MODAL_TOKEN_SECRET), and tests pass a fake at this seam.
 Budget: max_hours becomes the function's timeout (Modal ends it) and is enforced here too; max_cost is
-refused (Nursery has no Modal price table). The worker's events arrive when the function returns (its
-events.jsonl is copied to the Volume at the end), so the job shows progress at the end, not live.
+refused (MAX_COST_REFUSAL says why). Progress is live: the function puts the worker's events on an ephemeral
+`modal.Queue` while it trains (cloud/modal_app.py), drained here at every poll into the job's events; the
+events.jsonl the function copies to the Volume at the end fills in whatever the queue did not deliver.
 """
 from __future__ import annotations
 
@@ -37,20 +38,30 @@ DEFAULT_GPU = "L4"
 DEFAULT_TIMEOUT_S = 7200
 VOLUME = "nursery-adapters"
 MACHINE_OPTIONS = ("offer_id", "min_gpu_ram_gb", "image", "disk_gb", "ssh_server", "host", "port", "user",
-                   "key_path", "python", "remote_root", "trainer", "destination")
+                   "key_path", "python", "remote_root", "trainer", "destination", "hardware")
 
 
 class ModalCallFailed(BackendError):
     """The Modal function raised, timed out or its output expired."""
 
 
+MAX_COST_REFUSAL = (
+    "max_cost cannot be enforced on Modal: Modal bills each second of GPU, CPU and memory at rates published "
+    "only on modal.com/pricing (no API gives them, so Nursery cannot turn a budget into a time limit it can "
+    "trust). Use max_hours, which becomes the function's timeout, and a workspace budget in Modal's settings "
+    "(modal.com/docs/guide/budgets)")
+
+
 class ModalCall(Protocol):
     """A spawned function call: `id`, `result(timeout)` (the function's return value, None while it runs;
-    raises ModalCallFailed), `cancel()`."""
+    raises ModalCallFailed), `progress()` (the worker events that arrived since the last call, oldest first),
+    `cancel()`."""
 
     id: str
 
     def result(self, timeout: float) -> dict | None: ...
+
+    def progress(self) -> list[dict]: ...
 
     def cancel(self) -> None: ...
 
@@ -77,8 +88,12 @@ def load_app_module(app_file: Path) -> Any:
 
 
 class _SDKCall:
-    def __init__(self, fc: Any):
-        self.fc, self.id = fc, fc.object_id
+    def __init__(self, fc: Any, queue: Any):
+        self.fc, self.id, self.queue = fc, fc.object_id, queue
+
+    def progress(self) -> list[dict]:
+        # non-blocking get_many returns [] at once when the queue is empty (modal/queue.py Queue.get_many)
+        return list(self.queue.get_many(1000, block=False))
 
     def result(self, timeout: float) -> dict | None:
         import modal.exception as mx
@@ -103,12 +118,17 @@ class ModalSDK:
 
     def __init__(self) -> None:
         self._ctx: Any = None
+        self._queue_ctx: Any = None
 
     def spawn(self, app_file: Path, code_tar: bytes, job_tar: bytes) -> ModalCall:
+        import modal
+
         mod = load_app_module(app_file)
         self._ctx = mod.app.run()
         self._ctx.__enter__()
-        return _SDKCall(mod.train.spawn(code_tar, job_tar))
+        self._queue_ctx = modal.Queue.ephemeral()
+        queue = self._queue_ctx.__enter__()
+        return _SDKCall(mod.train.spawn(code_tar, job_tar, queue.object_id), queue)
 
     def fetch(self, volume: str, remote_dir: str, dest: Path) -> list[str]:
         import modal
@@ -131,9 +151,35 @@ class ModalSDK:
         return names
 
     def close(self) -> None:
+        if self._queue_ctx is not None:
+            self._queue_ctx.__exit__(None, None, None)
+            self._queue_ctx = None
         if self._ctx is not None:
             self._ctx.__exit__(None, None, None)
             self._ctx = None
+
+
+class _LiveEvents:
+    """The worker events streamed so far: `seen` counts them (finals included: they are in the file too)."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx, self.seen, self.stopped = ctx, 0, False
+
+    def poll(self, call: ModalCall) -> None:
+        """Emits the events that arrived since the last poll; a failing queue stops live progress, not the run
+        (the Volume keeps every event)."""
+        if self.stopped:
+            return
+        try:
+            events = call.progress()
+        except Exception as e:  # noqa: BLE001 — reported; the events are read from the Volume at the end
+            self.ctx.log(f"live progress from Modal stopped: {e}")
+            self.stopped = True
+            return
+        for ev in events:
+            self.seen += 1
+            if not is_final(ev):
+                self.ctx.emit(ev)
 
 
 class ModalBackend:
@@ -164,8 +210,7 @@ class ModalBackend:
         req = dict((job.get("provider_state") or {}).get("request") or {})
         budget = dict(job.get("budget") or {})
         if budget.get("max_cost") is not None:
-            raise InvalidConfig("max_cost cannot be enforced on Modal (Nursery has no Modal price table): use "
-                                "max_hours, which becomes the function's timeout")
+            raise InvalidConfig(MAX_COST_REFUSAL)
         timeout_s = int(min(MAX_TIMEOUT_S, float(budget["max_hours"]) * 3600)) if budget.get("max_hours") \
             else DEFAULT_TIMEOUT_S
         state: dict[str, Any] = {"provider": KIND, "request": req, "phase": "generating"}
@@ -185,9 +230,12 @@ class ModalBackend:
                                        "label": f"nursery-{job['id']}", "state": "running",
                                        "gpu_name": req.get("gpu"), "dph": None, "data": {"app": str(app_file)}})
             ctx.log(f"spawned Modal function call {call.id} on {req.get('gpu') or DEFAULT_GPU}")
-            out = self._follow(ctx, call, budget, started)
+            live = _LiveEvents(ctx)
+            out = self._follow(ctx, call, budget, started, live)
             finished = True
-            self._record_events(ctx, launcher, out)
+            live.poll(call)
+            ctx.log(f"{live.seen} events streamed from Modal while the function ran")
+            self._record_events(ctx, launcher, out, skip=live.seen)
             if out.get("status") != DONE or not out.get("adapter_dir"):  # status: the worker's final event kind
                 final = out.get("final") or {}
                 raise BackendError(f"the Modal run ended {out.get('status')} (exit {out.get('exit_code')})"
@@ -206,11 +254,13 @@ class ModalBackend:
             finally:
                 launcher.close()
 
-    def _follow(self, ctx: RunContext, call: ModalCall, budget: dict, started: float) -> dict:
-        """Waits for the call's result, polling for cancel, shutdown and max_hours (then cancels it)."""
+    def _follow(self, ctx: RunContext, call: ModalCall, budget: dict, started: float, live: "_LiveEvents") -> dict:
+        """Waits for the call's result, turning streamed events into job events and polling for cancel, shutdown
+        and max_hours (then cancels it)."""
         poll = env_float("NURSERY_MODAL_POLL_S", 5.0)
         while True:
             out = call.result(timeout=poll)
+            live.poll(call)
             ctx.heartbeat()
             if out is not None:
                 return out
@@ -229,8 +279,9 @@ class ModalBackend:
             raise BackendError(f"Modal function call {call.id} was cancelled because the dashboard shut down")
 
     @staticmethod
-    def _record_events(ctx: RunContext, launcher: ModalLauncher, out: dict) -> None:
-        """Copies the run's events.jsonl from the Volume into the job's events (progress, losses)."""
+    def _record_events(ctx: RunContext, launcher: ModalLauncher, out: dict, skip: int = 0) -> None:
+        """Copies the run's events.jsonl from the Volume into the job's events (progress, losses), after the
+        first `skip` (those already streamed live)."""
         run_dir = str(out.get("run_id") or "")
         if not run_dir:
             return
@@ -243,7 +294,7 @@ class ModalBackend:
         path = tmp / "events.jsonl"
         if path.exists():
             events, _ = decode_events(path.read_bytes().split(b"\n"), 0)
-            for ev in events:
+            for ev in events[skip:]:
                 if not is_final(ev):
                     ctx.emit(ev)
 

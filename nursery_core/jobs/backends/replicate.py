@@ -11,8 +11,11 @@ unpacked into the job's output/ for the normal registration into models/.
 A trainer whose base Nursery cannot load is refused before anything is uploaded: Replicate's own LLM trainers
 (`KNOWN_TRAINER_BASES`, from replicate.com/docs/guides/fine-tune-a-language-model) train Llama-2, which is no
 Nursery base. For any other trainer the adapter's `base_model_name_or_path` must be the run's base, else the run
-fails and nothing is registered. Cost: Replicate bills seconds of hardware while processing; the rate is
-NURSERY_REPLICATE_USD_PER_S (default 0.0058, the 8x A40 rate on Replicate's train page), used for max_cost.
+fails and nothing is registered. Cost: Replicate bills seconds of the trainer's hardware while processing; the
+rate comes from the `hardware` option (the SKU the trainer's page names; default gpu-a40-large-8x, the LLM
+trainers' 8x A40) through `cloud.replicate.HARDWARE_USD_PER_S` (replicate.com/pricing), or
+NURSERY_REPLICATE_USD_PER_S when set. max_dph refuses hardware above it before anything is uploaded; max_cost
+cancels the training once its processing seconds cost that much.
 
 Settings: REPLICATE_API_TOKEN (or [replicate] api_token), REPLICATE_BASE_URL (the SDK's override: the
 emulator), REPLICATE_OWNER (or [replicate] owner: the default destination's owner), NURSERY_REPLICATE_POLL_S.
@@ -31,7 +34,7 @@ from typing import Any, Callable
 from ... import paths
 from ...base_models import load_tokenizer, resolve
 from ...cloud.credentials import load_secrets
-from ...cloud.replicate import TERMINAL_STATUSES, ReplicateClient
+from ...cloud.replicate import TERMINAL_STATUSES, ReplicateClient, usd_per_second
 from ...errors import BackendError, InvalidConfig, InvalidInput, NotFound
 from ...rows import JobRow
 from ...store import now
@@ -41,13 +44,13 @@ from ..context import RunContext
 from ..errors import Cancelled
 from ..events import PROGRESS, START
 from ..supervise import result_from_output
+from .managed import recover_run, release_run
 from .options import env_float as _env
 from .options import refuse_options, require_key
 from .remote import BudgetReached
 from .together import read_jsonl
 
 KIND = "replicate"
-DEFAULT_USD_PER_S = 0.0058
 # Replicate's own LLM trainers and the base each trains (replicate.com/docs/guides/fine-tune-a-language-model).
 KNOWN_TRAINER_BASES = {f"meta/llama-2-{size}{chat}": f"meta-llama/Llama-2-{size}{'-chat' if chat else ''}-hf"
                        for size in ("7b", "13b", "70b") for chat in ("", "-chat")}
@@ -118,8 +121,9 @@ class ReplicateBackend:
         self._client_factory = client_factory
 
     def request(self, options: dict[str, Any], estimate: dict[str, Any] | None) -> dict[str, Any]:
-        """{trainer, destination}. InvalidConfig without an API token or a destination owner; InvalidInput for
-        a missing or malformed trainer/destination or a machine option Replicate cannot honour."""
+        """{trainer, destination, hardware}. InvalidConfig without an API token or a destination owner;
+        InvalidInput for a missing or malformed trainer/destination, hardware without a known price, or a
+        machine option Replicate cannot honour."""
         require_key(KIND, self.label)
         refuse_options(options, MACHINE_OPTIONS, self.label, "a managed training: the trainer picks the hardware")
         trainer = str(options.get("trainer") or "").strip()
@@ -134,7 +138,12 @@ class ReplicateBackend:
         if dest is None and replicate_owner() is None:
             raise InvalidConfig("Replicate needs a destination model: give destination owner/name, or set "
                                 "REPLICATE_OWNER (or [replicate] owner in .streamlit/secrets.toml)")
-        return {"trainer": trainer, "destination": dest}
+        hardware = str(options.get("hardware") or "").strip() or None
+        try:
+            usd_per_second(hardware)
+        except ValueError as e:
+            raise InvalidInput(str(e), field="hardware") from None
+        return {"trainer": trainer, "destination": dest, "hardware": hardware}
 
     def client(self) -> Any:
         return self._client_factory() if self._client_factory is not None else ReplicateClient()
@@ -147,6 +156,11 @@ class ReplicateBackend:
         cfg = TrainConfig.from_dict(job.get("config") or {})
         trainer = req["trainer"]
         refuse_unloadable_trainer(trainer, job["base_model"])
+        rate, rate_source = usd_per_second(req.get("hardware"))
+        ctx.log(f"Replicate bills ${rate:.6f}/s (${rate * 3600:.2f}/h) for this training: {rate_source}")
+        if budget.get("max_dph") and rate * 3600.0 > float(budget["max_dph"]) + 1e-12:
+            raise BackendError(f"Replicate hardware costs ${rate * 3600:.2f}/h ({rate_source}), above your cap of "
+                               f"max ${float(budget['max_dph']):g}/h: nothing was uploaded or started")
         state: dict[str, Any] = {"provider": KIND, "request": req, "phase": "rendering"}
         ctx.update(provider_state=state)
         client = self.client()
@@ -182,7 +196,7 @@ class ReplicateBackend:
                                        "label": f"nursery-{job['id']}", "state": "starting", "gpu_name": None,
                                        "dph": None, "data": {"trainer": trainer, "destination": dest}})
             ctx.log(f"created Replicate training {training['id']} on {trainer} -> {dest}")
-            training = self._follow(ctx, client, training, state, budget, started)
+            training = self._follow(ctx, client, training, state, budget, started, rate)
             out = ctx.job_dir / "output"
             if out.exists():
                 shutil.rmtree(out)
@@ -190,7 +204,7 @@ class ReplicateBackend:
             ctx.log(f"downloaded the weights ({len(names)} files)")
             self._check_base(out, job)
             result = result_from_output(ctx.job_dir, {"output_dir": str(out)}, started)
-            cost = self._cost(training)
+            cost = self._cost(training, rate)
             result["actual"].update(provider=KIND, training_id=training["id"], cost_usd=cost,
                                     version=(training.get("output") or {}).get("version"))
             ctx.update(cost_usd=cost)
@@ -211,15 +225,15 @@ class ReplicateBackend:
                                f"{want}: it was not registered (pick a trainer for {job['base_model']})")
 
     @staticmethod
-    def _cost(t: dict) -> float | None:
+    def _cost(t: dict, rate: float) -> float | None:
         secs = (t.get("metrics") or {}).get("predict_time")
-        return round(float(secs) * _env("NURSERY_REPLICATE_USD_PER_S", DEFAULT_USD_PER_S), 6) if secs else None
+        return round(float(secs) * rate, 6) if secs else None
 
-    def _follow(self, ctx: RunContext, client: Any, t: dict, state: dict, budget: dict, started: float) -> dict:
+    def _follow(self, ctx: RunContext, client: Any, t: dict, state: dict, budget: dict, started: float,
+                rate: float) -> dict:
         """Polls the training until it ends, turning its logs into job events (a `loss` line is one progress
         step); cancels it on a cancel, shutdown or cap. Returns the succeeded training."""
         poll = _env("NURSERY_REPLICATE_POLL_S", 5.0)
-        rate = _env("NURSERY_REPLICATE_USD_PER_S", DEFAULT_USD_PER_S)
         seen, step, status, stop_why, processing_since = 0, 0, t.get("status"), None, None
         while True:
             if stop_why is None:
@@ -266,33 +280,25 @@ class ReplicateBackend:
 
     def _release(self, ctx: RunContext, client: Any, t: dict, file_id: str | None, state: dict) -> None:
         """Makes sure the training is over (cancel when not) and deletes the uploaded data file."""
-        problems = []
-        if t.get("id"):
-            try:
-                cur = client.get_training(t["id"])
-                if cur.get("status") not in TERMINAL_STATUSES:
-                    client.cancel_training(t["id"])
-                    cur = client.get_training(t["id"])
-                    ctx.log(f"Replicate training {t['id']} is {cur.get('status')}")
-                ctx.store.update_instance(t["id"], state="destroyed", destroyed_at=now())
-            except Exception as e:  # noqa: BLE001 — named in the job log with what to do
-                problems.append(f"could not confirm Replicate training {t['id']} stopped: {e}; cancel it at "
-                                f"replicate.com/p/{t['id']}")
-        if file_id:
-            try:
-                client.delete_file(file_id)
-            except Exception as e:  # noqa: BLE001 — Replicate deletes it after 24 h anyway; logged
-                problems.append(f"could not delete Replicate file {file_id}: {e}")
-        for p in problems:
-            ctx.log(p)
-        state["phase"] = "released" if not problems else "release_failed"
-        ctx.update(provider_state=state)
+        def stop() -> None:
+            if client.get_training(t["id"]).get("status") not in TERMINAL_STATUSES:
+                client.cancel_training(t["id"])
+                ctx.log(f"Replicate training {t['id']} is {client.get_training(t['id']).get('status')}")
+
+        release_run(ctx, state, run_id=t.get("id"), label="Replicate", what="Replicate training", stop=stop,
+                    files=[file_id] if file_id else [], delete_file=client.delete_file,
+                    manual=f"cancel it at replicate.com/p/{t.get('id')}")
 
     def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
         """The dashboard died mid-run: cancel the training it left (the run is not re-attached)."""
         tid = (job.get("provider_state") or {}).get("training_id")
         if not tid:
             return None
+        client = self.client()
+        recover_run(ctx, client, tid, what="Replicate training", verb="canceled",
+                    is_over=lambda: client.get_training(tid).get("status") in TERMINAL_STATUSES,
+                    cancel=lambda: client.cancel_training(tid))
+        return None
         client = self.client()
         try:
             if client.get_training(tid).get("status") not in TERMINAL_STATUSES:

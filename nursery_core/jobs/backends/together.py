@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ...base_models import resolve
-from ...cloud.together import TERMINAL_STATUSES, TogetherClient, write_training_file
+from ...cloud.together import TERMINAL_STATUSES, TogetherClient, nursery_price, write_training_file
 from ...errors import BackendError, InvalidConfig
+from ...estimate import count_base_tokens
 from ...rows import JobRow
 from ...store import now
 from ...training.config import ALL_LINEAR, TrainConfig
@@ -31,6 +33,7 @@ from ..context import RunContext
 from ..errors import Cancelled
 from ..events import PROGRESS, START
 from ..supervise import result_from_output
+from .managed import recover_run, release_run
 from .options import env_float as _env
 from .options import refuse_options, require_key
 from .remote import BudgetReached
@@ -41,7 +44,8 @@ CANCELLED_STATUSES = frozenset({"cancelled"})
 ERROR_LEVELS = frozenset({"error"})
 # The options that mean something only for a rented machine; Together runs on its own hardware.
 MACHINE_OPTIONS = ("gpu", "gpu_count", "offer_id", "min_gpu_ram_gb", "image", "disk_gb", "ssh_server", "host",
-                   "port", "user", "key_path", "python", "remote_root", "trainer", "destination")
+                   "port", "user", "key_path", "python", "remote_root", "trainer", "destination",
+                   "hardware")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -94,6 +98,31 @@ def map_hyper(cfg: TrainConfig, limits: dict, *, model: str, training_file: str,
     return body, notes
 
 
+def nursery_estimate(base_model: str, train_rows: list[dict], eval_rows: list[dict], n_epochs: int,
+                     n_evals: int) -> dict:
+    """Nursery's price for a Together run: the base's tokens of each split (estimate.count_base_tokens) at
+    Together's per-token rate (cloud.together.nursery_price); {"source": "Nursery", "usd", "tokens", "how"}."""
+    train = count_base_tokens(train_rows, base_model)["total"] if train_rows else 0
+    evals = count_base_tokens(eval_rows, base_model)["total"] if eval_rows and n_evals else 0
+    return {"source": "Nursery", **nursery_price(train, n_epochs, evals, n_evals, resolve(base_model).params)}
+
+
+def together_estimate(est: dict) -> dict:
+    """Together's own answer to POST /v1/fine-tunes/estimate-price as {"source": "Together", "usd" (None when
+    it gave none), "how"}."""
+    if not est.get("estimation_available", True):
+        return {"source": "Together", "usd": None,
+                "how": f"Together gave no estimate: {est.get('unavailable_reason') or 'no reason given'}"}
+    how = "Together's estimate-price API"
+    if est.get("estimated_train_token_count") is not None:
+        how += f", {int(est['estimated_train_token_count']):,} training tokens by its count"
+    return {"source": "Together", "usd": round(float(est.get("estimated_total_price") or 0.0), 6), "how": how}
+
+
+def _usd(v: float | None) -> str:
+    return "n/a" if v is None else f"${float(v):.4f}"
+
+
 class TogetherBackend:
     """Runs a job as a Together.ai LoRA fine-tune (see module docstring)."""
 
@@ -109,6 +138,43 @@ class TogetherBackend:
         require_key(KIND, self.label)
         refuse_options(options, MACHINE_OPTIONS, self.label, "a managed fine-tune: Together picks the hardware")
         return {}
+
+    def quote(self, dataset: str, base_model: str, config: TrainConfig) -> dict[str, Any]:
+        """Both price estimates before a run, each labelled with its source: Nursery's (token counts at
+        Together's rate) and Together's own (the dataset's splits are uploaded in Together's format, priced by
+        POST /v1/fine-tunes/estimate-price, and deleted). Returns {"provider", "epochs", "estimates":
+        [Nursery's, Together's]}; Together's `usd` is None with the reason in `how` when no key is set."""
+        from ...datasets import load_examples
+        from ...errors import InvalidConfig as NoKey
+
+        train, evals = load_examples(dataset, "train"), load_examples(dataset, "eval")
+        n_epochs, n_evals = max(1, math.ceil(config.epochs)), 1 if evals else 0
+        ours = nursery_estimate(base_model, train, evals, n_epochs, n_evals)
+        try:
+            require_key(KIND, self.label)
+        except NoKey as e:
+            return {"provider": KIND, "epochs": n_epochs,
+                    "estimates": [ours, {"source": "Together", "usd": None, "how": f"not asked: {e}"}]}
+        client, files = self.client(), []
+        try:
+            with tempfile.TemporaryDirectory(prefix="nursery-together-quote-") as tmp:
+                ids = []
+                for name, rows in (("train.jsonl", train), ("eval.jsonl", evals)):
+                    if rows:
+                        write_training_file(rows, Path(tmp) / name)
+                        files.append(client.upload_file(Path(tmp) / name)["id"])
+                        ids.append(files[-1])
+                    else:
+                        ids.append(None)
+                est = client.estimate_price(training_file=ids[0], model=together_model(base_model),
+                                            n_epochs=n_epochs, n_evals=n_evals, validation_file=ids[1])
+            return {"provider": KIND, "epochs": n_epochs, "estimates": [ours, together_estimate(est)]}
+        finally:
+            try:
+                for fid in files:
+                    client.delete_file(fid)
+            finally:
+                client.close()
 
     def client(self) -> Any:
         return self._client_factory() if self._client_factory is not None else TogetherClient()
@@ -161,7 +227,8 @@ class TogetherBackend:
             cost = self._cost(ft)
             result["actual"].update(provider=KIND, fine_tune_id=ft["id"], steps=ft.get("steps_completed"),
                                     token_count=ft.get("token_count"), cost_usd=cost,
-                                    together_estimate_usd=state.get("together_estimate_usd"))
+                                    together_estimate_usd=state.get("together_estimate_usd"),
+                                    nursery_estimate_usd=state.get("nursery_estimate_usd"))
             ctx.update(cost_usd=cost)
             return result
         finally:
@@ -199,16 +266,20 @@ class TogetherBackend:
         est = client.estimate_price(training_file=body["training_file"], model=body["model"],
                                     n_epochs=body["n_epochs"], n_evals=body.get("n_evals", 0),
                                     validation_file=body.get("validation_file"))
-        if not est.get("estimation_available", True):
-            ctx.log(f"Together gave no price estimate ({est.get('unavailable_reason')})")
+        ours = nursery_estimate(job["base_model"], read_jsonl(ctx.job_dir / "data" / "train.jsonl"),
+                                read_jsonl(ctx.job_dir / "data" / "eval.jsonl"), body["n_epochs"],
+                                body.get("n_evals", 0) if body.get("validation_file") else 0)
+        state.update(nursery_estimate_usd=ours["usd"], nursery_estimate_how=ours["how"])
+        theirs = together_estimate(est)
+        state["together_estimate_usd"] = theirs["usd"]
+        ctx.log("price estimates: " + "; ".join(f"{e['source']}'s {_usd(e['usd'])} ({e['how']})"
+                                                for e in (theirs, ours)))
+        if theirs["usd"] is None:
             if budget.get("max_cost") is not None:
                 raise BackendError("Together gave no price estimate, so the max_cost cap cannot be checked: "
                                    "remove max_cost or try again")
             return
-        price = float(est.get("estimated_total_price") or 0.0)
-        state["together_estimate_usd"] = round(price, 6)
-        ours = (job.get("estimate") or {}).get("cost_usd")
-        ctx.log(f"Together's price estimate: ${price:.4f}" + (f" (Nursery's: ${float(ours):.4f})" if ours else ""))
+        price = float(theirs["usd"])
         if est.get("allowed_to_proceed") is False:
             raise BackendError(f"Together says this account cannot pay for the run (estimate ${price:.4f}, "
                                f"limit ${float(est.get('user_limit') or 0):.2f}): add credit")
@@ -270,33 +341,22 @@ class TogetherBackend:
 
     def _release(self, ctx: RunContext, client: Any, ft: dict, files: list[str], state: dict) -> None:
         """Makes sure the fine-tune is terminal (cancel, then wait a little) and deletes the uploaded files."""
-        problems = []
-        if ft.get("id"):
-            try:
-                cur = client.retrieve(ft["id"])
-                if cur.get("status") not in TERMINAL_STATUSES:
-                    client.cancel(ft["id"])
-                    deadline = time.monotonic() + _env("NURSERY_TOGETHER_CANCEL_WAIT_S", 120.0)
-                    while cur.get("status") not in TERMINAL_STATUSES and time.monotonic() < deadline:
-                        time.sleep(min(2.0, _env("NURSERY_TOGETHER_POLL_S", 10.0)))
-                        cur = client.retrieve(ft["id"])
-                    ctx.log(f"Together fine-tune {ft['id']} is {cur.get('status')}")
-                cost = self._cost(cur)
-                ctx.store.update_instance(ft["id"], state="destroyed", destroyed_at=now())
-                if cost is not None:
-                    ctx.update(cost_usd=cost)
-            except Exception as e:  # noqa: BLE001 — reported in the job log; the reaper-less state is named
-                problems.append(f"could not confirm Together fine-tune {ft['id']} stopped: {e}; cancel it with "
-                                f"`together fine-tuning cancel {ft['id']}`")
-        for fid in files:
-            try:
-                client.delete_file(fid)
-            except Exception as e:  # noqa: BLE001 — a leftover data file costs nothing; logged
-                problems.append(f"could not delete Together file {fid}: {e}")
-        for p in problems:
-            ctx.log(p)
-        state["phase"] = "released" if not problems else "release_failed"
-        ctx.update(provider_state=state)
+        def stop() -> None:
+            cur = client.retrieve(ft["id"])
+            if cur.get("status") not in TERMINAL_STATUSES:
+                client.cancel(ft["id"])
+                deadline = time.monotonic() + _env("NURSERY_TOGETHER_CANCEL_WAIT_S", 120.0)
+                while cur.get("status") not in TERMINAL_STATUSES and time.monotonic() < deadline:
+                    time.sleep(min(2.0, _env("NURSERY_TOGETHER_POLL_S", 10.0)))
+                    cur = client.retrieve(ft["id"])
+                ctx.log(f"Together fine-tune {ft['id']} is {cur.get('status')}")
+            cost = self._cost(cur)
+            if cost is not None:
+                ctx.update(cost_usd=cost)
+
+        release_run(ctx, state, run_id=ft.get("id"), label="Together", what="Together fine-tune", stop=stop,
+                    files=files, delete_file=client.delete_file,
+                    manual=f"`together fine-tuning cancel {ft.get('id')}`")
 
     # ------------------------------------------------------------------------------ recovery
     def recover(self, job: JobRow, ctx: RunContext) -> dict | None:
@@ -304,6 +364,11 @@ class TogetherBackend:
         ft_id = (job.get("provider_state") or {}).get("fine_tune_id")
         if not ft_id:
             return None
+        client = self.client()
+        recover_run(ctx, client, ft_id, what="Together fine-tune",
+                    is_over=lambda: client.retrieve(ft_id).get("status") in TERMINAL_STATUSES,
+                    cancel=lambda: client.cancel(ft_id))
+        return None
         client = self.client()
         try:
             cur = client.retrieve(ft_id)

@@ -106,6 +106,13 @@ class VastBackend:
             return self._client_factory()
         return VastClient()
 
+    def _destroy_fresh(self, iid: int) -> None:
+        client = self.client()
+        try:
+            client.destroy(iid, confirm=True, confirm_timeout=30)
+        finally:
+            client.close()
+
     # -------------------------------------------------------------------------------------- run
     def run(self, job: JobRow, ctx: RunContext) -> dict[str, Any]:
         req = dict((job.get("provider_state") or {}).get("request") or {})
@@ -210,7 +217,8 @@ class VastBackend:
                              disk_gb=float(req.get("disk_gb") or DEFAULT_DISK_GB), label=label, onstart=onstart)
         iid = rental.iid = rented["instance_id"]
         rental.rent_at = time.time()
-        _LIVE.add(iid, lambda: client.destroy(iid, confirm=True, confirm_timeout=30))
+        # a fresh client: the run's own is closed by the time atexit or the CLI's interrupt path gets here
+        _LIVE.add(iid, lambda: self._destroy_fresh(iid))
         ctx.store.record_instance({"id": str(iid), "provider": "vast", "job_id": job["id"], "label": label,
                                    "state": "starting", "gpu_name": rental.gpu, "dph": rental.dph,
                                    "data": {"offer_id": offer["id"], "adopted": rented["adopted"]}})
