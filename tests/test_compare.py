@@ -67,6 +67,7 @@ def test_compare_needs_prompts_or_a_dataset():
         nursery_compare_models("a", "b", prompts=["x"], dataset="d")
 
 
+@pytest.mark.slow
 def test_both_sides_answer_at_once_on_llamacpp_with_the_sequential_answers(tiny_model_dir, nursery_home, one_thread,
                                                                          monkeypatch):
     """Served by llama.cpp, models A and B answer at the same time (each side waits for the other inside its
