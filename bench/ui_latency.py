@@ -14,12 +14,13 @@ sides run the same prompts, guarded and greedy, and the bench checks that the tw
 on every prompt.
 
 Measured on the shared 2-core CPU (one thread per llama.cpp server, SmolLM2-135M with a random LoRA, the load
-average of the whole machine beside each run): warm first token 2.09 s -> 0.38 s (5.5x, load 4.2); the compare
-"again" 18.3 s -> 11.4 s (1.6x, load 3.7) and "first" 22.6 s -> 14.7 s (1.5x). The compare's llama.cpp work is a
-third of torch's (4.2 against 12.9 CPU-seconds, measured per process): the two models' decode steps, about 45
-each at 43 ms of CPU per f16 step. While other processes keep the cores busy, the machine's scheduler gives this
-session about one core whatever its thread count, so the ratio stays near that 3x or below; 5x needs the second
-core free (about 2.2 s for the two models side by side against about 12 s).
+average of the whole machine beside each run), final run at load 3.0: warm first token 1.42 s -> 0.31 s (4.6x;
+4.6x to 6.2x across runs); the compare "again" 16.9 s -> 9.9 s (1.7x; 1.6x to 2.7x over four runs at loads 3.0
+to 3.7) and "first" 15.8 s -> 14.4 s (1.1x; up to 1.5x). The compare's llama.cpp work is a third of torch's (4.1-4.2 against
+11.4-12.8 CPU-seconds, measured per process): about 45 decode steps per model at 43-47 ms of CPU per f16 step.
+While other processes keep the cores busy this session gets about two thirds of one core whatever its thread
+count (torch's one thread and the two servers alike), so the ratio stays at or below that 3x; 5x needs the
+second core free (about 2.1 s per model side by side against about 12.8 s).
 
     python bench/ui_latency.py [--adapter DIR] [--repeats 3]
 
