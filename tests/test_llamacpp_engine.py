@@ -202,3 +202,50 @@ def test_prompts_answered_together_match_one_at_a_time(tiny_model_dir, nursery_h
     assert list(together) == alone
     again = generate_batch("tiny-c", prompts, settings, engine="auto")
     assert list(again) == alone and calls == {"prefill": 1, "copy_slot": 2}  # warm: every slot has the prefix
+
+
+def test_batch_runs_in_slots_at_once_and_a_failing_progress_lets_the_server_go(monkeypatch):
+    """generate(): one worker per slot, all at once (a barrier would time out otherwise), answers in prompt order,
+    progress on the caller's thread; a progress callback that raises stops the workers and frees the server."""
+    import threading
+    import types
+
+    from nursery_core.engines import llamacpp
+
+    runner = types.SimpleNamespace(slots=4, cached=[[], [], [], []], best_slot=lambda ids, among=None: 0)
+    served = types.SimpleNamespace(runner=runner, lock=threading.Lock(), tokenizer=None)
+    pool = types.SimpleNamespace(served=lambda name: served)
+    monkeypatch.setattr(llamacpp, "get_llamacpp_pool", lambda: pool)
+    monkeypatch.setattr(llamacpp, "_prompt_ids", lambda served, prompt: [1, 2, 3, prompt])
+    monkeypatch.setattr(llamacpp, "_share_prefix", lambda runner, first: None)
+    first_wave = threading.Barrier(3, timeout=30)
+    used = []
+    slow = threading.Event()
+
+    def answer(served, ids, s, plan, slot):
+        if slow.is_set():
+            __import__("time").sleep(0.05)
+        elif ids[-1] < 3:
+            first_wave.wait()
+        used.append((ids[-1], slot, threading.current_thread().name))
+        return f"answer {ids[-1]}", {"completion_tokens": 1}, []
+
+    monkeypatch.setattr(llamacpp, "_answer", answer)
+    plan = types.SimpleNamespace(grammar=None)
+    seen = []
+    texts, usage, notes = llamacpp.generate("m", [0, 1, 2], None, [plan] * 3,
+                                            progress=lambda d, t: seen.append((d, t, threading.current_thread())))
+    assert texts == ["answer 0", "answer 1", "answer 2"] and notes == []
+    assert sorted(slot for _, slot, _ in used) == [0, 1, 2]
+    assert [(d, t) for d, t, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert {th for *_, th in seen} == {threading.current_thread()}
+
+    def stop(done, total):
+        raise KeyboardInterrupt("the page reran")
+
+    slow.set()
+    with pytest.raises(KeyboardInterrupt):
+        llamacpp.generate("m", list(range(20)), None, [plan] * 20, progress=stop)
+    assert served.lock.acquire(blocking=False)  # released, and no worker left running on it
+    assert not [t for t in threading.enumerate() if t.name.startswith("nursery-llamacpp-slot")]
+    assert len(used) < 3 + 20  # the workers stopped before answering everything

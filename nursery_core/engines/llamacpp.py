@@ -422,17 +422,20 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
         for t in threads:
             t.start()
         done, error = 0, None
-        for _ in range(n):
-            k, e = finished.get()
-            if e is not None:
-                error = error or e
-                break
-            if results[k][0] is not None:
-                done += 1
-                if progress:
-                    progress(done, n)
-        for t in threads:
-            t.join()
+        try:
+            for _ in range(n):
+                k, e = finished.get()
+                if e is not None:
+                    error = e
+                    break
+                if results[k][0] is not None:
+                    done += 1
+                    if progress:
+                        progress(done, n)
+        finally:
+            failed.set()  # a failing progress callback, too, stops the workers before the server is let go
+            for t in threads:
+                t.join()
         if error is not None:
             raise error
     texts = [r[0] for r in results]
