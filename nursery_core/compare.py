@@ -69,11 +69,12 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                            stop_after_calls: bool = True) -> dict:
     """Interactive (prompts) or batch (a dataset's split): both models answer every prompt, batched, guarded by
     default; interactive answers stop once their tool calls are complete (`stop_after_calls`) and are served by
-    llama.cpp when it can (`engines`: {"A"|"B": {"engine", "notes"}}). The result's `decoding` ("guarded" |
-    "free" | "mixed") and `decoding_notes` say what ran."""
+    llama.cpp when it can (`engines`: {"A"|"B": {"engine", "notes"}}), both models at once. The result's
+    `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran. `progress(which, done, total)`
+    ("A" | "B") is called on the caller's thread as answers finish; the two sides' calls may interleave."""
     from .evaluation.api import load_eval_examples, score_outputs
     from .inference import GenerationSettings, analyse_completion, build_messages, resolve_tools
-    from .interactive import generate_batch
+    from .interactive import generate_side_by_side
     from .training.rendering import eval_prompts
 
     if not model_a or not model_b:
@@ -90,13 +91,14 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     ran: list[dict] = []
     engines: dict[str, dict] = {}
 
-    def run(which: str, name: str, items: list[dict]) -> list[str]:
-        cb = (lambda done, total: progress(which, done, total)) if progress else None
+    def run(items: list[dict]) -> tuple[list[str], list[str]]:
         # interactive prompts are served by llama.cpp when it can; a dataset's split stays on torch's batches
-        out = generate_batch(name, items, gen, progress=cb, engine="auto" if prompts else "torch")
-        ran.append(out.decoding)
-        engines[which] = out.engine
-        return out
+        outs = generate_side_by_side((("A", model_a), ("B", model_b)), items, gen, progress=progress,
+                                     engine="auto" if prompts else "torch")
+        for which, out in outs.items():
+            ran.append(out.decoding)
+            engines[which] = out.engine
+        return outs["A"], outs["B"]
 
     def decoding() -> dict:
         modes = {d["decoding"] for d in ran}
@@ -109,7 +111,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
         if not tool_list and tools is None and not tools_from:
             tool_list, source = resolve_tools(model_b)
         items = [{"messages": build_messages(p, system), "tools": tool_list} for p in prompts]
-        out_a, out_b = run("A", model_a, items), run("B", model_b, items)
+        out_a, out_b = run(items)
         rows = []
         for p, ca, cb in zip(prompts, out_a, out_b):
             a, b = analyse_completion(ca, tool_list), analyse_completion(cb, tool_list)
@@ -125,7 +127,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     for ex in examples:
         prefix, _ = eval_prompts(ex)
         batch.append({"messages": prefix, "tools": ex.get("tools")})
-    out_a, out_b = run("A", model_a, batch), run("B", model_b, batch)
+    out_a, out_b = run(batch)
     det_a, met_a = score_outputs(examples, out_a)
     det_b, met_b = score_outputs(examples, out_b)
     rows = []

@@ -77,6 +77,43 @@ def generate_batch(model_name: str, prompts: Sequence[Prompt], settings: Generat
     return out
 
 
+def generate_side_by_side(models: Sequence[tuple[str, str]], prompts: Sequence[Prompt],
+                          settings: GenerationSettings | dict | None = None,
+                          progress: Callable[[str, int, int], object] | None = None,
+                          engine: str = "auto") -> dict[str, Completions]:
+    """{label: Completions} of each (label, model name) in `models` on the same prompts, as generate_batch.
+    When llama.cpp serves every model (engine "auto"), the models answer at once, each in its own server (one
+    thread each: half the cores by default); on torch they run one after the other, as they share the pool's
+    base model. `progress(label, done, total)` is called on the caller's thread."""
+    s = GenerationSettings.of(settings)
+    names = [name for _, name in models]
+    together = (len(set(names)) == len(names) > 1
+                and all(engine_for(name, engine)[0] == "llama.cpp" for name in names))
+    if not together:
+        return {label: generate_batch(name, prompts, s, engine=engine,
+                                      progress=(lambda d, t, label=label: progress(label, d, t)) if progress else None)
+                for label, name in models}
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    events: "queue.Queue[tuple[str, int | None, int | None]]" = queue.Queue()
+    with ThreadPoolExecutor(len(models), thread_name_prefix="nursery-side") as pool:
+        futures = {}
+        for label, name in models:
+            fut = pool.submit(generate_batch, name, prompts, s, engine=engine,
+                              progress=lambda d, t, label=label: events.put((label, d, t)))
+            fut.add_done_callback(lambda _f, label=label: events.put((label, None, None)))
+            futures[label] = fut
+        running = len(futures)
+        while running:
+            label, done, total = events.get()
+            if done is None:
+                running -= 1
+            elif progress:
+                progress(label, done, total)
+    return {label: fut.result() for label, fut in futures.items()}
+
+
 def stream_generate(model_name: str, prompt: Prompt, settings: GenerationSettings | dict | None = None,
                     report: dict | None = None, engine: str = "auto", **overrides: Any) -> Iterator[str]:
     """Text chunks of one answer; `report` gets the decoding summary and {"engine", "engine_notes"} (which

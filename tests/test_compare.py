@@ -65,3 +65,50 @@ def test_compare_needs_prompts_or_a_dataset():
         nursery_compare_models("a", "b")
     with pytest.raises(InvalidInput, match="either prompts or a dataset"):
         nursery_compare_models("a", "b", prompts=["x"], dataset="d")
+
+
+@pytest.mark.slow
+def test_both_sides_answer_at_once_on_llamacpp_with_the_sequential_answers(tiny_model_dir, nursery_home, one_thread,
+                                                                         monkeypatch):
+    """Served by llama.cpp, models A and B answer at the same time (each side waits for the other inside its
+    generation: run one after the other, this would time out), with progress on the caller's thread, and the
+    answers are each model's own."""
+    import threading
+
+    from conftest import require
+    from nursery_core.compare import nursery_compare_models
+    from nursery_core.engines import llamacpp
+    from nursery_core.export.gguf import converter_available
+    from nursery_core.export.verify import bindings_available
+    from nursery_core.interactive import generate_batch
+
+    require(bindings_available() and converter_available(), "llama.cpp bindings and GGUF converter")
+    monkeypatch.setenv("NURSERY_ENGINE", "auto")
+    monkeypatch.setenv("NURSERY_LLAMACPP_THREADS", "1")
+    make_adapter("ada", tiny_model_dir, seed=1)
+    make_adapter("bob", tiny_model_dir, seed=2)
+    from cradle_helpers import TOOLS
+
+    prompts = ["Weather in Rome?", "Set a 3 minute timer"]
+    items = [{"messages": [{"role": "user", "content": p}], "tools": TOOLS} for p in prompts]
+    settings = {"max_new_tokens": 10, "guarded": False, "stop_after_calls": True}
+    try:
+        alone = {m: list(generate_batch(m, items, settings, engine="auto")) for m in ("ada", "bob")}
+        both_in = threading.Barrier(2, timeout=120)
+        real = llamacpp.generate
+
+        def meet_then_generate(*a, **k):
+            both_in.wait()
+            return real(*a, **k)
+
+        monkeypatch.setattr(llamacpp, "generate", meet_then_generate)
+        seen = []
+        r = nursery_compare_models("ada", "bob", prompts=prompts, tools=TOOLS, max_new_tokens=10, guarded=False,
+                                   progress=lambda w, d, t: seen.append((w, d, t, threading.current_thread())))
+    finally:
+        llamacpp.get_llamacpp_pool().clear()
+    assert {w: e["engine"] for w, e in r["engines"].items()} == {"A": "llama.cpp", "B": "llama.cpp"}
+    assert [row["a"]["completion"] for row in r["rows"]] == alone["ada"]
+    assert [row["b"]["completion"] for row in r["rows"]] == alone["bob"]
+    assert sorted((w, d, t) for w, d, t, _ in seen) == [("A", 1, 2), ("A", 2, 2), ("B", 1, 2), ("B", 2, 2)]
+    assert {th for *_, th in seen} == {threading.current_thread()}

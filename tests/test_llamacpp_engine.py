@@ -122,3 +122,130 @@ def test_engine_status_says_which_engine_serves_and_why(tiny_model_dir, nursery_
     monkeypatch.setenv("NURSERY_ENGINE", "vulkan")
     with pytest.raises(InvalidConfig, match="NURSERY_ENGINE must be one of"):
         engine_status("tiny-b")
+
+
+@pytest.mark.slow
+def test_server_slots_share_a_prefix_copied_between_them(tiny_model_dir, nursery_home):
+    """A server runs in a child process; a slot given another's KV (copy_slot) reruns only the last prompt token
+    and answers as the slot that computed it; close() ends the process."""
+    _llamacpp_ready()
+    import os
+
+    from nursery_core.engines.gguf_cache import base_gguf
+    from nursery_core.engines.llamacpp_server import GGUFRunner
+
+    path = base_gguf(tiny_model_dir, None)["path"]
+    runner = GGUFRunner(path, n_ctx=512, threads=1, slots=2)
+    try:
+        assert runner._proc.pid != os.getpid() and runner._proc.poll() is None  # noqa: SLF001
+        ids = runner.tokenize("The system turn with the tools, then the user's question about the weather")
+        body = {"prompt": ids, "n_predict": 8, "temperature": 0.0, "top_k": 1, "samplers": ["top_k"],
+                "return_tokens": True, "cache_prompt": True, "seed": 0}
+
+        def answer(slot):
+            events = list(runner.stream(body, slot=slot))
+            return [t for ev in events for t in ev.get("tokens") or []], events[-1]["timings"]["prompt_n"]
+
+        first, n_first = answer(0)
+        assert n_first == len(ids) and runner.cached[0] == ids and runner.cached[1] == []
+        runner.copy_slot(0, 1)
+        assert runner.cached[1] == ids and runner.best_slot(ids) in (0, 1)
+        again, n_again = answer(1)
+        assert again == first and n_again <= 1, n_again  # only the last prompt token ran again
+    finally:
+        proc = runner._proc  # noqa: SLF001
+        runner.close()
+    assert proc.poll() is not None
+    runner.close()  # idempotent
+
+
+def test_a_gguf_llamacpp_cannot_load_is_a_clear_error(tmp_path):
+    _llamacpp_ready()
+    from nursery_core.engines.llamacpp_server import GGUFRunner
+    from nursery_core.errors import BackendError
+
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf at all")
+    with pytest.raises(BackendError, match="llama.cpp could not load broken.gguf"):
+        GGUFRunner(bad, n_ctx=256, threads=1)
+
+
+@pytest.mark.slow
+def test_prompts_answered_together_match_one_at_a_time(tiny_model_dir, nursery_home, auto_engine, monkeypatch):
+    """A batch of prompts runs in the server's slots at once: the shared system turn is computed once (one prefill,
+    copied to the other slots) and every answer is the one the prompt gets alone."""
+    _llamacpp_ready()
+    from cradle_helpers import TOOLS as CRADLE_TOOLS
+    from cradle_helpers import make_adapter
+    from nursery_core.engines import llamacpp
+    from nursery_core.engines.llamacpp_server import GGUFRunner
+    from nursery_core.interactive import generate_batch
+
+    make_adapter("tiny-c", tiny_model_dir, seed=3)
+    calls = {"prefill": 0, "copy_slot": 0}
+    for name in calls:
+        original = getattr(GGUFRunner, name)
+
+        def spy(self, *a, _original=original, _name=name):
+            calls[_name] += 1
+            return _original(self, *a)
+        monkeypatch.setattr(GGUFRunner, name, spy)
+    prompts = [{"messages": [{"role": "user", "content": q}], "tools": CRADLE_TOOLS}
+               for q in ("Weather in Rome?", "Set a 3 minute timer", "Weather in Lima in fahrenheit?")]
+    settings = {"max_new_tokens": 12, "guarded": False}
+    together = generate_batch("tiny-c", prompts, settings, engine="auto")
+    assert together.engine["engine"] == "llama.cpp", together.engine
+    assert calls == {"prefill": 1, "copy_slot": 2}, calls  # cold server: one prefill, copied to slots 1 and 2
+    served = llamacpp.get_llamacpp_pool().served("tiny-c")
+    assert served.runner.slots == llamacpp.SLOTS
+    alone = [generate_batch("tiny-c", [p], settings, engine="auto")[0] for p in prompts]
+    assert list(together) == alone
+    again = generate_batch("tiny-c", prompts, settings, engine="auto")
+    assert list(again) == alone and calls == {"prefill": 1, "copy_slot": 2}  # warm: every slot has the prefix
+
+
+def test_batch_runs_in_slots_at_once_and_a_failing_progress_lets_the_server_go(monkeypatch):
+    """generate(): one worker per slot, all at once (a barrier would time out otherwise), answers in prompt order,
+    progress on the caller's thread; a progress callback that raises stops the workers and frees the server."""
+    import threading
+    import types
+
+    from nursery_core.engines import llamacpp
+
+    runner = types.SimpleNamespace(slots=4, cached=[[], [], [], []], best_slot=lambda ids, among=None: 0)
+    served = types.SimpleNamespace(runner=runner, lock=threading.Lock(), tokenizer=None)
+    pool = types.SimpleNamespace(served=lambda name: served)
+    monkeypatch.setattr(llamacpp, "get_llamacpp_pool", lambda: pool)
+    monkeypatch.setattr(llamacpp, "_prompt_ids", lambda served, prompt: [1, 2, 3, prompt])
+    monkeypatch.setattr(llamacpp, "_share_prefix", lambda runner, first: None)
+    first_wave = threading.Barrier(3, timeout=30)
+    used = []
+    slow = threading.Event()
+
+    def answer(served, ids, s, plan, slot):
+        if slow.is_set():
+            __import__("time").sleep(0.05)
+        elif ids[-1] < 3:
+            first_wave.wait()
+        used.append((ids[-1], slot, threading.current_thread().name))
+        return f"answer {ids[-1]}", {"completion_tokens": 1}, []
+
+    monkeypatch.setattr(llamacpp, "_answer", answer)
+    plan = types.SimpleNamespace(grammar=None)
+    seen = []
+    texts, usage, notes = llamacpp.generate("m", [0, 1, 2], None, [plan] * 3,
+                                            progress=lambda d, t: seen.append((d, t, threading.current_thread())))
+    assert texts == ["answer 0", "answer 1", "answer 2"] and notes == []
+    assert sorted(slot for _, slot, _ in used) == [0, 1, 2]
+    assert [(d, t) for d, t, _ in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert {th for *_, th in seen} == {threading.current_thread()}
+
+    def stop(done, total):
+        raise KeyboardInterrupt("the page reran")
+
+    slow.set()
+    with pytest.raises(KeyboardInterrupt):
+        llamacpp.generate("m", list(range(20)), None, [plan] * 20, progress=stop)
+    assert served.lock.acquire(blocking=False)  # released, and no worker left running on it
+    assert not [t for t in threading.enumerate() if t.name.startswith("nursery-llamacpp-slot")]
+    assert len(used) < 3 + 20  # the workers stopped before answering everything

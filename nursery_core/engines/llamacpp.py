@@ -8,6 +8,11 @@ enforces exactly as the torch guard does; the answer's token ids are decoded by 
 own text drops control tokens). llama-server keeps the KV cache of the previous prompt (`cache_prompt`), so a
 warm model only runs what differs from the last call (the system turn with the tools is shared).
 
+Several prompts (a compare) are answered at once, one per server slot (SLOTS), decoded together in one batch;
+a slot that lacks the prompts' shared prefix gets it copied from one that has it (or from one prefill), so the
+system turn runs once per server, not once per slot. Each answer is the same as alone: the same greedy tokens
+from the same KV (tests/test_llamacpp_engine.py checks it against one-at-a-time answers).
+
 What stays on torch (the caller falls back, and says so in the notes): an engine setting of "torch"
 (NURSERY_ENGINE), missing bindings or converter, a model whose GGUF cannot be built, a prompt longer than the
 server's context, and a guarded answer that llama.cpp cut at max_new_tokens inside a call: only the torch guard
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import queue
 import threading
 import time
 from collections import OrderedDict
@@ -27,7 +33,9 @@ from ..errors import BackendError, InvalidConfig, NurseryError
 from ..guard.processor import CLOSING_WINDOW
 
 ENGINES = ("auto", "torch", "llama.cpp")
-N_CTX = 4096  # tokens per server: a tool-calling prompt and its answer with room to spare (about 90 MB of KV)
+N_CTX = 4096  # tokens per slot: a tool-calling prompt and its answer with room to spare (about 90 MB of KV)
+SLOTS = 4     # prompts a server answers at once (a compare's rows); each slot has its own N_CTX
+MIN_COPY = 16  # prefix tokens worth copying between slots rather than running again (a copy costs ~10 ms)
 
 
 def engine_setting() -> str:
@@ -155,7 +163,7 @@ class LlamaCppPool:
             try:
                 tok = _tokenizer_for(ref)
                 built = gguf_of(ref, tok)
-                runner = GGUFRunner(built["path"], n_ctx=N_CTX, threads=default_threads())
+                runner = GGUFRunner(built["path"], n_ctx=N_CTX, threads=default_threads(), slots=SLOTS)
             except NurseryError as e:
                 self.failures[model_name] = (self._stamp(ref), str(e))
                 raise BackendError(str(e)) from e
@@ -255,17 +263,23 @@ def _open_call(text: str) -> bool:
     return text.count(TOOL_CALL_OPEN) > text.count(TOOL_CALL_CLOSE)
 
 
-def _events(served: _Served, prompt, s, grammar: str | None, run: _Run) -> Iterator[str]:
-    """Streams one answer as text (the tokenizer's decoding without special tokens, as torch's streamer), and
-    fills `run`. Stops early once the answer's calls are complete when `s.stop_after_calls`. A guarded answer is
-    checked token by token against the guard's own grammar (Python llguidance): one that leaves it raises
-    _NeedsTorch, as does a prompt that does not fit the context."""
-    from ..guard.grammar import llamacpp_grammar
-    from ..guard.processor import new_matcher
-    from ..inference import StopAfterCalls, _render, _stop_ids, is_text_answer
+def _prompt_ids(served: _Served, prompt) -> list[int]:
+    from ..inference import _render
 
     tok = served.tokenizer
-    ids = tok(_render(tok, prompt), add_special_tokens=False)["input_ids"]
+    return tok(_render(tok, prompt), add_special_tokens=False)["input_ids"]
+
+
+def _events(served: _Served, ids: list[int], s, grammar: str | None, run: _Run, slot: int) -> Iterator[str]:
+    """Streams one answer to the prompt `ids` (in server slot `slot`) as text (the tokenizer's decoding without
+    special tokens, as torch's streamer), and fills `run`. Stops early once the answer's calls are complete when
+    `s.stop_after_calls`. A guarded answer is checked token by token against the guard's own grammar (Python
+    llguidance): one that leaves it raises _NeedsTorch, as does a prompt that does not fit the context."""
+    from ..guard.grammar import llamacpp_grammar
+    from ..guard.processor import new_matcher
+    from ..inference import StopAfterCalls, _stop_ids, is_text_answer
+
+    tok = served.tokenizer
     if len(ids) + s.max_new_tokens > served.runner.n_ctx:
         raise _NeedsTorch(f"the prompt ({len(ids)} tokens) and max_new_tokens do not fit llama.cpp's context of "
                           f"{served.runner.n_ctx} tokens")
@@ -277,7 +291,8 @@ def _events(served: _Served, prompt, s, grammar: str | None, run: _Run) -> Itera
             raise _NeedsTorch(err)
     run.prompt_tokens = len(ids)
     shown = ""
-    events = served.runner.stream(_body(ids, s, llamacpp_grammar(grammar) if grammar is not None else None))
+    events = served.runner.stream(_body(ids, s, llamacpp_grammar(grammar) if grammar is not None else None),
+                                  slot=slot)
     try:
         for ev in events:
             new = [int(t) for t in ev.get("tokens") or []]
@@ -324,40 +339,108 @@ def _final_text(served: _Served, run: _Run, s) -> str:
     return StopAfterCalls.cut(text) if s.stop_after_calls else text
 
 
+def _share_prefix(runner, first: list[list[int]]) -> None:
+    """Before slots 0..n-1 start on the prompts `first` (one each): every slot that lacks their shared prefix
+    gets it copied from the slot that has most of it, after that slot runs the rest of it (one prefill, not one
+    per slot). A prefix shorter than MIN_COPY is left to each slot."""
+    from .llamacpp_server import common_prefix
+
+    shared = first[0]
+    for ids in first[1:]:
+        shared = shared[:common_prefix(shared, ids)]
+    # the last prompt token is always run again by llama-server (it yields the first logits): not shareable
+    shared = shared[:min(len(x) for x in first) - 1]
+    slots = list(range(len(first)))
+    needy = [k for k in slots if len(shared) - common_prefix(runner.cached[k], shared) >= MIN_COPY]
+    if len(shared) < MIN_COPY or not needy:
+        return
+    src = runner.best_slot(shared, slots)
+    if len(shared) - common_prefix(runner.cached[src], shared) >= MIN_COPY:
+        runner.prefill(shared, src)
+    for k in needy:
+        if k != src:
+            runner.copy_slot(src, k)
+
+
+def _answer(served: _Served, ids: list[int], s, plan, slot: int) -> tuple[str | None, dict, list[str]]:
+    """(text | None when torch must answer, usage, notes) of one prompt in one slot."""
+    run = _Run()
+    try:
+        for _ in _events(served, ids, s, plan.grammar, run, slot):
+            pass
+    except _NeedsTorch as e:
+        return None, {}, [f"{e}: run on torch"]
+    text = _final_text(served, run, s)
+    if _cut_at_limit_in_call(run, plan.grammar, text):
+        return None, {}, ["an answer reached max_new_tokens inside a tool call: run on torch, whose guard "
+                          "steers it to close the call"]
+    notes = []
+    if run.stop_type == "text":
+        notes.append(f"text answers cut after {s.text_tokens} tokens: a guarded answer that begins as text "
+                     "can call no tool")
+    return text, {"prompt_tokens": run.prompt_tokens, "completion_tokens": len(run.ids),
+                  "stopped": run.stop_type != "limit"}, notes
+
+
 def generate(model_name: str, prompts: Sequence, s, plans: list,
              progress: Callable[[int, int], object] | None = None) -> tuple[list[str | None], list[dict], list[str]]:
-    """(texts, usage, notes) for prompts on llama.cpp; a None text is a prompt that must run on torch (its
-    reason is in notes). Raises BackendError when the model cannot be served at all."""
+    """(texts, usage, notes) for prompts on llama.cpp, answered SLOTS at a time in one batch; a None text is a
+    prompt that must run on torch (its reason is in notes). `progress(done, total)` is called on the caller's
+    thread as answers finish. Raises BackendError when the model cannot be served at all."""
     served = get_llamacpp_pool().served(model_name)
-    texts: list[str | None] = []
-    usage: list[dict] = []
-    notes: list[str] = []
+    n = len(prompts)
+    results: list[tuple[str | None, dict, list[str]] | None] = [None] * n
     with served.lock:
-        for k, (prompt, plan) in enumerate(zip(prompts, plans)):
-            run = _Run()
-            try:
-                for _ in _events(served, prompt, s, plan.grammar, run):
-                    pass
-            except _NeedsTorch as e:
-                texts.append(None)
-                usage.append({})
-                notes.append(f"{e}: run on torch")
-                continue
-            text = _final_text(served, run, s)
-            if _cut_at_limit_in_call(run, plan.grammar, text):
-                texts.append(None)
-                usage.append({})
-                notes.append("an answer reached max_new_tokens inside a tool call: run on torch, whose guard "
-                             "steers it to close the call")
-                continue
-            texts.append(text)
-            usage.append({"prompt_tokens": run.prompt_tokens, "completion_tokens": len(run.ids),
-                          "stopped": run.stop_type != "limit"})
-            if run.stop_type == "text":
-                notes.append(f"text answers cut after {s.text_tokens} tokens: a guarded answer that begins as "
-                             "text can call no tool")
-            if progress:
-                progress(k + 1, len(prompts))
+        all_ids = [_prompt_ids(served, p) for p in prompts]  # on this thread: one tokenizer, used by one thread
+        width = min(served.runner.slots, n)
+        if width > 1:
+            _share_prefix(served.runner, all_ids[:width])
+            slots = list(range(width))
+        else:
+            slots = [served.runner.best_slot(all_ids[0])] if n else []
+        finished: "queue.Queue[tuple[int, BaseException | None]]" = queue.Queue()
+        todo = iter(range(n))
+        take = threading.Lock()
+        failed = threading.Event()
+
+        def worker(slot: int) -> None:
+            while not failed.is_set():
+                with take:
+                    k = next(todo, None)
+                if k is None:
+                    return
+                try:
+                    results[k] = _answer(served, all_ids[k], s, plans[k], slot)
+                    finished.put((k, None))
+                except BaseException as e:  # noqa: BLE001 (re-raised on the caller's thread)
+                    failed.set()
+                    finished.put((k, e))
+                    return
+
+        threads = [threading.Thread(target=worker, args=(slot,), name=f"nursery-llamacpp-slot{slot}", daemon=True)
+                   for slot in slots]
+        for t in threads:
+            t.start()
+        done, error = 0, None
+        try:
+            for _ in range(n):
+                k, e = finished.get()
+                if e is not None:
+                    error = e
+                    break
+                if results[k][0] is not None:
+                    done += 1
+                    if progress:
+                        progress(done, n)
+        finally:
+            failed.set()  # a failing progress callback, too, stops the workers before the server is let go
+            for t in threads:
+                t.join()
+        if error is not None:
+            raise error
+    texts = [r[0] for r in results]
+    usage = [r[1] for r in results]
+    notes = [note for r in results for note in r[2]]
     return texts, usage, notes
 
 
@@ -371,8 +454,9 @@ def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator
     with served.lock:
         started = _Run()
         run: _Run | None = started
+        ids = _prompt_ids(served, prompt)
         try:
-            for chunk in _events(served, prompt, s, plan.grammar, started):
+            for chunk in _events(served, ids, s, plan.grammar, started, served.runner.best_slot(ids)):
                 shown += chunk
                 yield chunk
         except _NeedsTorch as e:

@@ -227,11 +227,15 @@ def render_compare_tab(model_names: list[str], datasets: list[str]) -> None:
             for m in dict.fromkeys((a, b)):
                 widgets.loading_status(m)
             bar = st.progress(0.0, text="Generating…")
-            st.session_state["mc_cmp_result"] = nursery_compare_models(
-                a, b, **kwargs, **settings,
-                progress=lambda which, done, total: bar.progress(
-                    (done / total) * 0.5 + (0.5 if which == "B" else 0.0),
-                    text=f"Model {which}: {done}/{total} answers"))
+            answered: dict[str, tuple[int, int]] = {}
+
+            def show(which: str, done: int, total: int) -> None:
+                # the two models answer at once on llama.cpp: the bar is their answers together
+                answered[which] = (done, total)
+                bar.progress(sum(d for d, _ in answered.values()) / (2 * total),
+                             text=" · ".join(f"Model {w}: {d}/{t} answers" for w, (d, t) in sorted(answered.items())))
+
+            st.session_state["mc_cmp_result"] = nursery_compare_models(a, b, **kwargs, **settings, progress=show)
         except NurseryError as e:
             st.session_state["mc_cmp_error"] = str(e)
         finally:
