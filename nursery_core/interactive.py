@@ -77,6 +77,16 @@ def generate_batch(model_name: str, prompts: Sequence[Prompt], settings: Generat
     return out
 
 
+def _labelled(progress: Callable[[str, int, int], object], label: str) -> Callable[[int, int], object]:
+    """A generate_batch progress callback that reports under `label`."""
+    return lambda done, total: progress(label, done, total)
+
+
+def _finished(events: Any, label: str) -> Callable[[Any], None]:
+    """A future's done-callback that tells the side-by-side loop `label` has ended."""
+    return lambda _future: events.put((label, None, None))
+
+
 def generate_side_by_side(models: Sequence[tuple[str, str]], prompts: Sequence[Prompt],
                           settings: GenerationSettings | dict | None = None,
                           progress: Callable[[str, int, int], object] | None = None,
@@ -91,7 +101,7 @@ def generate_side_by_side(models: Sequence[tuple[str, str]], prompts: Sequence[P
                 and all(engine_for(name, engine)[0] == "llama.cpp" for name in names))
     if not together:
         return {label: generate_batch(name, prompts, s, engine=engine,
-                                      progress=(lambda d, t, label=label: progress(label, d, t)) if progress else None)
+                                      progress=_labelled(progress, label) if progress else None)
                 for label, name in models}
     import queue
     from concurrent.futures import ThreadPoolExecutor
@@ -101,13 +111,13 @@ def generate_side_by_side(models: Sequence[tuple[str, str]], prompts: Sequence[P
         futures = {}
         for label, name in models:
             fut = pool.submit(generate_batch, name, prompts, s, engine=engine,
-                              progress=lambda d, t, label=label: events.put((label, d, t)))
-            fut.add_done_callback(lambda _f, label=label: events.put((label, None, None)))
+                              progress=_labelled(lambda lb, d, t: events.put((lb, d, t)), label))
+            fut.add_done_callback(_finished(events, label))
             futures[label] = fut
         running = len(futures)
         while running:
             label, done, total = events.get()
-            if done is None:
+            if done is None or total is None:
                 running -= 1
             elif progress:
                 progress(label, done, total)

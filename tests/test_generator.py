@@ -105,14 +105,17 @@ def test_levels_change_real_things():
         calls = [c["function"]["arguments"] for e in exs for m in e["messages"] for c in m.get("tool_calls") or ()]
         opt = sum(len(a) for a in calls) / max(1, len(calls))  # arguments per call
         lower = sum(1 for e in exs if user_text(e)[:1].islower()) / len(exs)
-        order = len({tuple(t["function"]["name"] for t in e["tools"][:2]) for e in calling})
+        rank = {"get_weather": 0, "send_email": 1}
+        order = sum(1 for e in calling  # examples whose dataset tools are not in selection order
+                    if [n for n in (t["function"]["name"] for t in e["tools"]) if n in rank]
+                    != sorted((n for n in (t["function"]["name"] for t in e["tools"]) if n in rank), key=rank.get))
         return rep["categories"].get("no_call", 0), n_tools, opt, lower, order
     low, med, high = summary("low"), summary("medium"), summary("high")
     assert low[0] < high[0]            # more no_call questions
-    assert low[1] == 2 < med[1] < high[1]  # distractor tools
+    assert low[1] <= 2 and low[1] < med[1] < high[1]  # distractor tools (low: 1-2 of the two, no distractors)
     assert low[2] < high[2]            # optional arguments present more often
     assert 0 < low[3] < med[3] < high[3]  # casing noise
-    assert low[4] == 1 < high[4]       # tool order shuffled
+    assert low[4] == 0 < high[4]       # tool order shuffled
 
 
 def test_deterministic_per_seed_and_different_across_seeds():
@@ -278,7 +281,7 @@ def test_optional_arguments_the_request_mentions_are_in_the_call(level):
 def test_no_call_data_asks_for_what_the_offered_tools_cannot_do():
     exs, rep = generate_examples(DEFAULT_TOOL_NAMES, 400, "low", seed=0)
     no_call = [e for e in exs if e["meta"]["category"] == "no_call"]
-    assert 0.10 <= len(no_call) / len(exs) <= 0.15
+    assert 0.17 <= len(no_call) / len(exs) <= 0.23
     absent = [e for e in no_call if e["meta"]["no_call_kind"] == "absent_tool"]
     assert len(absent) > len(no_call) / 2 and rep["no_call_kinds"]["absent_tool"] == len(absent)
     requested = set()
@@ -307,8 +310,9 @@ def test_joined_requests_become_parallel_calls_in_order():
         text = user_text(e).lower()
         starts = []
         for call in calls_of([e]):
-            found = [text.find(s.lower()) for v in literals(call["arguments"]) for s in surfaces(v) | SPOKEN.get(v, set())
-                     if s.lower() in text]
+            # where each value is said as a whole word ("7" is not the 7 inside "79")
+            found = [m.start() for v in literals(call["arguments"]) for s in surfaces(v) | SPOKEN.get(v, set())
+                     for m in [re.search(r"(?<!\w)" + re.escape(s.lower()) + r"(?!\w)", text)] if m]
             starts.append(max(found) if len({c["name"] for c in calls_of([e])}) == 1 else min(found))
         assert starts == sorted(starts), (text, calls_of([e]))
 
@@ -317,7 +321,7 @@ def test_default_recipe_is_diverse():
     exs, _ = generate_examples(DEFAULT_TOOL_NAMES, 200, "low", seed=0)
     d = diversity_report(exs)
     assert d["skeletons_per_100_requests"] > 90 and d["trigrams_per_call"] > 4
-    assert 0.35 < d["optional_arg_share"] < 0.65 and 0.1 <= d["no_call_share"] <= 0.15
+    assert 0.35 < d["optional_arg_share"] < 0.65 and 0.17 <= d["no_call_share"] <= 0.23
 
 
 def test_stored_dataset_and_name_rules(store):

@@ -54,9 +54,9 @@ class Level:
 
 
 LEVELS = {
-    "low": Level(0.15, 0.25, 0.45, 0.3, (0, 0), 3, 0.12, 0.65, 0.08, 0.04, (1, 2), False, 0.15),
-    "medium": Level(0.25, 0.35, 0.5, 0.4, (0, 2), 4, 0.14, 0.65, 0.10, 0.08, (1, 2), True, 0.35),
-    "high": Level(0.4, 0.45, 0.6, 0.5, (1, 4), 6, 0.16, 0.65, 0.12, 0.12, (1, 3), True, 0.6),
+    "low": Level(0.15, 0.25, 0.45, 0.3, (0, 0), 3, 0.20, 0.65, 0.08, 0.04, (1, 2), False, 0.15),
+    "medium": Level(0.25, 0.35, 0.5, 0.4, (0, 2), 4, 0.22, 0.65, 0.10, 0.08, (1, 2), True, 0.35),
+    "high": Level(0.4, 0.45, 0.6, 0.5, (1, 4), 6, 0.24, 0.65, 0.12, 0.12, (1, 3), True, 0.6),
 }
 
 
@@ -323,7 +323,9 @@ class _Generator:
         if room_for is None:
             called = [n for n, _ in named if n in used]
             others = [n for n, _ in named if n not in used]
-            room = max(0, self.level.tool_cap - len(called))
+            # a list of 1..tool_cap tools (at least the called ones): BFCL-style single-tool prompts as well as
+            # choices among several (bench/QUALITY.md, session 7, run H)
+            room = max(0, rng.randint(max(1, len(called)), max(1, self.level.tool_cap)) - len(called))
             room_for = set(called + (rng.sample(others, min(room, len(others))) if room and others else []))
         tools = [t for n, t in named if n in room_for]  # selection order: position gives nothing away
         lo, hi = self.level.distractors

@@ -193,7 +193,7 @@ class VastEmulator(EmulatorServer):
         return self._auth(self.request_key(request, query), iid)
 
     def auth_failure(self) -> ApiError:
-        return ApiError(self.auth_error_status, _AUTH_BODY["msg"], error=_AUTH_BODY["error"])
+        return ApiError(self.auth_error_status, str(_AUTH_BODY["msg"]), error=_AUTH_BODY["error"])
 
     def error_reply(self, status: int, message: str, **extra: Any) -> Reply:
         code = extra.pop("error", _ERROR_CODES.get(status, "server_error"))

@@ -428,7 +428,8 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
                 if e is not None:
                     error = e
                     break
-                if results[k][0] is not None:
+                r = results[k]
+                if r is not None and r[0] is not None:
                     done += 1
                     if progress:
                         progress(done, n)
@@ -438,9 +439,10 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
                 t.join()
         if error is not None:
             raise error
-    texts = [r[0] for r in results]
-    usage = [r[1] for r in results]
-    notes = [note for r in results for note in r[2]]
+    answered = [r for r in results if r is not None]  # every prompt, once no worker failed
+    texts = [r[0] for r in answered]
+    usage = [r[1] for r in answered]
+    notes = [note for r in answered for note in r[2]]
     return texts, usage, notes
 
 

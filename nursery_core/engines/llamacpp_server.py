@@ -73,6 +73,7 @@ class GGUFRunner:
                 self._proc = subprocess.Popen(
                     [sys.executable, str(Path(__file__).with_name("_llamacpp_child.py")), json.dumps(cfg)],
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
+            assert self._proc.stdout is not None  # stdout=PIPE
             line = self._proc.stdout.readline()
             started = json.loads(line) if line.strip() else {"error": f"it stopped ({self._log_tail()})"}
         except (OSError, ValueError) as e:

@@ -265,9 +265,9 @@ def render_compare_tab(model_names: list[str], datasets: list[str]) -> None:
         m1.metric(f"A · {res['model_a']}", f"{100 * (res['a_ast_accuracy'] or 0):.1f}%")
         m2.metric(f"B · {res['model_b']}", f"{100 * (res['b_ast_accuracy'] or 0):.1f}%")
         m3.markdown("  \n".join(f"{k}: **{v}**" for k, v in res["summary"].items()))
-        show = st.multiselect("Show", list(OUTCOMES), default=[o for o in OUTCOMES if o != "both right"],
-                              key="mc_cmp_filter")
-        rows = [r for r in res["rows"] if r["outcome"] in show]
+        shown = st.multiselect("Show", list(OUTCOMES), default=[o for o in OUTCOMES if o != "both right"],
+                               key="mc_cmp_filter")
+        rows = [r for r in res["rows"] if r["outcome"] in shown]
         st.dataframe(pd.DataFrame([{"id": r["id"], "category": r["category"], "outcome": r["outcome"],
                                     "prompt": r["prompt"], "A calls": show_json(r["a"]["calls"]),
                                     "B calls": show_json(r["b"]["calls"])} for r in rows],
