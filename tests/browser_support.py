@@ -140,13 +140,19 @@ def click(page, widget_key: str, timeout: float = 60.0) -> None:
     wait_idle(page, timeout)
 
 
-def choose(page, widget_key: str, option: str | re.Pattern) -> None:
-    """Picks an option of a selectbox by its visible text."""
-    key(page, widget_key).locator("input").first.click()
-    opts = page.locator("[role='option']")
-    opts.first.wait_for(timeout=15000)
-    opts.filter(has_text=option).first.click()
-    wait_idle(page)
+def choose(page, widget_key: str, option: str | re.Pattern, tries: int = 3) -> None:
+    """Picks an option of a selectbox by its visible text, and checks the box shows it: a live page (a running
+    job's panel refreshes itself) can rerun between opening the list and the click, which closes the list and
+    drops the click, as it would a person's; then it picks again, up to `tries` times."""
+    for attempt in range(tries):
+        key(page, widget_key).locator("input").first.click()
+        opts = page.locator("[role='option']")
+        opts.first.wait_for(timeout=15000)
+        opts.filter(has_text=option).first.click()
+        wait_idle(page)
+        shown = selected(page, widget_key).input_value()
+        if (option.search(shown) if isinstance(option, re.Pattern) else option in shown) or attempt == tries - 1:
+            return
 
 
 def selected(page, widget_key: str):
