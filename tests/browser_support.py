@@ -69,14 +69,41 @@ class StreamlitServer:
             return ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
+        """Stops the server, then any training worker it left running in its NURSERY_HOME: workers are made to
+        outlive a dashboard restart, so a test that fails before cancelling its run would leave one training
+        (and taking a core from the rest of the suite)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        home = self.env.get("NURSERY_HOME")
+        if home:
+            kill_workers_under(home)
+
+
+def kill_workers_under(home: str) -> list[int]:
+    """SIGKILLs every `nursery_core.training.worker` process whose job directory is under `home`; their pids."""
+    import signal
+
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in cmd]
+        if "nursery_core.training.worker" in args and any(a.startswith(str(home)) for a in args):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+            except OSError:
+                pass
+    return killed
 
 
 @contextmanager
