@@ -171,11 +171,20 @@ def choose(page, widget_key: str, option: str | re.Pattern, tries: int = 3) -> N
     """Picks an option of a selectbox by its visible text, and checks the box shows it: a live page (a running
     job's panel refreshes itself) can rerun between opening the list and the click, which closes the list and
     drops the click, as it would a person's; then it picks again, up to `tries` times."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for attempt in range(tries):
         key(page, widget_key).locator("input").first.click()
         opts = page.locator("[role='option']")
-        opts.first.wait_for(timeout=15000)
-        opts.filter(has_text=option).first.click()
+        try:
+            opts.first.wait_for(timeout=15000)
+            opts.filter(has_text=option).first.click(timeout=15000)
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")  # a rerun closed the list (or ate the click): open it again
+            wait_idle(page)
+            continue
         wait_idle(page)
         shown = selected(page, widget_key).input_value()
         if (option.search(shown) if isinstance(option, re.Pattern) else option in shown) or attempt == tries - 1:
