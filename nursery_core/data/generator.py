@@ -310,9 +310,9 @@ class _Generator:
             return list(a["tools"])
         tools, extra = self._draw_tools(used, room_for, keep)
         names = {tool_name(t) for t in tools if t not in extra}
-        if new_run or (a is not None and a["left"] <= 0):
+        if new_run:
             self.anchor = ({"names": names, "plans": [p for p in self.plans if p.name in names], "tools": tools,
-                            "extra": extra, "left": self.per_tool_set} if self.per_tool_set > 1 and new_run else None)
+                            "extra": extra, "left": self.per_tool_set} if self.per_tool_set > 1 else None)
         return list(tools)
 
     def _draw_tools(self, used: set[str], room_for: set[str] | None,

@@ -411,6 +411,9 @@ class _Run:
         # packing.make_units) and only their order changes per epoch; otherwise they are drawn per epoch.
         self.units = (packing.make_units(self.train_enc, config.batch_size, config.seed) if config.share_prefix
                       else None)
+        # each unit's packed rows, built once: units do not change during the run
+        self.packed = ({tuple(u): packing.pack_unit(self.train_enc, u) for u in self.units}
+                       if self.units is not None else {})
         micro_per_epoch = (len(self.units) if self.units is not None
                            else math.ceil(len(self.train_enc) / config.batch_size))
         self.steps_per_epoch = math.ceil(micro_per_epoch / self.micro_per_step)
@@ -513,7 +516,7 @@ class _Run:
             ids, mask, labels = collate(rows, self.pad_id, self.device)
             weights = decision_weights(rows, ids.shape[1], self.config.decision_weight, self.device)
             return (ids, mask, labels, [f"t{i}" for i in b], weights), sum(len(r["input_ids"]) for r in rows)
-        packed = packing.pack_unit(self.train_enc, b)
+        packed = self.packed[tuple(b)]
         ids, mask, labels, pos, weights = packing.collate_rows(packed, self.pad_id, self.device,
                                                                self.config.decision_weight)
         lengths = [len(r.input_ids) for r in packed]
