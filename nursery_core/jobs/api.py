@@ -154,8 +154,9 @@ def create_job(kind: str, dataset: str, base_model: str, output_name: str, confi
 
 def _apply_recipe(dataset: str, train: list[dict], evals: list[dict],
                   cfg: TrainConfig) -> tuple[list[dict], dict | None]:
-    """The config's data recipe (mixing, function masking) on the training split; None when it has none."""
-    if cfg.function_masking <= 0 and not (cfg.mix_dataset and cfg.mix_fraction > 0):
+    """The config's data recipe (mixing, practice tools, function masking) on the training split; None when it
+    has none."""
+    if cfg.function_masking <= 0 and cfg.practice_fraction <= 0 and not (cfg.mix_dataset and cfg.mix_fraction > 0):
         return train, None
     from ..data.recipe import apply_recipe
 
@@ -168,7 +169,15 @@ def _apply_recipe(dataset: str, train: list[dict], evals: list[dict],
         except NotFound:
             raise NotFound(f"mix_dataset {cfg.mix_dataset!r} is not a stored dataset (see list-datasets)") from None
         mix = dataset_examples(cfg.mix_dataset, "train")
-    return apply_recipe(train, evals, cfg.seed, cfg.function_masking, mix, cfg.mix_fraction, cfg.mix_dataset)
+    practice: list[dict] = []
+    if cfg.practice_fraction > 0:
+        from ..data.practice_tools import practice_examples
+
+        own = {t["function"]["name"] for ex in train + mix for t in ex.get("tools") or ()}
+        practice = practice_examples(int(round(cfg.practice_fraction * len(train))), cfg.seed, exclude=own,
+                                     avoid=get_store().golden_request_norms())
+    return apply_recipe(train, evals, cfg.seed, cfg.function_masking, mix, cfg.mix_fraction, cfg.mix_dataset,
+                        practice)
 
 
 def nursery_train_local(dataset: str, base_model: str = "smollm2-135m", output_name: str | None = None,

@@ -92,6 +92,11 @@ class TrainConfig:
     mix_fraction: float = _f(0.0, "how many examples to mix in from mix_dataset, as a fraction of this dataset's "
                              "training examples (0.5 = half as many again; at most all of mix_dataset)",
                              min=0.0, max=10.0, group="data", label="Mix fraction", step=0.1)
+    practice_fraction: float = _f(0.0, "practice examples over everyday tools no dataset of yours uses "
+                                  "(data/practice_tools.py), generated for the run and added to its training "
+                                  "split, as a fraction of it (0.5 = half as many again): the model learns to read "
+                                  "tools it never saw and to decline what the offered ones cannot do",
+                                  min=0.0, max=4.0, group="data", label="Practice tools share", step=0.1)
     # evaluation
     eval_fraction: float = _f(0.1, "eval share split off the training file when there is no eval file",
                               min=0.0, max=0.5, group="eval", step=0.05)
