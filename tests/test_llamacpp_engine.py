@@ -222,7 +222,7 @@ def test_batch_runs_in_slots_at_once_and_a_failing_progress_lets_the_server_go(m
     used = []
     slow = threading.Event()
 
-    def answer(served, ids, s, plan, slot):
+    def answer(served, ids, s, plan, slot, alone=False):
         if slow.is_set():
             __import__("time").sleep(0.05)
         elif ids[-1] < 3:

@@ -231,8 +231,10 @@ def _close_all() -> None:
 
 # ------------------------------------------------------------------------------------------ generation
 def _body(ids: list[int], s, grammar: str | None) -> dict:
+    # timings on every event: how many prompt tokens the server computed is known even when the answer is cut
+    # early (stop after the calls), for the prompt KV store
     body: dict[str, Any] = {"prompt": ids, "n_predict": s.max_new_tokens, "cache_prompt": True,
-                            "return_tokens": True, "repeat_penalty": 1.0}
+                            "return_tokens": True, "repeat_penalty": 1.0, "timings_per_token": True}
     if s.greedy:
         body.update(temperature=0.0, top_k=1, samplers=["top_k"])
     else:
@@ -255,6 +257,7 @@ class _Run:
     ids: list[int] = field(default_factory=list)
     stop_type: str | None = None
     prompt_tokens: int = 0
+    computed: int = 0  # prompt tokens the server computed (the rest came from the slot's KV): timings.prompt_n
 
 
 def _open_call(text: str) -> bool:
@@ -295,6 +298,7 @@ def _events(served: _Served, ids: list[int], s, grammar: str | None, run: _Run, 
                                   slot=slot)
     try:
         for ev in events:
+            run.computed = int((ev.get("timings") or {}).get("prompt_n", run.computed))
             new = [int(t) for t in ev.get("tokens") or []]
             for t in new:
                 if matcher is not None and t not in stop_ids and not matcher.consume_token(t):
@@ -355,21 +359,60 @@ def _share_prefix(runner, first: list[list[int]]) -> None:
     if len(shared) < MIN_COPY or not needy:
         return
     src = runner.best_slot(shared, slots)
-    if len(shared) - common_prefix(runner.cached[src], shared) >= MIN_COPY:
-        runner.prefill(shared, src)
+    fill_prefix(runner, src, shared)
     for k in needy:
         if k != src:
             runner.copy_slot(src, k)
 
 
-def _answer(served: _Served, ids: list[int], s, plan, slot: int) -> tuple[str | None, dict, list[str]]:
-    """(text | None when torch must answer, usage, notes) of one prompt in one slot."""
+def fill_prefix(runner, slot: int, ids: list[int]) -> str:
+    """Gets `ids` into `slot`'s KV: "warm" (it held them but for fewer than MIN_COPY tokens), "store" (loaded
+    from the prompt KV store, engines/prompt_kv.py) or "prefill" (computed, then saved to the store when it
+    took prompt_kv.MIN_SAVE tokens or more)."""
+    from . import prompt_kv
+    from .llamacpp_server import common_prefix
+
+    have = common_prefix(runner.cached[slot], ids)
+    if len(ids) - have < MIN_COPY:
+        return "warm"
+    if len(ids) - prompt_kv.restore(runner, slot, ids, have) < MIN_COPY:
+        return "store"
+    if runner.prefill(ids, slot) >= prompt_kv.MIN_SAVE:
+        prompt_kv.save(runner, slot, ids)
+    return "prefill"
+
+
+def _from_store(runner, slot: int, ids: list[int]) -> None:
+    """Before one prompt runs alone in `slot`: loads a stored prefix of it when that beats the slot's KV."""
+    from . import prompt_kv
+    from .llamacpp_server import common_prefix
+
+    prompt_kv.restore(runner, slot, ids, common_prefix(runner.cached[slot], ids))
+
+
+def _to_store(runner, slot: int, ids: list[int], run: _Run) -> None:
+    """After one prompt ran alone in `slot`: stores its KV when the server computed MIN_SAVE tokens of it."""
+    from . import prompt_kv
+
+    if run.computed >= prompt_kv.MIN_SAVE:
+        prompt_kv.save(runner, slot, ids)
+
+
+def _answer(served: _Served, ids: list[int], s, plan, slot: int,
+            alone: bool = False) -> tuple[str | None, dict, list[str]]:
+    """(text | None when torch must answer, usage, notes) of one prompt in one slot; `alone` (no other prompt
+    shares the server): its prompt's KV is loaded from and saved to the prompt KV store."""
     run = _Run()
+    if alone:
+        _from_store(served.runner, slot, ids)
     try:
         for _ in _events(served, ids, s, plan.grammar, run, slot):
             pass
     except _NeedsTorch as e:
         return None, {}, [f"{e}: run on torch"]
+    finally:
+        if alone:
+            _to_store(served.runner, slot, ids, run)
     text = _final_text(served, run, s)
     if _cut_at_limit_in_call(run, plan.grammar, text):
         return None, {}, ["an answer reached max_new_tokens inside a tool call: run on torch, whose guard "
@@ -410,7 +453,7 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
                 if k is None:
                     return
                 try:
-                    results[k] = _answer(served, all_ids[k], s, plans[k], slot)
+                    results[k] = _answer(served, all_ids[k], s, plans[k], slot, alone=n == 1)
                     finished.put((k, None))
                 except BaseException as e:  # noqa: BLE001 (re-raised on the caller's thread)
                     failed.set()
@@ -446,6 +489,25 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
     return texts, usage, notes
 
 
+def prepare(model_name: str, prompts: Sequence) -> dict:
+    """Gets the shared prefix of `prompts` (rendered as the model's own, e.g. two prompts that differ only in
+    the user turn: the system turn with the tools) into a slot of the model's server, starting it when needed.
+    Returns {"source": "warm" | "store" | "prefill" (fill_prefix), "tokens": the prefix's length}. Raises
+    BackendError when llama.cpp cannot serve the model."""
+    from .llamacpp_server import common_prefix
+
+    served = get_llamacpp_pool().served(model_name)
+    with served.lock:
+        all_ids = [_prompt_ids(served, p) for p in prompts]
+        shared = all_ids[0] if all_ids else []
+        for ids in all_ids[1:]:
+            shared = shared[:common_prefix(shared, ids)]
+        if len(shared) < MIN_COPY:
+            return {"source": "warm", "tokens": len(shared)}
+        source = fill_prefix(served.runner, served.runner.best_slot(shared), shared)
+    return {"source": source, "tokens": len(shared)}
+
+
 def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator[str]],
            notes: list[str]) -> Iterator[str]:
     """Text chunks of one answer on llama.cpp. Where llama.cpp cannot finish it (see the module docstring) the
@@ -457,13 +519,16 @@ def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator
         started = _Run()
         run: _Run | None = started
         ids = _prompt_ids(served, prompt)
+        slot = served.runner.best_slot(ids)
+        _from_store(served.runner, slot, ids)
         try:
-            for chunk in _events(served, ids, s, plan.grammar, started, served.runner.best_slot(ids)):
+            for chunk in _events(served, ids, s, plan.grammar, started, slot):
                 shown += chunk
                 yield chunk
         except _NeedsTorch as e:
             notes.append(f"{e}: run on torch")
             run = None
+        _to_store(served.runner, slot, ids, started)
     if run is not None:
         text = served.tokenizer.decode(run.ids, skip_special_tokens=True)
         if not _cut_at_limit_in_call(run, plan.grammar, text):
