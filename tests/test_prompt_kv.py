@@ -248,3 +248,62 @@ def test_prepare_on_torch_prepares_nothing(tiny_model_dir, nursery_home):
     make_adapter("tiny-p", tiny_model_dir, seed=4)
     out = prepare("tiny-p", TOOLS)  # nursery_home sets NURSERY_ENGINE=torch
     assert out["engine"] == "torch" and out["source"] is None and "NURSERY_ENGINE" in out["reason"]
+
+
+@pytest.mark.slow
+def test_the_test_tab_reads_the_tool_list_in_a_visible_status(tiny_model_dir, nursery_home, auto_engine):
+    """Model Cradle → Test on llama.cpp: Run shows "Reading the tool list…" after the model's loading status;
+    once the server is warm, choosing another tool list reads it before the next click (so Run finds it warm)."""
+    _llamacpp_ready()
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from cradle_helpers import make_adapter, store_dataset
+
+    store_dataset("weather", n=8, eval_fraction=0.5)
+    make_adapter("ada", tiny_model_dir, seed=1, dataset="weather")
+    at = AppTest.from_file(str(Path(__file__).resolve().parent.parent / "pages" / "3_Model_Cradle.py"),
+                           default_timeout=300)
+    at.run()
+    assert not at.exception and not [s.label for s in at.status if "tool list" in s.label]  # nothing warm yet
+    at.selectbox(key="mc_test_model").set_value("ada")
+    at.text_area(key="mc_test_prompt").set_value("What's the weather in Oslo?")
+    at.number_input(key="mc_test_max_new").set_value(6)
+    at.button(key="mc_test_go").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.session_state["mc_test_result"]["engine"] == "llama.cpp"
+    # the run's statuses were drawn before the rerun that shows the result: the prepare is checked in the core
+    from nursery_core.engines.llamacpp import get_llamacpp_pool
+
+    runner = get_llamacpp_pool().served("ada").runner
+    pasted = json.dumps([TOOLS[1]["function"]])
+    at.radio(key="mc_test_tools_source").set_value("Paste tools").run()
+    at.text_area(key="mc_test_tools_text").set_value(pasted).run()
+    labels = [s.label for s in at.status]
+    assert any(lb.startswith("Tool list read into ada") or lb.startswith("Tool list of ada loaded")
+               for lb in labels), labels
+    from nursery_core.inference import resolve_tools
+    from nursery_core.interactive import prepare
+
+    assert prepare("ada", resolve_tools("ada", pasted)[0])["source"] == "warm"  # read before the click
+    assert any(len(ids) > 16 for ids in runner.cached)
+
+
+def test_a_prompt_alone_goes_where_it_costs_least():
+    """GGUFRunner.place: a slot sharing the prompt's prefix, else an empty slot rather than one holding another
+    tool list (Test and Compare prepare different lists on one server), else the one whose loss is least."""
+    import threading
+
+    from nursery_core.engines.llamacpp_server import GGUFRunner
+
+    r = GGUFRunner.__new__(GGUFRunner)
+    r.slots, r._cached_lock = 3, threading.Lock()  # noqa: SLF001
+    head = list(range(30))  # the chat template's opening, shared by every tool list
+    tools_a, tools_b = head + list(range(100, 200)), head + list(range(300, 400))
+    r.cached = [tools_a + [1, 2, 3], [], []]
+    assert r.place(tools_b + [5]) == 1
+    assert r.place(tools_a + [7, 8]) == 0
+    r.cached = [tools_a, tools_b + [9], head]
+    assert r.place(tools_b + [4]) == 1
+    assert r.place(list(range(1000, 1100))) == 2

@@ -358,7 +358,11 @@ def _share_prefix(runner, first: list[list[int]]) -> None:
     needy = [k for k in slots if len(shared) - common_prefix(runner.cached[k], shared) >= MIN_COPY]
     if len(shared) < MIN_COPY or not needy:
         return
-    src = runner.best_slot(shared, slots)
+    # any slot that holds the prefix (prepare() may have put it in one these prompts do not use), else the one
+    # of theirs that holds most of it
+    src = runner.best_slot(shared)
+    if len(shared) - common_prefix(runner.cached[src], shared) >= MIN_COPY:
+        src = runner.best_slot(shared, slots)
     fill_prefix(runner, src, shared)
     for k in needy:
         if k != src:
@@ -440,7 +444,7 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
             _share_prefix(served.runner, all_ids[:width])
             slots = list(range(width))
         else:
-            slots = [served.runner.best_slot(all_ids[0])] if n else []
+            slots = [served.runner.place(all_ids[0])] if n else []
         finished: "queue.Queue[tuple[int, BaseException | None]]" = queue.Queue()
         todo = iter(range(n))
         take = threading.Lock()
@@ -504,7 +508,7 @@ def prepare(model_name: str, prompts: Sequence) -> dict:
             shared = shared[:common_prefix(shared, ids)]
         if len(shared) < MIN_COPY:
             return {"source": "warm", "tokens": len(shared)}
-        source = fill_prefix(served.runner, served.runner.best_slot(shared), shared)
+        source = fill_prefix(served.runner, served.runner.place(shared), shared)
     return {"source": source, "tokens": len(shared)}
 
 
@@ -519,7 +523,7 @@ def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator
         started = _Run()
         run: _Run | None = started
         ids = _prompt_ids(served, prompt)
-        slot = served.runner.best_slot(ids)
+        slot = served.runner.place(ids)
         _from_store(served.runner, slot, ids)
         try:
             for chunk in _events(served, ids, s, plan.grammar, started, slot):

@@ -170,6 +170,15 @@ class GGUFRunner:
             return max(among if among is not None else range(self.slots),
                        key=lambda k: common_prefix(self.cached[k], ids))
 
+    def place(self, ids: list[int]) -> int:
+        """The slot for a prompt run alone: the one where running it costs least, counting the tokens it must
+        compute (those its cache does not share) and the cached tokens it discards (another prompt's prefix,
+        e.g. another tool list, that a later prompt may want): a warm slot when one shares the prompt's
+        prefix, else an empty one rather than one holding another tool list."""
+        with self._cached_lock:
+            return max(range(self.slots),
+                       key=lambda k: 2 * common_prefix(self.cached[k], ids) - len(self.cached[k]))
+
     def prefill(self, ids: list[int], slot: int) -> int:
         """Runs `ids` into `slot`'s KV cache (what it already holds of them is kept) and nothing more; returns
         how many of them llama-server computed (its `timings.prompt_n`)."""
