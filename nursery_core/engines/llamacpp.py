@@ -10,7 +10,10 @@ warm model only runs what differs from the last call (the system turn with the t
 
 Several prompts (a compare) are answered at once, one per server slot (SLOTS), decoded together in one batch;
 a slot that lacks the prompts' shared prefix gets it copied from one that has it (or from one prefill), so the
-system turn runs once per server, not once per slot. Each answer is the same as alone: the same greedy tokens
+system turn runs once per server, not once per slot; a computed prefix of prompt_kv.MIN_SAVE tokens or more is
+saved to the prompt KV store (engines/prompt_kv.py), from which a new server of the same GGUF loads it instead
+of computing it (after a dashboard restart or an eviction), and interactive.prepare puts a tool list's prefix
+into a slot before any prompt needs it. Each answer is the same as alone: the same greedy tokens
 from the same KV (tests/test_llamacpp_engine.py checks it against one-at-a-time answers).
 
 What stays on torch (the caller falls back, and says so in the notes): an engine setting of "torch"
