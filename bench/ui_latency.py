@@ -4,8 +4,9 @@ tokens/s, and a 2-prompt compare (adapter vs its bare base, the UI's defaults: g
 run four times per side: "first" (the first compare of these tools: llama.cpp's base server has no KV of the
 system turn yet) and "again" (the median of the three that follow). Then, on llama.cpp: (a) "the first compare
 after a restart" (both models' servers closed and started again, warm before the clock runs, the same tools: the
-system turn is loaded from the prompt KV store, nursery_core/engines/prompt_kv.py, not computed; torch keeps no
-prompt KV, so its median compare is the "before") and (b) "the first compare of new tools after prepare()"
+system turn is loaded from the prompt KV store, nursery_core/engines/prompt_kv.py, not computed; run once
+without the store, NURSERY_PROMPT_KV_MB=0, and once with it, each saying where the servers' prefixes came from;
+torch keeps no prompt KV, so its median compare is the "before") and (b) "the first compare of new tools after prepare()"
 (a tool list neither server has seen, read into both by interactive.prepare as the Compare tab does while the
 user picks the tools and types the prompts; prepare's own seconds are printed apart, as time spent typing, and
 the compare is timed against torch on the same new tools).
@@ -240,14 +241,34 @@ def main(argv=None) -> int:
     # (a) the first compare after a restart (the dashboard restarted, or both servers evicted): new servers,
     # started warm before the clock runs, the same tools; their system turn comes from the prompt KV store
     # (engines/prompt_kv.py) instead of being computed. torch keeps no prompt KV: its cost is "before" above
-    llamacpp.get_llamacpp_pool().clear()
-    for m in (name, EMBEDDED_ALIAS):
-        llamacpp.get_llamacpp_pool().served(m)
-    restarted = compare("after", tools)
-    same &= same_calls_now()
+    # (a) is run twice: without the store (NURSERY_PROMPT_KV_MB=0: what a restart cost before it), then with it;
+    # how each server's prefix got into its slots is recorded (engines/llamacpp.fill_prefix's answer)
+    filled: list[str] = []
+    fill = llamacpp.fill_prefix
+
+    def recording_fill(runner, slot, ids):
+        filled.append(fill(runner, slot, ids))
+        return filled[-1]
+
+    llamacpp.fill_prefix = recording_fill  # type: ignore[assignment]
+    restarts = {}
+    for label, mb in (("without the store", "0"), ("with the store", None)):
+        if mb is None:
+            os.environ.pop("NURSERY_PROMPT_KV_MB", None)
+        else:
+            os.environ["NURSERY_PROMPT_KV_MB"] = mb
+        llamacpp.get_llamacpp_pool().clear()
+        for m in (name, EMBEDDED_ALIAS):
+            llamacpp.get_llamacpp_pool().served(m)
+        filled.clear()
+        restarts[label] = (compare("after", tools), sorted(filled))
+        same &= same_calls_now()
+    llamacpp.fill_prefix = fill  # type: ignore[assignment]
     b = statistics.median(times["before"])
-    print(f"compare after a restart (servers started again, same tools, prefix from the prompt KV store): "
-          f"after {restarted:.1f} s (before {b:.1f} s, torch's median: it keeps no prompt KV) -> {b / restarted:.1f}x")
+    (off, off_src), (on, on_src) = restarts["without the store"], restarts["with the store"]
+    print(f"compare after a restart (servers started again, same tools): after {on:.1f} s with the prompt KV "
+          f"store (prefixes: {', '.join(on_src)}), {off:.1f} s without it ({', '.join(off_src)}); before "
+          f"{b:.1f} s (torch's median: it keeps no prompt KV) -> {b / on:.1f}x")
 
     # (b) the first compare of a new tool list after prepare(): the Compare tab reads the tool list into warm
     # servers while the user picks the tools and types the prompts, so prepare's seconds are time spent typing,
