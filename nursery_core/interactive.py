@@ -226,8 +226,10 @@ def prepare(model_name: str, tools: list[dict], system: str | None = None) -> di
     # two prompts that differ only in the user's words: what they share is the system turn (and the user turn's
     # opening), rendered by the model's own chat template
     probes = [{"messages": build_messages(q, system), "tools": tools} for q in ("a", "b")]
+    # the guard's grammar for these tools (Test and Compare guard by default), compiled ahead too
+    plan = _guard_plans(probes[:1], GenerationSettings.of(None))[0]
     try:
-        done = llamacpp.prepare(model_name, probes)
+        done = llamacpp.prepare(model_name, probes, plan.grammar)
     except BackendError as e:
         return {**out, "reason": f"llama.cpp could not serve {model_name} ({e})",
                 "seconds": round(time.monotonic() - start, 2)}

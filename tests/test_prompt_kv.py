@@ -77,6 +77,9 @@ def test_a_restarted_server_restores_the_tool_prefix_and_answers_the_same(smollm
     _restart_servers()
     again = prepare("smollm2-135m", TOOLS)
     assert again["source"] == "store" and llamacpp_spy["prefills"] == [first["tokens"]], again
+    # and the guard's grammar ran once in the new server (llguidance's tokenizer is built before the first prompt)
+    served = get_llamacpp_pool().served("smollm2-135m")
+    assert served.grammar_ready and len([k for k in range(served.runner.slots) if served.runner.cached[k]]) == 1
 
     # a restarted server without prepare(): the prompt itself finds the stored prefix; only the user turn runs,
     # and the answer is the same token for token

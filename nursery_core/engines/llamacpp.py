@@ -71,6 +71,7 @@ class _Served:
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
     prepared_s: float = 0.0         # seconds spent building the GGUF (0 when cached) and starting the server
+    grammar_ready: bool = False     # a guarded request ran in this server (llguidance's tokenizer is built)
 
 
 def _tokenizer_for(ref) -> Any:
@@ -296,6 +297,7 @@ def _events(served: _Served, ids: list[int], s, grammar: str | None, run: _Run, 
         if matcher is None:
             raise _NeedsTorch(err)
     run.prompt_tokens = len(ids)
+    served.grammar_ready |= grammar is not None
     shown = ""
     events = served.runner.stream(_body(ids, s, llamacpp_grammar(grammar) if grammar is not None else None),
                                   slot=slot)
@@ -496,22 +498,38 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
     return texts, usage, notes
 
 
-def prepare(model_name: str, prompts: Sequence) -> dict:
+def prepare(model_name: str, prompts: Sequence, grammar: str | None = None) -> dict:
     """Gets the shared prefix of `prompts` (rendered as the model's own, e.g. two prompts that differ only in
-    the user turn: the system turn with the tools) into a slot of the model's server, starting it when needed.
-    Returns {"source": "warm" | "store" | "prefill" (fill_prefix), "tokens": the prefix's length}. Raises
-    BackendError when llama.cpp cannot serve the model."""
+    the user turn: the system turn with the tools) into a slot of the model's server, starting it when needed;
+    with `grammar` (the guard's plan.grammar) it is compiled for the answers' check here (once per tokenizer
+    and grammar) and a server that has run no grammar yet runs one token under it in another slot (llama.cpp
+    builds llguidance's tokenizer once per process), so the first guarded answer pays neither. Returns {"source": "warm"
+    | "store" | "prefill" (fill_prefix), "tokens": the prefix's length}. Raises BackendError when llama.cpp
+    cannot serve the model."""
     from .llamacpp_server import common_prefix
 
     served = get_llamacpp_pool().served(model_name)
     with served.lock:
+        runner = served.runner
         all_ids = [_prompt_ids(served, p) for p in prompts]
         shared = all_ids[0] if all_ids else []
         for ids in all_ids[1:]:
             shared = shared[:common_prefix(shared, ids)]
-        if len(shared) < MIN_COPY:
-            return {"source": "warm", "tokens": len(shared)}
-        source = fill_prefix(served.runner, served.runner.place(shared), shared)
+        slot = runner.place(shared)
+        source = "warm" if len(shared) < MIN_COPY else fill_prefix(runner, slot, shared)
+        if grammar is not None:
+            from ..guard.grammar import llamacpp_grammar
+            from ..guard.processor import new_matcher
+            from ..inference import _stop_ids
+
+            new_matcher(served.tokenizer, sorted(set(_stop_ids(served.tokenizer))), grammar)
+        if grammar is not None and not served.grammar_ready and shared and runner.slots > 1:
+            spare = min((k for k in range(runner.slots) if k != slot), key=lambda k: len(runner.cached[k]))
+            try:
+                runner.warm_grammar(llamacpp_grammar(grammar), spare, shared[0])
+                served.grammar_ready = True
+            except BackendError:
+                pass  # the first guarded answer builds it instead
     return {"source": source, "tokens": len(shared)}
 
 

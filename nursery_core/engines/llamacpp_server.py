@@ -194,6 +194,17 @@ class GGUFRunner:
         except (ValueError, TypeError, AttributeError):
             return len(ids)
 
+    def warm_grammar(self, grammar: str, slot: int, token: int) -> None:
+        """Runs one token (`token` as the prompt) under `grammar` in `slot`, which is emptied, so this process
+        builds llguidance's tokenizer now rather than on its first guarded answer (llama.cpp builds it once
+        per process: about a second for SmolLM2's vocabulary). Raises BackendError."""
+        body = {"prompt": [token], "n_predict": 1, "grammar": grammar, "id_slot": slot, "cache_prompt": False,
+                "temperature": 0.0, "top_k": 1, "samplers": ["top_k"]}
+        self._record(slot, None)
+        r = self._post("/completion", body)
+        if r.status_code >= 400:
+            raise BackendError(f"llama.cpp could not run a grammar ({r.status_code}): {r.text[:200]}")
+
     def save_slot(self, slot: int, dest: Path) -> None:
         """Writes `slot`'s KV cache (llama-server's slot file: its cached token ids and their KV) to `dest`,
         which appears whole or not at all (a temporary name beside it, then a rename). Raises BackendError."""
