@@ -14,6 +14,7 @@ the prefix as if nothing was stored: never an error to the user.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -66,6 +67,7 @@ def root() -> Path:
     return p
 
 
+@functools.lru_cache(maxsize=1)
 def _llamacpp_version() -> str:
     try:
         from importlib.metadata import version
