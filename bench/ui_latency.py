@@ -1,8 +1,15 @@
 """Interactive inference latency as the Model Cradle sees it, before and after, in one run on this machine:
 time to the first streamed token (cold: a fresh pool loads the model; warm: the model is in the pool), decode
 tokens/s, and a 2-prompt compare (adapter vs its bare base, the UI's defaults: guarded, greedy, 256 new tokens),
-run twice per side: "first" (the first compare of these tools: llama.cpp's base server has no KV of the system
-turn yet) and "again".
+run four times per side: "first" (the first compare of these tools: llama.cpp's base server has no KV of the
+system turn yet) and "again" (the median of the three that follow). Then, on llama.cpp: (a) "the first compare
+after a restart" (both models' servers closed and started again, warm before the clock runs, the same tools: the
+system turn is loaded from the prompt KV store, nursery_core/engines/prompt_kv.py, not computed; run once
+without the store, NURSERY_PROMPT_KV_MB=0, and once with it, each saying where the servers' prefixes came from;
+torch keeps no prompt KV, so its median compare is the "before") and (b) "the first compare of new tools after prepare()"
+(a tool list neither server has seen, read into both by interactive.prepare as the Compare tab does while the
+user picks the tools and types the prompts; prepare's own seconds are printed apart, as time spent typing, and
+the compare is timed against torch on the same new tools).
 
 "before" is the code path the dashboard used originally, reproduced with today's functions: torch, no
 prompt-prefix KV cache (every call runs the whole system turn with the tools again), no stop after the tool
@@ -20,7 +27,8 @@ to 3.7) and "first" 15.8 s -> 14.4 s (1.1x; up to 1.5x). The compare's llama.cpp
 11.4-12.8 CPU-seconds, measured per process): about 45 decode steps per model at 43-47 ms of CPU per f16 step.
 While other processes keep the cores busy this session gets about two thirds of one core whatever its thread
 count (torch's one thread and the two servers alike), so the ratio stays at or below that 3x; 5x needs the
-second core free (about 2.1 s per model side by side against about 12.8 s).
+second core free (about 2.1 s per model side by side against about 12.8 s). "again" as a median of three, (a)
+and (b): not measured yet on a quiet machine.
 
     python bench/ui_latency.py [--adapter DIR] [--repeats 3]
 
@@ -41,6 +49,7 @@ from pathlib import Path
 PROMPTS = ["What's the weather in Oslo tomorrow?", "Remember that the garage code is 4821.",
            "What is 17 times 23?", "Search the web for the latest Python release."]
 COMPARE_PROMPTS = PROMPTS[:2]
+COMPARE_REPEATS = 3  # repeated compares after the first ("again" is their median)
 
 
 def _random_adapter(base_dir: Path, out: Path) -> Path:
@@ -194,27 +203,88 @@ def main(argv=None) -> int:
     print(f"same tool calls from torch (before) and llama.cpp (after) on every prompt: {same_calls}")
 
     # compare: 2 prompts, adapter vs its bare base, as the Compare tab runs it, with both models loaded on both
-    # engines (torch pool; llama.cpp servers started). Each side runs it twice: "first" is the first compare of
-    # these tools (llama.cpp's base server has no KV of the system turn yet), "again" the next one (torch, which
-    # keeps no prompt KV, costs the same)
+    # engines (torch pool; llama.cpp servers started). Each side runs it 1 + REPEATS times: "first" is the first
+    # compare of these tools (llama.cpp's base server has no KV of the system turn yet), "again" the median of
+    # the repeats (torch, which keeps no prompt KV, costs the same)
     pool.warm(EMBEDDED_ALIAS)
     llamacpp.get_llamacpp_pool().served(EMBEDDED_ALIAS)
     times: dict[str, list[float]] = {}
     results = {}
-    for side, after in (("before", False), ("after", True)):
-        os.environ["NURSERY_ENGINE"] = "auto" if after else "torch"
-        for _ in range(2):
-            start = time.perf_counter()
-            results[side] = nursery_compare_models(name, EMBEDDED_ALIAS, COMPARE_PROMPTS, tools=tools,
-                                                   max_new_tokens=256, stop_after_calls=after)
-            times.setdefault(side, []).append(time.perf_counter() - start)
-    os.environ["NURSERY_ENGINE"] = "auto"
-    same = all(ra["a"]["calls"] == rb["a"]["calls"] and ra["b"]["calls"] == rb["b"]["calls"]
-               for ra, rb in zip(results["before"]["rows"], results["after"]["rows"]))
+
+    def compare(side: str, tool_list: list[dict]) -> float:
+        os.environ["NURSERY_ENGINE"] = "auto" if side == "after" else "torch"
+        start = time.perf_counter()
+        results[side] = nursery_compare_models(name, EMBEDDED_ALIAS, COMPARE_PROMPTS, tools=tool_list,
+                                               max_new_tokens=256, stop_after_calls=side == "after")
+        os.environ["NURSERY_ENGINE"] = "auto"
+        return time.perf_counter() - start
+
+    same = True
+
+    def same_calls_now() -> bool:
+        return all(ra["a"]["calls"] == rb["a"]["calls"] and ra["b"]["calls"] == rb["b"]["calls"]
+                   for ra, rb in zip(results["before"]["rows"], results["after"]["rows"]))
+
+    for side in ("before", "after"):
+        times[side] = [compare(side, tools) for _ in range(1 + COMPARE_REPEATS)]
+    same &= same_calls_now()
     served = {k: v["engine"] for k, v in results["after"]["engines"].items()}
-    for k, label in enumerate(("first", "again")):
-        b, a = times["before"][k], times["after"][k]
-        print(f"compare, 2 prompts, adapter vs base ({label}): before {b:.1f} s, after {a:.1f} s -> {b / a:.1f}x")
+    b, a = times["before"][0], times["after"][0]
+    print(f"compare, 2 prompts, adapter vs base (first of these tools): before {b:.1f} s, after {a:.1f} s -> "
+          f"{b / a:.1f}x")
+    b, a = (statistics.median(times[side][1:]) for side in ("before", "after"))
+    print(f"compare, 2 prompts, adapter vs base (again, median of {COMPARE_REPEATS}): before {b:.1f} s, after "
+          f"{a:.1f} s -> {b / a:.1f}x")
+    for side in ("before", "after"):
+        print(f"  {side}: " + ", ".join(f"{t:.1f}" for t in times[side]) + " s")
+
+    # (a) the first compare after a restart (the dashboard restarted, or both servers evicted): new servers,
+    # started warm before the clock runs, the same tools; their system turn comes from the prompt KV store
+    # (engines/prompt_kv.py) instead of being computed. torch keeps no prompt KV: its cost is "before" above
+    # (a) is run twice: without the store (NURSERY_PROMPT_KV_MB=0: what a restart cost before it), then with it;
+    # how each server's prefix got into its slots is recorded (engines/llamacpp.fill_prefix's answer)
+    filled: list[str] = []
+    fill = llamacpp.fill_prefix
+
+    def recording_fill(runner, slot, ids):
+        filled.append(fill(runner, slot, ids))
+        return filled[-1]
+
+    llamacpp.fill_prefix = recording_fill  # type: ignore[assignment]
+    restarts = {}
+    for label, mb in (("without the store", "0"), ("with the store", None)):
+        if mb is None:
+            os.environ.pop("NURSERY_PROMPT_KV_MB", None)
+        else:
+            os.environ["NURSERY_PROMPT_KV_MB"] = mb
+        llamacpp.get_llamacpp_pool().clear()
+        for m in (name, EMBEDDED_ALIAS):
+            llamacpp.get_llamacpp_pool().served(m)
+        filled.clear()
+        restarts[label] = (compare("after", tools), sorted(filled))
+        same &= same_calls_now()
+    llamacpp.fill_prefix = fill  # type: ignore[assignment]
+    b = statistics.median(times["before"])
+    (off, off_src), (on, on_src) = restarts["without the store"], restarts["with the store"]
+    print(f"compare after a restart (servers started again, same tools): after {on:.1f} s with the prompt KV "
+          f"store (prefixes: {', '.join(on_src)}), {off:.1f} s without it ({', '.join(off_src)}); before "
+          f"{b:.1f} s (torch's median: it keeps no prompt KV) -> {b / on:.1f}x")
+
+    # (b) the first compare of a new tool list after prepare(): the Compare tab reads the tool list into warm
+    # servers while the user picks the tools and types the prompts, so prepare's seconds are time spent typing,
+    # not waiting for the answer; printed apart
+    from nursery_core.interactive import prepare
+
+    new_tools = [t for t in DEFAULT_TOOLS if t["function"]["name"] in
+                 ("get_current_time", "memory_search", "send_email", "create_calendar_event")]
+    prepared = [prepare(m, new_tools) for m in (name, EMBEDDED_ALIAS)]
+    new_after = compare("after", new_tools)
+    new_before = compare("before", new_tools)
+    same &= same_calls_now()
+    print(f"compare of new tools after prepare(): before {new_before:.1f} s, after {new_after:.1f} s -> "
+          f"{new_before / new_after:.1f}x; prepare() itself took "
+          + " + ".join(f"{p['seconds']:.1f} s ({p['model']}: {p['source']}, {p['tokens']} tokens)" for p in prepared)
+          + " while the user picks the tools and types the prompts (not counted in 'after')")
     print(f"  same calls: {same}; after served by {served}; load average {os.getloadavg()[0]:.1f}")
     shutil.rmtree(home, ignore_errors=True)
     return 0

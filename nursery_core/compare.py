@@ -60,6 +60,17 @@ def _last_user(messages: list[dict]) -> str:
     return next((m.get("content") or "" for m in reversed(messages) if m["role"] == "user"), "")
 
 
+def compare_tools(model_a: str, model_b: str, tools: Any = None, tools_from: str | None = None) -> tuple[list[dict], str]:
+    """(tools, where they came from) an interactive compare offers: given or a dataset's tools, else model A's
+    training tools, else model B's (inference.resolve_tools raises its errors)."""
+    from .inference import resolve_tools
+
+    tool_list, source = resolve_tools(model_a, tools, tools_from)
+    if not tool_list and tools is None and not tools_from:
+        tool_list, source = resolve_tools(model_b)
+    return tool_list, source
+
+
 def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str | None = None,
                            dataset: str | None = None, split: str = "eval", limit: int | None = None, *,
                            tools: Any = None, tools_from: str | None = None, system: str | None = None,
@@ -73,7 +84,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran. `progress(which, done, total)`
     ("A" | "B") is called on the caller's thread as answers finish; the two sides' calls may interleave."""
     from .evaluation.api import load_eval_examples, score_outputs
-    from .inference import GenerationSettings, analyse_completion, build_messages, resolve_tools
+    from .inference import GenerationSettings, analyse_completion, build_messages
     from .interactive import generate_side_by_side
     from .training.rendering import eval_prompts
 
@@ -107,9 +118,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
                 "decoding_notes": list(dict.fromkeys(notes))}
 
     if prompts:
-        tool_list, source = resolve_tools(model_a, tools, tools_from)
-        if not tool_list and tools is None and not tools_from:
-            tool_list, source = resolve_tools(model_b)
+        tool_list, source = compare_tools(model_a, model_b, tools, tools_from)
         items = [{"messages": build_messages(p, system), "tools": tool_list} for p in prompts]
         out_a, out_b = run(items)
         rows = []

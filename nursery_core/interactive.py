@@ -207,6 +207,35 @@ def stream_test_model(model_name: str, prompt: str, tools: list[dict], system: s
                        "engine_notes": [f"{why}: ran on torch"] if why else []})
 
 
+def prepare(model_name: str, tools: list[dict], system: str | None = None) -> dict:
+    """Gets the system turn with `tools` (and `system`, as Test and Compare render it) into the KV of the model's
+    llama.cpp server before any prompt needs it, starting the server when needed, so the next call runs only its
+    user turn. Returns {"model", "engine": "llama.cpp" | "torch", "source": "warm" (already there) | "store"
+    (loaded from the prompt KV store, engines/prompt_kv.py) | "prefill" (computed, then stored) | None (torch:
+    nothing to prepare), "tokens": the prefix's length, "seconds", "reason": why torch (else None)}. Raises
+    NotFound for an unknown model, InvalidConfig for a bad engine setting; a model llama.cpp cannot serve is
+    reported, not raised (its calls run on torch)."""
+    import time
+
+    start = time.monotonic()
+    out: dict[str, Any] = {"model": model_name, "engine": "torch", "source": None, "tokens": 0, "seconds": 0.0,
+                           "reason": None}
+    engine, why = engine_for(model_name, "auto")
+    if engine == "torch":
+        return {**out, "reason": why}
+    # two prompts that differ only in the user's words: what they share is the system turn (and the user turn's
+    # opening), rendered by the model's own chat template
+    probes = [{"messages": build_messages(q, system), "tools": tools} for q in ("a", "b")]
+    # the guard's grammar for these tools (Test and Compare guard by default), compiled ahead too
+    plan = _guard_plans(probes[:1], GenerationSettings.of(None))[0]
+    try:
+        done = llamacpp.prepare(model_name, probes, plan.grammar)
+    except BackendError as e:
+        return {**out, "reason": f"llama.cpp could not serve {model_name} ({e})",
+                "seconds": round(time.monotonic() - start, 2)}
+    return {**out, "engine": "llama.cpp", **done, "seconds": round(time.monotonic() - start, 2)}
+
+
 def engine_status(model_name: str) -> dict:
     """Which engine an interactive call on `model_name` gets now: {"engine": "llama.cpp" | "torch", "reason":
     why torch (None on llama.cpp), "loaded": whether that engine has the model warm, "label": one line for

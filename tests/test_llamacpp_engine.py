@@ -212,7 +212,8 @@ def test_batch_runs_in_slots_at_once_and_a_failing_progress_lets_the_server_go(m
 
     from nursery_core.engines import llamacpp
 
-    runner = types.SimpleNamespace(slots=4, cached=[[], [], [], []], best_slot=lambda ids, among=None: 0)
+    runner = types.SimpleNamespace(slots=4, cached=[[], [], [], []], best_slot=lambda ids, among=None: 0,
+                                   place=lambda ids: 0)
     served = types.SimpleNamespace(runner=runner, lock=threading.Lock(), tokenizer=None)
     pool = types.SimpleNamespace(served=lambda name: served)
     monkeypatch.setattr(llamacpp, "get_llamacpp_pool", lambda: pool)
@@ -222,7 +223,7 @@ def test_batch_runs_in_slots_at_once_and_a_failing_progress_lets_the_server_go(m
     used = []
     slow = threading.Event()
 
-    def answer(served, ids, s, plan, slot):
+    def answer(served, ids, s, plan, slot, alone=False):
         if slow.is_set():
             __import__("time").sleep(0.05)
         elif ids[-1] < 3:

@@ -10,7 +10,10 @@ warm model only runs what differs from the last call (the system turn with the t
 
 Several prompts (a compare) are answered at once, one per server slot (SLOTS), decoded together in one batch;
 a slot that lacks the prompts' shared prefix gets it copied from one that has it (or from one prefill), so the
-system turn runs once per server, not once per slot. Each answer is the same as alone: the same greedy tokens
+system turn runs once per server, not once per slot; a computed prefix of prompt_kv.MIN_SAVE tokens or more is
+saved to the prompt KV store (engines/prompt_kv.py), from which a new server of the same GGUF loads it instead
+of computing it (after a dashboard restart or an eviction), and interactive.prepare puts a tool list's prefix
+into a slot before any prompt needs it. Each answer is the same as alone: the same greedy tokens
 from the same KV (tests/test_llamacpp_engine.py checks it against one-at-a-time answers).
 
 What stays on torch (the caller falls back, and says so in the notes): an engine setting of "torch"
@@ -68,6 +71,7 @@ class _Served:
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
     prepared_s: float = 0.0         # seconds spent building the GGUF (0 when cached) and starting the server
+    grammar_ready: bool = False     # a guarded request ran in this server (llguidance's tokenizer is built)
 
 
 def _tokenizer_for(ref) -> Any:
@@ -231,8 +235,10 @@ def _close_all() -> None:
 
 # ------------------------------------------------------------------------------------------ generation
 def _body(ids: list[int], s, grammar: str | None) -> dict:
+    # timings on every event: how many prompt tokens the server computed is known even when the answer is cut
+    # early (stop after the calls), for the prompt KV store
     body: dict[str, Any] = {"prompt": ids, "n_predict": s.max_new_tokens, "cache_prompt": True,
-                            "return_tokens": True, "repeat_penalty": 1.0}
+                            "return_tokens": True, "repeat_penalty": 1.0, "timings_per_token": True}
     if s.greedy:
         body.update(temperature=0.0, top_k=1, samplers=["top_k"])
     else:
@@ -255,6 +261,7 @@ class _Run:
     ids: list[int] = field(default_factory=list)
     stop_type: str | None = None
     prompt_tokens: int = 0
+    computed: int = 0  # prompt tokens the server computed (the rest came from the slot's KV): timings.prompt_n
 
 
 def _open_call(text: str) -> bool:
@@ -290,11 +297,13 @@ def _events(served: _Served, ids: list[int], s, grammar: str | None, run: _Run, 
         if matcher is None:
             raise _NeedsTorch(err)
     run.prompt_tokens = len(ids)
+    served.grammar_ready |= grammar is not None
     shown = ""
     events = served.runner.stream(_body(ids, s, llamacpp_grammar(grammar) if grammar is not None else None),
                                   slot=slot)
     try:
         for ev in events:
+            run.computed = int((ev.get("timings") or {}).get("prompt_n", run.computed))
             new = [int(t) for t in ev.get("tokens") or []]
             for t in new:
                 if matcher is not None and t not in stop_ids and not matcher.consume_token(t):
@@ -354,22 +363,65 @@ def _share_prefix(runner, first: list[list[int]]) -> None:
     needy = [k for k in slots if len(shared) - common_prefix(runner.cached[k], shared) >= MIN_COPY]
     if len(shared) < MIN_COPY or not needy:
         return
-    src = runner.best_slot(shared, slots)
+    # any slot that holds the prefix (prepare() may have put it in one these prompts do not use), else the one
+    # of theirs that holds most of it
+    src = runner.best_slot(shared)
     if len(shared) - common_prefix(runner.cached[src], shared) >= MIN_COPY:
-        runner.prefill(shared, src)
+        src = runner.best_slot(shared, slots)
+    fill_prefix(runner, src, shared)
     for k in needy:
         if k != src:
             runner.copy_slot(src, k)
 
 
-def _answer(served: _Served, ids: list[int], s, plan, slot: int) -> tuple[str | None, dict, list[str]]:
-    """(text | None when torch must answer, usage, notes) of one prompt in one slot."""
+def fill_prefix(runner, slot: int, ids: list[int]) -> str:
+    """Gets `ids` into `slot`'s KV: "warm" (it held them but for fewer than MIN_COPY tokens), "store" (loaded
+    from the prompt KV store, engines/prompt_kv.py) or "prefill" (computed, then saved to the store when it
+    took prompt_kv.MIN_SAVE tokens or more)."""
+    from . import prompt_kv
+    from .llamacpp_server import common_prefix
+
+    have = common_prefix(runner.cached[slot], ids)
+    if len(ids) - have < MIN_COPY:
+        return "warm"
+    if len(ids) - prompt_kv.restore(runner, slot, ids, have) < MIN_COPY:
+        return "store"
+    if runner.prefill(ids, slot) >= prompt_kv.MIN_SAVE:
+        prompt_kv.save(runner, slot, ids)
+    return "prefill"
+
+
+def _from_store(runner, slot: int, ids: list[int]) -> None:
+    """Before one prompt runs alone in `slot`: loads a stored prefix of it when that beats the slot's KV."""
+    from . import prompt_kv
+    from .llamacpp_server import common_prefix
+
+    prompt_kv.restore(runner, slot, ids, common_prefix(runner.cached[slot], ids))
+
+
+def _to_store(runner, slot: int, ids: list[int], run: _Run) -> None:
+    """After one prompt ran alone in `slot`: stores its KV when the server computed MIN_SAVE tokens of it."""
+    from . import prompt_kv
+
+    if run.computed >= prompt_kv.MIN_SAVE:
+        prompt_kv.save(runner, slot, ids)
+
+
+def _answer(served: _Served, ids: list[int], s, plan, slot: int,
+            alone: bool = False) -> tuple[str | None, dict, list[str]]:
+    """(text | None when torch must answer, usage, notes) of one prompt in one slot; `alone` (no other prompt
+    shares the server): its prompt's KV is loaded from and saved to the prompt KV store."""
     run = _Run()
+    if alone:
+        _from_store(served.runner, slot, ids)
     try:
         for _ in _events(served, ids, s, plan.grammar, run, slot):
             pass
     except _NeedsTorch as e:
         return None, {}, [f"{e}: run on torch"]
+    finally:
+        if alone:
+            _to_store(served.runner, slot, ids, run)
     text = _final_text(served, run, s)
     if _cut_at_limit_in_call(run, plan.grammar, text):
         return None, {}, ["an answer reached max_new_tokens inside a tool call: run on torch, whose guard "
@@ -397,7 +449,7 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
             _share_prefix(served.runner, all_ids[:width])
             slots = list(range(width))
         else:
-            slots = [served.runner.best_slot(all_ids[0])] if n else []
+            slots = [served.runner.place(all_ids[0])] if n else []
         finished: "queue.Queue[tuple[int, BaseException | None]]" = queue.Queue()
         todo = iter(range(n))
         take = threading.Lock()
@@ -410,7 +462,7 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
                 if k is None:
                     return
                 try:
-                    results[k] = _answer(served, all_ids[k], s, plans[k], slot)
+                    results[k] = _answer(served, all_ids[k], s, plans[k], slot, alone=n == 1)
                     finished.put((k, None))
                 except BaseException as e:  # noqa: BLE001 (re-raised on the caller's thread)
                     failed.set()
@@ -446,6 +498,41 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
     return texts, usage, notes
 
 
+def prepare(model_name: str, prompts: Sequence, grammar: str | None = None) -> dict:
+    """Gets the shared prefix of `prompts` (rendered as the model's own, e.g. two prompts that differ only in
+    the user turn: the system turn with the tools) into a slot of the model's server, starting it when needed;
+    with `grammar` (the guard's plan.grammar) it is compiled for the answers' check here (once per tokenizer
+    and grammar) and a server that has run no grammar yet runs one token under it in another slot (llama.cpp
+    builds llguidance's tokenizer once per process), so the first guarded answer pays neither. Returns {"source": "warm"
+    | "store" | "prefill" (fill_prefix), "tokens": the prefix's length}. Raises BackendError when llama.cpp
+    cannot serve the model."""
+    from .llamacpp_server import common_prefix
+
+    served = get_llamacpp_pool().served(model_name)
+    with served.lock:
+        runner = served.runner
+        all_ids = [_prompt_ids(served, p) for p in prompts]
+        shared = all_ids[0] if all_ids else []
+        for ids in all_ids[1:]:
+            shared = shared[:common_prefix(shared, ids)]
+        slot = runner.place(shared)
+        source = "warm" if len(shared) < MIN_COPY else fill_prefix(runner, slot, shared)
+        if grammar is not None:
+            from ..guard.grammar import llamacpp_grammar
+            from ..guard.processor import new_matcher
+            from ..inference import _stop_ids
+
+            new_matcher(served.tokenizer, sorted(set(_stop_ids(served.tokenizer))), grammar)
+        if grammar is not None and not served.grammar_ready and shared and runner.slots > 1:
+            spare = min((k for k in range(runner.slots) if k != slot), key=lambda k: len(runner.cached[k]))
+            try:
+                runner.warm_grammar(llamacpp_grammar(grammar), spare, shared[0])
+                served.grammar_ready = True
+            except BackendError:
+                pass  # the first guarded answer builds it instead
+    return {"source": source, "tokens": len(shared)}
+
+
 def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator[str]],
            notes: list[str]) -> Iterator[str]:
     """Text chunks of one answer on llama.cpp. Where llama.cpp cannot finish it (see the module docstring) the
@@ -457,13 +544,16 @@ def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator
         started = _Run()
         run: _Run | None = started
         ids = _prompt_ids(served, prompt)
+        slot = served.runner.place(ids)
+        _from_store(served.runner, slot, ids)
         try:
-            for chunk in _events(served, ids, s, plan.grammar, started, served.runner.best_slot(ids)):
+            for chunk in _events(served, ids, s, plan.grammar, started, slot):
                 shown += chunk
                 yield chunk
         except _NeedsTorch as e:
             notes.append(f"{e}: run on torch")
             run = None
+        _to_store(served.runner, slot, ids, started)
     if run is not None:
         text = served.tokenizer.decode(run.ids, skip_special_tokens=True)
         if not _cut_at_limit_in_call(run, plan.grammar, text):

@@ -52,7 +52,8 @@ class GGUFRunner:
     ran (its KV cache, kept by `cache_prompt`, holds a prefix of it) when every request names its slot. It is a
     hint for placing prompts and copying prefixes only: llama-server itself finds what a slot can reuse."""
 
-    def __init__(self, gguf_path: Path | str, n_ctx: int = 4096, threads: int | None = None, slots: int = 1):
+    def __init__(self, gguf_path: Path | str, n_ctx: int = 4096, threads: int | None = None, slots: int = 1,
+                 slot_files: bool | None = None):
         import importlib.util
 
         if importlib.util.find_spec("xllamacpp") is None:
@@ -64,9 +65,11 @@ class GGUFRunner:
         self._dir = tempfile.mkdtemp(prefix="nursery-llamacpp-")
         self._proc = None
         # each slot gets a whole n_ctx of its own (a unified cache would let one long prompt starve the others);
-        # llama-server joins slot_save_path and a file name unseparated
+        # llama-server joins slot_save_path and a file name unseparated. Slot files (copy_slot, save_slot,
+        # restore_slot) are on by default with several slots
+        self._slot_files = slots > 1 if slot_files is None else slot_files
         cfg = {"path": str(gguf_path), "n_ctx": n_ctx * slots, "slots": slots, "threads": threads,
-               "slot_save_path": self._dir + os.sep if slots > 1 else ""}
+               "slot_save_path": self._dir + os.sep if self._slot_files else ""}
         name = Path(gguf_path).name
         try:
             with open(Path(self._dir, "server.log"), "wb") as log:
@@ -167,8 +170,18 @@ class GGUFRunner:
             return max(among if among is not None else range(self.slots),
                        key=lambda k: common_prefix(self.cached[k], ids))
 
-    def prefill(self, ids: list[int], slot: int) -> None:
-        """Runs `ids` into `slot`'s KV cache (what it already holds of them is kept) and nothing more."""
+    def place(self, ids: list[int]) -> int:
+        """The slot for a prompt run alone: the one where running it costs least, counting the tokens it must
+        compute (those its cache does not share) and the cached tokens it discards (another prompt's prefix,
+        e.g. another tool list, that a later prompt may want): a warm slot when one shares the prompt's
+        prefix, else an empty one rather than one holding another tool list."""
+        with self._cached_lock:
+            return max(range(self.slots),
+                       key=lambda k: 2 * common_prefix(self.cached[k], ids) - len(self.cached[k]))
+
+    def prefill(self, ids: list[int], slot: int) -> int:
+        """Runs `ids` into `slot`'s KV cache (what it already holds of them is kept) and nothing more; returns
+        how many of them llama-server computed (its `timings.prompt_n`)."""
         body = {"prompt": ids, "n_predict": 0, "cache_prompt": True, "id_slot": slot, "temperature": 0.0,
                 "top_k": 1, "samplers": ["top_k"]}
         self._record(slot, None)
@@ -176,6 +189,65 @@ class GGUFRunner:
         if r.status_code >= 400:
             raise BackendError(f"llama.cpp prefill failed ({r.status_code}): {r.text[:200]}")
         self._record(slot, ids)
+        try:
+            return int((r.json().get("timings") or {}).get("prompt_n", len(ids)))
+        except (ValueError, TypeError, AttributeError):
+            return len(ids)
+
+    def warm_grammar(self, grammar: str, slot: int, token: int) -> None:
+        """Runs one token (`token` as the prompt) under `grammar` in `slot`, which is emptied, so this process
+        builds llguidance's tokenizer now rather than on its first guarded answer (llama.cpp builds it once
+        per process: about a second for SmolLM2's vocabulary). Raises BackendError."""
+        body = {"prompt": [token], "n_predict": 1, "grammar": grammar, "id_slot": slot, "cache_prompt": False,
+                "temperature": 0.0, "top_k": 1, "samplers": ["top_k"]}
+        self._record(slot, None)
+        r = self._post("/completion", body)
+        if r.status_code >= 400:
+            raise BackendError(f"llama.cpp could not run a grammar ({r.status_code}): {r.text[:200]}")
+
+    def save_slot(self, slot: int, dest: Path) -> None:
+        """Writes `slot`'s KV cache (llama-server's slot file: its cached token ids and their KV) to `dest`,
+        which appears whole or not at all (a temporary name beside it, then a rename). Raises BackendError."""
+        if not self._slot_files:
+            raise BackendError("this llama.cpp server was started without a slot folder: nothing to save")
+        name = f"save-{uuid.uuid4().hex}.bin"
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            self._slot_action(slot, "save", name)
+            shutil.move(str(Path(self._dir, name)), tmp)  # a rename when both are on one file system
+            os.replace(tmp, dest)
+        except OSError as e:
+            raise BackendError(f"could not store the KV of slot {slot}: {e}") from e
+        finally:
+            Path(self._dir, name).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
+
+    def restore_slot(self, slot: int, src: Path, ids: list[int]) -> None:
+        """Loads a file save_slot wrote (for this same GGUF) into `slot`; `ids` (a prefix of the tokens it
+        holds) become `cached[slot]`. On failure (a corrupt file, another llama.cpp version) the slot holds
+        nothing and BackendError is raised."""
+        if not self._slot_files:
+            raise BackendError("this llama.cpp server was started without a slot folder: nothing to restore")
+        name = f"restore-{uuid.uuid4().hex}.bin"
+        here = Path(self._dir, name)
+        self._record(slot, None)
+        try:
+            try:
+                os.link(src, here)  # llama-server reads slot files from its own folder only
+            except OSError:
+                shutil.copyfile(src, here)
+            self._slot_action(slot, "restore", name)
+        except OSError as e:
+            raise BackendError(f"could not read the stored KV {Path(src).name}: {e}") from e
+        finally:
+            here.unlink(missing_ok=True)
+        self._record(slot, ids)
+
+    def _slot_action(self, slot: int, action: str, name: str) -> None:
+        r = self._post(f"/slots/{slot}?action={action}", {"filename": name})
+        if r.status_code >= 400:
+            raise BackendError(f"llama.cpp could not {action} slot {slot} ({r.status_code}): {r.text[:200]}")
 
     def copy_slot(self, src: int, dst: int) -> None:
         """Gives slot `dst` the KV cache of slot `src` (through a file in a private folder: milliseconds for a
@@ -186,9 +258,7 @@ class GGUFRunner:
         self._record(dst, None)
         try:
             for slot, action in ((src, "save"), (dst, "restore")):
-                r = self._post(f"/slots/{slot}?action={action}", {"filename": name})
-                if r.status_code >= 400:
-                    raise BackendError(f"llama.cpp could not {action} slot {slot} ({r.status_code}): {r.text[:200]}")
+                self._slot_action(slot, action, name)
         finally:
             Path(self._dir, name).unlink(missing_ok=True)
         with self._cached_lock:

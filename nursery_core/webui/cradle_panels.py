@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ..compare import OUTCOMES, nursery_compare_models
+from ..compare import OUTCOMES, compare_tools, nursery_compare_models
 from ..datasets import load_examples
 from ..errors import NurseryError
 from ..evaluation.api import (HEADLINE, decoding_of, evaluation_details, list_evaluations, nursery_evaluate,
@@ -167,11 +167,19 @@ def render_test_tab(model_names: list[str], datasets: list[str]) -> None:
                                   placeholder='[{"name": "get_weather", "description": "…", "parameters": {…}}]')
     system = st.text_input("System message (optional)", key="mc_test_system")
     settings = generation_settings("mc_test")
-    if widgets.action_button("Run", key="mc_test_go", type="primary", disabled=not model):
+    running = widgets.action_button("Run", key="mc_test_go", type="primary", disabled=not model)
+    if model and not running:
+        # a warm model reads a newly chosen tool list while the user types the prompt
+        try:
+            widgets.tools_status(model, resolve_tools(model, tools_text, tools_from)[0], system or None, ahead=True)
+        except NurseryError:
+            pass  # a tool list still being typed: Run reports what is wrong with it
+    if running:
         try:
             tools, where = resolve_tools(model, tools_text, tools_from)
             st.caption(f"Tools: {', '.join(t['function']['name'] for t in tools) or 'none'} ({where})")
             widgets.loading_status(model)  # "Loading model …" until its weights are in memory, then streams
+            widgets.tools_status(model, tools, system or None)
             with st.container(border=True):
                 stream = stream_test_model(model, prompt, tools, system or None, **settings)
                 text = st.write_stream(stream)
@@ -222,10 +230,22 @@ def render_compare_tab(model_names: list[str], datasets: list[str]) -> None:
         kwargs["split"] = c2.selectbox("Split", ["eval", "all", "train"], key="mc_cmp_split")
         kwargs["limit"] = int(c3.number_input("At most", 1, 10000, 50, key="mc_cmp_limit"))
     settings = generation_settings("mc_cmp", batch=True)
-    if widgets.action_button("Compare", key="mc_cmp_go", type="primary", disabled=not (a and b)):
+    running = widgets.action_button("Compare", key="mc_cmp_go", type="primary", disabled=not (a and b))
+    tools = None
+    if mode == "Prompts" and a and b:
+        try:
+            tools = compare_tools(a, b, tools_from=kwargs.get("tools_from"))[0]
+        except NurseryError:
+            pass  # Compare reports it
+    if tools is not None and not running:
+        for m in dict.fromkeys((a, b)):
+            widgets.tools_status(m, tools, ahead=True)  # warm models read the tool list before the click
+    if running:
         try:
             for m in dict.fromkeys((a, b)):
                 widgets.loading_status(m)
+                if tools is not None:
+                    widgets.tools_status(m, tools)
             bar = st.progress(0.0, text="Generating…")
             answered: dict[str, tuple[int, int]] = {}
 

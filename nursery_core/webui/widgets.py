@@ -221,3 +221,39 @@ def loading_status(model: str) -> None:
         pool.warm(model)
         box.update(label=f"Model {model} loaded in {time.monotonic() - start:.0f} s; it stays in memory for the "
                          "next calls", state="complete")
+
+
+
+def tools_status(model: str, tools: list[dict], system: str | None = None, *, ahead: bool = False) -> None:
+    """A visible status while the system turn with `tools` is read into the model's llama.cpp server
+    (interactive.prepare: once per tool list; restored from the prompt KV store when a server saw it before), so
+    the next prompt runs only its user turn. `ahead`: only when the model's server is already warm (a page
+    render never starts a server). Nothing on torch; a failure is shown, never raised (the call falls back)."""
+    from ..errors import NurseryError
+    from ..interactive import engine_status, prepare
+
+    try:
+        status = engine_status(model)
+    except NurseryError:
+        return  # the action itself reports a bad model or setting
+    if status["engine"] != "llama.cpp" or (ahead and not status["loaded"]):
+        return
+    where = st.empty()
+    with where.status(f"Reading the tool list into {model}… (once per tool list)", expanded=False) as box:
+        try:
+            done = prepare(model, tools, system)
+        except NurseryError as e:
+            box.update(label=f"Could not read the tool list into {model} ahead ({e}); it is read with the prompt",
+                       state="error")
+            return
+        if done["source"] == "warm":
+            where.empty()  # nothing was waited for: no box on every rerun
+            return
+        if done["source"] is None:
+            label = f"The tool list is read with the prompt ({done['reason']})"
+        else:
+            label = {"warm": f"The tool list is already in {model}",
+                     "store": f"Tool list of {model} loaded from the prompt store in {done['seconds']:.1f} s",
+                     "prefill": f"Tool list read into {model} in {done['seconds']:.1f} s ({done['tokens']} tokens); "
+                                "kept for next time"}[done["source"]]
+        box.update(label=label, state="complete")
