@@ -20,15 +20,12 @@ are complete; a compare runs both models at once and each model's prompts at onc
 sides run the same prompts, guarded and greedy, and the bench checks that the two engines give the same calls
 on every prompt.
 
-Measured on the shared 2-core CPU (one thread per llama.cpp server, SmolLM2-135M with a random LoRA, the load
-average of the whole machine beside each run), final run at load 3.0: warm first token 1.42 s -> 0.31 s (4.6x;
-4.6x to 6.2x across runs); the compare "again" 16.9 s -> 9.9 s (1.7x; 1.6x to 2.7x over four runs at loads 3.0
-to 3.7) and "first" 15.8 s -> 14.4 s (1.1x; up to 1.5x). The compare's llama.cpp work is a third of torch's (4.1-4.2 against
-11.4-12.8 CPU-seconds, measured per process): about 45 decode steps per model at 43-47 ms of CPU per f16 step.
-While other processes keep the cores busy this session gets about two thirds of one core whatever its thread
-count (torch's one thread and the two servers alike), so the ratio stays at or below that 3x; 5x needs the
-second core free (about 2.1 s per model side by side against about 12.8 s). "again" as a median of three, (a)
-and (b): not measured yet on a quiet machine.
+Measured on this 2-core CPU while otherwise quiet (load average 0.4; one thread per llama.cpp server,
+SmolLM2-135M with a random LoRA): warm first token 1.05 s -> 0.22 s (4.8x; 5.0x in an earlier quiet run); the
+compare "again" 12.8 s -> 2.3 s (5.5x) and "first" 11.7 s -> 6.9 s (1.7x); (a) 4.0 s with the store against
+8.0 s without it (torch 12.3 s); (b) 1.6 s against torch's 7.8 s (4.9x), prepare 3.5 s per model. On a busy
+machine (load 3) the compare falls to about 1.7x: llama.cpp's work per compare is a third of torch's (4.1-4.2
+against 11.4-12.8 CPU-seconds), and the rest of the gain needs the second core free.
 
     python bench/ui_latency.py [--adapter DIR] [--repeats 3]
 
