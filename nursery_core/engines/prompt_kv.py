@@ -28,6 +28,7 @@ from typing import Any
 
 from .. import paths
 from ..errors import InvalidConfig, NurseryError
+from .llamacpp_server import common_prefix
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,6 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _common(a: list[int], b: list[int]) -> int:
-    from .llamacpp_server import common_prefix
-
-    return common_prefix(a, b)
-
-
 @dataclass(frozen=True)
 class Entry:
     """One stored KV: `kv` (llama-server's slot file), `meta` (its .json), the token ids it holds, its sha256."""
@@ -164,7 +159,7 @@ def best(gguf_path: Path | str, ids: list[int]) -> tuple[Entry | None, int]:
     """(the stored entry sharing the longest prefix with `ids`, that prefix's length); (None, 0) when none."""
     top: tuple[Entry | None, int] = (None, 0)
     for e in entries(gguf_path):
-        n = _common(list(e.ids), ids)
+        n = common_prefix(list(e.ids), ids)
         if n > top[1]:
             top = (e, n)
     return top

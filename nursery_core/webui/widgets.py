@@ -223,7 +223,6 @@ def loading_status(model: str) -> None:
                          "next calls", state="complete")
 
 
-
 def tools_status(model: str, tools: list[dict], system: str | None = None, *, ahead: bool = False) -> None:
     """A visible status while the system turn with `tools` is read into the model's llama.cpp server
     (interactive.prepare: once per tool list; restored from the prompt KV store when a server saw it before), so
@@ -252,8 +251,7 @@ def tools_status(model: str, tools: list[dict], system: str | None = None, *, ah
         if done["source"] is None:
             label = f"The tool list is read with the prompt ({done['reason']})"
         else:
-            label = {"warm": f"The tool list is already in {model}",
-                     "store": f"Tool list of {model} loaded from the prompt store in {done['seconds']:.1f} s",
+            label = {"store": f"Tool list of {model} loaded from the prompt store in {done['seconds']:.1f} s",
                      "prefill": f"Tool list read into {model} in {done['seconds']:.1f} s ({done['tokens']} tokens); "
                                 "kept for next time"}[done["source"]]
         box.update(label=label, state="complete")
