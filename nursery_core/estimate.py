@@ -190,9 +190,13 @@ def machine_key() -> str:
 def probe_description(base_model: str, steps: int = PROBE_STEPS, batch_size: int = PROBE_BATCH,
                       max_tokens: int = PROBE_MAX_TOKENS) -> str:
     """What the probe measures, in words (shown before it runs and with its result)."""
-    from .training.trainer import cpu_count
+    from .training.config import TrainConfig
+    from .training.trainer import cpu_count, resolve_device
 
-    return (f"times {steps} LoRA training steps of {base_model} on this CPU ({cpu_count()} threads), after one "
+    amp = resolve_device(TrainConfig(base_model=base_model, device="cpu"))[1]
+    precision = "bf16 autocast" if amp is not None else "fp32"
+    return (f"times {steps} LoRA training steps of {base_model} on this CPU ({cpu_count()} threads, {precision} as "
+            f"training uses here), after one "
             f"warm-up step: {batch_size} of the dataset's examples per step, each cut to {max_tokens} tokens; "
             "the result (training tokens per second) is kept for this machine and model until re-measured")
 
@@ -222,9 +226,10 @@ def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = PROBE_
     from .training import trainer
     from .training.config import TrainConfig
 
-    cfg = TrainConfig(base_model=base_model)
+    cfg = TrainConfig(base_model=base_model, device="cpu")
     torch.set_num_threads(trainer.cpu_count())
-    model, tok, _ = trainer.load_model_and_tokenizer(cfg, torch.float32)
+    _, amp_dtype, load_dtype = trainer.resolve_device(cfg)  # the precision training will use on this CPU
+    model, tok, _ = trainer.load_model_and_tokenizer(cfg, load_dtype)
     model, _ = trainer.add_lora(model, cfg)
     model.train()
     enc, _ = trainer.encode_all(tok, examples[: batch_size * (steps + 1)], min(cfg.max_length, max_tokens))
@@ -237,7 +242,8 @@ def measure_cpu_probe(base_model: str, examples: list[dict], steps: int = PROBE_
         b = [enc[(i * batch_size + k) % len(enc)] for k in range(batch_size)]
         ids, mask, labels = trainer.collate(b, tok.pad_token_id or 0, torch.device("cpu"))
         t0 = time.perf_counter()
-        s, n = loss_fn(ids, mask, labels)
+        with torch.autocast("cpu", dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            s, n = loss_fn(ids, mask, labels)
         (s / max(n, 1)).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -296,10 +302,13 @@ def cpu_estimate(base_model: str, tokens: int, flops: float, examples: list[dict
 
 # ------------------------------------------------------------------------------------------ public
 def _train_tokens(tok_info: dict, epochs: float, config) -> int:
+    """Real tokens the run trains on: the dataset's per epoch, plus the practice examples a run adds to its
+    training split (TrainConfig.practice_fraction, assumed as long as the dataset's own), times the epochs."""
     if config is not None and config.max_steps:
         per_step = config.batch_size * config.grad_accum * tok_info["per_example_mean"]
         return int(config.max_steps * per_step)
-    return int(tok_info["total"] * epochs)
+    practice = float(getattr(config, "practice_fraction", 0.0) or 0.0) if config is not None else 0.0
+    return int(tok_info["total"] * (1.0 + practice) * epochs)
 
 
 def _vocab(spec) -> int:
@@ -327,7 +336,7 @@ def nursery_estimate_cost(dataset_name: str, base_model: str = "smollm2-135m", e
         raise InvalidConfig(f"epochs must be > 0, got {epochs}")
     examples = load_examples(dataset_name, split="train")
     tok_info = count_tokens(examples, _tokenizer_for(base_model))
-    tokens = _train_tokens(tok_info, epochs, config)
+    tokens = _train_tokens(tok_info, epochs, cfg)
     seq = min(cfg.max_length, max(1, tok_info["p95"]))
     flops = training_flops(spec.params, tokens, spec.n_layers, spec.hidden_size, seq)
     mem = memory_gb(spec, _vocab(spec), cfg.batch_size, min(cfg.max_length, max(1, tok_info["max"])), cfg.r)

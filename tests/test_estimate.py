@@ -6,6 +6,7 @@ import pytest
 from nursery_core import estimate
 from nursery_core.base_models import REGISTRY
 from nursery_core.errors import InvalidConfig
+from nursery_core.training.config import TrainConfig
 from training_helpers import store_dataset
 
 
@@ -74,7 +75,11 @@ def test_estimate_for_a_dataset_counts_tokens_and_uses_past_runs_for_the_cpu(tin
                                         num_gpus=4)
     assert e4["assumptions"]["num_gpus"] == 4 and all(r["num_gpus"] == 4 for r in e4["gpus"])
     assert all(a["seconds"] <= b["seconds"] for a, b in zip(e4["gpus"], e["gpus"]))  # tiny: start-up dominates
-    assert e["tokens"]["train_total"] == pytest.approx(2 * e["tokens"]["total"], abs=1)
+    # the default adds practice examples half as many again as the training split (TrainConfig.practice_fraction)
+    assert e["tokens"]["train_total"] == pytest.approx(2 * 1.5 * e["tokens"]["total"], abs=1)
+    bare = estimate.nursery_estimate_cost("lockers", base_model=str(tiny_model_dir), epochs=2, probe=False,
+                                          config=TrainConfig(base_model=str(tiny_model_dir), practice_fraction=0.0))
+    assert bare["tokens"]["train_total"] == pytest.approx(2 * e["tokens"]["total"], abs=1)
     assert len(e["gpus"]) == 6 and e["local_cpu"]["method"].startswith("assumed")
     # a finished local run calibrates the CPU estimate and reports its error
     job = store.create_job({"kind": "local", "dataset": "lockers", "base_model": str(tiny_model_dir),

@@ -85,7 +85,8 @@ def test_recipe_masks_a_share_and_mixes_without_eval_overlap():
 def test_jobs_apply_the_recipe_to_the_training_split_only(store):
     nursery_generate_data(["get_weather", "send_email"], 60, "low", seed=0, name="own", eval_fraction=0.2)
     nursery_generate_data(["calculator"], 40, "low", seed=1, name="general")
-    cfg = TrainConfig(function_masking=0.5, mix_dataset="general", mix_fraction=0.5, max_steps=1)
+    cfg = TrainConfig(function_masking=0.5, mix_dataset="general", mix_fraction=0.5, max_steps=1,
+                      practice_fraction=0.0)
     job = api.create_job("local", "own", "smollm2-135m", "masked-model", cfg)
     data = paths.job_dir(job["id"]) / "data"
     train = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
@@ -105,5 +106,5 @@ def test_jobs_apply_the_recipe_to_the_training_split_only(store):
                        [{"name": "calculator", "arguments": {"expression": "17 * 23"}}])
     with pytest.raises(InvalidInput, match="golden set"):  # evaluation data is never mixed into training
         api.create_job("local", "own", "smollm2-135m", "x", TrainConfig(mix_dataset="gold", mix_fraction=0.5))
-    plain = api.create_job("local", "own", "smollm2-135m", "plain", TrainConfig(max_steps=1))
+    plain = api.create_job("local", "own", "smollm2-135m", "plain", TrainConfig(max_steps=1, practice_fraction=0.0))
     assert not (paths.job_dir(plain["id"]) / "data" / "recipe.json").exists()

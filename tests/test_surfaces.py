@@ -69,7 +69,7 @@ def test_copy_as_cli_parses_back_to_the_same_run():
     from nursery_core.run_options import train_command
 
     hyper = {"learning_rate": 0.0005, "r": 64, "group_by_length": False, "target_modules": ["q_proj", "v_proj"],
-             "scheduler": "linear", "epochs": 2.0}  # epochs is the default: left out
+             "scheduler": "linear", "epochs": 3.0}  # epochs is the default: left out
     cloud = {"provider": "vast", "max_dph": 0.4, "min_gpu_ram_gb": 24.0, "offer_id": 77}
     line = train_command("lockers", "smollm2-135m", "my-model", hyper, cloud=cloud)
     argv = shlex.split(line)

@@ -162,17 +162,43 @@ def test_multi_epoch_top_layer_training_reuses_the_trunk_and_matches_uncached_tr
     assert m["eval_loss"] == pytest.approx(ref["eval_loss"], rel=1e-4)
 
 
-def test_cpu_precision_is_fp32_unless_bf16_is_asked_for():
-    """auto stays fp32 on a CPU (bf16 measured no faster there); dtype=bfloat16 autocasts; float16 is refused."""
+def test_cpu_precision_is_bf16_autocast_on_amx_and_fp32_elsewhere(monkeypatch):
+    """auto autocasts to bf16 on a CPU with AMX and stays fp32 without it; bfloat16 and float32 force their
+    precision either way; float16 is refused on a CPU. The weights always load in fp32 there."""
     import torch
 
     from nursery_core.errors import InvalidConfig
 
     cpu = TrainConfig(dataset_file="x.jsonl", device="cpu")
-    assert trainer.resolve_device(cpu)[1:] == (None, torch.float32)
-    assert trainer.resolve_device(cpu.with_overrides(dtype="bfloat16"))[1:] == (torch.bfloat16, torch.float32)
+    for amx, auto in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(trainer, "cpu_has_amx", lambda amx=amx: amx)
+        assert trainer.resolve_device(cpu)[1:] == (auto, torch.float32)
+        assert trainer.resolve_device(cpu.with_overrides(dtype="bfloat16"))[1:] == (torch.bfloat16, torch.float32)
+        assert trainer.resolve_device(cpu.with_overrides(dtype="float32"))[1:] == (None, torch.float32)
     with pytest.raises(InvalidConfig, match="float16 needs a GPU"):
         cpu.with_overrides(dtype="float16").validate()
+
+
+def test_cpu_has_amx_reads_the_flags_line(monkeypatch, tmp_path):
+    """The AMX check reads the `flags` line of /proc/cpuinfo, and a machine without that file has none."""
+    import builtins
+
+    real_open = builtins.open
+    for text, want in (("processor : 0\nflags : fpu avx512f amx_bf16 amx_tile\n", True),
+                       ("processor : 0\nflags : fpu avx512f avx512_bf16\n", False), (None, False)):
+        def fake_open(path, *a, text=text, **k):
+            if path != "/proc/cpuinfo":
+                return real_open(path, *a, **k)
+            if text is None:
+                raise FileNotFoundError(path)
+            (tmp_path / "cpuinfo").write_text(text)
+            return real_open(tmp_path / "cpuinfo", *a, **k)
+        monkeypatch.setattr(builtins, "open", fake_open)
+        trainer.cpu_has_amx.cache_clear()
+        try:
+            assert trainer.cpu_has_amx() is want
+        finally:
+            trainer.cpu_has_amx.cache_clear()
 
 
 def test_decision_weight_scales_only_the_first_token_of_each_trained_answer(tiny_model_dir):

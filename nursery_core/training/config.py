@@ -28,8 +28,9 @@ class TrainConfig:
     """Every knob of a LoRA run. Paths in a job's config.json are relative to the job directory.
 
     The defaults are the recipe bench/quality.py measured best for the embedded SmolLM2-135M on a 2-core CPU
-    (bench/QUALITY.md): LoRA r16 on every linear layer of the top 12 blocks, no dropout, lr 2e-3, 2 epochs,
-    micro-batches of 2 with no accumulation. On a GPU, lora_layers=0 (every block) costs little more."""
+    (bench/QUALITY.md): LoRA r16 on every linear layer of the top 12 blocks, no dropout, lr 2e-3, 3 epochs,
+    micro-batches of 8 sharing their tool prompt, no accumulation, practice examples half as many again as the
+    training split, bf16 autocast on a CPU with AMX. On a GPU, lora_layers=0 (every block) costs little more."""
 
     base_model: str = _f("smollm2-135m", "base model alias (see list-models) or a local HF model directory",
                          group="model")
@@ -54,7 +55,7 @@ class TrainConfig:
     # optimisation
     learning_rate: float = _f(2e-3, "peak learning rate (AdamW)", min=0.0, max=1.0, group="optim",
                               min_exclusive=True, label="Learning rate", cli=("--lr",), step=1e-4, format="%.5f")
-    epochs: float = _f(2.0, "passes over the training examples (ignored when max_steps > 0)", min=0.0,
+    epochs: float = _f(3.0, "passes over the training examples (ignored when max_steps > 0)", min=0.0,
                        max=1000.0, group="optim", min_exclusive=True, step=1.0)
     max_steps: int = _f(0, "stop after this many optimizer steps (0 = run the epochs)", min=0,
                         max=10_000_000, group="optim",
@@ -92,7 +93,7 @@ class TrainConfig:
     mix_fraction: float = _f(0.0, "how many examples to mix in from mix_dataset, as a fraction of this dataset's "
                              "training examples (0.5 = half as many again; at most all of mix_dataset)",
                              min=0.0, max=10.0, group="data", label="Mix fraction", step=0.1)
-    practice_fraction: float = _f(0.0, "practice examples over everyday tools no dataset of yours uses "
+    practice_fraction: float = _f(0.5, "practice examples over everyday tools no dataset of yours uses "
                                   "(data/practice_tools.py), generated for the run and added to its training "
                                   "split, as a fraction of it (0.5 = half as many again): the model learns to read "
                                   "tools it never saw and to decline what the offered ones cannot do",
@@ -105,8 +106,8 @@ class TrainConfig:
                          min=0, max=10_000_000, group="eval")
     # hardware
     device: str = _f("auto", "auto | cpu | cuda", choices=DEVICES, group="hardware")
-    dtype: str = _f("auto", "auto = float32 on CPU (bfloat16 autocast there is opt-in), bfloat16 (else float16) "
-                    "autocast on GPU", choices=DTYPES,
+    dtype: str = _f("auto", "auto = bfloat16 autocast on a CPU with AMX (else float32), bfloat16 (else "
+                    "float16) autocast on GPU", choices=DTYPES,
                     group="hardware")
     num_threads: int = _f(0, "CPU threads for torch (0 = one per core)", min=0, max=1024, group="hardware")
 

@@ -8,6 +8,7 @@ and the softmax over the vocabulary.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -154,12 +155,24 @@ def decision_weights(encoded: list[dict], width: int, weight: float, device):
 
 
 # ------------------------------------------------------------------------------------------ model
+@functools.lru_cache(maxsize=1)
+def cpu_has_amx() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware tiles (Intel AMX, the `amx_bf16` flag Linux lists
+    in /proc/cpuinfo). False where the file is missing or unreadable (macOS, Windows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in fh)
+    except OSError:
+        return False
+
+
 def resolve_device(config: TrainConfig):
-    """(device, autocast dtype or None, load dtype). On a CPU the weights load in fp32 and `auto` stays fp32:
-    bf16 autocast is opt-in (`dtype=bfloat16`), because even with AMX it measured no faster for the LoRA step
-    (bench/cpu_precision.py: 0.89x per wall second, 0.93x per CPU second; the LM head, where bf16 gains most,
-    already runs on label positions only). On CUDA, bf16 (else fp16) autocast. Raises InvalidConfig for cuda
-    without a GPU."""
+    """(device, autocast dtype or None, load dtype). On a CPU the weights load in fp32. There `auto` autocasts
+    to bf16 when the CPU has AMX (`cpu_has_amx`): with shared-prefix packing the step is matrix-multiply bound,
+    and bench/cpu_precision.py measured 1.5x the fp32 tokens/s on an idle AMX CPU (session 9; session 5's 0.89x
+    was before packing, on a machine loaded 4-8). Without AMX `auto` stays fp32 and bf16 is opt-in
+    (`dtype=bfloat16`); `float32` forces fp32. On CUDA, bf16 (else fp16) autocast. Raises InvalidConfig for
+    cuda without a GPU."""
     import torch
 
     want = config.device
@@ -167,7 +180,7 @@ def resolve_device(config: TrainConfig):
         raise InvalidConfig("device cuda was asked for but no CUDA GPU is available")
     device = "cuda" if want == "cuda" or (want == "auto" and torch.cuda.is_available()) else "cpu"
     if device == "cpu":
-        if config.dtype == "bfloat16":
+        if config.dtype == "bfloat16" or (config.dtype == "auto" and cpu_has_amx()):
             return torch.device("cpu"), torch.bfloat16, torch.float32
         return torch.device("cpu"), None, torch.float32
     if config.dtype == "float32":
