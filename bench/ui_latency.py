@@ -20,12 +20,13 @@ are complete; a compare runs both models at once and each model's prompts at onc
 sides run the same prompts, guarded and greedy, and the bench checks that the two engines give the same calls
 on every prompt.
 
-Measured on this 2-core CPU while otherwise quiet (load average 0.4; one thread per llama.cpp server,
-SmolLM2-135M with a random LoRA): warm first token 1.05 s -> 0.22 s (4.8x; 5.0x in an earlier quiet run); the
-compare "again" 12.8 s -> 2.3 s (5.5x) and "first" 11.7 s -> 6.9 s (1.7x); (a) 4.0 s with the store against
-8.0 s without it (torch 12.3 s); (b) 1.6 s against torch's 7.8 s (4.9x), prepare 3.5 s per model. On a busy
-machine (load 3) the compare falls to about 1.7x: llama.cpp's work per compare is a third of torch's (4.1-4.2
-against 11.4-12.8 CPU-seconds), and the rest of the gain needs the second core free.
+Measured on this 2-core CPU while otherwise quiet (session 9, load average 1-2.5; torch on both cores, one thread
+per llama.cpp server, SmolLM2-135M with a random LoRA): warm first token 0.56 s -> 0.21 s (2.7x); the compare
+"again" 6.4 s -> 2.2 s (2.9x) and "first" 5.8 s -> 5.3 s (1.1x); (a) 3.6 s with the store against 6.2 s without
+it (torch 6.2 s); (b) 1.3 s against torch's 3.9 s (3.1x), prepare 2.5 s per model. Session 8's 4.8x and 5.5x had
+torch on one thread. Two prompt-processing threads per llama.cpp server gave a 0.12 s warm first token (5.1x), but
+llama.cpp decodes several slots with those threads too, and a compare's two servers then oversubscribed the
+cores (27 s for one compare): servers keep one thread.
 
     python bench/ui_latency.py [--adapter DIR] [--repeats 3]
 
@@ -140,6 +141,9 @@ def main(argv=None) -> int:
     tools = [t for t in DEFAULT_TOOLS if t["function"]["name"] in
              ("get_weather", "memory_store", "calculator", "web_search")]
     import torch
+    # torch on every core, as in a dashboard started by `make run`, whatever OMP_NUM_THREADS this shell has (a
+    # "before" held to one thread made session 8's ratios twice what they are)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
     print(f"# ui_latency: SmolLM2-135M + {source}; torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.1f}")
 

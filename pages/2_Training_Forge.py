@@ -140,9 +140,10 @@ def jobs_area(was_live: bool) -> None:
     ids = [j["id"] for j in jobs]
     if st.session_state.get("tf_selected") not in ids:
         st.session_state["tf_selected"] = ids[0]
+    # the label names the job only: a selectbox keeps the labels it was first drawn with while its options stay
+    # the same, so a status in it went stale ("running" beside a finished job); the panel below has the status
     selected = st.selectbox("Job", ids, key="tf_selected",
-                            format_func=lambda i: next(f"{i} · {tw.status_label(j['status'])} · {j['output_name']}"
-                                                       for j in jobs if j["id"] == i))
+                            format_func=lambda i: next(f"{i} · {j['output_name']}" for j in jobs if j["id"] == i))
     status = nursery_job_status(selected)
     tw.job_detail(status)
     if status.get("kind") in cloud_providers():

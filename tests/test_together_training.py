@@ -165,7 +165,7 @@ def test_estimate_cost_shows_togethers_price_beside_nurserys(together, tiny_mode
     assert together.files == {} and together.jobs == {}  # priced, then deleted; nothing started
     assert main(["estimate-cost", ds, "--base-model", str(tiny_model_dir), "--provider", "together"]) == 0
     out = capsys.readouterr().out
-    assert "price on together (2 epoch(s)):" in out  # the training default
+    assert "price on together (3 epoch(s)):" in out  # the training default
     assert "Nursery's estimate: $" in out and "Together's estimate: $" in out
     # without a key Nursery's estimate still shows, and says why Together's is missing
     monkeypatch.delenv("TOGETHER_API_KEY")

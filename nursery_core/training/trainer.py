@@ -169,8 +169,8 @@ def cpu_has_amx() -> bool:
 def resolve_device(config: TrainConfig):
     """(device, autocast dtype or None, load dtype). On a CPU the weights load in fp32. There `auto` autocasts
     to bf16 when the CPU has AMX (`cpu_has_amx`): with shared-prefix packing the step is matrix-multiply bound,
-    and bench/cpu_precision.py measured 1.5x the fp32 tokens/s on an idle AMX CPU (session 9; session 5's 0.89x
-    was before packing, on a machine loaded 4-8). Without AMX `auto` stays fp32 and bf16 is opt-in
+    and bench/cpu_precision.py measured 1.75x the fp32 tokens/s on an idle AMX CPU (session 9; session 5's
+    0.89x was before packing, on a machine loaded 4-8). Without AMX `auto` stays fp32 and bf16 is opt-in
     (`dtype=bfloat16`); `float32` forces fp32. On CUDA, bf16 (else fp16) autocast. Raises InvalidConfig for
     cuda without a GPU."""
     import torch
