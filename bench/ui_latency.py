@@ -26,7 +26,9 @@ per llama.cpp server, SmolLM2-135M with a random LoRA): warm first token 0.56 s 
 it (torch 6.2 s); (b) 1.3 s against torch's 3.9 s (3.1x), prepare 2.5 s per model. Session 8's 4.8x and 5.5x had
 torch on one thread. Two prompt-processing threads per llama.cpp server gave a 0.12 s warm first token (5.1x), but
 llama.cpp decodes several slots with those threads too, and a compare's two servers then oversubscribed the
-cores (27 s for one compare): servers keep one thread.
+cores (27 s for one compare). NURSERY_LLAMACPP_THREADS=2 (two threads per server for everything; a compare's
+sides then answer one after the other): warm first token 0.70 s -> 0.13 s (5.4x against that run's torch),
+35 tokens/s, compare "again" 8.1 s -> 2.8 s (2.9x), slower than one thread each (2.2 s); servers keep one thread.
 
     python bench/ui_latency.py [--adapter DIR] [--repeats 3]
 

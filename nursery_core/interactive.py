@@ -6,6 +6,8 @@ Dependencies point one way: this module uses inference and engines; neither impo
 """
 from __future__ import annotations
 
+import os
+
 from typing import Any, Callable, Iterator, Sequence
 
 from . import inference
@@ -92,12 +94,16 @@ def generate_side_by_side(models: Sequence[tuple[str, str]], prompts: Sequence[P
                           progress: Callable[[str, int, int], object] | None = None,
                           engine: str = "auto") -> dict[str, Completions]:
     """{label: Completions} of each (label, model name) in `models` on the same prompts, as generate_batch.
-    When llama.cpp serves every model (engine "auto"), the models answer at once, each in its own server (one
-    thread each: half the cores by default); on torch they run one after the other, as they share the pool's
-    base model. `progress(label, done, total)` is called on the caller's thread."""
+    When llama.cpp serves every model (engine "auto") and their servers' threads fit the cores together, the
+    models answer at once, each in its own server; otherwise one after the other (on torch they share the pool's
+    base model; llama.cpp servers with more threads than the cores left oversubscribe them, and llama.cpp's
+    threads spin). `progress(label, done, total)` is called on the caller's thread."""
+    from .engines.llamacpp_server import default_threads
+
     s = GenerationSettings.of(settings)
     names = [name for _, name in models]
     together = (len(set(names)) == len(names) > 1
+                and default_threads() * len(names) <= (os.cpu_count() or 1)
                 and all(engine_for(name, engine)[0] == "llama.cpp" for name in names))
     if not together:
         return {label: generate_batch(name, prompts, s, engine=engine,

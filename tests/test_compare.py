@@ -112,3 +112,34 @@ def test_both_sides_answer_at_once_on_llamacpp_with_the_sequential_answers(tiny_
     assert [row["b"]["completion"] for row in r["rows"]] == alone["bob"]
     assert sorted((w, d, t) for w, d, t, _ in seen) == [("A", 1, 2), ("A", 2, 2), ("B", 1, 2), ("B", 2, 2)]
     assert {th for *_, th in seen} == {threading.current_thread()}
+
+
+@pytest.mark.parametrize("threads, cores, together", [("1", 2, True), ("2", 2, False), ("1", 1, False)])
+def test_llamacpp_sides_run_at_once_only_when_their_threads_fit_the_cores(monkeypatch, threads, cores, together):
+    """Two llama.cpp servers with more threads than the cores oversubscribe them (llama.cpp's threads spin), so
+    the sides of a compare answer at once only when each server's threads times the models fit the cores."""
+    import os
+    import threading
+    import time
+
+    from nursery_core import interactive
+
+    monkeypatch.setenv("NURSERY_LLAMACPP_THREADS", threads)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(interactive, "engine_for", lambda name, engine="auto": ("llama.cpp", None))
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def fake_batch(name, prompts, s, engine="auto", progress=None):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.3)
+        with lock:
+            inside[0] -= 1
+        return [f"{name}:{p}" for p in prompts]
+
+    monkeypatch.setattr(interactive, "generate_batch", fake_batch)
+    out = interactive.generate_side_by_side((("A", "ada"), ("B", "bob")), ["hi"], {"max_new_tokens": 4})
+    assert out == {"A": ["ada:hi"], "B": ["bob:hi"]}
+    assert (most[0] == 2) is together
