@@ -304,11 +304,10 @@ def cpu_estimate(base_model: str, tokens: int, flops: float, examples: list[dict
 def _train_tokens(tok_info: dict, epochs: float, config) -> int:
     """Real tokens the run trains on: the dataset's per epoch, plus the practice examples a run adds to its
     training split (TrainConfig.practice_fraction, assumed as long as the dataset's own), times the epochs."""
-    if config is not None and config.max_steps:
+    if config.max_steps:
         per_step = config.batch_size * config.grad_accum * tok_info["per_example_mean"]
         return int(config.max_steps * per_step)
-    practice = float(getattr(config, "practice_fraction", 0.0) or 0.0) if config is not None else 0.0
-    return int(tok_info["total"] * (1.0 + practice) * epochs)
+    return int(tok_info["total"] * (1.0 + config.practice_fraction) * epochs)
 
 
 def _vocab(spec) -> int:

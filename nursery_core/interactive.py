@@ -7,7 +7,6 @@ Dependencies point one way: this module uses inference and engines; neither impo
 from __future__ import annotations
 
 import os
-
 from typing import Any, Callable, Iterator, Sequence
 
 from . import inference
@@ -103,8 +102,8 @@ def generate_side_by_side(models: Sequence[tuple[str, str]], prompts: Sequence[P
     s = GenerationSettings.of(settings)
     names = [name for _, name in models]
     together = (len(set(names)) == len(names) > 1
-                and default_threads() * len(names) <= (os.cpu_count() or 1)
-                and all(engine_for(name, engine)[0] == "llama.cpp" for name in names))
+                and all(engine_for(name, engine)[0] == "llama.cpp" for name in names)
+                and default_threads() * len(names) <= (os.cpu_count() or 1))
     if not together:
         return {label: generate_batch(name, prompts, s, engine=engine,
                                       progress=_labelled(progress, label) if progress else None)
