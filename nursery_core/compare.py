@@ -8,9 +8,6 @@ from typing import Any, Callable
 
 from .errors import InvalidInput
 
-# An interactive compare diffs calls: a guarded answer that has begun as plain text can make none, so it is shown
-# cut after this many tokens (GenerationSettings.text_tokens) instead of written on to max_new_tokens.
-COMPARE_TEXT_TOKENS = 48
 OUTCOMES = ("both right", "A right, B wrong", "B right, A wrong", "both wrong")
 
 
@@ -84,7 +81,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     `decoding` ("guarded" | "free" | "mixed") and `decoding_notes` say what ran. `progress(which, done, total)`
     ("A" | "B") is called on the caller's thread as answers finish; the two sides' calls may interleave."""
     from .evaluation.api import load_eval_examples, score_outputs
-    from .inference import GenerationSettings, analyse_completion, build_messages
+    from .inference import TEXT_ANSWER_TOKENS, GenerationSettings, analyse_completion, build_messages
     from .interactive import generate_side_by_side
     from .training.rendering import eval_prompts
 
@@ -98,7 +95,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     gen = GenerationSettings.of(None, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                 seed=seed, batch_size=batch_size, guarded=guarded,
                                 stop_after_calls=bool(stop_after_calls and prompts),
-                                text_tokens=COMPARE_TEXT_TOKENS if stop_after_calls and prompts else None)
+                                text_tokens=TEXT_ANSWER_TOKENS if stop_after_calls and prompts else None)
     ran: list[dict] = []
     engines: dict[str, dict] = {}
 

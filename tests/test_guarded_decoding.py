@@ -337,6 +337,30 @@ def test_evaluate_stores_free_and_guarded_runs_and_ranks_them_apart(tiny_model_d
         nursery_evaluate("ada", "weather", decoding="sometimes")
 
 
+def test_guarded_evaluation_cuts_text_answers_and_scores_the_same(tiny_model_dir, fresh_pool, store, monkeypatch):
+    """A guarded answer begun as text can call no tool: evaluation cuts it after TEXT_ANSWER_TOKENS, says so in
+    its settings, and every score equals the uncut run's."""
+    from nursery_core import inference
+    from nursery_core.evaluation.api import evaluation_details, load_eval_examples, nursery_evaluate, score_outputs
+    from nursery_core.training.rendering import eval_prompts
+
+    store_dataset("weather", n=8)
+    make_adapter("ada", tiny_model_dir, seed=1, dataset="weather")
+    monkeypatch.setattr(inference, "TEXT_ANSWER_TOKENS", 3)
+    r = nursery_evaluate("ada", "weather", split="all", limit=4, max_new_tokens=12, decoding="guarded")
+    assert r["settings"]["text_tokens"] == 3 and any("cut after 3 tokens" in n for n in r["settings"]["decoding_notes"])
+    examples = load_eval_examples("weather", "all", 4)
+    prompts = [{"messages": eval_prompts(ex)[0], "tools": ex.get("tools")} for ex in examples]
+    whole = inference.generate_batch("ada", prompts, max_new_tokens=12, batch_size=8)
+    cut = [d["output"] for d in evaluation_details(r["id"])]
+    texts = [w for w in whole if inference.is_text_answer(w)]
+    assert texts, whole  # the random adapter answers some prompts in text: the cut has something to cut
+    assert all(w.startswith(c) for c, w in zip(cut, whole)) and any(len(c) < len(w) for c, w in zip(cut, whole))
+    assert score_outputs(examples, list(whole))[1] == r["metrics"]
+    free = nursery_evaluate("ada", "weather", split="all", limit=2, max_new_tokens=4, decoding="free")
+    assert free["settings"]["text_tokens"] is None
+
+
 @pytest.mark.slow
 def test_cli_flags_choose_the_decoding(tiny_model_dir, nursery_home):
     import os

@@ -153,7 +153,7 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
 
 def _evaluate_model(model_name, dataset, split, examples, settings, decoding, max_new_tokens, temperature, top_p,
                     seed, batch_size, store_result, created_by, progress) -> dict:
-    from ..inference import GenerationSettings, generate_batch
+    from ..inference import TEXT_ANSWER_TOKENS, GenerationSettings, generate_batch
     from ..training.rendering import eval_prompts
 
     prompts = []
@@ -164,12 +164,17 @@ def _evaluate_model(model_name, dataset, split, examples, settings, decoding, ma
     runs = []
     for k, mode in enumerate(modes):
         gen = GenerationSettings.of(None, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                                    seed=seed, batch_size=batch_size, guarded=mode == "guarded")
+                                    seed=seed, batch_size=batch_size, guarded=mode == "guarded",
+                                    text_tokens=TEXT_ANSWER_TOKENS if mode == "guarded" else None)
         cb = (lambda done, total, k=k: progress(k * total + done, total * len(modes))) if progress else None
         out = generate_batch(model_name, prompts, gen, progress=cb)
         ran = {"decoding": mode, "decoding_ran": out.decoding["decoding"]}
-        if out.decoding["notes"]:
-            ran["decoding_notes"] = out.decoding["notes"]
+        notes = list(out.decoding["notes"])
+        if gen.text_tokens:  # the details show such answers cut: say why
+            notes.append(f"text answers cut after {gen.text_tokens} tokens: a guarded answer that begins as text "
+                         "can call no tool, so the rest changes no score")
+        if notes:
+            ran["decoding_notes"] = notes
         runs.append(_record(model_name, dataset, split, examples, list(out),
                             {**settings, "source": "model", **gen.to_dict(), **ran}, store_result, created_by))
     if len(runs) == 1:
