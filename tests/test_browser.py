@@ -188,6 +188,10 @@ def test_main_flow_in_a_real_browser(server, pages, tiny_model_dir, nursery_home
     expect(main(page)).to_contain_text("on 4 examples")
     no_exception(page)
     pages.shot("ada", "cradle-evaluate")
+    # the drill-down opens on the guarded run and says why its prose answers stop after 48 tokens
+    note = main(page).get_by_text("Text answers cut after 48 tokens")
+    expect(note).to_be_visible()
+    pages.shot("ada", "cradle-drill-down", focus=note)
     evals = get_store().list_evaluations(model="weather-tiny")
     # one click scores free and guarded decoding: two stored evaluations of the same examples
     assert sorted((e.get("settings") or {}).get("decoding") for e in evals) == ["free", "guarded"]

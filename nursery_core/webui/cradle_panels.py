@@ -388,7 +388,7 @@ def render_evaluate_tab(model_names: list[str], datasets: list[str], golden_sets
         pick = st.selectbox("Evaluation", ids, index=ids.index(last) if last in ids else 0, key="mc_drill_eval",
                             format_func=lambda i: next(f"{e['model']} on {e['dataset']} ({e['split']}) · "
                                                        f"{decoding_of(e.get('settings')) or 'predictions'} · "
-                                                       f"{100 * (e['ast_accuracy'] or 0):.1f}% · {e['created_at'][:16]}"
+                                                       f"{100 * (e['ast_accuracy'] or 0):.1f}% · {when(e['created_at'])}"
                                                        for e in evals if e["id"] == i))
         try:
             details = evaluation_details(pick)
@@ -396,6 +396,8 @@ def render_evaluate_tab(model_names: list[str], datasets: list[str], golden_sets
             st.error(str(e))
             details = []
         ev = next(e for e in evals if e["id"] == pick)
+        for note in (ev.get("settings") or {}).get("decoding_notes") or []:  # e.g. why prose answers look cut
+            st.caption(note[:1].upper() + note[1:] + ".")
         per = (ev.get("metrics") or {}).get("per_category") or {}
         if per:
             st.dataframe(scores.categories_frame(per, HEADLINE), hide_index=True, width="stretch",

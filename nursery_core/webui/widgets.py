@@ -9,6 +9,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from ..formatting import when
+
 
 def render_example(ex: dict, key: str) -> None:
     """One canonical example as chat bubbles; tool calls and tool replies as formatted JSON."""
@@ -63,7 +65,7 @@ def datasets_frame(rows: list[dict]) -> pd.DataFrame:
         "source": r.get("source"), "train/eval": f"{(r.get('split') or {}).get('train', '?')}/"
                                                  f"{(r.get('split') or {}).get('eval', '?')}",
         "mean tokens": ((r.get("stats") or {}).get("approx_tokens") or {}).get("mean"),
-        "created": (r.get("created_at") or "")[:16].replace("T", " "), "by": r.get("created_by") or ""}
+        "created": when(r.get("created_at"), ""), "by": r.get("created_by") or ""}
         for r in rows])
 
 
