@@ -397,7 +397,7 @@ def render_evaluate_tab(model_names: list[str], datasets: list[str], golden_sets
             details = []
         ev = next(e for e in evals if e["id"] == pick)
         for note in (ev.get("settings") or {}).get("decoding_notes") or []:  # e.g. why prose answers look cut
-            st.caption(note[:1].upper() + note[1:] + ".")
+            st.caption(note[:1].upper() + note[1:] + ("" if note.endswith((".", "!", "?", ")")) else "."))
         per = (ev.get("metrics") or {}).get("per_category") or {}
         if per:
             st.dataframe(scores.categories_frame(per, HEADLINE), hide_index=True, width="stretch",
