@@ -32,6 +32,12 @@ DEFAULT_BATCH_SIZE = 8
 TEXT_ANSWER_TOKENS = 48
 
 
+def text_cut_note(tokens: int) -> str:
+    """What a result says when guarded text answers were cut after `tokens` (compare and evaluation alike)."""
+    return (f"text answers cut after {tokens} tokens: a guarded answer that begins as text can call no tool, so "
+            "the rest changes no call")
+
+
 # ----------------------------------------------------------------------------------------- settings
 @dataclass
 class GenerationSettings:

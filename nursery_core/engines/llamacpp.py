@@ -428,8 +428,9 @@ def _answer(served: _Served, ids: list[int], s, plan, slot: int,
                           "steers it to close the call"]
     notes = []
     if run.stop_type == "text":
-        notes.append(f"text answers cut after {s.text_tokens} tokens: a guarded answer that begins as text "
-                     "can call no tool")
+        from ..inference import text_cut_note
+
+        notes.append(text_cut_note(s.text_tokens))
     return text, {"prompt_tokens": run.prompt_tokens, "completion_tokens": len(run.ids),
                   "stopped": run.stop_type != "limit"}, notes
 

@@ -153,7 +153,7 @@ def nursery_evaluate(model_name: str | None = None, dataset: str = "", split: st
 
 def _evaluate_model(model_name, dataset, split, examples, settings, decoding, max_new_tokens, temperature, top_p,
                     seed, batch_size, store_result, created_by, progress) -> dict:
-    from ..inference import TEXT_ANSWER_TOKENS, GenerationSettings, generate_batch
+    from ..inference import TEXT_ANSWER_TOKENS, GenerationSettings, generate_batch, text_cut_note
     from ..training.rendering import eval_prompts
 
     prompts = []
@@ -171,8 +171,7 @@ def _evaluate_model(model_name, dataset, split, examples, settings, decoding, ma
         ran = {"decoding": mode, "decoding_ran": out.decoding["decoding"]}
         notes = list(out.decoding["notes"])
         if gen.text_tokens:  # the details show such answers cut: say why
-            notes.append(f"text answers cut after {gen.text_tokens} tokens: a guarded answer that begins as text "
-                         "can call no tool, so the rest changes no score")
+            notes.append(text_cut_note(gen.text_tokens))
         if notes:
             ran["decoding_notes"] = notes
         runs.append(_record(model_name, dataset, split, examples, list(out),
