@@ -20,15 +20,15 @@ are complete; a compare runs both models at once and each model's prompts at onc
 sides run the same prompts, guarded and greedy, and the bench checks that the two engines give the same calls
 on every prompt.
 
-Measured on this 2-core CPU while otherwise quiet (session 9, load average 1-2.5; torch on both cores, one thread
-per llama.cpp server, SmolLM2-135M with a random LoRA): warm first token 0.56 s -> 0.21 s (2.7x); the compare
-"again" 6.4 s -> 2.2 s (2.9x) and "first" 5.8 s -> 5.3 s (1.1x); (a) 3.6 s with the store against 6.2 s without
-it (torch 6.2 s); (b) 1.3 s against torch's 3.9 s (3.1x), prepare 2.5 s per model. Session 8's 4.8x and 5.5x had
-torch on one thread. Two prompt-processing threads per llama.cpp server gave a 0.12 s warm first token (5.1x), but
-llama.cpp decodes several slots with those threads too, and a compare's two servers then oversubscribed the
-cores (27 s for one compare). NURSERY_LLAMACPP_THREADS=2 (two threads per server for everything; a compare's
-sides then answer one after the other): warm first token 0.70 s -> 0.13 s (5.4x against that run's torch),
-35 tokens/s, compare "again" 8.1 s -> 2.8 s (2.9x), slower than one thread each (2.2 s); servers keep one thread.
+Measured on this 2-core CPU (session 11; torch on both cores; SmolLM2-135M with a random LoRA; the default: f16,
+the adapter merged, a solo server on 2 threads for streams and batch servers on 1 thread each): warm first token
+0.77 s -> 0.16 s (4.8x), decode 13.1 -> 33.4 tokens/s, the compare "again" 9.7 s -> 2.2 s (4.3x), "first"
+10.4 s -> 9.0 s; (a) 4.3 s with the store against 7.7 s without it; (b) 2.4x. Before the solo server (session 9:
+one thread per server for everything) the warm first token was 0.21 s (2.7x against that run's 0.56 s). With
+NURSERY_LLAMACPP_TYPE=packaged (the packaged Q4_1 base, the adapter as a LoRA GGUF over it): first token 0.72 s ->
+0.15 s (4.9x), compare "again" 9.9 s -> 1.9 s (5.3x), but fewer of torch's calls (bench/llamacpp_fidelity.py).
+This xllamacpp wheel is built for AVX2 only (no AVX-512, no AMX on a CPU that has both): a 15-token user turn
+takes ~130 ms on two threads, and decoding reads the whole f16 model (270 MB) per token.
 
     python bench/ui_latency.py [--adapter DIR] [--repeats 3]
 
@@ -150,12 +150,14 @@ def main(argv=None) -> int:
           f"load average {os.getloadavg()[0]:.1f}")
 
     from nursery_core.engines import llamacpp
-    from nursery_core.engines.gguf_cache import outtype
+    from nursery_core.engines.gguf_cache import served_type, serves_unmerged
 
     os.environ["NURSERY_ENGINE"] = "auto"
-    from nursery_core.engines.llamacpp_server import default_threads
+    from nursery_core.engines.llamacpp_server import default_threads, solo_threads
 
-    print(f"# after: llama.cpp, GGUF {outtype()}, {default_threads()} thread(s)")
+    how = "as a LoRA GGUF over it" if serves_unmerged(dest, base_dir) else "merged into one GGUF"
+    print(f"# after: llama.cpp, base GGUF {served_type(base_dir)}, the adapter {how}; {solo_threads()} thread(s) "
+          f"per solo server (streams), {default_threads()} per batch server (compare)")
     from nursery_core.interactive import engine_status
 
     status = engine_status(name)

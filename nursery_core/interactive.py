@@ -212,10 +212,10 @@ def stream_test_model(model_name: str, prompt: str, tools: list[dict], system: s
                        "engine_notes": [f"{why}: ran on torch"] if why else []})
 
 
-def prepare(model_name: str, tools: list[dict], system: str | None = None) -> dict:
+def prepare(model_name: str, tools: list[dict], system: str | None = None, solo: bool = False) -> dict:
     """Gets the system turn with `tools` (and `system`, as Test and Compare render it) into the KV of the model's
-    llama.cpp server before any prompt needs it, starting the server when needed, so the next call runs only its
-    user turn. Returns {"model", "engine": "llama.cpp" | "torch", "source": "warm" (already there) | "store"
+    llama.cpp server (`solo`: the one streamed answers use, the Test tab's; else the batch one, the Compare tab's)
+    before any prompt needs it, starting the server when needed, so the next call runs only its user turn. Returns {"model", "engine": "llama.cpp" | "torch", "source": "warm" (already there) | "store"
     (loaded from the prompt KV store, engines/prompt_kv.py) | "prefill" (computed, then stored) | None (torch:
     nothing to prepare), "tokens": the prefix's length, "seconds", "reason": why torch (else None)}. Raises
     NotFound for an unknown model, InvalidConfig for a bad engine setting; a model llama.cpp cannot serve is
@@ -234,23 +234,27 @@ def prepare(model_name: str, tools: list[dict], system: str | None = None) -> di
     # the guard's grammar for these tools (Test and Compare guard by default), compiled ahead too
     plan = _guard_plans(probes[:1], GenerationSettings.of(None))[0]
     try:
-        done = llamacpp.prepare(model_name, probes, plan.grammar)
+        done = llamacpp.prepare(model_name, probes, plan.grammar, solo=solo)
     except BackendError as e:
         return {**out, "reason": f"llama.cpp could not serve {model_name} ({e})",
                 "seconds": round(time.monotonic() - start, 2)}
     return {**out, "engine": "llama.cpp", **done, "seconds": round(time.monotonic() - start, 2)}
 
 
-def engine_status(model_name: str) -> dict:
+def engine_status(model_name: str, solo: bool = False) -> dict:
     """Which engine an interactive call on `model_name` gets now: {"engine": "llama.cpp" | "torch", "reason":
-    why torch (None on llama.cpp), "loaded": whether that engine has the model warm, "label": one line for
-    people}. Raises InvalidConfig for a bad NURSERY_ENGINE, NotFound for an unknown model."""
-    from .engines.gguf_cache import outtype
+    why torch (None on llama.cpp), "loaded": whether that engine has the model warm (`solo`: llama.cpp's server
+    for streamed answers, else its batch server), "label": one line for people}. Raises InvalidConfig for a bad
+    NURSERY_ENGINE, NotFound for an unknown model."""
+    from .engines.gguf_cache import served_type, serves_unmerged
 
     engine, reason = engine_for(model_name, "auto")
     if engine == "llama.cpp":
-        loaded = llamacpp.get_llamacpp_pool().is_loaded(model_name)
-        label = f"llama.cpp (GGUF {outtype()}, {'warm' if loaded else 'starts on the first call'})"
+        loaded = llamacpp.get_llamacpp_pool().is_loaded(model_name, solo=solo)
+        ref = inference.resolve_model(model_name)
+        unmerged = ref.kind == "adapter" and serves_unmerged(ref.adapter_path, ref.base_dir)
+        kind = served_type(ref.base_dir) + (" + LoRA" if unmerged else "")
+        label = f"llama.cpp (GGUF {kind}, {'warm' if loaded else 'starts on the first call'})"
     else:
         loaded = inference.get_pool().is_loaded(model_name)
         label = f"torch ({reason})" if reason else "torch"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetches llama.cpp's own HF -> GGUF converter (convert_hf_to_gguf.py + conversion/ + gguf-py/, one pinned
+# Fetches llama.cpp's own HF -> GGUF converters (convert_hf_to_gguf.py + conversion/ + gguf-py/, and
+# convert_lora_to_gguf.py for adapters served unmerged; one pinned
 # llama.cpp commit) out of the pinned llama-cpp-python sdist on PyPI into the git-ignored .tools/llama.cpp/,
 # and checks the llama.cpp runtime bindings (xllamacpp, a prebuilt wheel pinned in requirements.txt) that the
 # export verification runs the GGUF with. Idempotent: a stamp records what was extracted.
@@ -15,7 +16,7 @@ WANT="llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
 if [ -f "$STAMP" ] && [ "$(head -n1 "$STAMP")" = "$WANT" ] && [ -f "$TOOLS/convert_hf_to_gguf.py" ] \
-   && [ -d "$TOOLS/gguf-py/gguf" ]; then
+   && [ -f "$TOOLS/convert_lora_to_gguf.py" ] && [ -d "$TOOLS/gguf-py/gguf" ]; then
   echo "[setup] llama.cpp converter present ($WANT)"
 else
   start=$(date +%s)
@@ -29,9 +30,10 @@ else
   top="llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp"
   mkdir -p "$tmp/x"
   # conversion/ exists since the converter was split into per-architecture modules; older trees lack it.
-  tar xzf "$sdist" -C "$tmp/x" --wildcards "$top/convert_hf_to_gguf.py" "$top/gguf-py/*" "$top/LICENSE" \
-      "$top/conversion/*" 2>/dev/null \
-    || tar xzf "$sdist" -C "$tmp/x" --wildcards "$top/convert_hf_to_gguf.py" "$top/gguf-py/*" "$top/LICENSE"
+  tar xzf "$sdist" -C "$tmp/x" --wildcards "$top/convert_hf_to_gguf.py" "$top/convert_lora_to_gguf.py" \
+      "$top/gguf-py/*" "$top/LICENSE" "$top/conversion/*" 2>/dev/null \
+    || tar xzf "$sdist" -C "$tmp/x" --wildcards "$top/convert_hf_to_gguf.py" "$top/convert_lora_to_gguf.py" \
+      "$top/gguf-py/*" "$top/LICENSE"
   rm -rf "$TOOLS"
   mkdir -p "$(dirname "$TOOLS")"
   mv "$tmp/x/$top" "$TOOLS"

@@ -110,6 +110,120 @@ def test_changed_adapter_invalidates_its_cached_gguf(tiny_model_dir, nursery_hom
     assert __import__("pathlib").Path(second.stamp).is_file()
 
 
+@pytest.mark.slow
+def test_changed_adapter_invalidates_its_cached_lora_gguf(tiny_model_dir, nursery_home, auto_engine, monkeypatch):
+    """An adapter served as its LoRA GGUF over its base's GGUF (unmerged); retrained, it gets a new LoRA GGUF
+    and the stale one is deleted, while the base's GGUF stays."""
+    _llamacpp_ready()
+    monkeypatch.setenv("NURSERY_LLAMACPP_ADAPTERS", "lora")
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from cradle_helpers import make_adapter
+    from nursery_core.engines.gguf_cache import base_target, lora_gguf, lora_target
+    from nursery_core.engines.llamacpp import get_llamacpp_pool
+    from nursery_core.interactive import engine_status
+
+    adapter = make_adapter("tiny-a", tiny_model_dir, seed=1)
+    first = lora_gguf("tiny-a", adapter, tiny_model_dir)
+    assert first["built"] and lora_target("tiny-a", adapter, tiny_model_dir)[0] == Path(first["path"])
+    assert Path(first["path"]).stat().st_size < 2_000_000  # the A and B matrices, not a model
+    assert lora_gguf("tiny-a", adapter, tiny_model_dir)["built"] is False  # cached
+    served = get_llamacpp_pool().served("tiny-a")
+    base_file = str(base_target(tiny_model_dir)[0])
+    assert served.stamp == f"{base_file}+{first['path']}" and engine_status("tiny-a")["loaded"]
+    assert served.runner.identity == Path(first["path"]) and served.runner.path == Path(base_file)
+    # retrain: new weights under the same name
+    weights = adapter / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file({k: v + 0.01 * torch.ones_like(v) for k, v in tensors.items()}, str(weights))
+    assert not engine_status("tiny-a")["loaded"]  # the warm server holds the old copy
+    second = get_llamacpp_pool().served("tiny-a")
+    assert second.stamp != served.stamp and second.stamp.startswith(base_file + "+")
+    assert not Path(first["path"]).exists()  # the stale LoRA GGUF is gone, the base's GGUF is kept
+    assert Path(second.stamp.split("+", 1)[1]).is_file() and Path(base_file).is_file()
+
+
+@pytest.mark.slow
+def test_unmerged_adapter_answers_as_torch_and_a_dora_adapter_is_merged(tiny_model_dir, nursery_home,
+                                                                        auto_engine, monkeypatch):
+    """The LoRA applied at run time by llama.cpp gives torch's greedy tokens (PEFT computes it unmerged too);
+    an adapter llama.cpp cannot apply unmerged (DoRA, saved modules) is served merged into one GGUF."""
+    _llamacpp_ready()
+    from nursery_core.engines.gguf_cache import serves_unmerged
+    from nursery_core.errors import InvalidConfig
+
+    assert not serves_unmerged(tiny_model_dir, tiny_model_dir)  # auto: merged over a converted base
+    monkeypatch.setenv("NURSERY_LLAMACPP_ADAPTERS", "both")
+    with pytest.raises(InvalidConfig, match="NURSERY_LLAMACPP_ADAPTERS must be one of"):
+        serves_unmerged(tiny_model_dir, tiny_model_dir)
+    monkeypatch.setenv("NURSERY_LLAMACPP_ADAPTERS", "lora")
+    import json
+
+    import torch
+
+    from cradle_helpers import make_adapter
+    from nursery_core.engines.gguf_cache import adapter_target, lora_refusal
+    from nursery_core.engines.llamacpp import get_llamacpp_pool, gguf_path_if_cached
+    from nursery_core.inference import resolve_model
+    from nursery_core.interactive import engine_status, generate_batch
+
+    torch.set_num_threads(1)
+    adapter = make_adapter("tiny-u", tiny_model_dir, seed=4)
+    prompts = [{"messages": [{"role": "user", "content": f"Say something about {w}."}]} for w in ("cats", "rain")]
+    settings = {"max_new_tokens": 12, "guarded": False}
+    ref = generate_batch("tiny-u", prompts, settings, engine="torch")
+    out = generate_batch("tiny-u", prompts, settings, engine="auto")
+    assert out.engine["engine"] == "llama.cpp" and list(out) == list(ref), (list(out), list(ref))
+    assert "+" in get_llamacpp_pool().served("tiny-u").stamp
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    (adapter / "adapter_config.json").write_text(json.dumps({**cfg, "use_dora": True}))
+    assert lora_refusal(adapter) == "it is a DoRA adapter"
+    assert lora_refusal(tiny_model_dir) == "its adapter_config.json cannot be read"
+    # one that names a saved module: served merged (its GGUF is the merged one), and the status says no LoRA
+    (adapter / "adapter_config.json").write_text(json.dumps({**cfg, "modules_to_save": ["lm_head"]}))
+    assert lora_refusal(adapter) == "it trains whole modules (lm_head)"
+    assert gguf_path_if_cached(resolve_model("tiny-u")) == str(adapter_target("tiny-u", adapter, tiny_model_dir)[0])
+    assert "LoRA" not in engine_status("tiny-u")["label"]
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+    assert "+ LoRA" in engine_status("tiny-u")["label"]
+
+
+@pytest.mark.slow
+def test_packaged_type_serves_the_embedded_q4_1_file_with_an_adapter_over_it(smollm2_home, auto_engine,
+                                                                            monkeypatch):
+    """NURSERY_LLAMACPP_TYPE=packaged: the embedded base is served from a copy of the packaged Q4_1 GGUF (the
+    package's own file untouched), an adapter of it as a LoRA GGUF over that copy; the status says so."""
+    _llamacpp_ready()
+    from pathlib import Path
+
+    from cradle_helpers import make_adapter
+    from nursery_core.base_models import embedded_gguf
+    from nursery_core.engines.gguf_cache import base_target, packaged_gguf, served_type
+    from nursery_core.engines.llamacpp import get_llamacpp_pool
+    from nursery_core.inference import resolve_model
+    from nursery_core.interactive import engine_status, generate_batch
+
+    base_dir = resolve_model("smollm2-135m").base_dir
+    assert packaged_gguf(base_dir) is None and served_type(base_dir) == "f16"  # the default converts
+    monkeypatch.setenv("NURSERY_LLAMACPP_TYPE", "packaged")
+    packaged = embedded_gguf()
+    before = packaged.stat().st_mtime_ns
+    assert packaged_gguf(base_dir) == packaged and served_type(base_dir) == "Q4_1 as packaged"
+    make_adapter("pk", base_dir, seed=5)
+    out = generate_batch("pk", [{"messages": [{"role": "user", "content": "Hello!"}]}],
+                         {"max_new_tokens": 8, "guarded": False}, engine="auto")
+    assert out.engine["engine"] == "llama.cpp" and out[0].strip()
+    served = get_llamacpp_pool().served("pk")
+    copy = base_target(base_dir)[0]
+    assert served.runner.path == copy and "-packaged-" in copy.name and served.runner.loras
+    assert abs(copy.stat().st_size - packaged.stat().st_size) < 1_000_000  # Q4_1, not a 270 MB f16
+    assert packaged.stat().st_mtime_ns == before and Path(served.runner.identity).name.startswith("lora-pk-")
+    assert engine_status("pk")["label"] == "llama.cpp (GGUF Q4_1 as packaged + LoRA, warm)"
+
+
 def test_engine_status_says_which_engine_serves_and_why(tiny_model_dir, nursery_home, monkeypatch):
     from cradle_helpers import make_adapter
     from nursery_core.interactive import engine_status

@@ -89,7 +89,9 @@ def test_a_restarted_server_restores_the_tool_prefix_and_answers_the_same(smollm
     (restored,) = llamacpp_spy["runs"]
     assert restored["computed"] < plain["prompt"] - first["tokens"] + 2, restored
     assert restored["ids"] == plain["ids"] and list(out) == list(ref)
-    # the streamed Test tab, after another restart: the same answer, from the store again
+    # the streamed Test tab (a solo server of 2 slots: the batch server's 4-slot KV does not fit it), prepared
+    # once, then after another restart: the same answer, from the store again
+    assert prepare("smollm2-135m", TOOLS, solo=True)["source"] == "prefill"
     _restart_servers()
     llamacpp_spy["runs"].clear()
     report: dict = {}
@@ -97,8 +99,8 @@ def test_a_restarted_server_restores_the_tool_prefix_and_answers_the_same(smollm
     (streamed,) = llamacpp_spy["runs"]
     assert report["engine"] == "llama.cpp" and streamed["computed"] < plain["prompt"] - first["tokens"] + 2
     assert streamed["ids"] == plain["ids"] and text.strip() == ref[0].strip()
-    # a user turn alone is below MIN_SAVE: nothing new was stored for these prompts
-    assert len(list(prompt_kv.root().rglob("*.bin"))) == 1
+    # a user turn alone is below MIN_SAVE: nothing new was stored for these prompts (one entry per slot count)
+    assert len(list(prompt_kv.root().rglob("*.bin"))) == 2
 
 
 @pytest.fixture
@@ -110,8 +112,8 @@ def tiny_runner(tiny_model_dir, nursery_home):
     path = base_gguf(tiny_model_dir, None)["path"]
     runners = []
 
-    def start(gguf=path):
-        r = GGUFRunner(gguf, n_ctx=512, threads=1, slots=2)
+    def start(gguf=path, slots=2):
+        r = GGUFRunner(gguf, n_ctx=512, threads=1, slots=slots)
         runners.append(r)
         return r
 
@@ -279,7 +281,7 @@ def test_the_test_tab_reads_the_tool_list_in_a_visible_status(tiny_model_dir, nu
     # the run's statuses were drawn before the rerun that shows the result: the prepare is checked in the core
     from nursery_core.engines.llamacpp import get_llamacpp_pool
 
-    runner = get_llamacpp_pool().served("ada").runner
+    runner = get_llamacpp_pool().served("ada", solo=True).runner  # the Test tab streams from the solo server
     pasted = json.dumps([TOOLS[1]["function"]])
     at.radio(key="mc_test_tools_source").set_value("Paste tools").run()
     at.text_area(key="mc_test_tools_text").set_value(pasted).run()
@@ -289,8 +291,28 @@ def test_the_test_tab_reads_the_tool_list_in_a_visible_status(tiny_model_dir, nu
     from nursery_core.inference import resolve_tools
     from nursery_core.interactive import prepare
 
-    assert prepare("ada", resolve_tools("ada", pasted)[0])["source"] == "warm"  # read before the click
+    assert prepare("ada", resolve_tools("ada", pasted)[0], solo=True)["source"] == "warm"  # read before the click
     assert any(len(ids) > 16 for ids in runner.cached)
+
+
+@pytest.mark.slow
+def test_a_stored_kv_is_restored_only_by_servers_with_its_slot_count(tiny_runner):
+    """llama-server refuses a slot file saved by a server with another slot count (a model's solo server has 2,
+    its batch server 4): each count keeps its own entry, and a restore never picks one it would fail on."""
+    from nursery_core.engines import prompt_kv
+
+    two = tiny_runner()
+    ids = _prefix(two)
+    two.prefill(ids, 0)
+    saved = prompt_kv.save(two, 0, ids)
+    assert saved is not None and saved.slots == 2 and saved.kv.name.endswith("-2.bin")
+    four = tiny_runner(slots=4)
+    assert prompt_kv.restore(four, 0, ids, 0) == 0 and saved.kv.exists()  # skipped, not failed and deleted
+    four.prefill(ids, 0)
+    assert prompt_kv.save(four, 0, ids).slots == 4
+    assert sorted(e.slots for e in prompt_kv.entries(two.path)) == [2, 4]
+    again = tiny_runner(slots=4)
+    assert prompt_kv.restore(again, 1, ids, 0) == len(ids) and again.cached[1] == ids
 
 
 def test_a_prompt_alone_goes_where_it_costs_least():

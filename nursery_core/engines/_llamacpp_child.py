@@ -1,5 +1,6 @@
 """The process one llama.cpp server lives in (started by llamacpp_server.GGUFRunner, run by its path, so it
-imports nothing of nursery_core): loads the GGUF in xllamacpp's embedded llama-server on a free loopback port,
+imports nothing of nursery_core): loads the GGUF (and LoRA GGUFs over it) in xllamacpp's embedded llama-server on
+a free loopback port,
 prints one JSON line ({"url"} or {"error"}) and serves until its standard input closes (the parent closed it,
 or died).
 
@@ -29,6 +30,14 @@ def main() -> int:
         p.verbosity = 0
         p.cpuparams.n_threads = cfg["threads"]
         p.cpuparams_batch.n_threads = cfg["threads"]
+        adapters = []
+        for path in cfg.get("loras") or []:  # applied to every request at scale 1 (llama-server's --lora)
+            lora = xlc.CommonAdapterLoraInfo()
+            lora.path = path
+            lora.scale = 1.0
+            adapters.append(lora)
+        if adapters:
+            p.lora_adapters = adapters
         server = xlc.Server(p)
     except Exception as e:  # noqa: BLE001 (reported to the parent, which raises it as a BackendError)
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)

@@ -1,5 +1,15 @@
-"""GGUF copies of pooled models for llama.cpp, built once and kept under NURSERY_HOME/gguf_cache/: a base model
-converted as it is, an adapter merged into its base first (export/merge.py) and then converted (export/gguf.py).
+"""GGUF copies of pooled models for llama.cpp, built once and kept under NURSERY_HOME/gguf_cache/.
+
+- A base model: converted from its HF directory (f16 by default), or with NURSERY_LLAMACPP_TYPE=packaged the
+  packaged GGUF it was materialised from when it has one (the embedded SmolLM2's Q4_1: the very weights torch
+  runs, since the HF copy is that file dequantized to float32, at a third of f16's memory traffic per decoded
+  token; but its matrix products round the activations to 8 bits, so it makes fewer of torch's greedy choices:
+  bench/llamacpp_fidelity.py).
+- An adapter (adapter_mode): merged into its base and converted whole over a converted base (the default: no
+  per-token LoRA work, and a merge into f16 keeps torch's calls, 171 of 174 requests); over a packaged base, a
+  LoRA GGUF of its A and B matrices (export.gguf.convert_lora) that llama.cpp applies at run time, unmerged, as
+  PEFT computes it (a merge would have to requantize the packaged weights), unless llama.cpp cannot apply it so
+  (lora_refusal: DoRA, saved modules, not a LoRA). NURSERY_LLAMACPP_ADAPTERS=lora|merged chooses for every base.
 
 Each file is named by a key of what it was built from (the base's weight files' size and mtime, the adapter's
 weights and config by content, the GGUF type), so a retrained adapter gets a new file and the stale one of that
@@ -15,12 +25,15 @@ import time
 from pathlib import Path
 
 from .. import paths
-from ..errors import BackendError, InvalidConfig
+from ..errors import BackendError, InvalidConfig, NurseryError
 
-# f16 halves f32's memory traffic (decode on a CPU is bound by it) and makes the same greedy choices as torch's
-# float32 on the bench's prompts; q8_0 is faster still but rounds more. NURSERY_LLAMACPP_TYPE overrides.
+# f16 halves f32's memory traffic (decode on a CPU is bound by it) and makes torch's float32 greedy calls on 171 of
+# 174 requests of a trained adapter (bench/llamacpp_fidelity.py); q8_0 and a packaged Q4_1 decode faster but
+# round the activations to 8 bits in their products (160 of 174). NURSERY_LLAMACPP_TYPE overrides: "packaged"
+# serves a base's packaged GGUF when it has one (else f16).
 DEFAULT_OUTTYPE = "f16"
-OUTTYPES = ("f32", "f16", "q8_0")
+OUTTYPES = ("f32", "f16", "q8_0", "packaged")
+LORA_OUTTYPE = "f32"  # a LoRA's matrices are megabytes: kept exact
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
@@ -31,12 +44,91 @@ def outtype() -> str:
     return t
 
 
+def packaged_gguf(base_dir: Path | str) -> Path | None:
+    """With NURSERY_LLAMACPP_TYPE=packaged, the packaged GGUF a base directory was materialised from (its
+    nursery_base.json names the package and file: the embedded SmolLM2), when it is installed; else None."""
+    import json
+
+    if outtype() != "packaged":
+        return None
+    try:
+        source = str(json.loads((Path(base_dir) / "nursery_base.json").read_text()).get("source") or "")
+    except (OSError, ValueError, AttributeError):
+        return None
+    from ..base_models import EMBEDDED_PACKAGE, embedded_gguf
+
+    package, _, name = source.partition(":")
+    if package != EMBEDDED_PACKAGE:
+        return None
+    try:
+        gguf = embedded_gguf()
+    except NurseryError:
+        return None
+    return gguf if gguf.name == name and gguf.is_file() else None
+
+
+def served_type(base_dir: Path | str) -> str:
+    """The GGUF type llama.cpp runs a base in: "Q4_1 as packaged" for a packaged GGUF, else the converted type."""
+    gguf = packaged_gguf(base_dir)
+    if gguf is None:
+        return converted_type()
+    stem = gguf.stem.rsplit(".", 1)
+    return f"{stem[-1] if len(stem) == 2 else 'GGUF'} as packaged"
+
+
+ADAPTER_MODES = ("auto", "merged", "lora")
+
+
+def adapter_mode() -> str:
+    """NURSERY_LLAMACPP_ADAPTERS: "auto" (the default: LoRA GGUF over a packaged base, merged over a converted
+    one), "merged" or "lora". Raises InvalidConfig on another value."""
+    m = os.environ.get("NURSERY_LLAMACPP_ADAPTERS", "auto").strip() or "auto"
+    if m not in ADAPTER_MODES:
+        raise InvalidConfig(f"NURSERY_LLAMACPP_ADAPTERS must be one of {', '.join(ADAPTER_MODES)}, not {m!r}")
+    return m
+
+
+def serves_unmerged(adapter_dir: Path | str, base_dir: Path | str) -> bool:
+    """Whether an adapter is served as a LoRA GGUF over its base's GGUF (else merged into one GGUF)."""
+    mode = adapter_mode()
+    wanted = mode == "lora" or (mode == "auto" and packaged_gguf(base_dir) is not None)
+    return wanted and lora_refusal(adapter_dir) is None
+
+
+def lora_refusal(adapter_dir: Path | str) -> str | None:
+    """Why llama.cpp cannot apply this adapter unmerged (None when it can): its runtime LoRA is plain LoRA on
+    linear layers (llama.cpp's convert_lora_to_gguf.py refuses DoRA and trained, saved modules)."""
+    import json
+
+    try:
+        cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return "its adapter_config.json cannot be read"
+    if str(cfg.get("peft_type", "LORA")).upper() != "LORA":
+        return f"it is a {cfg.get('peft_type')} adapter, not LoRA"
+    if cfg.get("use_dora"):
+        return "it is a DoRA adapter"
+    if cfg.get("modules_to_save"):
+        return f"it trains whole modules ({', '.join(map(str, cfg['modules_to_save']))})"
+    from ..export.gguf import lora_converter_available
+
+    if not lora_converter_available():
+        return "llama.cpp's LoRA converter is not installed (run `make setup`)"
+    return None
+
+
 def _digest(parts: list[bytes]) -> str:
     h = hashlib.sha256()
     for p in parts:
         h.update(len(p).to_bytes(8, "little"))
         h.update(p)
     return h.hexdigest()[:16]
+
+
+def converted_type() -> str:
+    """The type a base is converted to: outtype(), f16 for "packaged" (a base without a packaged GGUF)."""
+    t = outtype()
+    return DEFAULT_OUTTYPE if t == "packaged" else t
 
 
 def base_key(base_dir: Path, kind: str) -> str:
@@ -93,14 +185,28 @@ def _stale(prefix: str, keep: Path) -> None:
 def base_target(base_dir: Path | str) -> tuple[Path, str]:
     """(the GGUF path a base directory's current files get, the prefix its other versions share)."""
     base_dir = Path(base_dir)
-    kind = outtype()
+    packaged = packaged_gguf(base_dir)
+    kind = "packaged" if packaged is not None else converted_type()
+    key = base_key(base_dir, kind)
+    if packaged is not None:
+        st = packaged.stat()
+        key = _digest([key.encode(), f"{packaged.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode()])
     prefix = f"base-{paths.slugify(base_dir.name) or 'base'}-{kind}-"
-    return paths.gguf_cache_dir() / f"{prefix}{base_key(base_dir, kind)}.gguf", prefix
+    return paths.gguf_cache_dir() / f"{prefix}{key}.gguf", prefix
+
+
+def lora_target(model_name: str, adapter_dir: Path | str, base_dir: Path | str) -> tuple[Path, str]:
+    """(the LoRA GGUF path an adapter's current files over this base's GGUF get, the prefix its other versions
+    share). The key covers the base's GGUF name, so a KV computed with it never meets another base file."""
+    base_file = base_target(base_dir)[0].name
+    prefix = f"lora-{paths.slugify(model_name) or 'model'}-"
+    key = _digest([adapter_key(Path(adapter_dir), Path(base_dir), LORA_OUTTYPE).encode(), base_file.encode()])
+    return paths.gguf_cache_dir() / f"{prefix}{key}.gguf", prefix
 
 
 def adapter_target(model_name: str, adapter_dir: Path | str, base_dir: Path | str) -> tuple[Path, str]:
     """(the GGUF path an adapter's current files over this base get, the prefix its other versions share)."""
-    kind = outtype()
+    kind = converted_type()
     prefix = f"adapter-{paths.slugify(model_name) or 'model'}-{kind}-"
     return paths.gguf_cache_dir() / f"{prefix}{adapter_key(Path(adapter_dir), Path(base_dir), kind)}.gguf", prefix
 
@@ -110,16 +216,52 @@ def _convert(model_dir: Path, tmp: Path, eot_id: int | None) -> str:
     (export.gguf.set_end_of_turn)."""
     from ..export.gguf import convert, set_end_of_turn
 
-    raw = convert(model_dir, tmp / "raw.gguf", outtype())["path"]
+    raw = convert(model_dir, tmp / "raw.gguf", converted_type())["path"]
     return raw if eot_id is None else set_end_of_turn(raw, tmp / "model.gguf", eot_id)["path"]
 
 
+def _from_packaged(packaged: Path, tmp: Path, eot_id: int | None) -> str:
+    """The packaged GGUF copied into the cache (the package's file is never written), with `eot_id` recorded."""
+    from ..export.gguf import set_end_of_turn
+
+    if eot_id is not None:
+        return set_end_of_turn(packaged, tmp / "model.gguf", eot_id)["path"]
+    shutil.copyfile(packaged, tmp / "model.gguf")
+    return str(tmp / "model.gguf")
+
+
 def base_gguf(base_dir: Path | str, eot_id: int | None = None) -> dict:
-    """{"path", "built", "seconds"}: the GGUF of a base model directory, converted now unless cached (`eot_id`:
-    the family's end-of-turn token id, recorded in the GGUF).
+    """{"path", "built", "seconds"}: the GGUF of a base model directory, its packaged GGUF or converted now,
+    unless cached (`eot_id`: the family's end-of-turn token id, recorded in the GGUF).
     Raises BackendError when the converter is missing or fails (an architecture llama.cpp does not know)."""
     target, prefix = base_target(base_dir)
-    result = _build(target, lambda tmp: _convert(Path(base_dir), tmp, eot_id))
+    packaged = packaged_gguf(base_dir)
+    if packaged is not None:
+        result = _build(target, lambda tmp: _from_packaged(packaged, tmp, eot_id))
+    else:
+        result = _build(target, lambda tmp: _convert(Path(base_dir), tmp, eot_id))
+    if result["built"]:
+        _stale(prefix, target)
+    return result
+
+
+def lora_gguf(model_name: str, adapter_dir: Path | str, base_dir: Path | str) -> dict:
+    """{"path", "built", "seconds"}: the LoRA GGUF of an adapter (f32, applied by llama.cpp over its base's GGUF),
+    converted now unless cached for these exact adapter files; a stale one of the same model is deleted.
+    Raises BackendError when the converter refuses it (see lora_refusal)."""
+    from ..export.gguf import convert_lora
+
+    target, prefix = lora_target(model_name, adapter_dir, base_dir)
+
+    def make(tmp: Path) -> str:
+        return convert_lora(adapter_dir, base_dir, tmp / "lora.gguf", LORA_OUTTYPE)["path"]
+
+    try:
+        result = _build(target, make)
+    except BackendError:
+        raise
+    except NurseryError as e:
+        raise BackendError(f"could not convert the adapter {model_name} for llama.cpp: {e}") from e
     if result["built"]:
         _stale(prefix, target)
     return result

@@ -1,5 +1,6 @@
-"""Interactive inference on llama.cpp: each pooled model (a base, or an adapter merged into its base) runs as a
-GGUF copy (engines/gguf_cache.py) in llama.cpp's server engine, kept warm in a small LRU of servers.
+"""Interactive inference on llama.cpp: each pooled model (a base, or an adapter: merged into its base, or its
+LoRA GGUF applied over its base's GGUF) runs as a GGUF copy (engines/gguf_cache.py) in llama.cpp's server engine,
+kept warm in a small LRU of servers.
 
 Same answers as the torch path, faster on a CPU: prompts are rendered and tokenized by the same HF tokenizer and
 chat template (the adapter's own when it has one) and sent as token ids; greedy is argmax (top_k 1); a guarded
@@ -8,6 +9,11 @@ enforces exactly as the torch guard does; the answer's token ids are decoded by 
 own text drops control tokens). llama-server keeps the KV cache of the previous prompt (`cache_prompt`), so a
 warm model only runs what differs from the last call (the system turn with the tools is shared).
 
+A model can have two servers over the same GGUF (its weights mapped once): a solo server on every core
+(solo_threads) for one streamed answer at a time (the Test tab, test-model, serve's streams), whose first token
+needs the user turn computed fast, and a batch server on default_threads() for several prompts (a compare, a
+batch): a compare's two models then answer at once, one core each, with no thread left waiting for a core (a
+decode step reads every weight once, so two one-thread servers at once outrun two two-thread servers in turn).
 Several prompts (a compare) are answered at once, one per server slot (SLOTS), decoded together in one batch;
 a slot that lacks the prompts' shared prefix gets it copied from one that has it (or from one prefill), so the
 system turn runs once per server, not once per slot; a computed prefix of prompt_kv.MIN_SAVE tokens or more is
@@ -38,6 +44,7 @@ from ..guard.processor import CLOSING_WINDOW
 ENGINES = ("auto", "torch", "llama.cpp")
 N_CTX = 4096  # tokens per slot: a tool-calling prompt and its answer with room to spare (about 90 MB of KV)
 SLOTS = 4     # prompts a server answers at once (a compare's rows); each slot has its own N_CTX
+SOLO_SLOTS = 2  # a solo server's: the answer's slot, and one a tool list or the grammar's warm-up can use
 MIN_COPY = 16  # prefix tokens worth copying between slots rather than running again (a copy costs ~10 ms)
 
 
@@ -66,7 +73,7 @@ def unavailable_reason() -> str | None:
 @dataclass
 class _Served:
     model_name: str
-    stamp: str                      # the GGUF's path: a retrained adapter has another
+    stamp: str                      # the served files (gguf_path_if_cached): a retrained adapter has others
     runner: Any                     # GGUFRunner
     tokenizer: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -93,25 +100,32 @@ def _end_of_turn_id(tok) -> int | None:
 
 
 def gguf_of(ref, tokenizer) -> dict:
-    """{"path", "built", "seconds"} of a resolved model's GGUF copy (built now unless cached), with the
-    end-of-turn token of `tokenizer` (the model's, prepared for its family) recorded in it."""
-    from .gguf_cache import adapter_gguf, base_gguf
+    """{"path", "lora" (None or the LoRA GGUF applied over path), "built", "seconds"} of a resolved model's GGUF
+    copy (built now unless cached), with the end-of-turn token of `tokenizer` (the model's, prepared for its
+    family) recorded in the base's GGUF. An adapter is merged into one GGUF, or its base's GGUF with its own LoRA
+    GGUF over it (gguf_cache.serves_unmerged)."""
+    from .gguf_cache import adapter_gguf, base_gguf, lora_gguf, serves_unmerged
 
     eot = _end_of_turn_id(tokenizer)
-    if ref.kind == "adapter":
-        return adapter_gguf(ref.name, ref.adapter_path, ref.base_dir, eot)
-    return base_gguf(ref.base_dir, eot)
+    if ref.kind == "adapter" and not serves_unmerged(ref.adapter_path, ref.base_dir):
+        return {**adapter_gguf(ref.name, ref.adapter_path, ref.base_dir, eot), "lora": None}
+    base = base_gguf(ref.base_dir, eot)
+    if ref.kind != "adapter":
+        return {**base, "lora": None}
+    lora = lora_gguf(ref.name, ref.adapter_path, ref.base_dir)
+    return {"path": base["path"], "lora": lora["path"], "built": base["built"] or lora["built"],
+            "seconds": round(base["seconds"] + lora["seconds"], 1)}
 
 
 class LlamaCppPool:
-    """Warm llama.cpp servers, one per model (LRU, at most `max_models`), and the models that could not be
-    served (with why, until their files change)."""
+    """Warm llama.cpp servers, a batch and a solo one per model (LRU, at most `max_models` of each kind), and
+    the models that could not be served (with why, until their files change)."""
 
     def __init__(self, max_models: int | None = None):
         from ..inference import _max_bases_default
 
         self.max_models = max_models or _max_bases_default()
-        self._served: "OrderedDict[str, _Served]" = OrderedDict()
+        self._served: "OrderedDict[tuple[str, bool], _Served]" = OrderedDict()  # (model, solo) → server
         self._lock = threading.RLock()
         self._building: dict[str, threading.Lock] = {}
         self.failures: dict[str, tuple[str, str]] = {}   # model name → (files stamp, reason)
@@ -130,12 +144,12 @@ class LlamaCppPool:
             return None
         return hit[1] if hit[0] == self._stamp(resolve_model(model_name)) else None
 
-    def is_loaded(self, model_name: str) -> bool:
+    def is_loaded(self, model_name: str, solo: bool = False) -> bool:
         from ..inference import resolve_model
 
         ref = resolve_model(model_name)
         with self._lock:
-            served = self._served.get(model_name)
+            served = self._served.get((model_name, solo))
         if served is None:
             return False
         try:
@@ -144,40 +158,46 @@ class LlamaCppPool:
             return False
 
     def loaded(self) -> list[str]:
+        """The models with a warm server (either kind), least recently used first."""
         with self._lock:
-            return list(self._served)
+            return list(dict.fromkeys(name for name, _ in self._served))
 
-    def served(self, model_name: str) -> _Served:
-        """The warm server of `model_name`, building its GGUF and starting it when needed. Raises
-        BackendError (recorded as this model's failure) when llama.cpp cannot serve it."""
+    def served(self, model_name: str, solo: bool = False) -> _Served:
+        """The warm server of `model_name` (`solo`: its solo server, on every core, for one streamed answer at a
+        time; else its batch server), building its GGUF and starting it when needed. Raises BackendError
+        (recorded as this model's failure) when llama.cpp cannot serve it."""
         from ..inference import resolve_model
-        from .llamacpp_server import GGUFRunner, default_threads
+        from .llamacpp_server import GGUFRunner, default_threads, solo_threads
 
         ref = resolve_model(model_name)
+        key = (model_name, solo)
         with self._lock:
             gate = self._building.setdefault(model_name, threading.Lock())
         with gate:
             cached = gguf_path_if_cached(ref)
             with self._lock:
-                hit = self._served.get(model_name)
+                hit = self._served.get(key)
                 if hit is not None and hit.stamp == cached:
-                    self._served.move_to_end(model_name)
+                    self._served.move_to_end(key)
                     return hit
             start = time.monotonic()
             try:
                 tok = _tokenizer_for(ref)
                 built = gguf_of(ref, tok)
-                runner = GGUFRunner(built["path"], n_ctx=N_CTX, threads=default_threads(), slots=SLOTS)
+                runner = GGUFRunner(built["path"], n_ctx=N_CTX, threads=solo_threads() if solo else default_threads(),
+                                    slots=SOLO_SLOTS if solo else SLOTS, slot_files=True,
+                                    loras=[built["lora"]] if built["lora"] else None)
             except NurseryError as e:
                 self.failures[model_name] = (self._stamp(ref), str(e))
                 raise BackendError(str(e)) from e
-            served = _Served(model_name, built["path"], runner, tok, prepared_s=time.monotonic() - start)
+            served = _Served(model_name, _stamp_of(built["path"], built["lora"]), runner, tok,
+                             prepared_s=time.monotonic() - start)
             with self._lock:
-                old = self._served.pop(model_name, None)
-                self._served[model_name] = served
-                while len(self._served) > self.max_models:
-                    _, evicted = self._served.popitem(last=False)
-                    _close_later(evicted)
+                old = self._served.pop(key, None)
+                self._served[key] = served
+                while sum(1 for _, kind in self._served if kind == solo) > self.max_models:
+                    evict = next(k for k in self._served if k[1] == solo)
+                    _close_later(self._served.pop(evict))
                 self.loads += 1
                 self.failures.pop(model_name, None)
             if old is not None:
@@ -192,12 +212,20 @@ class LlamaCppPool:
             _close_later(s)
 
 
+def _stamp_of(gguf: str, lora: str | None) -> str:
+    return f"{gguf}+{lora}" if lora else str(gguf)
+
+
 def gguf_path_if_cached(ref) -> str:
-    """The path a resolved model's GGUF has (or will have once built) for its current files."""
-    from .gguf_cache import adapter_target, base_target
+    """What a resolved model is served from for its current files (once built): its GGUF's path, and for an
+    adapter served unmerged its LoRA GGUF's after a "+"."""
+    from .gguf_cache import adapter_target, base_target, lora_target, serves_unmerged
 
     if ref.kind == "adapter":
-        return str(adapter_target(ref.name, ref.adapter_path, ref.base_dir)[0])
+        if not serves_unmerged(ref.adapter_path, ref.base_dir):
+            return str(adapter_target(ref.name, ref.adapter_path, ref.base_dir)[0])
+        return _stamp_of(str(base_target(ref.base_dir)[0]),
+                         str(lora_target(ref.name, ref.adapter_path, ref.base_dir)[0]))
     return str(base_target(ref.base_dir)[0])
 
 
@@ -499,17 +527,18 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
     return texts, usage, notes
 
 
-def prepare(model_name: str, prompts: Sequence, grammar: str | None = None) -> dict:
+def prepare(model_name: str, prompts: Sequence, grammar: str | None = None, solo: bool = False) -> dict:
     """Gets the shared prefix of `prompts` (rendered as the model's own, e.g. two prompts that differ only in
     the user turn: the system turn with the tools) into a slot of the model's server, starting it when needed;
     with `grammar` (the guard's plan.grammar) it is compiled for the answers' check here (once per tokenizer
     and grammar) and a server that has run no grammar yet runs one token under it in another slot (llama.cpp
-    builds llguidance's tokenizer once per process), so the first guarded answer pays neither. Returns {"source": "warm"
-    | "store" | "prefill" (fill_prefix), "tokens": the prefix's length}. Raises BackendError when llama.cpp
-    cannot serve the model."""
+    builds llguidance's tokenizer once per process), so the first guarded answer pays neither; in the model's solo
+    server with `solo` (where stream answers), else its batch server. Returns {"source": "warm" | "store" |
+    "prefill" (fill_prefix), "tokens": the prefix's length}. Raises BackendError when llama.cpp cannot serve the
+    model."""
     from .llamacpp_server import common_prefix
 
-    served = get_llamacpp_pool().served(model_name)
+    served = get_llamacpp_pool().served(model_name, solo=solo)
     with served.lock:
         runner = served.runner
         all_ids = [_prompt_ids(served, p) for p in prompts]
@@ -536,10 +565,10 @@ def prepare(model_name: str, prompts: Sequence, grammar: str | None = None) -> d
 
 def stream(model_name: str, prompt, s, plan, torch_stream: Callable[[], Iterator[str]],
            notes: list[str]) -> Iterator[str]:
-    """Text chunks of one answer on llama.cpp. Where llama.cpp cannot finish it (see the module docstring) the
+    """Text chunks of one answer on llama.cpp, from the model's solo server. Where llama.cpp cannot finish it (see the module docstring) the
     torch stream `torch_stream()` runs instead: before the first chunk, or, for a greedy answer cut at the
     budget inside a call, again from the start with only what was not shown yet passed on."""
-    served = get_llamacpp_pool().served(model_name)
+    served = get_llamacpp_pool().served(model_name, solo=True)
     shown = ""
     with served.lock:
         started = _Run()

@@ -34,6 +34,19 @@ def default_threads() -> int:
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 
+def solo_threads() -> int:
+    """Threads of a model's solo server (one streamed answer at a time, engines/llamacpp.py): every core (at most
+    8), since the user turn of a prompt is computed before its first token; NURSERY_LLAMACPP_SOLO_THREADS
+    overrides. On this project's 2-core CPU two threads took a 15-token user turn in ~85 ms, one in ~170 ms."""
+    env = os.environ.get("NURSERY_LLAMACPP_SOLO_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise BackendError(f"NURSERY_LLAMACPP_SOLO_THREADS must be a whole number, not {env!r}") from None
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def common_prefix(a: list[int], b: list[int]) -> int:
     """How many leading token ids `a` and `b` share."""
     n = 0
@@ -48,12 +61,14 @@ class GGUFRunner:
     """A GGUF loaded in llama.cpp's server engine (a child process of its own, see _llamacpp_child.py, on a free
     loopback port) for tokenize/complete.
 
+    `loras`: LoRA GGUFs (export.gguf.convert_lora) applied over the model at scale 1 to every request; `identity`
+    is the file that names the weights served (the last LoRA, else the GGUF), which the prompt KV store keys by.
     `slots` requests run at once, each in its own slot of `n_ctx` tokens. `cached[k]` is the prompt slot k last
     ran (its KV cache, kept by `cache_prompt`, holds a prefix of it) when every request names its slot. It is a
     hint for placing prompts and copying prefixes only: llama-server itself finds what a slot can reuse."""
 
     def __init__(self, gguf_path: Path | str, n_ctx: int = 4096, threads: int | None = None, slots: int = 1,
-                 slot_files: bool | None = None):
+                 slot_files: bool | None = None, loras: list[Path | str] | None = None):
         import importlib.util
 
         if importlib.util.find_spec("xllamacpp") is None:
@@ -68,8 +83,9 @@ class GGUFRunner:
         # llama-server joins slot_save_path and a file name unseparated. Slot files (copy_slot, save_slot,
         # restore_slot) are on by default with several slots
         self._slot_files = slots > 1 if slot_files is None else slot_files
+        loras = [str(p) for p in loras or []]
         cfg = {"path": str(gguf_path), "n_ctx": n_ctx * slots, "slots": slots, "threads": threads,
-               "slot_save_path": self._dir + os.sep if self._slot_files else ""}
+               "slot_save_path": self._dir + os.sep if self._slot_files else "", "loras": loras}
         name = Path(gguf_path).name
         try:
             with open(Path(self._dir, "server.log"), "wb") as log:
@@ -85,6 +101,8 @@ class GGUFRunner:
             self.close()
             raise BackendError(f"llama.cpp could not load {name}: {started.get('error')}")
         self.path = Path(gguf_path)
+        self.loras = [Path(p) for p in loras]
+        self.identity = self.loras[-1] if self.loras else self.path
         self.n_ctx = n_ctx
         self.slots = slots
         self.cached: list[list[int]] = [[] for _ in range(slots)]

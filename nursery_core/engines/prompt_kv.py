@@ -3,10 +3,11 @@ a server that has computed a long prompt prefix (the system turn with the tools)
 server of the same GGUF that meets a prompt sharing it later loads the file (milliseconds) instead of computing
 it again (about 10 ms of CPU per token for SmolLM2-135M on one thread: 3.6 s for the 376 tokens of four tools).
 
-Layout: NURSERY_HOME/gguf_cache/prompt_kv/<model key>/<ids digest>.bin (llama-server's slot file, written by its
+Layout: NURSERY_HOME/gguf_cache/prompt_kv/<model key>/<ids digest>-<server slots>.bin (llama-server's slot file, written by its
 /slots/{id}?action=save, github.com/ggml-org/llama.cpp tools/server/README.md) and .json beside it (the token ids
 it holds, the file's sha256, the GGUF it belongs to). The model key is the GGUF's resolved path, size and mtime and
-the llama.cpp bindings' version, so a rebuilt model or another llama.cpp never loads an old KV. Both files are
+the llama.cpp bindings' version, so a rebuilt model or another llama.cpp never loads an old KV; for an adapter
+served unmerged it is its LoRA GGUF's (whose name covers the base GGUF's, gguf_cache.lora_target). Both files are
 written under a temporary name and renamed (two dashboard processes can share the folder); an entry exists once
 its .json does. The folder is bounded (max_bytes(), least recently used entries go first). A restore that fails
 (a corrupt file, a checksum that does not match, llama.cpp refusing it) deletes the entry and the caller computes
@@ -101,13 +102,16 @@ def _sha256(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Entry:
-    """One stored KV: `kv` (llama-server's slot file), `meta` (its .json), the token ids it holds, its sha256."""
+    """One stored KV: `kv` (llama-server's slot file), `meta` (its .json), the token ids it holds, its sha256,
+    and the slot count of the server that saved it (llama-server restores a slot file only into a server with as
+    many slots: a 4-slot server's file is refused by a 2-slot one; None for entries older than that record)."""
 
     kv: Path
     meta: Path
     ids: tuple[int, ...]
     sha256: str
     gguf: str
+    slots: int | None = None
 
 
 # parsed .json files of this process: path -> (mtime_ns, size, entry); re-read when the file changes
@@ -127,7 +131,7 @@ def _read(meta: Path) -> Entry | None:
     try:
         d = json.loads(meta.read_text())
         entry = Entry(meta.with_suffix(".bin"), meta, tuple(int(t) for t in d["ids"]), str(d["sha256"]),
-                      str(d.get("gguf", "")))
+                      str(d.get("gguf", "")), int(d["slots"]) if d.get("slots") is not None else None)
     except (OSError, ValueError, KeyError, TypeError) as e:
         log.warning("prompt KV store: dropping unreadable %s (%s)", meta, e)
         _drop_files(meta)
@@ -155,10 +159,13 @@ def entries(gguf_path: Path | str) -> list[Entry]:
     return [e for e in found if e is not None]
 
 
-def best(gguf_path: Path | str, ids: list[int]) -> tuple[Entry | None, int]:
-    """(the stored entry sharing the longest prefix with `ids`, that prefix's length); (None, 0) when none."""
+def best(gguf_path: Path | str, ids: list[int], slots: int | None = None) -> tuple[Entry | None, int]:
+    """(the stored entry sharing the longest prefix with `ids`, that prefix's length); (None, 0) when none.
+    With `slots`, only entries a server of that many slots can restore."""
     top: tuple[Entry | None, int] = (None, 0)
     for e in entries(gguf_path):
+        if slots is not None and e.slots not in (None, slots):
+            continue
         n = common_prefix(list(e.ids), ids)
         if n > top[1]:
             top = (e, n)
@@ -180,7 +187,7 @@ def restore(runner: Any, slot: int, ids: list[int], have: int) -> int:
     if not enabled() or len(ids) - have < MIN_GAIN:
         return have
     try:
-        entry, n = best(runner.path, ids)
+        entry, n = best(runner.identity, ids, runner.slots)
     except OSError as e:
         log.warning("prompt KV store unreadable (%s)", e)
         return have
@@ -213,18 +220,18 @@ def save(runner: Any, slot: int, ids: list[int]) -> Entry | None:
     if not enabled() or len(ids) < MIN_SAVE:
         return None
     try:
-        folder = root() / model_key(runner.path)
+        folder = root() / model_key(runner.identity)
         folder.mkdir(parents=True, exist_ok=True)
-        stem = _ids_digest(ids)
+        stem = f"{_ids_digest(ids)}-{runner.slots}"  # one entry per slot count: see Entry.slots
         meta, kv = folder / f"{stem}.json", folder / f"{stem}.bin"
         old = _read(meta) if meta.is_file() else None
         if old is not None and kv.is_file():
             _touch(kv)
             return old
         runner.save_slot(slot, kv)
-        entry = Entry(kv, meta, tuple(ids), _sha256(kv), str(Path(runner.path).resolve()))
+        entry = Entry(kv, meta, tuple(ids), _sha256(kv), str(Path(runner.identity).resolve()), runner.slots)
         tmp = meta.with_name(f".{meta.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps({"ids": list(ids), "sha256": entry.sha256, "gguf": entry.gguf,
+        tmp.write_text(json.dumps({"ids": list(ids), "sha256": entry.sha256, "gguf": entry.gguf, "slots": entry.slots,
                                    "llama_cpp": _llamacpp_version(), "saved_at": time.time()}))
         os.replace(tmp, meta)
     except (OSError, NurseryError) as e:

@@ -1,4 +1,5 @@
-"""HF directory -> GGUF with llama.cpp's own converter, fetched at set-up into .tools/llama.cpp/.
+"""HF directory -> GGUF with llama.cpp's own converter, fetched at set-up into .tools/llama.cpp/, and a PEFT
+LoRA adapter -> a LoRA GGUF (convert_lora_to_gguf.py) that llama.cpp applies over its base GGUF at run time.
 
 The converter runs in a subprocess with its own `gguf-py` first on PYTHONPATH: the PyPI `gguf` package that
 transformers uses is older than the converter expects, so the two never share a process.
@@ -57,6 +58,15 @@ def install_converter(timeout: float = 900) -> dict:
     return {"ok": True, "seconds": round(time.monotonic() - start, 1), "log": log[-4000:]}
 
 
+def lora_converter_script() -> Path:
+    return tools_dir() / "convert_lora_to_gguf.py"
+
+
+def lora_converter_available() -> bool:
+    """Whether adapters can be converted unmerged (older set-ups fetched only the model converter)."""
+    return converter_available() and lora_converter_script().is_file()
+
+
 def require_converter() -> Path:
     if not converter_available():
         raise BackendError(f"llama.cpp's GGUF converter is missing from {tools_dir()}: run `make setup` "
@@ -86,21 +96,52 @@ def convert(model_dir: Path | str, outfile: Path | str, outtype: str = "q8_0", t
     if outfile.exists():
         raise InvalidInput(f"{outfile} already exists; refusing to overwrite it", field="outfile")
     script = require_converter()
-    outfile.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, str(script), str(model_dir), "--outfile", str(outfile), "--outtype", outtype]
+    out = _run_converter(argv, outfile, timeout, f"GGUF conversion of {model_dir.name}",
+                         f"llama.cpp's converter failed on {model_dir.name}")
+    return {**out, "outtype": outtype}
+
+
+def convert_lora(adapter_dir: Path | str, base_dir: Path | str, outfile: Path | str, outtype: str = "f32",
+                 timeout: float = 1800) -> dict:
+    """Runs convert_lora_to_gguf.py: a PEFT LoRA adapter (adapter_config.json + weights) over the HF base in
+    `base_dir` -> a LoRA GGUF (its A and B matrices, rank and alpha; llama.cpp's `--lora`, applied at run time).
+    Returns {"path", "size", "outtype", "seconds", "log"}. Raises InvalidInput for a missing adapter or an
+    existing outfile, BackendError when the script is missing or refuses the adapter (DoRA, trained embeddings)."""
+    if outtype not in OUTTYPES:
+        raise InvalidInput(f"outtype must be one of {', '.join(OUTTYPES)}", field="outtype")
+    adapter_dir, outfile = Path(adapter_dir), Path(outfile)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise InvalidInput(f"{adapter_dir} is not a LoRA adapter directory (no adapter_config.json)",
+                           field="adapter_dir")
+    if outfile.exists():
+        raise InvalidInput(f"{outfile} already exists; refusing to overwrite it", field="outfile")
+    if not lora_converter_available():
+        raise BackendError(f"llama.cpp's LoRA converter is missing from {tools_dir()}: run `make setup`")
+    argv = [sys.executable, str(lora_converter_script()), str(adapter_dir), "--base", str(base_dir),
+            "--outfile", str(outfile), "--outtype", outtype]
+    out = _run_converter(argv, outfile, timeout, f"LoRA conversion of {adapter_dir.name}",
+                         f"llama.cpp's LoRA converter failed on {adapter_dir.name}")
+    return {**out, "outtype": outtype}
+
+
+def _run_converter(argv: list[str], outfile: Path, timeout: float, what: str, failed: str) -> dict:
+    """Runs one of llama.cpp's conversion scripts writing `outfile` (removed again unless it succeeded);
+    {"path", "size", "seconds", "log"}; BackendError with the script's last line when it fails."""
+    outfile.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     try:
         proc = subprocess.run(argv, env=converter_env(), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         outfile.unlink(missing_ok=True)
-        raise BackendError(f"GGUF conversion of {model_dir.name} took longer than {timeout:.0f} s") from None
+        raise BackendError(f"{what} took longer than {timeout:.0f} s") from None
     log = (proc.stdout or "") + (proc.stderr or "")
     if proc.returncode != 0 or not outfile.exists():
         outfile.unlink(missing_ok=True)
         last = [ln for ln in log.strip().splitlines() if ln.strip()][-1:] or ["(no output)"]
-        raise BackendError(f"llama.cpp's converter failed on {model_dir.name} (exit {proc.returncode}): {last[0]}")
-    return {"path": str(outfile), "size": outfile.stat().st_size, "outtype": outtype,
-            "seconds": round(time.monotonic() - start, 2), "log": log[-4000:]}
+        raise BackendError(f"{failed} (exit {proc.returncode}): {last[0]}")
+    return {"path": str(outfile), "size": outfile.stat().st_size, "seconds": round(time.monotonic() - start, 2),
+            "log": log[-4000:]}
 
 
 def set_end_of_turn(infile: Path | str, outfile: Path | str, token_id: int, timeout: float = 600) -> dict:

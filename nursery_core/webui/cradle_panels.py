@@ -171,15 +171,16 @@ def render_test_tab(model_names: list[str], datasets: list[str]) -> None:
     if model and not running:
         # a warm model reads a newly chosen tool list while the user types the prompt
         try:
-            widgets.tools_status(model, resolve_tools(model, tools_text, tools_from)[0], system or None, ahead=True)
+            widgets.tools_status(model, resolve_tools(model, tools_text, tools_from)[0], system or None, ahead=True,
+                                 solo=True)
         except NurseryError:
             pass  # a tool list still being typed: Run reports what is wrong with it
     if running:
         try:
             tools, where = resolve_tools(model, tools_text, tools_from)
             st.caption(f"Tools: {', '.join(t['function']['name'] for t in tools) or 'none'} ({where})")
-            widgets.loading_status(model)  # "Loading model …" until its weights are in memory, then streams
-            widgets.tools_status(model, tools, system or None)
+            widgets.loading_status(model, solo=True)  # "Loading model …" until it is ready, then streams
+            widgets.tools_status(model, tools, system or None, solo=True)
             with st.container(border=True):
                 stream = stream_test_model(model, prompt, tools, system or None, **settings)
                 text = st.write_stream(stream)

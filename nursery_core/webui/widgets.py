@@ -188,10 +188,11 @@ def action_done(key: str) -> None:
     st.session_state[f"{key}__busy"] = False
 
 
-def loading_status(model: str) -> None:
+def loading_status(model: str, solo: bool = False) -> None:
     """A visible status while a model is made ready (the first use in this dashboard process): on llama.cpp,
-    building its GGUF copy (once per model version) and starting its server; on torch, reading its weights.
-    Nothing when it is already warm. The engine that will serve is named either way."""
+    building its GGUF copy (once per model version) and starting its server (`solo`: the one streamed answers
+    use); on torch, reading its weights. Nothing when it is already warm. The engine that will serve is named
+    either way."""
     import time
 
     from ..engines.llamacpp import get_llamacpp_pool
@@ -199,7 +200,7 @@ def loading_status(model: str) -> None:
     from ..errors import NurseryError
     from ..inference import get_pool
 
-    status = engine_status(model)
+    status = engine_status(model, solo=solo)
     if status["loaded"]:
         st.caption(f"Served by {status['label']}")
         return
@@ -208,7 +209,7 @@ def loading_status(model: str) -> None:
         with st.status(f"Preparing model {model} for llama.cpp… (first use: a GGUF copy is built once per model "
                        "version, then its server starts)", expanded=False) as box:
             try:
-                get_llamacpp_pool().served(model)
+                get_llamacpp_pool().served(model, solo=solo)
                 box.update(label=f"Model {model} ready on llama.cpp in {time.monotonic() - start:.0f} s; it stays "
                                  "warm for the next calls", state="complete")
                 return
@@ -225,16 +226,18 @@ def loading_status(model: str) -> None:
                          "next calls", state="complete")
 
 
-def tools_status(model: str, tools: list[dict], system: str | None = None, *, ahead: bool = False) -> None:
+def tools_status(model: str, tools: list[dict], system: str | None = None, *, ahead: bool = False,
+                 solo: bool = False) -> None:
     """A visible status while the system turn with `tools` is read into the model's llama.cpp server
     (interactive.prepare: once per tool list; restored from the prompt KV store when a server saw it before), so
     the next prompt runs only its user turn. `ahead`: only when the model's server is already warm (a page
-    render never starts a server). Nothing on torch; a failure is shown, never raised (the call falls back)."""
+    render never starts a server); `solo`: into the server streamed answers use (the Test tab's). Nothing on
+    torch; a failure is shown, never raised (the call falls back)."""
     from ..errors import NurseryError
     from ..interactive import engine_status, prepare
 
     try:
-        status = engine_status(model)
+        status = engine_status(model, solo=solo)
     except NurseryError:
         return  # the action itself reports a bad model or setting
     if status["engine"] != "llama.cpp" or (ahead and not status["loaded"]):
@@ -242,7 +245,7 @@ def tools_status(model: str, tools: list[dict], system: str | None = None, *, ah
     where = st.empty()
     with where.status(f"Reading the tool list into {model}… (once per tool list)", expanded=False) as box:
         try:
-            done = prepare(model, tools, system)
+            done = prepare(model, tools, system, solo=solo)
         except NurseryError as e:
             box.update(label=f"Could not read the tool list into {model} ahead ({e}); it is read with the prompt",
                        state="error")
