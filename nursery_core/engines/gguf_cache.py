@@ -28,9 +28,9 @@ from .. import paths
 from ..errors import BackendError, InvalidConfig, NurseryError
 
 # f16 halves f32's memory traffic (decode on a CPU is bound by it) and makes torch's float32 greedy calls on 171 of
-# 174 requests of a trained adapter (bench/llamacpp_fidelity.py); q8_0 and a packaged Q4_1 decode faster but
-# round the activations to 8 bits in their products (160 of 174). NURSERY_LLAMACPP_TYPE overrides: "packaged"
-# serves a base's packaged GGUF when it has one (else f16).
+# 174 requests of a trained adapter (bench/llamacpp_fidelity.py); a packaged Q4_1 decodes faster but rounds the
+# activations to 8 bits in its products (160 of 174), and q8_0 rounds them the same way (not measured).
+# NURSERY_LLAMACPP_TYPE overrides: "packaged" serves a base's packaged GGUF when it has one (else f16).
 DEFAULT_OUTTYPE = "f16"
 OUTTYPES = ("f32", "f16", "q8_0", "packaged")
 LORA_OUTTYPE = "f32"  # a LoRA's matrices are megabytes: kept exact
