@@ -252,7 +252,7 @@ def engine_status(model_name: str, solo: bool = False) -> dict:
     if engine == "llama.cpp":
         loaded = llamacpp.get_llamacpp_pool().is_loaded(model_name, solo=solo)
         ref = inference.resolve_model(model_name)
-        unmerged = ref.kind == "adapter" and serves_unmerged(ref.adapter_path, ref.base_dir)
+        unmerged = ref.adapter_path is not None and serves_unmerged(ref.adapter_path, ref.base_dir)
         kind = served_type(ref.base_dir) + (" + LoRA" if unmerged else "")
         label = f"llama.cpp (GGUF {kind}, {'warm' if loaded else 'starts on the first call'})"
     else:

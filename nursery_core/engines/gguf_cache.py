@@ -18,6 +18,7 @@ model is deleted. Builds are serialised per file by a lock file; a half-written 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -47,8 +48,6 @@ def outtype() -> str:
 def packaged_gguf(base_dir: Path | str) -> Path | None:
     """With NURSERY_LLAMACPP_TYPE=packaged, the packaged GGUF a base directory was materialised from (its
     nursery_base.json names the package and file: the embedded SmolLM2), when it is installed; else None."""
-    import json
-
     if outtype() != "packaged":
         return None
     try:
@@ -98,8 +97,6 @@ def serves_unmerged(adapter_dir: Path | str, base_dir: Path | str) -> bool:
 def lora_refusal(adapter_dir: Path | str) -> str | None:
     """Why llama.cpp cannot apply this adapter unmerged (None when it can): its runtime LoRA is plain LoRA on
     linear layers (llama.cpp's convert_lora_to_gguf.py refuses DoRA and trained, saved modules)."""
-    import json
-
     try:
         cfg = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
     except (OSError, ValueError):

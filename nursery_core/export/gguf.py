@@ -154,15 +154,6 @@ def set_end_of_turn(infile: Path | str, outfile: Path | str, token_id: int, time
         raise BackendError(f"gguf-py's metadata tool is missing from {tools_dir()}: run `make setup`")
     argv = [sys.executable, str(script), str(infile), str(outfile), "--special-token-by-id", "eot", str(int(token_id)),
             "--force"]
-    start = time.monotonic()
-    try:
-        proc = subprocess.run(argv, env=converter_env(), capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        Path(outfile).unlink(missing_ok=True)
-        raise BackendError(f"rewriting {Path(infile).name}'s metadata took longer than {timeout:.0f} s") from None
-    if proc.returncode != 0 or not Path(outfile).exists():
-        Path(outfile).unlink(missing_ok=True)
-        last = [ln for ln in ((proc.stdout or "") + (proc.stderr or "")).strip().splitlines() if ln.strip()][-1:]
-        raise BackendError(f"could not set the end-of-turn token of {Path(infile).name}: "
-                           f"{last[0] if last else '(no output)'}")
-    return {"path": str(outfile), "seconds": round(time.monotonic() - start, 2)}
+    out = _run_converter(argv, Path(outfile), timeout, f"rewriting {Path(infile).name}'s metadata",
+                         f"could not set the end-of-turn token of {Path(infile).name}")
+    return {"path": out["path"], "seconds": out["seconds"]}
