@@ -20,8 +20,19 @@ are complete; a compare runs both models at once and each model's prompts at onc
 sides run the same prompts, guarded and greedy, and the bench checks that the two engines give the same calls
 on every prompt.
 
-Measured on this 2-core CPU (session 11; torch on both cores; SmolLM2-135M with a random LoRA; the default: f16,
-the adapter merged, a solo server on 2 threads for streams and batch servers on 1 thread each): warm first token
+Measured with the default (f16, the adapter merged, a solo server on 2 threads for streams, batch servers on 1
+thread each), torch on both cores, SmolLM2-135M with a random LoRA. The ratio depends on the host: these 2-core
+machines are not all the same CPU, and llama.cpp's AVX2 build is what differs most between them (torch's
+"before" was 0.73-0.77 s on both hosts below).
+
+Session 12, an AMD EPYC host: it has AVX-512, which this wheel does not use. Two runs, idle: warm first token
+0.73 -> 0.09 s (8.2x) and 0.77 -> 0.09 s (8.6x); decode 14 -> 72 tokens/s; the compare "again" 11.4 -> 1.2 s
+and 10.8 -> 1.2 s (9.2x both); "first" 2.1x and 2.0x; (a) 4.6x and 5.4x with the store (4.8 s without it); (b) 6.1x
+and 6.4x. Here llama.cpp computes a 17-token user turn in 37 ms on two threads and decodes 92 tokens/s on one. A
+build for this CPU (GGML_NATIVE, AVX-512) was tried: it was 3-9 % faster and takes 5 minutes to compile on 2
+cores, so it was not adopted.
+
+Session 11, an Intel host with AMX, slower for llama.cpp: warm first token
 0.77 s -> 0.16 s (4.8x), decode 13.1 -> 33.4 tokens/s, the compare "again" 9.7 s -> 2.2 s (4.3x), "first"
 10.4 s -> 9.0 s; (a) 4.3 s with the store against 7.7 s without it; (b) 2.4x. Before the solo server (session 9:
 one thread per server for everything) the warm first token was 0.21 s (2.7x against that run's 0.56 s). With
