@@ -212,6 +212,25 @@ def stream_test_model(model_name: str, prompt: str, tools: list[dict], system: s
                        "engine_notes": [f"{why}: ran on torch"] if why else []})
 
 
+def _probes(tools: list[dict], system: str | None) -> list[dict]:
+    """Two prompts that differ only in the user's words: what they share, rendered by the model's own chat
+    template, is the system turn with `tools` (and the user turn's opening)."""
+    return [{"messages": build_messages(q, system), "tools": tools} for q in ("a", "b")]
+
+
+def is_prepared(model_name: str, tools: list[dict], system: str | None = None, solo: bool = False) -> bool:
+    """Whether prepare() would find the system turn with `tools` already in the model's warm llama.cpp server
+    ("warm"), so a page draws no status for it. False on torch, or when that server is not warm or cannot serve.
+    It starts and computes nothing. Raises NotFound for an unknown model."""
+    engine, _ = engine_for(model_name, "auto")
+    if engine == "torch":
+        return False
+    try:
+        return llamacpp.is_prepared(model_name, _probes(tools, system), solo=solo)
+    except BackendError:
+        return False
+
+
 def prepare(model_name: str, tools: list[dict], system: str | None = None, solo: bool = False) -> dict:
     """Gets the system turn with `tools` (and `system`, as Test and Compare render it) into the KV of the model's
     llama.cpp server (`solo`: the one streamed answers use, the Test tab's; else the batch one, the Compare tab's)
@@ -228,9 +247,7 @@ def prepare(model_name: str, tools: list[dict], system: str | None = None, solo:
     engine, why = engine_for(model_name, "auto")
     if engine == "torch":
         return {**out, "reason": why}
-    # two prompts that differ only in the user's words: what they share is the system turn (and the user turn's
-    # opening), rendered by the model's own chat template
-    probes = [{"messages": build_messages(q, system), "tools": tools} for q in ("a", "b")]
+    probes = _probes(tools, system)
     # the guard's grammar for these tools (Test and Compare guard by default), compiled ahead too
     plan = _guard_plans(probes[:1], GenerationSettings.of(None))[0]
     try:

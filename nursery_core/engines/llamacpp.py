@@ -376,15 +376,23 @@ def _final_text(served: _Served, run: _Run, s) -> str:
     return StopAfterCalls.cut(text) if s.stop_after_calls else text
 
 
+def _shared_prefix(all_ids: list[list[int]]) -> list[int]:
+    """The token prefix every prompt in `all_ids` begins with ([] for none)."""
+    from .llamacpp_server import common_prefix
+
+    shared = all_ids[0] if all_ids else []
+    for ids in all_ids[1:]:
+        shared = shared[:common_prefix(shared, ids)]
+    return shared
+
+
 def _share_prefix(runner, first: list[list[int]]) -> None:
     """Before slots 0..n-1 start on the prompts `first` (one each): every slot that lacks their shared prefix
     gets it copied from the slot that has most of it, after that slot runs the rest of it (one prefill, not one
     per slot). A prefix shorter than MIN_COPY is left to each slot."""
     from .llamacpp_server import common_prefix
 
-    shared = first[0]
-    for ids in first[1:]:
-        shared = shared[:common_prefix(shared, ids)]
+    shared = _shared_prefix(first)
     # the last prompt token is always run again by llama-server (it yields the first logits): not shareable
     shared = shared[:min(len(x) for x in first) - 1]
     slots = list(range(len(first)))
@@ -527,6 +535,22 @@ def generate(model_name: str, prompts: Sequence, s, plans: list,
     return texts, usage, notes
 
 
+def is_prepared(model_name: str, prompts: Sequence, solo: bool = False) -> bool:
+    """Whether the shared prefix of `prompts` is already in a slot of the model's warm server, but for fewer than
+    MIN_COPY tokens (what prepare() would report as "warm"). False when that server is not warm. It starts and
+    computes nothing, so a page can ask on every rerun before it draws a status."""
+    from .llamacpp_server import common_prefix
+
+    pool = get_llamacpp_pool()
+    if not pool.is_loaded(model_name, solo=solo):
+        return False
+    served = pool.served(model_name, solo=solo)
+    with served.lock:
+        shared = _shared_prefix([_prompt_ids(served, p) for p in prompts])
+        return len(shared) < MIN_COPY or any(len(shared) - common_prefix(cached, shared) < MIN_COPY
+                                             for cached in served.runner.cached)
+
+
 def prepare(model_name: str, prompts: Sequence, grammar: str | None = None, solo: bool = False) -> dict:
     """Gets the shared prefix of `prompts` (rendered as the model's own, e.g. two prompts that differ only in
     the user turn: the system turn with the tools) into a slot of the model's server, starting it when needed;
@@ -536,15 +560,10 @@ def prepare(model_name: str, prompts: Sequence, grammar: str | None = None, solo
     server with `solo` (where stream answers), else its batch server. Returns {"source": "warm" | "store" |
     "prefill" (fill_prefix), "tokens": the prefix's length}. Raises BackendError when llama.cpp cannot serve the
     model."""
-    from .llamacpp_server import common_prefix
-
     served = get_llamacpp_pool().served(model_name, solo=solo)
     with served.lock:
         runner = served.runner
-        all_ids = [_prompt_ids(served, p) for p in prompts]
-        shared = all_ids[0] if all_ids else []
-        for ids in all_ids[1:]:
-            shared = shared[:common_prefix(shared, ids)]
+        shared = _shared_prefix([_prompt_ids(served, p) for p in prompts])
         slot = runner.place(shared)
         source = "warm" if len(shared) < MIN_COPY else fill_prefix(runner, slot, shared)
         if grammar is not None:

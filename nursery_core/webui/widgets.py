@@ -234,29 +234,28 @@ def tools_status(model: str, tools: list[dict], system: str | None = None, *, ah
     render never starts a server); `solo`: into the server streamed answers use (the Test tab's). Nothing on
     torch; a failure is shown, never raised (the call falls back)."""
     from ..errors import NurseryError
-    from ..interactive import engine_status, prepare
+    from ..interactive import engine_status, is_prepared, prepare
 
     try:
         status = engine_status(model, solo=solo)
+        if status["engine"] != "llama.cpp" or (ahead and not status["loaded"]):
+            return
+        if is_prepared(model, tools, system, solo=solo):
+            return  # nothing to wait for: no box on every rerun
     except NurseryError:
         return  # the action itself reports a bad model or setting
-    if status["engine"] != "llama.cpp" or (ahead and not status["loaded"]):
-        return
-    where = st.empty()
-    with where.status(f"Reading the tool list into {model}… (once per tool list)", expanded=False) as box:
+    with st.status(f"Reading the tool list into {model}… (once per tool list)", expanded=False) as box:
         try:
             done = prepare(model, tools, system, solo=solo)
         except NurseryError as e:
             box.update(label=f"Could not read the tool list into {model} ahead ({e}); it is read with the prompt",
                        state="error")
             return
-        if done["source"] == "warm":
-            where.empty()  # nothing was waited for: no box on every rerun
-            return
         if done["source"] is None:
             label = f"The tool list is read with the prompt ({done['reason']})"
         else:
-            label = {"store": f"Tool list of {model} loaded from the prompt store in {done['seconds']:.1f} s",
+            label = {"warm": f"Tool list of {model} ready",
+                     "store": f"Tool list of {model} loaded from the prompt store in {done['seconds']:.1f} s",
                      "prefill": f"Tool list read into {model} in {done['seconds']:.1f} s ({done['tokens']} tokens); "
                                 "kept for next time"}[done["source"]]
         box.update(label=label, state="complete")
