@@ -6,10 +6,10 @@ import streamlit as st
 
 from nursery_core.evaluation.api import nursery_scorecard
 from nursery_core.formatting import when
-from nursery_core.webui import identity, scores, services, widgets
+from nursery_core.webui import identity, navigation, scores, services, widgets
 from nursery_core.webui.training_widgets import status_label
 
-st.set_page_config(page_title="Nursery", page_icon="🌱", layout="wide")
+navigation.page_setup("Nursery", "🌱")
 user = identity.sidebar_identity()
 services.runner()  # the queue moves (and orphaned runs are recovered) even if nobody opens the Forge
 ROOT = Path(__file__).resolve().parent

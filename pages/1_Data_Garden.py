@@ -16,10 +16,10 @@ from nursery_core.errors import NurseryError
 from nursery_core.settings import effective_training_defaults
 from nursery_core.training.config import TrainConfig
 from nursery_core.training.preview import render_example
-from nursery_core.webui import identity, services, widgets
+from nursery_core.webui import identity, navigation, services, widgets
 from nursery_core.webui.golden_panel import render_golden_panel
 
-st.set_page_config(page_title="Data Garden · Nursery", page_icon="🌿", layout="wide")
+navigation.page_setup("Data Garden · Nursery", "🌿")
 user = identity.sidebar_identity()
 st.title("🌿 Data Garden")
 st.caption("Grow tool-calling training data: generate it from tool schemas, or import real conversations.")

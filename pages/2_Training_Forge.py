@@ -12,10 +12,10 @@ from nursery_core.settings import effective_training_defaults
 from nursery_core.status import ACTIVE
 from nursery_core.training.config import TrainConfig
 from nursery_core.training.preview import job_examples, render_example
-from nursery_core.webui import cloud_panel, identity, services, widgets
+from nursery_core.webui import cloud_panel, identity, navigation, services, widgets
 from nursery_core.webui import training_widgets as tw
 
-st.set_page_config(page_title="Training Forge · Nursery", page_icon="🔥", layout="wide")
+navigation.page_setup("Training Forge · Nursery", "🔥")
 user = identity.sidebar_identity()
 services.runner()  # starts the background runner once per process (and re-attaches orphaned runs)
 st.title("🔥 Training Forge")

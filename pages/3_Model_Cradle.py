@@ -4,11 +4,11 @@ import streamlit as st
 from nursery_core.errors import NurseryError
 from nursery_core.registry import nursery_list_models
 from nursery_core.webui import cradle_panels as cradle
-from nursery_core.webui import identity, services
+from nursery_core.webui import identity, navigation, services
 from nursery_core.webui.deploy_panel import render_deploy_panel
 from nursery_core.webui.serve_panel import render_serve_panel
 
-st.set_page_config(page_title="Model Cradle · Nursery", page_icon="🧪", layout="wide")
+navigation.page_setup("Model Cradle · Nursery", "🧪")
 user = identity.sidebar_identity()
 st.title("🧪 Model Cradle")
 st.caption("Try a model on your own prompts, compare two side by side, and measure tool-call accuracy "

@@ -4,10 +4,10 @@ import sys
 import streamlit as st
 
 from nursery_core import doctor
-from nursery_core.webui import identity, services
+from nursery_core.webui import identity, navigation, services
 from nursery_core.webui.settings_panel import render_ollama_settings, render_training_defaults
 
-st.set_page_config(page_title="Settings · Nursery", page_icon="⚙️", layout="wide")
+navigation.page_setup("Settings · Nursery", "⚙️")
 user = identity.sidebar_identity()
 st.title("⚙️ Settings")
 

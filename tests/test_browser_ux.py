@@ -277,3 +277,23 @@ def test_rendered_prompt_hand_offs_loading_status_and_deploy_tools(server, pages
     expect(main(page)).to_contain_text("Deploying needs llama.cpp's GGUF converter", timeout=30_000)
     expect(key(page, "deploy_fetch_tools").locator("button")).to_be_enabled()
     pages.shot("lin", "cradle-deploy-tools")
+
+
+def test_a_page_opened_first_by_its_link_runs_under_the_app_navigation(server, pages):
+    """A bookmark or a shared link opened on a dashboard that has just started, before anybody has loaded the
+    overview, shows the same page with its query parameters, under app.py's navigation ("Overview", with
+    icons). Streamlit's automatic sidebar for a pages/ folder, which names the overview "app", must not appear."""
+    ctx = pages.browser.new_context(viewport={"width": 1440, "height": 1000})
+    page = pages.add("ben", ctx.new_page())
+    open_page(page, f"{server.url}/Model_Cradle?tab=Evaluate")
+    wait_idle(page, 60)
+    expect(page.locator("h1")).to_contain_text("Model Cradle", timeout=60_000)
+    links = page.locator("[data-testid='stSidebarNav'] a")
+    expect(links).to_have_count(5, timeout=30_000)
+    assert [" ".join(t.split()) for t in links.all_inner_texts()] == [
+        "🌱 Overview", "🌿 Data Garden", "🔥 Training Forge", "🧪 Model Cradle", "⚙️ Settings"], links.all_inner_texts()
+    selected_tab = page.locator("[data-testid='stTab'][aria-selected='true']")
+    expect(selected_tab).to_contain_text("Evaluate")  # ?tab= survived the rerun through app.py
+    assert page.url.endswith("/Model_Cradle?tab=Evaluate"), page.url
+    no_exception(page)
+    pages.shot("ben", "opened-by-link")
