@@ -99,6 +99,8 @@ def resolve(ref: str | None) -> BaseModelSpec:
     if _looks_local(ref):
         d = Path(ref).expanduser().resolve()
         cfg_file = d / "config.json"
+        if not d.exists():
+            raise InvalidInput(f"{d} does not exist", field="base_model")
         if not cfg_file.exists():
             raise InvalidInput(f"{d} is not a Hugging Face model directory (no config.json)", field="base_model")
         cfg = json.loads(cfg_file.read_text())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .errors import InvalidInput
 
@@ -68,6 +68,21 @@ def compare_tools(model_a: str, model_b: str, tools: Any = None, tools_from: str
     return tool_list, source
 
 
+def check_compare_request(model_a: str | None, model_b: str | None, prompts: Sequence[str] | str | None,
+                          dataset: str | None) -> list[str]:
+    """The prompts a compare runs on, with blank ones dropped. Raises InvalidInput naming the field when a model
+    is missing, or when there are neither prompts nor a dataset (or both). It is cheap, so the Compare tab asks
+    it before any model loads."""
+    if not model_a or not model_b:
+        raise InvalidInput("choose two models to compare", field="model")
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    kept = [p for p in (prompts or []) if isinstance(p, str) and p.strip()]
+    if bool(kept) == bool(dataset):
+        raise InvalidInput("give either prompts or a dataset to compare on", field="prompts")
+    return kept
+
+
 def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str | None = None,
                            dataset: str | None = None, split: str = "eval", limit: int | None = None, *,
                            tools: Any = None, tools_from: str | None = None, system: str | None = None,
@@ -85,13 +100,7 @@ def nursery_compare_models(model_a: str, model_b: str, prompts: list[str] | str 
     from .interactive import generate_side_by_side
     from .training.rendering import eval_prompts
 
-    if not model_a or not model_b:
-        raise InvalidInput("choose two models to compare", field="model")
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    prompts = [p for p in (prompts or []) if isinstance(p, str) and p.strip()]
-    if bool(prompts) == bool(dataset):
-        raise InvalidInput("give either prompts or a dataset to compare on", field="prompts")
+    prompts = check_compare_request(model_a, model_b, prompts, dataset)
     gen = GenerationSettings.of(None, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                 seed=seed, batch_size=batch_size, guarded=guarded,
                                 stop_after_calls=bool(stop_after_calls and prompts),

@@ -52,6 +52,11 @@ def count(n, missing: str = "–") -> str:
     return f"{n:.0f}"
 
 
+def things(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 example', '3 examples' (the noun's plural is noun + 's' unless given)."""
+    return f"{n} {noun if n == 1 else (plural or noun + 's')}"
+
+
 def served_by(result: dict) -> tuple[str, list[str]]:
     """('llama.cpp' or 'A: llama.cpp; B: torch', the engines' notes) of a test-model or compare result ('' and
     [] when it does not say)."""

@@ -19,6 +19,18 @@ def ollama_host(store=None) -> str | None:
     return store.get_setting(OLLAMA_HOST_KEY) or None
 
 
+def save_ollama_host(store, host: str | None, user: str | None = None) -> str | None:
+    """Stores the team's Ollama address (None or "" clears it: deploys then only export files). Returns it
+    normalised (export.ollama_client.normalise_host). Raises InvalidInput naming field 'ollama_host' for an
+    address that is not http(s)://host[:port], so a bad one never lands where a deploy would trip on it."""
+    from .export.ollama_client import normalise_host
+
+    host = (host or "").strip()
+    value = normalise_host(host) if host else None
+    store.set_setting(OLLAMA_HOST_KEY, value, by=user)
+    return value
+
+
 def effective_training_defaults(store) -> dict[str, Any]:
     """TrainConfig's defaults with the team's saved overrides applied."""
     from .training.config import TrainConfig

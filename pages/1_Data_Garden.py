@@ -1,7 +1,4 @@
 """Data Garden: generate tool-calling data, import chat history and datasets, and inspect every dataset."""
-import re
-import tempfile
-from pathlib import Path
 
 import streamlit as st
 
@@ -13,6 +10,7 @@ from nursery_core.datasets import (dataset_diversity, delete_dataset, example_le
                                    nursery_list_datasets, show_dataset)
 from nursery_core.base_models import REGISTRY
 from nursery_core.errors import NurseryError
+from nursery_core.formatting import things
 from nursery_core.settings import effective_training_defaults
 from nursery_core.training.config import TrainConfig
 from nursery_core.training.preview import render_example
@@ -77,7 +75,7 @@ with tab_gen:
                     example_queries=[q for q in queries.splitlines() if q.strip()] or None, created_by=user,
                     requests_per_tool_set=int(per_set))
             st.session_state["dg_selected"] = row["name"]
-            st.success(f"Dataset **{row['name']}** with {row['num_examples']} examples is ready: see the "
+            st.success(f"Dataset **{row['name']}** with {things(row['num_examples'], 'example')} is ready: see the "
                        "Datasets tab.")
             widgets.page_link(TRAINING_FORGE, "Train on this dataset", "🔥", {"tf_dataset": row["name"]})
             widgets.report_view(row["report"])
@@ -97,28 +95,21 @@ with tab_imp:
     keep_plain = st.checkbox("Keep conversations without tool calls (as no-call examples)", key="imp_keep_plain")
     redact = st.checkbox("Redact e-mail addresses and API keys", key="imp_redact")
     if st.button("Import", type="primary", key="imp_go", disabled=up is None):
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", up.name) or "upload.json"
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / safe
-            try:
-                path.write_bytes(up.getvalue())
-                with st.spinner(f"Importing {up.name}…"):
-                    if fmt == "canonical":
-                        row = nursery_import_dataset(path, name=imp_name.strip() or None, created_by=user)
-                    elif path.suffix in LOCAL_BUILDERS and path.suffix not in (".json", ".jsonl"):
-                        row = nursery_import_hub(str(path), format=fmt, name=imp_name.strip() or None,
-                                                 keep_plain=keep_plain, redact=redact, created_by=user)
-                    else:
-                        row = nursery_extract_conversations(path, format=fmt, name=imp_name.strip() or None,
-                                                            keep_plain=keep_plain, redact=redact, created_by=user)
-                st.session_state["dg_selected"] = row["name"]
-                st.success(f"Dataset **{row['name']}** with {row['num_examples']} examples imported from "
-                           f"{up.name}.")
-                widgets.page_link(TRAINING_FORGE, "Train on this dataset", "🔥", {"tf_dataset": row["name"]})
-                widgets.report_view(row.get("report") or {})
-            except NurseryError as e:
-                # the file is named as the user knows it, not by the server's temporary copy
-                st.error(widgets.shown_paths(str(e), {str(path): up.name, str(tmp) + "/": ""}))
+        with widgets.uploaded_copy(up, "upload.json") as path:
+            with st.spinner(f"Importing {up.name}…"):
+                if fmt == "canonical":
+                    row = nursery_import_dataset(path, name=imp_name.strip() or None, created_by=user)
+                elif path.suffix in LOCAL_BUILDERS and path.suffix not in (".json", ".jsonl"):
+                    row = nursery_import_hub(str(path), format=fmt, name=imp_name.strip() or None,
+                                             keep_plain=keep_plain, redact=redact, created_by=user)
+                else:
+                    row = nursery_extract_conversations(path, format=fmt, name=imp_name.strip() or None,
+                                                        keep_plain=keep_plain, redact=redact, created_by=user)
+            st.session_state["dg_selected"] = row["name"]
+            st.success(f"Dataset **{row['name']}** with {things(row['num_examples'], 'example')} imported from "
+                       f"{up.name}.")
+            widgets.page_link(TRAINING_FORGE, "Train on this dataset", "🔥", {"tf_dataset": row["name"]})
+            widgets.report_view(row.get("report") or {})
 
 # ------------------------------------------------------------------------------------------- datasets
 with tab_ds:

@@ -4,6 +4,7 @@ import streamlit as st
 from nursery_core.base_models import REGISTRY
 from nursery_core.errors import DuplicateRun, NurseryError
 from nursery_core.estimate import estimate_accuracy, nursery_estimate_cost, probe_description
+from nursery_core.formatting import things
 from nursery_core.jobs.api import nursery_cancel_job, nursery_job_status, nursery_list_jobs, nursery_train_local
 from nursery_core.jobs.backends import cloud_providers
 from nursery_core.jobs.train_cloud import nursery_price_quote, nursery_train_cloud
@@ -78,7 +79,7 @@ with tab_est:
             e2.markdown(f"- {q['source']}'s estimate: **{usd}** ({q['how']})")
     acc = estimate_accuracy()
     if acc["count"]:
-        st.caption(f"Past estimates were off by {acc['mean_abs_error_pct']}% on average ({acc['count']} runs).")
+        st.caption(f"Past estimates were off by {acc['mean_abs_error_pct']}% on average ({things(acc['count'], 'run')}).")
 
 with tab_launch:
     cloud = cloud_panel.render_cloud_training_options("tf_cloud")  # None = this machine

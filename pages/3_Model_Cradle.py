@@ -4,7 +4,7 @@ import streamlit as st
 from nursery_core.errors import NurseryError
 from nursery_core.registry import nursery_list_models
 from nursery_core.webui import cradle_panels as cradle
-from nursery_core.webui import identity, navigation, services
+from nursery_core.webui import identity, navigation, services, widgets
 from nursery_core.webui.deploy_panel import render_deploy_panel
 from nursery_core.webui.serve_panel import render_serve_panel
 
@@ -52,7 +52,7 @@ with tab_eval:
 
 # -------------------------------------------------------------------------------------------- deploy
 with tab_deploy:
-    dep_model = st.selectbox("Model", ADAPTER_NAMES, key="mc_deploy_model", bind="query-params")
+    dep_model = st.selectbox("Model", ADAPTER_NAMES, key=widgets.CRADLE_MODEL_KEYS["Deploy"], bind="query-params")
     if dep_model:
         render_deploy_panel(dep_model)
     else:

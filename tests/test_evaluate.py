@@ -136,3 +136,16 @@ def test_tiny_model_end_to_end(tiny_model_dir, store, one_thread):
     details = evaluation_details(r["id"])
     assert len(details) == 4 and all(isinstance(d["output"], str) for d in details)
     assert store.latest_evaluations(["ada"])["ada"]["id"] == r["id"]
+
+
+def test_an_unknown_model_is_named_as_such_not_blamed_on_the_dataset(store, tmp_path):
+    """`evaluate nosuch` without a dataset said "nothing to evaluate 'nosuch' on"; the model is what is missing.
+    A local path that does not exist is said to not exist (not "no config.json")."""
+    from nursery_core.base_models import resolve
+    from nursery_core.errors import InvalidInput, NotFound
+    from nursery_core.evaluation.api import evaluation_plan
+
+    with pytest.raises(NotFound, match="no model named 'nosuch'"):
+        evaluation_plan("nosuch")
+    with pytest.raises(InvalidInput, match="does not exist"):
+        resolve(str(tmp_path / "no-such-dir"))

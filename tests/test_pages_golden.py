@@ -167,3 +167,21 @@ def test_model_cradle_and_overview_show_golden_beside_held_out(store, tmp_path):
     recent = table(ov, "name", "held-out AST (95% CI)", "golden sets AST (95% CI)")
     assert "gold: 100.0% [34.2–100.0%] n=2 ⚠ small sample" == recent["golden sets AST (95% CI)"][0]
     assert any("fewer than 30 examples" in c.value for c in ov.caption)
+
+
+def test_an_uploaded_golden_file_is_named_by_its_own_name_in_errors(monkeypatch, store):
+    """Golden sets → Import: a bad row is reported as `<the upload's name>:<line>`, never as the server's temporary
+    copy (/tmp/…), and nothing is stored (the same helper serves the Data Garden's import)."""
+    from types import SimpleNamespace
+
+    from nursery_core.golden import nursery_golden_import
+    from nursery_core.webui import widgets
+
+    shown: list[str] = []
+    monkeypatch.setattr(widgets.st, "error", shown.append)
+    up = SimpleNamespace(name="my golden (1).csv", getvalue=lambda: b"request,calls\nhello,not json\n")
+    with widgets.uploaded_copy(up, "golden.jsonl") as path:
+        nursery_golden_import(path, name="g-upload")
+    assert len(shown) == 1 and shown[0].startswith("my golden (1).csv:2"), shown
+    assert "/tmp" not in shown[0] and not path.exists()
+    assert not store.has_dataset("g-upload")

@@ -195,6 +195,17 @@ def test_bad_input_on_settings_is_an_error_message():
     at.button(key="settings_ollama_save").click().run()
     assert not at.exception
     assert any("http://" in e for e in errors(at))
+    # a port out of range (urllib raises ValueError for it) is refused here, not later inside a deploy
+    at.text_input(key="settings_ollama_host").set_value("http://example:99999/x")
+    at.button(key="settings_ollama_save").click().run()
+    assert not at.exception and any("port must be a number from 1 to 65535" in e for e in errors(at)), errors(at)
+    from nursery_core.settings import OLLAMA_HOST_KEY
+    from nursery_core.store import get_store
+
+    assert get_store().get_setting(OLLAMA_HOST_KEY) is None  # nothing bad was stored
+    at.text_input(key="settings_ollama_host").set_value("box:8080")
+    at.button(key="settings_ollama_save").click().run()
+    assert get_store().get_setting(OLLAMA_HOST_KEY) == "http://box:8080"
 
 
 def test_display_name_is_asked_once_validated_and_used_on_what_the_page_creates(store):

@@ -302,6 +302,14 @@ def evaluation_plan(model_name: str, dataset: str | None = None, split: str = "e
     if dataset:
         store.get_dataset(dataset)  # NotFound before anything loads
     row = store.get_model(model_name) if model_name and store.has_model(model_name) else None
+    if row is None and model_name:
+        from ..base_models import resolve
+
+        try:
+            resolve(model_name)  # a base model or a local directory; nothing is loaded
+        except NotFound:
+            raise NotFound(f"no model named {model_name!r}: it is neither a trained adapter (see the models list) "
+                           "nor a base model") from None
     row_dataset = row.get("dataset") if row else None
     held = dataset or (row_dataset if row_dataset and store.has_dataset(row_dataset) else None)
     if golden is None:

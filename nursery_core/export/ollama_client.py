@@ -25,13 +25,16 @@ def normalise_host(host: str | None = None) -> str:
     if "://" not in raw:
         raw = "http://" + raw
     parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput(f"{host!r} is not an Ollama address such as http://127.0.0.1:11434",
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in parts.netloc):
+        raise InvalidInput(f"{raw!r} is not an Ollama address such as http://127.0.0.1:11434",
                            field="ollama_host")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else DEFAULT_PORT)
+    except ValueError:  # urllib: a port that is not a number, or outside 0-65535
+        raise InvalidInput(f"{raw!r}: the port must be a number from 1 to 65535", field="ollama_host") from None
     hostname = "127.0.0.1" if parts.hostname in ("0.0.0.0", "::") else parts.hostname
     if ":" in hostname:
         hostname = f"[{hostname}]"
-    port = parts.port or (443 if parts.scheme == "https" else DEFAULT_PORT)
     return f"{parts.scheme}://{hostname}:{port}{parts.path.rstrip('/')}"
 
 

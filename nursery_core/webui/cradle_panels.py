@@ -8,16 +8,16 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ..compare import OUTCOMES, compare_tools, nursery_compare_models
+from ..compare import OUTCOMES, check_compare_request, compare_tools, nursery_compare_models
 from ..datasets import load_examples
 from ..errors import NurseryError
 from ..evaluation.api import (HEADLINE, decoding_of, evaluation_details, list_evaluations, nursery_evaluate,
                               nursery_evaluate_suite, nursery_leaderboard, nursery_scorecard)
 from ..formatting import count, served_by, when
-from ..inference import analyse_completion, resolve_tools
+from ..inference import analyse_completion, build_messages, resolve_tools
 from ..interactive import stream_test_model
 from ..registry import delete_model
-from . import scores, widgets
+from . import scores, services, widgets
 
 STATUS_COLOURS = {"same": "#e6f4ea", "different": "#fde7c8", "only in A": "#fbd3d0", "only in B": "#d6e4fb"}
 STATUS_WORDS = {"only_a": "only in A", "only_b": "only in B"}  # the diff's codes, as people read them
@@ -155,7 +155,7 @@ def render_test_tab(model_names: list[str], datasets: list[str]) -> None:
     """One prompt through one model with its tools: the streamed answer and its parsed calls."""
     if not model_names:
         st.info("No model available yet.")
-    model = pick_model(model_names, "Model", "mc_test_model", remember=True)
+    model = pick_model(model_names, "Model", widgets.CRADLE_MODEL_KEYS["Test"], remember=True)
     prompt = st.text_area("Prompt", key="mc_test_prompt", placeholder="What's the weather in Lisbon tomorrow?")
     source = st.radio("Tools", ["The model's training tools", "A dataset's tools", "Paste tools"],
                       horizontal=True, key="mc_test_tools_source")
@@ -177,6 +177,7 @@ def render_test_tab(model_names: list[str], datasets: list[str]) -> None:
             pass  # a tool list still being typed: Run reports what is wrong with it
     if running:
         try:
+            build_messages(prompt, system or None)  # an empty prompt is said now, not after the model loads
             tools, where = resolve_tools(model, tools_text, tools_from)
             st.caption(f"Tools: {', '.join(t['function']['name'] for t in tools) or 'none'} ({where})")
             widgets.loading_status(model, solo=True)  # "Loading model …" until it is ready, then streams
@@ -243,6 +244,8 @@ def render_compare_tab(model_names: list[str], datasets: list[str]) -> None:
             widgets.tools_status(m, tools, ahead=True)  # warm models read the tool list before the click
     if running:
         try:
+            # missing prompts are said now, not after both models load
+            check_compare_request(a, b, kwargs.get("prompts"), kwargs.get("dataset"))
             for m in dict.fromkeys((a, b)):
                 widgets.loading_status(m)
                 if tools is not None:
@@ -306,9 +309,24 @@ def render_compare_tab(model_names: list[str], datasets: list[str]) -> None:
             show_diff(row["diff"], "mc_cmp_example_diff")
 
 
+def _dataset_follows_model(datasets: list[str]) -> None:
+    """When the Evaluate tab's model changes (a pick, or a hand-off link), its Dataset starts at the dataset that
+    model was trained on, as `evaluate` does without --dataset. A dataset the user picks for that model stays."""
+    key = widgets.CRADLE_MODEL_KEYS["Evaluate"]
+    model = st.session_state.get(key) or st.query_params.get(key)
+    if not model or model == st.session_state.get("mc_eval_dataset_for"):
+        return
+    st.session_state["mc_eval_dataset_for"] = model
+    store = services.store()
+    trained_on = store.get_model(model).get("dataset") if store.has_model(model) else None
+    if trained_on in datasets:
+        st.session_state["mc_eval_dataset"] = trained_on
+
+
 def render_evaluate_tab(model_names: list[str], datasets: list[str], golden_sets: list[str], user: str | None) -> None:
     """Evaluate a model or a predictions file, the leaderboard and the per-example drill-down."""
     source = st.radio("Score", ["A model", "A predictions file"], horizontal=True, key="mc_eval_source")
+    _dataset_follows_model(datasets)
     c1, c2, c3 = st.columns(3)
     ev_dataset = c1.selectbox("Dataset", datasets, key="mc_eval_dataset")
     ev_split = c2.selectbox("Split", ["eval", "all", "train"], key="mc_eval_split")
@@ -316,7 +334,7 @@ def render_evaluate_tab(model_names: list[str], datasets: list[str], golden_sets
     upload = None
     golden_pick, no_golden, with_base = [], False, False
     if source == "A model":
-        ev_model = pick_model(model_names, "Model", "mc_eval_model", remember=True)
+        ev_model = pick_model(model_names, "Model", widgets.CRADLE_MODEL_KEYS["Evaluate"], remember=True)
         g1, g2, g3 = st.columns([2, 1, 1.3])
         golden_pick = g1.multiselect("Golden sets", golden_sets, key="mc_eval_golden",
                                      placeholder="every golden set whose tools the model was trained on")

@@ -4,9 +4,6 @@ and delete, and import a golden file. Every action is one golden.* call; widget 
 from __future__ import annotations
 
 import json
-import re
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -245,17 +242,11 @@ def render_golden_panel(user: str | None) -> None:
                    "request, calls, tools, note, or canonical JSONL. One bad row stores nothing.")
         up = st.file_uploader("File", type=["jsonl", "json", "csv"], key="gs_upload")
         if st.button("Import", key="gs_import", disabled=up is None or not name) and up is not None:
-            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", up.name) or "golden.jsonl"
-            try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = Path(tmp) / safe
-                    path.write_bytes(up.getvalue())
-                    r = nursery_golden_import(path, name=name, created_by=user)
+            with widgets.uploaded_copy(up, "golden.jsonl") as path:
+                r = nursery_golden_import(path, name=name, created_by=user)
                 _flash("success", f"Imported {r['imported']} rows into **{r['name']}**.")
                 st.session_state["gs_pick_next"] = r["name"]
                 st.rerun()
-            except NurseryError as e:
-                st.error(str(e))
 
     if current is not None:
         st.subheader(f"Rows of {name}")

@@ -6,7 +6,8 @@ import os
 import streamlit as st
 
 from ..errors import NurseryError
-from ..settings import OLLAMA_HOST_KEY, TRAINING_DEFAULTS_KEY, effective_training_defaults, save_training_defaults
+from ..settings import (OLLAMA_HOST_KEY, TRAINING_DEFAULTS_KEY, effective_training_defaults, save_ollama_host,
+                        save_training_defaults)
 
 # The fields the Settings form features first; every other hyper-parameter of TrainConfig follows under
 # "More settings" (generated from the field metadata, webui/config_form.py).
@@ -22,12 +23,13 @@ def render_ollama_settings(store, user: str | None) -> None:
     host = st.text_input("Ollama server URL", value=stored or "", key="settings_ollama_host",
                          placeholder="http://127.0.0.1:11434")
     if st.button("Save Ollama host", key="settings_ollama_save"):
-        host = host.strip()
-        if host and not host.startswith(("http://", "https://")):
-            st.error("The Ollama host must start with http:// or https://")
+        try:
+            saved = save_ollama_host(store, host, user)
+        except NurseryError as e:
+            st.error(f"Not saved: {e}")
         else:
-            store.set_setting(OLLAMA_HOST_KEY, host or None, by=user)
-            st.success("Saved. Deploys register with this server; leave it empty to only export files.")
+            st.success(f"Saved: deploys register with {saved}." if saved else
+                       "Cleared: deploys only export files.")
 
 
 def render_training_defaults(store, user: str | None) -> None:

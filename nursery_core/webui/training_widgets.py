@@ -9,7 +9,7 @@ import streamlit as st
 
 from ..formatting import duration, when
 from ..status import ACTIVE, JobStatus
-from .widgets import page_link  # noqa: F401  (pages call tw.duration)
+from .widgets import CRADLE_MODEL_KEYS, page_link  # noqa: F401  (pages call tw.duration)
 
 
 STATUS_COLOURS: dict[str, str] = {
@@ -172,7 +172,7 @@ def model_handoffs(model: str, key: str) -> None:
 
     cols = st.columns(4)
     for col, (verb, tab) in zip(cols, (("Test", "Test"), ("Evaluate", "Evaluate"), ("Deploy", "Deploy"))):
-        page_link(CRADLE, f"{verb} this model", "🧪", {"tab": tab, f"mc_{tab.lower()}_model": model}, col)
+        page_link(CRADLE, f"{verb} this model", "🧪", {"tab": tab, CRADLE_MODEL_KEYS[tab]: model}, col)
     # the zip is built when the button is clicked, not on every refresh of the page
     cols[3].download_button("Download adapter (.zip)", lambda: adapter_zip(model), file_name=f"{model}-adapter.zip",
                             mime="application/zip", key=f"{key}_zip_{model}", on_click="ignore")

@@ -1,9 +1,13 @@
 """Render helpers shared by pages: examples as chat bubbles, dataset tables and charts."""
 from __future__ import annotations
 
+import contextlib
 import html
 import json
-from typing import Any
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
 
 import altair as alt
 import pandas as pd
@@ -162,12 +166,34 @@ def rendered_prompt(view: dict, key: str) -> None:
             f'padding:8px;max-height:420px;overflow:auto">{"".join(parts)}</div>')
 
 
+# The Model Cradle's model picker of each tab. Hand-off links ("Evaluate this model") fill them through the page
+# address, so the links and the pickers must use these same keys.
+CRADLE_MODEL_KEYS = {"Test": "mc_test_model", "Evaluate": "mc_eval_model", "Deploy": "mc_deploy_model"}
+
+
 def shown_paths(message: str, names: dict[str, str]) -> str:
     """A message with server paths replaced by the names the user knows (an upload's own file name)."""
     for server, shown in sorted(names.items(), key=lambda kv: -len(kv[0])):
         if server:
             message = message.replace(server, shown)
     return message
+
+
+@contextlib.contextmanager
+def uploaded_copy(upload, default_name: str) -> Iterator[Path]:
+    """A temporary copy of a `st.file_uploader` upload, under a safe form of its own name, for a core function
+    that reads a path. A NurseryError raised inside is shown with st.error and not raised further. Its message
+    names the file as the user knows it (`bad.csv:2`), never the server's temporary copy."""
+    from ..errors import NurseryError
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", upload.name) or default_name
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / safe
+        path.write_bytes(upload.getvalue())
+        try:
+            yield path
+        except NurseryError as e:
+            st.error(shown_paths(str(e), {str(path): upload.name, tmp + "/": ""}))
 
 
 def _raise_flag(flag: str) -> None:
