@@ -49,7 +49,7 @@ def test_shows_a_stored_deployment(deployed, monkeypatch):
     assert list(table["same call"]) == [True, False] and "web_search" in table["GGUF calls"][1]
     assert any("ollama create tiny-tools -f" in c.value for c in at.code)
     assert any("FROM ./tiny-tools-f16.gguf" in c.value for c in at.code)
-    assert [m.value for m in at.metric][:2] == ["50%", "identical"]
+    assert [m.value for m in at.metric][:2] == ["50.0%", "identical"]
     assert at.checkbox(key="deploy_register_tiny-tools").disabled  # no Ollama host configured
     # verification decoded free, as Ollama does: the panel says so
     assert any("free (unconstrained) greedy" in c.value and "Ollama" in c.value for c in at.caption)
@@ -116,3 +116,16 @@ def test_make_run_fetches_the_converter_like_make_test():
     for target in ("run", "test", "setup"):
         out = subprocess.run(["make", "-n", "-B", target], cwd=root, capture_output=True, text=True, timeout=60)
         assert "scripts/setup_llamacpp.sh" in out.stdout, (target, out.stdout, out.stderr)
+
+
+def test_a_deployment_that_failed_before_measuring_shows_dashes_not_zeros(deployed, store, monkeypatch):
+    """A deploy that failed before its verification stored no score, tokenization or GGUF size: its card says
+    "–" for them, never "0%", "differs" or "0 MB" as if they had been measured."""
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    store.add_deployment({"model": "tiny-tools", "status": "error", "path": str(paths.exports_dir() / "tiny-tools"),
+                          "error": "merge failed: the adapter's base is missing", "ollama_name": "tiny-tools",
+                          "registered": 0})
+    at = AppTest.from_function(_app, default_timeout=60).run()
+    assert not at.exception
+    assert [m.value for m in at.metric][:4] == ["–", "–", "–", "error"], [m.value for m in at.metric]
+    assert any("the adapter's base is missing" in e.value for e in at.error)

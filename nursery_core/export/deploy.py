@@ -208,14 +208,23 @@ def deploy(model_name: str, opts: DeployOptions, progress: Progress | None = Non
             _record(store, dep["id"], plan, folder, export, registration, result, started, progress)
             return result
         except NurseryError as e:
-            store.update_deployment(dep["id"], status=DeploymentStatus.ERROR.value, error=str(e))
+            store.update_deployment(dep["id"], status=DeploymentStatus.ERROR.value, error=str(e), **_measured(result))
             _emit(progress, "record", "failed", str(e))
             raise
         except Exception as e:  # a bug or a library failure: the row says so, then it propagates
             store.update_deployment(dep["id"], status=DeploymentStatus.ERROR.value,
-                                    error=f"{type(e).__name__}: {e}")
+                                    error=f"{type(e).__name__}: {e}", **_measured(result))
             _emit(progress, "record", "failed", str(e))
             raise
+
+
+def _measured(result: dict) -> dict:
+    """The row fields a deploy that failed after its verification (at registration, say) still measured: the GGUF
+    and its verification, so its card shows them rather than nothing. {} when it failed before."""
+    if "verification" not in result:
+        return {}
+    return {"gguf_path": result["gguf"], "gguf_size": result["gguf_size"], "outtype": result["outtype"],
+            "score": result["score"], "verification": result["verification"]}
 
 
 def _plan(model_name: str, opts: DeployOptions) -> _Plan:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from .. import paths
 from ..errors import NurseryError
+from ..formatting import pct
 from ..export.verify import DECODING_NOTE
 from ..rows import DeploymentRow
 from . import services
@@ -74,9 +75,12 @@ def _show_deployment(dep: DeploymentRow) -> None:
 
     ver = dep.get("verification") or {}
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Same tool calls", f"{(dep.get('score') or 0):.0%}")
-    c2.metric("Tokenization", "identical" if ver.get("tokenization_ok") else "differs")
-    c3.metric("GGUF", f"{(dep.get('outtype') or '?')} · {(dep.get('gguf_size') or 0) / 1e6:.0f} MB")
+    # a deployment that failed before or after its verification has no such numbers stored: "–", never a 0 %
+    # or "differs" the run did not measure
+    score, same_tokens, size = dep.get("score"), ver.get("tokenization_ok"), dep.get("gguf_size")
+    c1.metric("Same tool calls", pct(score))
+    c2.metric("Tokenization", "–" if same_tokens is None else "identical" if same_tokens else "differs")
+    c3.metric("GGUF", "–" if size is None else f"{dep.get('outtype') or '?'} · {size / 1e6:.0f} MB")
     c4.metric("Status", dep.get("status") or "?")
     if dep.get("error"):
         st.error(dep["error"])
