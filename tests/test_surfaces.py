@@ -146,3 +146,21 @@ def test_retrain_fills_the_generated_form_with_the_jobs_settings():
     assert at.selectbox(key="tf_scheduler").value == "linear"
     assert at.selectbox(key="tf_mix_dataset").value == "(none)"
     assert any(f"settings of job {job['id']}" in i.value for i in at.info)
+
+
+def test_retrain_of_a_job_whose_dataset_was_deleted_warns_instead_of_switching_quietly():
+    """The picker cannot show a deleted dataset and falls back to another one: Retrain says so."""
+    from nursery_core.datasets import delete_dataset
+    from nursery_core.store import get_store
+
+    store_dataset("gone", n=10)
+    store_dataset("other", n=10)
+    job = get_store().create_job({"kind": "local", "dataset": "gone", "base_model": "smollm2-135m",
+                                  "output_name": "old-run", "created_by": "ada", "config": {}})
+    get_store().finish_job(job["id"], "failed", error="stopped")
+    delete_dataset("gone")
+    at = AppTest.from_file(FORGE, default_timeout=120).run()
+    assert not at.exception
+    at.button(key="tf_retrain").click().run()
+    assert not at.exception, at.exception
+    assert any("gone" in w.value and "no longer exists" in w.value for w in at.warning), [w.value for w in at.warning]

@@ -164,6 +164,14 @@ def load_job_settings(status: dict) -> None:
     st.session_state["tf_output"] = ""
     st.session_state["tf_flash"] = ("info", f"The form holds the settings of job {status['id']}: give the new "
                                             "model a name and start it.")
+    from .services import store
+
+    dataset = status.get("dataset")
+    if dataset and not store().has_dataset(dataset):
+        # the picker cannot show a deleted dataset and would quietly offer another one
+        st.session_state["tf_flash"] = ("warning", f"Job {status['id']} trained on dataset {dataset}, which no "
+                                                   "longer exists: its settings are in the form, but pick the data "
+                                                   "to train on before starting.")
 
 
 def model_handoffs(model: str, key: str) -> None:
