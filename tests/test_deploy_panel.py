@@ -122,10 +122,13 @@ def test_a_deployment_that_failed_before_measuring_shows_dashes_not_zeros(deploy
     """A deploy that failed before its verification stored no score, tokenization or GGUF size: its card says
     "–" for them, never "0%", "differs" or "0 MB" as if they had been measured."""
     monkeypatch.delenv("OLLAMA_HOST", raising=False)
-    store.add_deployment({"model": "tiny-tools", "status": "error", "path": str(paths.exports_dir() / "tiny-tools"),
-                          "error": "merge failed: the adapter's base is missing", "ollama_name": "tiny-tools",
-                          "registered": 0})
+    failed = store.add_deployment({"model": "tiny-tools", "status": "error",
+                                   "path": str(paths.exports_dir() / "tiny-tools"),
+                                   "error": "merge failed: the adapter's base is missing", "ollama_name": "tiny-tools",
+                                   "registered": 0})
     at = AppTest.from_function(_app, default_timeout=60).run()
+    # both rows may carry the same created_at second: pick the failed one rather than rely on the order
+    at.selectbox(key="deploy_pick_tiny-tools").set_value(failed["id"]).run()
     assert not at.exception
     assert [m.value for m in at.metric][:4] == ["–", "–", "–", "error"], [m.value for m in at.metric]
     assert any("the adapter's base is missing" in e.value for e in at.error)

@@ -144,18 +144,23 @@ class LlamaCppPool:
             return None
         return hit[1] if hit[0] == self._stamp(resolve_model(model_name)) else None
 
-    def is_loaded(self, model_name: str, solo: bool = False) -> bool:
+    def warm(self, model_name: str, solo: bool = False) -> _Served | None:
+        """The model's server (`solo` or batch) when it is up and serves the model's current files; else None.
+        Builds and starts nothing."""
         from ..inference import resolve_model
 
         ref = resolve_model(model_name)
         with self._lock:
             served = self._served.get((model_name, solo))
         if served is None:
-            return False
+            return None
         try:
-            return served.stamp == gguf_path_if_cached(ref)
+            return served if served.stamp == gguf_path_if_cached(ref) else None
         except NurseryError:
-            return False
+            return None
+
+    def is_loaded(self, model_name: str, solo: bool = False) -> bool:
+        return self.warm(model_name, solo) is not None
 
     def loaded(self) -> list[str]:
         """The models with a warm server (either kind), least recently used first."""
@@ -541,10 +546,9 @@ def is_prepared(model_name: str, prompts: Sequence, solo: bool = False) -> bool:
     computes nothing, so a page can ask on every rerun before it draws a status."""
     from .llamacpp_server import common_prefix
 
-    pool = get_llamacpp_pool()
-    if not pool.is_loaded(model_name, solo=solo):
+    served = get_llamacpp_pool().warm(model_name, solo=solo)
+    if served is None:
         return False
-    served = pool.served(model_name, solo=solo)
     with served.lock:
         shared = _shared_prefix([_prompt_ids(served, p) for p in prompts])
         return len(shared) < MIN_COPY or any(len(shared) - common_prefix(cached, shared) < MIN_COPY

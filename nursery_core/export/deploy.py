@@ -205,7 +205,7 @@ def deploy(model_name: str, opts: DeployOptions, progress: Progress | None = Non
             status = DeploymentStatus.after_verification(ver["passed"], registration is not None)
             result["registration"] = registration
             result["status"] = status.value
-            _record(store, dep["id"], plan, folder, export, registration, result, started, progress)
+            _record(store, dep["id"], plan, folder, registration, result, started, progress)
             return result
         except NurseryError as e:
             store.update_deployment(dep["id"], status=DeploymentStatus.ERROR.value, error=str(e), **_measured(result))
@@ -219,8 +219,9 @@ def deploy(model_name: str, opts: DeployOptions, progress: Progress | None = Non
 
 
 def _measured(result: dict) -> dict:
-    """The row fields a deploy that failed after its verification (at registration, say) still measured: the GGUF
-    and its verification, so its card shows them rather than nothing. {} when it failed before."""
+    """The row fields of what a deploy measured: the GGUF and its verification. A finished deploy records them,
+    and so does one that failed after its verification (at registration, say), so its card shows them rather
+    than nothing. {} when it failed before."""
     if "verification" not in result:
         return {}
     return {"gguf_path": result["gguf"], "gguf_size": result["gguf_size"], "outtype": result["outtype"],
@@ -357,7 +358,7 @@ def _register(plan: _Plan, folder: Path, ver: dict, command: str, result: dict,
     return None
 
 
-def _record(store: Any, dep_id: str, plan: _Plan, folder: Path, export: _Export, registration: dict | None,
+def _record(store: Any, dep_id: str, plan: _Plan, folder: Path, registration: dict | None,
             result: dict, started: float, progress: Progress | None) -> None:
     """6. deployment.json in the folder and the deployment row, final."""
     result["files"] = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
@@ -366,10 +367,8 @@ def _record(store: Any, dep_id: str, plan: _Plan, folder: Path, export: _Export,
         {k: v for k, v in result.items() if k not in ("verification", "modelfile")}, indent=2,
         ensure_ascii=False, default=str) + "\n")
     result["files"] = sorted(str(p.relative_to(folder)) for p in folder.iterdir() if p.is_file())
-    ver = export.verification
-    store.update_deployment(dep_id, status=result["status"], gguf_path=str(export.gguf),
-                            gguf_size=result["gguf_size"], outtype=export.outtype, score=ver["score"],
-                            verification=ver, registered=int(registration is not None), files=result["files"],
+    store.update_deployment(dep_id, status=result["status"], **_measured(result),
+                            registered=int(registration is not None), files=result["files"],
                             ollama_host=registration["host"] if registration else plan.host)
     _emit(progress, "record", "done", f"deployment {dep_id} recorded ({result['status']})")
 

@@ -151,6 +151,7 @@ def load_job_settings(status: dict) -> None:
 
     from ..training.config import hyper_options
     from .config_form import load_into_form, option_key
+    from .services import store
 
     cfg = status.get("config") or {}
     load_into_form(cfg, [o for o in hyper_options() if o.name != "mix_dataset"], FORM_PREFIX)
@@ -164,8 +165,6 @@ def load_job_settings(status: dict) -> None:
     st.session_state["tf_output"] = ""
     st.session_state["tf_flash"] = ("info", f"The form holds the settings of job {status['id']}: give the new "
                                             "model a name and start it.")
-    from .services import store
-
     dataset = status.get("dataset")
     if dataset and not store().has_dataset(dataset):
         # the picker cannot show a deleted dataset and would quietly offer another one
